@@ -1,0 +1,12 @@
+//! caretaker's core: everything that decides, nothing that touches the world.
+//!
+//! This crate holds the config model and its validation, durations and calendar schedules,
+//! the job model and redaction of secrets. It performs no I/O: reading files and
+//! environment variables happens behind the [`config::SecretSource`] trait that the binary
+//! implements.
+//!
+//! Architecture invariant: no `std::fs`, `std::net`, `std::process` or clock reads in this
+//! crate. Time comes in as an argument.
+
+pub mod duration;
+pub mod schedule;
