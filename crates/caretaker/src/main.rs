@@ -1,1 +1,74 @@
-fn main() {}
+//! The `caretaker` binary: command-line glue over the core and adapter crates.
+//!
+//! Parsing happens in `cli`, behaviour in `commands/<name>.rs`, failures become exit codes in
+//! `exit` and nowhere else.
+
+mod appenv;
+mod cli;
+mod commands;
+mod context;
+mod exit;
+mod output;
+mod probe;
+mod runner;
+
+use clap::Parser;
+use cli::{Cli, Command, ConfigCommand};
+use exit::Code;
+
+fn main() {
+    // The embedded demo app runs before anything of caretaker's own (logging, config).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "demo-app") {
+        let code = caretaker_demo_app::main_exit(
+            std::iter::once(std::ffi::OsString::from("caretaker demo-app")).chain(args.into_iter().skip(2)),
+        );
+        std::process::exit(exit_code_number(code));
+    }
+    init_logging();
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Config(ConfigCommand::Check { json }) => commands::config::check(&cli.global, *json),
+        Command::Config(ConfigCommand::Show { json }) => commands::config::show(&cli.global, *json),
+        Command::Init(a) => commands::init::run(&cli.global, a),
+        Command::Jobs(a) => commands::jobs::run(&cli.global, a),
+        Command::Demo(a) => commands::demo::run(&cli.global, a),
+        Command::DemoApp { .. } => unreachable!("handled above"),
+    };
+    let code = match result {
+        Ok(code) => code,
+        Err(err) => {
+            let (code, hint) = exit::classify(&err);
+            eprintln!("error: {err:#}");
+            if let Some(h) = hint {
+                eprintln!("  hint: {h}");
+            }
+            code
+        }
+    };
+    std::process::exit(code.number());
+}
+
+fn exit_code_number(code: std::process::ExitCode) -> i32 {
+    // ExitCode is opaque; compare against the values the demo app uses.
+    for n in 0..=255u8 {
+        if std::process::ExitCode::from(n) == code {
+            return n as i32;
+        }
+    }
+    Code::Failure.number()
+}
+
+/// caretaker's own log goes to stderr, one line per event, without ANSI colours when not on a
+/// terminal (journald-friendly). `CARETAKER_LOG` sets the filter (default: info).
+fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CARETAKER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}

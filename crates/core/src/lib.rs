@@ -8,5 +8,8 @@
 //! Architecture invariant: no `std::fs`, `std::net`, `std::process` or clock reads in this
 //! crate. Time comes in as an argument.
 
+pub mod config;
 pub mod duration;
+pub mod envfile;
+pub mod job;
 pub mod schedule;

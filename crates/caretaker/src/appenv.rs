@@ -1,0 +1,46 @@
+//! The app's environment: what a service or one-off command of the app sees — config `env`,
+//! `env_files`, working directory and user. Shared by `jobs run`, and later by the supervisor
+//! and `exec`, so every process of the app gets the same environment.
+
+use crate::exit::{Code, Failure};
+use anyhow::Result;
+use caretaker_core::config::{App, EnvValue};
+use caretaker_core::envfile::parse_env_file;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Variables for the app's processes: env files first (in order), then `env:` (which wins),
+/// then the service's own `env:` when given.
+pub fn app_env(
+    app: &App,
+    service_env: Option<&BTreeMap<String, EnvValue>>,
+    working_dir: &Path,
+) -> Result<Vec<(String, String)>> {
+    let mut vars: BTreeMap<String, String> = BTreeMap::new();
+    for f in &app.env_files {
+        let path: PathBuf = if f.is_absolute() { f.clone() } else { working_dir.join(f) };
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            Failure::new(Code::Config, format!("cannot read env file {}: {e}", path.display()))
+                .hint("env_files are relative to the app's working_dir; create the file or remove it from the config")
+        })?;
+        let pairs = parse_env_file(&text)
+            .map_err(|e| Failure::new(Code::Config, format!("env file {}: {e}", path.display())))?;
+        vars.extend(pairs);
+    }
+    for (k, v) in &app.env {
+        vars.insert(k.clone(), v.expose().to_string());
+    }
+    if let Some(env) = service_env {
+        for (k, v) in env {
+            vars.insert(k.clone(), v.expose().to_string());
+        }
+    }
+    Ok(vars.into_iter().collect())
+}
+
+/// The working directory of the app's processes: `app.working_dir`, else the config's directory.
+pub fn working_dir(app: &App, config_path: &Path) -> PathBuf {
+    app.working_dir
+        .clone()
+        .unwrap_or_else(|| config_path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")))
+}

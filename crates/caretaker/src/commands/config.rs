@@ -1,0 +1,62 @@
+//! `caretaker config check` and `caretaker config show`.
+
+use crate::cli::Global;
+use crate::context::{find_config, load_config, read_config};
+use crate::exit::Code;
+use crate::output::yaml;
+use anyhow::Result;
+
+pub fn check(global: &Global, json: bool) -> Result<Code> {
+    let path = find_config(global.config.as_deref())?;
+    let file = read_config(&path, global.allow_world_readable_config)?;
+    let (ok, diags, summary) = match &file.result {
+        Ok(l) => (true, l.warnings.clone(), Some(summary(&l.config))),
+        Err(d) => (false, d.clone(), None),
+    };
+    if json {
+        let out = serde_json::json!({
+            "file": path.display().to_string(),
+            "valid": ok,
+            "errors": diags.errors().count(),
+            "warnings": diags.warnings().count(),
+            "problems": diags,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        if !diags.is_empty() {
+            eprint!("{}", diags.render(&file.text));
+        }
+        if let Some(s) = summary {
+            println!("{}: ok — {s}", path.display());
+        }
+    }
+    Ok(if ok { Code::Ok } else { Code::Config })
+}
+
+fn summary(cfg: &caretaker_core::config::Config) -> String {
+    let mut parts = vec![format!("app {}", cfg.app.name)];
+    parts.push(format!("{} service{}", cfg.services.len(), if cfg.services.len() == 1 { "" } else { "s" }));
+    if let Some(db) = &cfg.database {
+        parts.push(format!(
+            "{} database",
+            serde_json::to_value(db.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+        ));
+    }
+    parts.push(format!("{} file tree{}", cfg.files.len(), if cfg.files.len() == 1 { "" } else { "s" }));
+    match &cfg.backup {
+        Some(b) => parts.push(format!("backup to {} ({})", b.repository, b.schedule)),
+        None => parts.push("no backup configured".into()),
+    }
+    parts.join(", ")
+}
+
+pub fn show(global: &Global, json: bool) -> Result<Code> {
+    let (_, cfg) = load_config(global.config.as_deref(), global.allow_world_readable_config)?;
+    let value = serde_json::to_value(&cfg)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!("{}", yaml(&value));
+    }
+    Ok(Code::Ok)
+}

@@ -1,0 +1,209 @@
+//! `caretaker demo`: the bundled demo app under caretaker, on an embedded default config, in a
+//! local directory. Shows what caretaker does without touching the rest of the machine.
+
+use crate::appenv::{app_env, working_dir};
+use crate::cli::{DemoArgs, Global};
+use crate::context::open_app;
+use crate::exit::{Code, Failure};
+use crate::output::table;
+use crate::probe::http_get;
+use crate::runner::{run_logged, stop_group};
+use anyhow::{Context, Result};
+use caretaker_core::config::Probe;
+use caretaker_core::job::{kind, Outcome, Trigger};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub fn run(global: &Global, args: &DemoArgs) -> Result<Code> {
+    let dir = std::path::absolute(&args.dir)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let release = dir.join("app");
+    if !release.join("VERSION").exists() {
+        caretaker_demo_app::write_default_release(&release)
+            .with_context(|| format!("writing the demo app to {}", release.display()))?;
+    }
+    std::fs::create_dir_all(dir.join("data/files"))?;
+    let key = dir.join("backup.key");
+    if !key.exists() {
+        write_private(&key, &format!("{}\n", super::init::fresh_secret()))?;
+    }
+    let exe = std::env::current_exe().context("finding caretaker's own executable")?;
+    let config_path = dir.join("caretaker.yml");
+    // Rewritten on every run so it follows the binary's location; secrets stay in backup.key.
+    write_private(&config_path, &demo_config(&dir, &exe, &args.listen))?;
+
+    let global = Global { config: Some(config_path.clone()), ..global.clone() };
+    let app = open_app(&global)?;
+    println!("caretaker demo in {}", dir.display());
+    println!("  config      {}", config_path.display());
+    println!("  state       {}", app.store.dir().display());
+
+    let cwd = working_dir(&app.config.app, &app.config_path);
+    let env = app_env(&app.config.app, None, &cwd)?;
+    let redactor = app.redactor.clone();
+
+    // 1. Migrate the database, as a recorded job.
+    let mut job = app.store.start_job("migrate", Trigger::Cli, true)?;
+    let mut failed = None;
+    for cmd in &app.config.app.migrate {
+        job.log(&format!("$ {cmd}"));
+        let ended = run_logged(cmd, &env, &cwd, Duration::from_secs(600), &mut job, &|s| redactor.redact(s), false)?;
+        if !ended.success() {
+            failed = Some(format!("`{cmd}` {}", ended.describe()));
+            break;
+        }
+    }
+    let migrate_id = job.id();
+    job.finish(
+        if failed.is_some() { Outcome::Failed } else { Outcome::Succeeded },
+        serde_json::json!({}),
+        failed.as_deref(),
+    )?;
+    if let Some(f) = failed {
+        return Err(Failure::new(Code::Failure, format!("demo migration failed: {f}"))
+            .hint(format!("see `caretaker --config {} jobs show {migrate_id}`", config_path.display()))
+            .into());
+    }
+    println!("  migrated    job {migrate_id}");
+
+    // 2. Start the web service and wait until its health check passes.
+    let web = app.config.service("web").context("the demo config has a web service")?;
+    let mut demo_job = app.store.start_job(kind::DEMO, Trigger::Cli, false)?;
+    let argv = web.command.argv();
+    let log_path = app.store.dir().join("web.log");
+    let log = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&log_path)?;
+    let mut cmd = std::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .current_dir(&cwd)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setpgid(0, 0);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn().with_context(|| format!("starting {}", argv.join(" ")))?;
+    let pgid = child.id() as i32;
+    let url = match web.health.as_ref().map(|h| &h.probe) {
+        Some(Probe::Http { url, .. }) => url.clone(),
+        _ => format!("http://{}/healthz", args.listen),
+    };
+    let healthy = loop {
+        if let Some(status) = child.try_wait()? {
+            break Err(format!(
+                "the demo app exited ({status}) before it became healthy; its log: {}",
+                log_path.display()
+            ));
+        }
+        match http_get(&url, Duration::from_secs(1)) {
+            Ok(r) if r.status == 200 && r.body.trim() == "ok" => break Ok(()),
+            _ if started.elapsed() > Duration::from_secs(30) => {
+                break Err(format!("the demo app did not become healthy within 30s ({url})"))
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    let startup = started.elapsed().as_secs_f64();
+    if let Err(e) = healthy {
+        stop_group(pgid, Duration::from_secs(5));
+        let _ = child.wait();
+        demo_job.finish(Outcome::Failed, serde_json::json!({}), Some(&e))?;
+        return Err(Failure::new(Code::Failure, e).into());
+    }
+    demo_job.log(&format!("web healthy at {url} after {startup:.2}s"));
+    let demo_id = demo_job.id();
+    demo_job.finish(
+        Outcome::Succeeded,
+        serde_json::json!({"url": format!("http://{}/", args.listen), "startup_seconds": startup}),
+        None,
+    )?;
+    println!("  app         http://{}/  (healthy after {startup:.1}s, job {demo_id})", args.listen);
+    println!();
+    let jobs = app.store.jobs(None, 5)?;
+    let mut rows = vec![vec!["JOB".to_string(), "KIND".into(), "OUTCOME".into()]];
+    rows.extend(jobs.iter().map(|j| vec![j.id.to_string(), j.kind.clone(), j.outcome.to_string()]));
+    print!("{}", table(&rows));
+    println!();
+    println!("Try: caretaker --config {} config show", config_path.display());
+    println!("     caretaker --config {} jobs", config_path.display());
+    let _ = std::io::stdout().flush();
+
+    if !args.exit_when_ready {
+        println!("Press Ctrl-C to stop the demo.");
+        wait_for_signal();
+    }
+    stop_group(pgid, web.stop_timeout);
+    let _ = child.wait();
+    Ok(Code::Ok)
+}
+
+/// Blocks until SIGINT or SIGTERM.
+fn wait_for_signal() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    rt.block_on(async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    });
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn demo_config(dir: &Path, exe: &Path, listen: &str) -> String {
+    let d = dir.display();
+    let exe: PathBuf = exe.to_path_buf();
+    let exe = exe.display();
+    format!(
+        r#"# Written by `caretaker demo`: the bundled demo app on caretaker's embedded default.
+version: 1
+app:
+  name: demo
+  working_dir: "{d}/app"
+  migrate:
+    - ["{exe}", "demo-app", "migrate"]
+  env:
+    DEMO_DATABASE_URL: "sqlite://{d}/data/demo.db"
+    DEMO_FILES_DIR: "{d}/data/files"
+    DEMO_LISTEN: "{listen}"
+services:
+  web:
+    command: ["{exe}", "demo-app", "serve"]
+    health: {{ http: "http://{listen}/healthz", interval: 2s, timeout: 1s, start_period: 10s }}
+database:
+  kind: sqlite
+  path: "{d}/data/demo.db"
+files:
+  - {{ path: "{d}/data/files", allow_empty: true }}
+backup:
+  repository: "{d}/backups"
+  password_file: "{d}/backup.key"
+  schedule: "daily 00:30"
+  keep: {{ daily: 7, weekly: 4 }}
+jobs:
+  status: {{ command: ["{exe}", "demo-app", "status"], schedule: "hourly" }}
+state_dir: "{d}/state"
+"#
+    )
+}

@@ -1,0 +1,6 @@
+//! One file per subcommand. Each exposes `run(...) -> anyhow::Result<Code>`.
+
+pub mod config;
+pub mod demo;
+pub mod init;
+pub mod jobs;

@@ -1,0 +1,131 @@
+//! Exit codes: the one place where failures become numbers. Documented in docs/exit-codes.md;
+//! a test keeps the two in step.
+
+use caretaker_state::StateError;
+use std::fmt;
+
+/// caretaker's exit codes. Stable: scripts and monitoring depend on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    /// Everything worked.
+    Ok = 0,
+    /// The operation ran and failed.
+    Failure = 1,
+    /// The command line was wrong (unknown flag, missing argument).
+    Usage = 2,
+    /// The config file is missing or invalid.
+    Config = 3,
+    /// Another job holds the app lock; try again later.
+    Busy = 4,
+    /// A safety check refused to go on (empty database, existing file, non-empty target).
+    Refused = 5,
+    /// Something caretaker needs is missing or unreachable (a tool, a server, a target).
+    Unavailable = 6,
+    /// A change failed and was rolled back; the previous version runs.
+    #[allow(dead_code)] // returned by `update` (see issue: safe updates)
+    RolledBack = 7,
+    /// The state directory is unusable (permissions, disk, written by a newer caretaker).
+    State = 8,
+    /// Interrupted by the operator (Ctrl-C).
+    #[allow(dead_code)] // returned once long-running commands handle SIGINT themselves
+    Interrupted = 130,
+}
+
+impl Code {
+    #[cfg(test)]
+    pub const ALL: [Code; 10] = [
+        Code::Ok,
+        Code::Failure,
+        Code::Usage,
+        Code::Config,
+        Code::Busy,
+        Code::Refused,
+        Code::Unavailable,
+        Code::RolledBack,
+        Code::State,
+        Code::Interrupted,
+    ];
+
+    pub fn number(self) -> i32 {
+        self as i32
+    }
+
+    #[cfg(test)]
+    pub fn name(self) -> &'static str {
+        match self {
+            Code::Ok => "ok",
+            Code::Failure => "failure",
+            Code::Usage => "usage",
+            Code::Config => "config",
+            Code::Busy => "busy",
+            Code::Refused => "refused",
+            Code::Unavailable => "unavailable",
+            Code::RolledBack => "rolled-back",
+            Code::State => "state",
+            Code::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// An error for people: what went wrong, what to do, and the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: Code,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Failure {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Failure { code, message: message.into(), hint: None }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// The exit code and hint for any error that reaches `main`.
+pub fn classify(err: &anyhow::Error) -> (Code, Option<String>) {
+    if let Some(f) = err.downcast_ref::<Failure>() {
+        return (f.code, f.hint.clone());
+    }
+    if let Some(s) = err.downcast_ref::<StateError>() {
+        return match s {
+            StateError::Busy { .. } => {
+                (Code::Busy, Some("wait for that job to finish (`caretaker jobs`), then try again".into()))
+            }
+            StateError::NoSuchJob(_) => (Code::Failure, Some("`caretaker jobs` lists the job ids".into())),
+            StateError::NewerSchema { .. } => (Code::State, Some("use the newer caretaker that wrote it".into())),
+            _ => (
+                Code::State,
+                Some("check that the state directory is writable (or choose one with --state-dir)".into()),
+            ),
+        };
+    }
+    (Code::Failure, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/exit-codes.md is the documentation operators read; it must list every code.
+    #[test]
+    fn exit_codes_are_documented() {
+        let doc = include_str!("../../../docs/exit-codes.md");
+        for code in Code::ALL {
+            let row = format!("| {} | `{}` |", code.number(), code.name());
+            assert!(doc.contains(&row), "docs/exit-codes.md lacks the row starting `{row}`");
+        }
+    }
+}

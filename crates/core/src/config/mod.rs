@@ -1,0 +1,141 @@
+//! The config file `caretaker.yml`: schema version 1.
+//!
+//! [`load`] turns the file's text into a validated [`Config`] or into [`Diagnostics`] listing
+//! every problem with file:line:column. Secrets are resolved through a [`SecretSource`], the
+//! only I/O, provided by the caller. The schema is documented in `docs/config.md`; every
+//! example config in the repository is parsed by a test.
+
+mod diagnostic;
+mod model;
+mod parse;
+mod reader;
+mod secret;
+pub mod template;
+
+pub use diagnostic::{suggest, Diagnostic, Diagnostics, Location, Severity};
+pub use model::*;
+pub use secret::{Redactor, Secret, SecretOrigin, SecretSource};
+
+use reader::Cx;
+use std::path::Path;
+
+/// A loaded config together with the warnings found while loading it.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Diagnostics,
+}
+
+/// Parses and validates a config file's text.
+///
+/// `file` is the path shown in messages and the base for relative paths in the config;
+/// `file_mode` the permission bits of the config file, when known, to warn about
+/// world-readable files that hold secrets.
+pub fn load(text: &str, file: &Path, file_mode: Option<u32>, source: &dyn SecretSource) -> Result<Loaded, Diagnostics> {
+    let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut cx =
+        Cx { file: file.display().to_string(), base_dir, source, diagnostics: Diagnostics::default(), anchor: None };
+    let opts = marked_yaml::LoaderOptions::default().error_on_duplicate_keys(true);
+    let root = match marked_yaml::parse_yaml_with_options(0, text, opts) {
+        Ok(root) => root,
+        Err(e) => {
+            cx.diagnostics.0.push(yaml_error(&cx.file, &e));
+            return Err(cx.diagnostics);
+        }
+    };
+    // Problems with the file as a whole point at its start.
+    cx.anchor = Some(marked_yaml::Span::new_start(marked_yaml::Marker::new(0, 0, 1, 1)));
+    let config = parse::config(&mut cx, &root);
+    if let Some(cfg) = &config {
+        parse::cross_checks(&mut cx, cfg, &root);
+        if let Some(mode) = file_mode {
+            let inline: Vec<&Secret> =
+                cfg.secrets().into_iter().filter(|s| *s.origin() == SecretOrigin::Inline).collect();
+            if mode & 0o004 != 0 && !inline.is_empty() {
+                cx.diagnostics.0.push(Diagnostic {
+                    severity: Severity::Error,
+                    file: cx.file.clone(),
+                    location: None,
+                    path: String::new(),
+                    message: format!(
+                        "the config file holds {} secret{} and is readable by every user on this machine",
+                        inline.len(),
+                        if inline.len() == 1 { "" } else { "s" }
+                    ),
+                    hint: Some(format!(
+                        "run `chmod 600 {}` (or pass --allow-world-readable-config to accept the risk)",
+                        cx.file
+                    )),
+                });
+            }
+        }
+    }
+    cx.diagnostics.sort();
+    match config {
+        Some(config) if !cx.diagnostics.has_errors() => Ok(Loaded { config, warnings: cx.diagnostics }),
+        _ => {
+            if !cx.diagnostics.has_errors() {
+                // A reader returned None without recording why: a bug, but never a silent one.
+                cx.diagnostics.0.push(Diagnostic {
+                    severity: Severity::Error,
+                    file: cx.file.clone(),
+                    location: None,
+                    path: String::new(),
+                    message: "the config file could not be read (internal error: no diagnostic recorded)".into(),
+                    hint: None,
+                });
+            }
+            Err(cx.diagnostics)
+        }
+    }
+}
+
+/// Downgrades the world-readable error to a warning (the operator's explicit choice).
+pub fn allow_world_readable(diags: &mut Diagnostics) {
+    for d in &mut diags.0 {
+        if d.location.is_none() && d.message.contains("readable by every user") {
+            d.severity = Severity::Warning;
+        }
+    }
+}
+
+fn yaml_error(file: &str, e: &marked_yaml::LoadError) -> Diagnostic {
+    use marked_yaml::LoadError::*;
+    let (marker, message, hint): (Option<&marked_yaml::Marker>, String, Option<String>) = match e {
+        TopLevelMustBeMapping(m) => {
+            (Some(m), "the config file must be a mapping of keys (version:, app:, ...)".into(), None)
+        }
+        TopLevelMustBeSequence(m) => (Some(m), "unexpected top-level list".into(), None),
+        UnexpectedAnchor(m) => (
+            Some(m),
+            "YAML anchors and aliases (&name, *name) are not supported".into(),
+            Some("write the values out".into()),
+        ),
+        MappingKeyMustBeScalar(m) => (Some(m), "keys must be plain words".into(), None),
+        UnexpectedTag(m) => (Some(m), "YAML tags (!tag) are not supported".into(), None),
+        ScanError(m, err) => (
+            Some(m),
+            format!("this is not valid YAML: {}", err.info()),
+            Some("check indentation and quoting near this place".into()),
+        ),
+        DuplicateKey(inner) => {
+            let prev = inner.prev_key.span().start().map(|m| format!("line {}", m.line())).unwrap_or_default();
+            (
+                inner.key.span().start(),
+                format!("key `{}` appears twice in the same mapping (first at {prev})", inner.key.as_str()),
+                Some("remove one of them".into()),
+            )
+        }
+    };
+    Diagnostic {
+        severity: Severity::Error,
+        file: file.to_string(),
+        location: marker.map(|m| Location { line: m.line(), column: m.column() }),
+        path: String::new(),
+        message,
+        hint,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,449 @@
+//! The validated config model: what the rest of caretaker reads.
+//!
+//! Every value here has been checked: durations and schedules are parsed, secrets resolved,
+//! paths made absolute, references between sections verified. Serializing it (for
+//! `config show` and `--json`) prints secrets as `***`.
+
+use super::secret::Secret;
+use crate::schedule::Schedule;
+use serde::{Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The only config schema version this caretaker reads and writes.
+pub const CONFIG_VERSION: u32 = 1;
+
+fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::duration::format_duration(*d))
+}
+
+fn ser_opt_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_duration(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+fn ser_schedule<S: Serializer>(d: &Schedule, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(d)
+}
+
+fn ser_opt_schedule<S: Serializer>(d: &Option<Schedule>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.collect_str(d),
+        None => s.serialize_none(),
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Config {
+    pub version: u32,
+    pub app: App,
+    /// In dependency order as written (start order is computed by the supervisor).
+    pub services: Vec<Service>,
+    pub database: Option<Database>,
+    pub files: Vec<FileTree>,
+    pub backup: Option<Backup>,
+    pub update: Update,
+    pub alerts: Alerts,
+    /// Scheduled app commands (what cron did before: clearsessions, reports).
+    pub jobs: Vec<ScheduledJob>,
+    pub logs: Logs,
+    /// IANA time zone in which schedules are read; `None` = the machine's local zone.
+    pub timezone: Option<String>,
+    /// Overrides the state directory (`/var/lib/caretaker/<app>` by default).
+    pub state_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Every secret in the config, for the [`super::Redactor`].
+    pub fn secrets(&self) -> Vec<&Secret> {
+        let mut out = Vec::new();
+        fn env<'a>(e: &'a BTreeMap<String, EnvValue>, out: &mut Vec<&'a Secret>) {
+            for v in e.values() {
+                if let EnvValue::Secret(s) = v {
+                    out.push(s);
+                }
+            }
+        }
+        env(&self.app.env, &mut out);
+        for s in &self.services {
+            env(&s.env, &mut out);
+        }
+        if let Some(db) = &self.database {
+            out.extend(db.url.as_ref());
+        }
+        if let Some(b) = &self.backup {
+            out.push(&b.password);
+            out.extend(b.s3.iter().flat_map(|s| [&s.access_key_id, &s.secret_access_key]));
+        }
+        if let Some(smtp) = &self.alerts.smtp {
+            out.extend(smtp.password.as_ref());
+        }
+        for n in &self.alerts.notify {
+            if let Notifier::Webhook { url } = n {
+                out.push(url);
+            }
+        }
+        out
+    }
+
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct App {
+    pub name: String,
+    pub domain: Option<String>,
+    pub source: Option<Source>,
+    pub build: Vec<Command>,
+    pub migrate: Vec<Command>,
+    pub env: BTreeMap<String, EnvValue>,
+    pub env_files: Vec<PathBuf>,
+    pub working_dir: Option<PathBuf>,
+    pub user: Option<String>,
+}
+
+/// An environment variable's value: plain text, or a secret.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum EnvValue {
+    Plain(String),
+    Secret(Secret),
+}
+
+impl EnvValue {
+    pub fn expose(&self) -> &str {
+        match self {
+            EnvValue::Plain(s) => s,
+            EnvValue::Secret(s) => s.expose(),
+        }
+    }
+}
+
+/// Where the app's code comes from.
+#[derive(Clone, Debug, Serialize)]
+pub struct Source {
+    /// A git URL or a local path to a repository.
+    pub git: String,
+    #[serde(flatten)]
+    pub reference: GitRef,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GitRef {
+    Branch(String),
+    Tag(String),
+    Commit(String),
+}
+
+/// A command: a shell line (`sh -c`), or an argument vector run without a shell.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Command {
+    Shell(String),
+    Argv(Vec<String>),
+}
+
+impl Command {
+    /// The program and arguments to execute.
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            Command::Shell(line) => vec!["/bin/sh".into(), "-c".into(), line.clone()],
+            Command::Argv(v) => v.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Shell(s) => f.write_str(s),
+            Command::Argv(v) => f.write_str(&v.join(" ")),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Service {
+    pub name: String,
+    pub command: Command,
+    pub after: Vec<String>,
+    pub restart: RestartPolicy,
+    pub health: Option<HealthCheck>,
+    #[serde(serialize_with = "ser_duration")]
+    pub stop_timeout: Duration,
+    pub env: BTreeMap<String, EnvValue>,
+    pub working_dir: Option<PathBuf>,
+    pub user: Option<String>,
+    pub crash_loop: CrashLoop,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+/// `restarts` restarts within `within` mean the service is broken, not unlucky.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct CrashLoop {
+    pub restarts: u32,
+    #[serde(serialize_with = "ser_duration")]
+    pub within: Duration,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct HealthCheck {
+    pub probe: Probe,
+    #[serde(serialize_with = "ser_duration")]
+    pub interval: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
+    pub retries: u32,
+    #[serde(serialize_with = "ser_duration")]
+    pub start_period: Duration,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Probe {
+    Http { url: String, expect_status: Option<u16>, expect_body: Option<String> },
+    Tcp { address: String },
+    Command { command: Command },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DbKind {
+    Postgres,
+    Mariadb,
+    Sqlite,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Database {
+    pub kind: DbKind,
+    /// Connection URL for PostgreSQL and MariaDB (holds the password, so it is a secret).
+    pub url: Option<Secret>,
+    /// Database file for SQLite.
+    pub path: Option<PathBuf>,
+    /// Safety check: backups refuse to run unless each table has at least this many rows.
+    pub min_rows: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FileTree {
+    pub path: PathBuf,
+    /// An empty tree is normally a sign of a lost mount; allow it only when it is expected.
+    pub allow_empty: bool,
+    pub exclude: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Backup {
+    pub repository: Repository,
+    pub password: Secret,
+    #[serde(serialize_with = "ser_schedule")]
+    pub schedule: Schedule,
+    #[serde(serialize_with = "ser_opt_schedule")]
+    pub prune_schedule: Option<Schedule>,
+    #[serde(serialize_with = "ser_opt_schedule")]
+    pub check_schedule: Option<Schedule>,
+    pub keep: Keep,
+    /// Refuse a backup whose size dropped by more than this percentage since the last one.
+    pub max_shrink_percent: u8,
+    pub sftp: Option<SftpOptions>,
+    pub s3: Option<S3Options>,
+}
+
+/// A backup repository location, in restic's notation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Repository {
+    Local(PathBuf),
+    Sftp { user: Option<String>, host: String, port: Option<u16>, path: String },
+    S3 { endpoint: String, bucket: String, prefix: String },
+}
+
+impl std::fmt::Display for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Repository::Local(p) => write!(f, "local:{}", p.display()),
+            Repository::Sftp { user, host, port, path } => {
+                let user = user.as_ref().map(|u| format!("{u}@")).unwrap_or_default();
+                match port {
+                    Some(p) => write!(f, "sftp://{user}{host}:{p}/{path}"),
+                    None => write!(f, "sftp:{user}{host}:{path}"),
+                }
+            }
+            Repository::S3 { endpoint, bucket, prefix } => {
+                write!(f, "s3:{endpoint}/{bucket}")?;
+                if !prefix.is_empty() {
+                    write!(f, "/{prefix}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Serialize for Repository {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SftpOptions {
+    pub key_file: Option<PathBuf>,
+    pub known_hosts_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct S3Options {
+    pub access_key_id: Secret,
+    pub secret_access_key: Secret,
+    pub region: Option<String>,
+}
+
+/// Retention policy, as in restic's `forget --keep-*`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Keep {
+    pub last: Option<u32>,
+    pub hourly: Option<u32>,
+    pub daily: Option<u32>,
+    pub weekly: Option<u32>,
+    pub monthly: Option<u32>,
+    pub yearly: Option<u32>,
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub within: Option<Duration>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Update {
+    #[serde(serialize_with = "ser_opt_schedule")]
+    pub schedule: Option<Schedule>,
+    pub automatic: bool,
+    pub keep_releases: u32,
+    #[serde(serialize_with = "ser_duration")]
+    pub health_timeout: Duration,
+    pub migrations: MigrationDetect,
+    /// How long the pre-migration database snapshot is kept after a successful update.
+    #[serde(serialize_with = "ser_duration")]
+    pub snapshot_keep: Duration,
+}
+
+/// How to tell whether an update needs database migrations.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MigrationDetect {
+    /// New files under these directories (globs allowed) between running and target commit.
+    Paths(Vec<String>),
+    /// A command that exits non-zero when migrations are pending.
+    Command(Command),
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Alerts {
+    pub notify: Vec<Notifier>,
+    pub smtp: Option<Smtp>,
+    #[serde(serialize_with = "ser_duration")]
+    pub repeat_interval: Duration,
+    pub rules: Rules,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Notifier {
+    Email(String),
+    /// The URL often carries a token, so it is treated as a secret.
+    Webhook {
+        url: Secret,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    Starttls,
+    Tls,
+    None,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub from: String,
+}
+
+/// A rule on a measured level: warning and critical thresholds, held for `for` before firing.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Threshold {
+    pub enabled: bool,
+    pub warning: f64,
+    pub critical: f64,
+    #[serde(rename = "for", serialize_with = "ser_duration")]
+    pub hold: Duration,
+}
+
+/// Thresholds given as durations (certificate validity left).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct DurationThreshold {
+    pub enabled: bool,
+    #[serde(serialize_with = "ser_duration")]
+    pub warning: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub critical: Duration,
+}
+
+/// The built-in alert rules and their settings (see the appliance's alert.rules in
+/// shared/reference for where they come from).
+#[derive(Clone, Debug, Serialize)]
+pub struct Rules {
+    pub filesystem_free_percent: Threshold,
+    pub memory_used_percent: Threshold,
+    pub load_per_cpu: Threshold,
+    /// Fires when the newest successful backup is older than this.
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub backup_max_age: Option<Duration>,
+    /// Fires when no successful update run happened for this long (automatic updates only).
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub update_max_age: Option<Duration>,
+    pub certificate_expiry: DurationThreshold,
+    /// Fires when the machine booted more than `reboots_max` times within `reboots_within`.
+    pub reboots_max: u32,
+    #[serde(serialize_with = "ser_duration")]
+    pub reboots_within: Duration,
+    /// Fires when a service is down for this long.
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub service_down_for: Option<Duration>,
+    pub job_failed: bool,
+    pub service_mode: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ScheduledJob {
+    pub name: String,
+    pub command: Command,
+    #[serde(serialize_with = "ser_schedule")]
+    pub schedule: Schedule,
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
+}
+
+/// Rotation of captured service logs.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Logs {
+    pub max_size_bytes: u64,
+    pub keep: u32,
+}

@@ -1,0 +1,1068 @@
+//! The walk from a YAML node tree to the validated [`Config`], collecting every problem.
+//!
+//! One function per section. Defaults live here, next to the key they belong to.
+
+use super::model::*;
+use super::reader::{
+    boolean, bounded, choice, duration, entries, list, nonempty, number, schedule, string, unsigned, Cx,
+};
+use super::secret::SecretOrigin;
+use marked_yaml::Node;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const SECS: u64 = 1;
+const MINS: u64 = 60 * SECS;
+const HOURS: u64 = 60 * MINS;
+const DAYS: u64 = 24 * HOURS;
+
+pub fn config(cx: &mut Cx, root: &Node) -> Option<Config> {
+    let mut m = cx.map(root, "")?;
+    let version = m.req(cx, "version", "add `version: 1` at the top of the file", |cx, n, p| {
+        let v = unsigned(cx, n, p)?;
+        if v != CONFIG_VERSION as u64 {
+            cx.error(
+                n.span(),
+                p,
+                format!("this caretaker reads config version {CONFIG_VERSION}, the file says version {v}"),
+                Some(if v > CONFIG_VERSION as u64 {
+                    "the file was written for a newer caretaker; upgrade caretaker".into()
+                } else {
+                    "set `version: 1`".into()
+                }),
+            );
+            return None;
+        }
+        Some(v as u32)
+    });
+    let app = m.req(cx, "app", "every config names its app: `app: { name: myapp }`", app);
+    let services = m.opt(cx, "services", services).unwrap_or_default();
+    let database = m.opt(cx, "database", database);
+    let files = m.opt(cx, "files", |cx, n, p| list(cx, n, p, file_tree)).unwrap_or_default();
+    let backup = m.opt(cx, "backup", backup);
+    let update = match m.get("update") {
+        Some(n) => update(cx, n, "update"),
+        None => Some(update_defaults(None)),
+    };
+    let alerts = match m.get("alerts") {
+        Some(n) => alerts(cx, n, "alerts"),
+        None => Some(alerts_defaults()),
+    };
+    let jobs = m.opt(cx, "jobs", jobs).unwrap_or_default();
+    let logs = match m.get("logs") {
+        Some(n) => logs(cx, n, "logs"),
+        None => Some(Logs { max_size_bytes: 10 << 20, keep: 5 }),
+    };
+    let timezone = m.opt(cx, "timezone", |cx, n, p| {
+        let tz = string(cx, n, p)?;
+        match jiff::tz::TimeZone::get(&tz) {
+            Ok(_) => Some(tz),
+            Err(_) => {
+                cx.error(
+                    n.span(),
+                    p,
+                    format!("unknown time zone \"{tz}\""),
+                    Some("use an IANA name such as `Europe/Vienna` or `UTC`".into()),
+                );
+                None
+            }
+        }
+    });
+    let state_dir = m.opt(cx, "state_dir", |cx, n, p| nonempty(cx, n, p).map(|s| cx.resolve_path(&s)));
+    m.finish(cx);
+
+    let cfg = Config {
+        version: version?,
+        app: app?,
+        services,
+        database,
+        files,
+        backup,
+        update: update?,
+        alerts: alerts?,
+        jobs,
+        logs: logs?,
+        timezone,
+        state_dir,
+    };
+    Some(cfg)
+}
+
+/// App names become directory, database and unit names, so they are kept simple.
+fn app_name(cx: &mut Cx, n: &Node, p: &str) -> Option<String> {
+    let name = nonempty(cx, n, p)?;
+    let ok = name.len() <= 63
+        && name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !ok {
+        cx.error(
+            n.span(),
+            p,
+            format!("app name \"{name}\" is not usable as a directory and database name"),
+            Some(
+                "use lowercase letters, digits, `-` and `_`, starting with a letter or digit, at most 63 characters"
+                    .into(),
+            ),
+        );
+        return None;
+    }
+    Some(name)
+}
+
+fn app(cx: &mut Cx, node: &Node, path: &str) -> Option<App> {
+    let mut m = cx.map(node, path)?;
+    let name = m.req(cx, "name", "", app_name);
+    let domain = m.opt(cx, "domain", nonempty);
+    let source = m.opt(cx, "source", source);
+    let build = m.opt(cx, "build", commands).unwrap_or_default();
+    let migrate = m.opt(cx, "migrate", commands).unwrap_or_default();
+    let env = m.opt(cx, "env", env).unwrap_or_default();
+    let env_files = m
+        .opt(cx, "env_files", |cx, n, p| list(cx, n, p, |cx, n, p| nonempty(cx, n, p).map(PathBuf::from)))
+        .unwrap_or_default();
+    let working_dir = m.opt(cx, "working_dir", |cx, n, p| nonempty(cx, n, p).map(|s| cx.resolve_path(&s)));
+    let user = m.opt(cx, "user", nonempty);
+    m.finish(cx);
+    Some(App { name: name?, domain, source, build, migrate, env, env_files, working_dir, user })
+}
+
+fn source(cx: &mut Cx, node: &Node, path: &str) -> Option<Source> {
+    let mut m = cx.map(node, path)?;
+    let git = m.req(cx, "git", "give the repository URL or local path: `git: https://...`", nonempty);
+    let branch = m.opt(cx, "branch", nonempty);
+    let tag = m.opt(cx, "tag", nonempty);
+    let commit = m.opt(cx, "commit", |cx, n, p| {
+        let c = nonempty(cx, n, p)?;
+        if c.len() < 7 || !c.chars().all(|ch| ch.is_ascii_hexdigit()) {
+            cx.error(n.span(), p, format!("`{p}` must be a commit hash (7 to 40 hex digits), found \"{c}\""), None);
+            return None;
+        }
+        Some(c)
+    });
+    let given = [branch.is_some(), tag.is_some(), commit.is_some()].iter().filter(|b| **b).count();
+    if given > 1 {
+        cx.error(
+            m.span(),
+            path,
+            format!("`{path}` sets more than one of `branch`, `tag` and `commit`"),
+            Some("keep exactly one".into()),
+        );
+    }
+    m.finish(cx);
+    let reference = match (branch, tag, commit) {
+        (_, _, Some(c)) => GitRef::Commit(c),
+        (_, Some(t), _) => GitRef::Tag(t),
+        (Some(b), _, _) => GitRef::Branch(b),
+        _ => GitRef::Branch("main".into()),
+    };
+    Some(Source { git: git?, reference })
+}
+
+/// A command: a shell line, or a list of arguments.
+pub fn command(cx: &mut Cx, node: &Node, path: &str) -> Option<Command> {
+    match node {
+        Node::Sequence(_) => {
+            let argv = list(cx, node, path, nonempty)?;
+            if argv.is_empty() {
+                cx.error(node.span(), path, format!("`{path}` must not be an empty list"), None);
+                return None;
+            }
+            Some(Command::Argv(argv))
+        }
+        _ => nonempty(cx, node, path).map(Command::Shell),
+    }
+}
+
+/// One command or a list of commands (each a shell line or an argument list).
+fn commands(cx: &mut Cx, node: &Node, path: &str) -> Option<Vec<Command>> {
+    match node {
+        Node::Sequence(_) => list(cx, node, path, command),
+        _ => command(cx, node, path).map(|c| vec![c]),
+    }
+}
+
+fn env(cx: &mut Cx, node: &Node, path: &str) -> Option<BTreeMap<String, EnvValue>> {
+    let pairs = entries(cx, node, path, |cx, k, v, p| {
+        let name = k.as_str();
+        let valid = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            cx.error(
+                k.span(),
+                p,
+                format!("\"{name}\" is not a valid environment variable name"),
+                Some("use letters, digits and `_`, not starting with a digit".into()),
+            );
+            return None;
+        }
+        let value = match v {
+            Node::Mapping(_) => {
+                let mut m = cx.map(v, p)?;
+                let s = m.secret(cx, "secret", "secret_file", "secret_env");
+                if s.is_none() && !cx.diagnostics.has_errors() {
+                    cx.error(
+                        v.span(),
+                        p,
+                        format!("`{p}` must be a value or one of `secret`, `secret_file`, `secret_env`"),
+                        None,
+                    );
+                }
+                m.finish(cx);
+                EnvValue::Secret(s?)
+            }
+            _ => EnvValue::Plain(string(cx, v, p)?),
+        };
+        Some((name.to_string(), value))
+    })?;
+    Some(pairs.into_iter().collect())
+}
+
+fn services(cx: &mut Cx, node: &Node, path: &str) -> Option<Vec<Service>> {
+    let services = entries(cx, node, path, |cx, k, v, p| {
+        let name = k.as_str();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            cx.error(k.span(), p, format!("service name \"{name}\" must use only letters, digits, `-` and `_`"), None);
+        }
+        service(cx, name, v, p)
+    })?;
+    // Cross-references: every `after:` names a service, and there is no cycle.
+    let names: Vec<&str> = services.iter().map(|s| s.1.name.as_str()).collect();
+    let mut ok = true;
+    for (spans, s) in &services {
+        for (i, dep) in s.after.iter().enumerate() {
+            if !names.contains(&dep.as_str()) {
+                ok = false;
+                let hint = match super::diagnostic::suggest(dep, names.iter().copied()) {
+                    Some(n) => format!("did you mean `{n}`?"),
+                    None => format!("services defined: {}", names.join(", ")),
+                };
+                cx.error(
+                    &spans[i],
+                    &format!("{path}.{}.after[{i}]", s.name),
+                    format!("service `{}` starts after `{dep}`, which is not defined", s.name),
+                    Some(hint),
+                );
+            } else if dep == &s.name {
+                ok = false;
+                cx.error(
+                    &spans[i],
+                    &format!("{path}.{}.after[{i}]", s.name),
+                    format!("service `{}` cannot start after itself", s.name),
+                    None,
+                );
+            }
+        }
+    }
+    if ok {
+        if let Some(cycle) = find_cycle(&services.iter().map(|(_, s)| s).collect::<Vec<_>>()) {
+            cx.error(
+                node.span(),
+                path,
+                format!("services wait for each other in a circle: {}", cycle.join(" → ")),
+                Some("remove one of the `after:` entries".into()),
+            );
+        }
+    }
+    Some(services.into_iter().map(|(_, s)| s).collect())
+}
+
+fn find_cycle(services: &[&Service]) -> Option<Vec<String>> {
+    fn visit<'a>(
+        s: &'a str,
+        all: &[&'a Service],
+        stack: &mut Vec<&'a str>,
+        done: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(pos) = stack.iter().position(|x| *x == s) {
+            let mut c: Vec<String> = stack[pos..].iter().map(|x| x.to_string()).collect();
+            c.push(s.to_string());
+            return Some(c);
+        }
+        if done.contains(&s) {
+            return None;
+        }
+        stack.push(s);
+        let svc = all.iter().find(|x| x.name == s)?;
+        for d in &svc.after {
+            if let Some(c) = visit(d, all, stack, done) {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        done.push(s);
+        None
+    }
+    let mut done = Vec::new();
+    services.iter().find_map(|s| visit(&s.name, services, &mut Vec::new(), &mut done))
+}
+
+fn service(cx: &mut Cx, name: &str, node: &Node, path: &str) -> Option<(Vec<marked_yaml::Span>, Service)> {
+    // `web: "gunicorn ..."` is shorthand for `web: { command: "gunicorn ..." }`.
+    if let Node::Scalar(_) = node {
+        let command = command(cx, node, path)?;
+        return Some((Vec::new(), service_defaults(name, command)));
+    }
+    let mut m = cx.map(node, path)?;
+    let command = m.req(cx, "command", "e.g. `command: \"gunicorn config.wsgi -b 127.0.0.1:8001\"`", command);
+    let mut after_spans = Vec::new();
+    let after = m
+        .opt(cx, "after", |cx, n, p| {
+            let items: Vec<&Node> = match n {
+                Node::Sequence(s) => s.iter().collect(),
+                other => vec![other],
+            };
+            let mut out = Vec::new();
+            for (i, item) in items.into_iter().enumerate() {
+                after_spans.push(*item.span());
+                out.push(nonempty(cx, item, &format!("{p}[{i}]"))?);
+            }
+            Some(out)
+        })
+        .unwrap_or_default();
+    let restart = m
+        .opt(cx, "restart", |cx, n, p| {
+            choice(
+                cx,
+                n,
+                p,
+                &[
+                    ("always", RestartPolicy::Always),
+                    ("on-failure", RestartPolicy::OnFailure),
+                    ("never", RestartPolicy::Never),
+                ],
+            )
+        })
+        .unwrap_or(RestartPolicy::Always);
+    let health = m.opt(cx, "health", health);
+    let stop_timeout = m.opt(cx, "stop_timeout", duration).unwrap_or(Duration::from_secs(10));
+    let env = m.opt(cx, "env", env).unwrap_or_default();
+    let working_dir = m.opt(cx, "working_dir", |cx, n, p| nonempty(cx, n, p).map(|s| cx.resolve_path(&s)));
+    let user = m.opt(cx, "user", nonempty);
+    let crash_loop =
+        m.opt(cx, "crash_loop", crash_loop).unwrap_or(CrashLoop { restarts: 5, within: Duration::from_secs(60) });
+    m.finish(cx);
+    let mut s = service_defaults(name, command?);
+    s.after = after;
+    s.restart = restart;
+    s.health = health;
+    s.stop_timeout = stop_timeout;
+    s.env = env;
+    s.working_dir = working_dir;
+    s.user = user;
+    s.crash_loop = crash_loop;
+    Some((after_spans, s))
+}
+
+fn service_defaults(name: &str, command: Command) -> Service {
+    Service {
+        name: name.to_string(),
+        command,
+        after: Vec::new(),
+        restart: RestartPolicy::Always,
+        health: None,
+        stop_timeout: Duration::from_secs(10),
+        env: BTreeMap::new(),
+        working_dir: None,
+        user: None,
+        crash_loop: CrashLoop { restarts: 5, within: Duration::from_secs(60) },
+    }
+}
+
+fn crash_loop(cx: &mut Cx, node: &Node, path: &str) -> Option<CrashLoop> {
+    let mut m = cx.map(node, path)?;
+    let restarts = m.req(cx, "restarts", "", |cx, n, p| bounded(cx, n, p, 1, 1000));
+    let within = m.req(cx, "within", "", duration);
+    m.finish(cx);
+    Some(CrashLoop { restarts: restarts? as u32, within: within? })
+}
+
+fn health(cx: &mut Cx, node: &Node, path: &str) -> Option<HealthCheck> {
+    let mut m = cx.map(node, path)?;
+    let http = m.opt(cx, "http", |cx, n, p| {
+        let url = nonempty(cx, n, p)?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            cx.error(n.span(), p, format!("`{p}` must be an http:// or https:// URL, found \"{url}\""), None);
+            return None;
+        }
+        Some(url)
+    });
+    let tcp = m.opt(cx, "tcp", host_port);
+    let cmd = m.opt(cx, "command", command);
+    let expect_status = m.opt(cx, "expect_status", |cx, n, p| bounded(cx, n, p, 100, 599).map(|v| v as u16));
+    let expect_body = m.opt(cx, "expect_body", string);
+    let interval = m.opt(cx, "interval", duration).unwrap_or(Duration::from_secs(10));
+    let timeout = m.opt(cx, "timeout", duration).unwrap_or(Duration::from_secs(5));
+    let retries = m.opt(cx, "retries", |cx, n, p| bounded(cx, n, p, 1, 100)).unwrap_or(3) as u32;
+    let start_period = m.opt(cx, "start_period", duration).unwrap_or(Duration::from_secs(30));
+    let kinds = [http.is_some(), tcp.is_some(), cmd.is_some()].iter().filter(|b| **b).count();
+    let has_http_keys = expect_status.is_some() || expect_body.is_some();
+    let span = *m.span();
+    m.finish(cx);
+    if kinds != 1 {
+        if !cx.diagnostics.has_errors() || kinds > 1 {
+            cx.error(
+                &span,
+                path,
+                format!("`{path}` needs exactly one probe: `http`, `tcp` or `command`"),
+                Some("e.g. `health: { http: \"http://127.0.0.1:8001/healthz\" }`".into()),
+            );
+        }
+        return None;
+    }
+    if has_http_keys && http.is_none() {
+        cx.error(&span, path, "`expect_status` and `expect_body` only apply to `http` probes".to_string(), None);
+    }
+    let probe = if let Some(url) = http {
+        Probe::Http { url, expect_status, expect_body }
+    } else if let Some(address) = tcp {
+        Probe::Tcp { address }
+    } else {
+        Probe::Command { command: cmd? }
+    };
+    if timeout > interval {
+        cx.error(
+            &span,
+            path,
+            format!("`{path}.timeout` is longer than `{path}.interval`"),
+            Some("a probe must finish before the next one starts".into()),
+        );
+    }
+    Some(HealthCheck { probe, interval, timeout, retries, start_period })
+}
+
+fn host_port(cx: &mut Cx, node: &Node, path: &str) -> Option<String> {
+    let s = nonempty(cx, node, path)?;
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => Some(s),
+        _ => {
+            cx.error(
+                node.span(),
+                path,
+                format!("`{path}` must be host:port, found \"{s}\""),
+                Some("e.g. `127.0.0.1:5432`".into()),
+            );
+            None
+        }
+    }
+}
+
+fn database(cx: &mut Cx, node: &Node, path: &str) -> Option<Database> {
+    let mut m = cx.map(node, path)?;
+    let kind = m.req(cx, "kind", "one of postgres, mariadb, sqlite", |cx, n, p| {
+        choice(
+            cx,
+            n,
+            p,
+            &[
+                ("postgres", DbKind::Postgres),
+                ("postgresql", DbKind::Postgres),
+                ("mariadb", DbKind::Mariadb),
+                ("mysql", DbKind::Mariadb),
+                ("sqlite", DbKind::Sqlite),
+            ],
+        )
+    });
+    let url = m.secret(cx, "url", "url_file", "url_env");
+    let path_ = m.opt(cx, "path", |cx, n, p| nonempty(cx, n, p).map(|s| cx.resolve_path(&s)));
+    let min_rows = m
+        .opt(cx, "min_rows", |cx, n, p| {
+            entries(cx, n, p, |cx, k, v, p| Some((k.as_str().to_string(), unsigned(cx, v, p)?)))
+                .map(|v| v.into_iter().collect())
+        })
+        .unwrap_or_default();
+    let span = *m.span();
+    m.finish(cx);
+    let kind = kind?;
+    match kind {
+        DbKind::Postgres | DbKind::Mariadb => {
+            if url.is_none() && path_.is_none() {
+                cx.error(&span, path, format!("a {} database needs a connection URL", if kind == DbKind::Postgres { "PostgreSQL" } else { "MariaDB" }), Some("set `url_file: /etc/caretaker/database_url` (a file holding e.g. postgres://user:password@127.0.0.1/app)".into()));
+            }
+            if path_.is_some() {
+                cx.error(
+                    &span,
+                    path,
+                    "`path` is for SQLite databases; PostgreSQL and MariaDB use `url`".to_string(),
+                    None,
+                );
+            }
+            if let Some(u) = &url {
+                let scheme_ok = match kind {
+                    DbKind::Postgres => {
+                        u.expose().starts_with("postgres://") || u.expose().starts_with("postgresql://")
+                    }
+                    _ => u.expose().starts_with("mysql://") || u.expose().starts_with("mariadb://"),
+                };
+                if !scheme_ok {
+                    cx.error(
+                        &span,
+                        &format!("{path}.url"),
+                        format!(
+                            "the database URL does not match `kind: {}`",
+                            if kind == DbKind::Postgres { "postgres" } else { "mariadb" }
+                        ),
+                        Some(if kind == DbKind::Postgres {
+                            "it must start with postgres://".into()
+                        } else {
+                            "it must start with mysql:// or mariadb://".into()
+                        }),
+                    );
+                }
+            }
+        }
+        DbKind::Sqlite => {
+            if path_.is_none() {
+                cx.error(&span, path, "a SQLite database needs `path:` (the database file)".to_string(), None);
+            }
+            if url.is_some() {
+                cx.error(&span, path, "SQLite databases use `path`, not `url`".to_string(), None);
+            }
+        }
+    }
+    Some(Database { kind, url, path: path_, min_rows })
+}
+
+fn file_tree(cx: &mut Cx, node: &Node, path: &str) -> Option<FileTree> {
+    if let Node::Scalar(_) = node {
+        let p = nonempty(cx, node, path)?;
+        return Some(FileTree { path: cx.resolve_path(&p), allow_empty: false, exclude: Vec::new() });
+    }
+    let mut m = cx.map(node, path)?;
+    let p = m.req(cx, "path", "", nonempty);
+    let allow_empty = m.opt(cx, "allow_empty", boolean).unwrap_or(false);
+    let exclude = m.opt(cx, "exclude", |cx, n, p| list(cx, n, p, nonempty)).unwrap_or_default();
+    m.finish(cx);
+    Some(FileTree { path: cx.resolve_path(&p?), allow_empty, exclude })
+}
+
+/// Parses a repository location in restic's notation (`/path`, `local:/path`,
+/// `sftp:user@host:/path`, `sftp://user@host:port//path`, `s3:https://host/bucket/prefix`).
+pub fn repository(cx: &mut Cx, node: &Node, path: &str) -> Option<Repository> {
+    let s = nonempty(cx, node, path)?;
+    let hint = "use a local path (`/srv/backups/app`), `sftp:user@host:/path` or `s3:https://host/bucket/prefix`";
+    let bad = |cx: &mut Cx, why: &str| {
+        cx.error(node.span(), path, format!("cannot read repository \"{s}\": {why}"), Some(hint.into()));
+        None
+    };
+    if let Some(rest) = s.strip_prefix("local:") {
+        return Some(Repository::Local(cx.resolve_path(rest)));
+    }
+    if let Some(rest) = s.strip_prefix("sftp://") {
+        let (userhost, p) = match rest.split_once('/') {
+            Some((a, b)) => (a, b),
+            None => return bad(cx, "missing the path on the server"),
+        };
+        let (user, hostport) = match userhost.split_once('@') {
+            Some((u, h)) => (Some(u.to_string()), h),
+            None => (None, userhost),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) => match p.parse::<u16>() {
+                Ok(port) => (h.to_string(), Some(port)),
+                Err(_) => return bad(cx, "the port is not a number"),
+            },
+            None => (hostport.to_string(), None),
+        };
+        if host.is_empty() || p.is_empty() {
+            return bad(cx, "missing host or path");
+        }
+        return Some(Repository::Sftp { user, host, port, path: format!("/{}", p.trim_start_matches('/')) });
+    }
+    if let Some(rest) = s.strip_prefix("sftp:") {
+        let (userhost, p) = match rest.split_once(':') {
+            Some(x) => x,
+            None => return bad(cx, "expected sftp:user@host:/path"),
+        };
+        let (user, host) = match userhost.split_once('@') {
+            Some((u, h)) => (Some(u.to_string()), h.to_string()),
+            None => (None, userhost.to_string()),
+        };
+        if host.is_empty() || p.is_empty() {
+            return bad(cx, "missing host or path");
+        }
+        return Some(Repository::Sftp { user, host, port: None, path: p.to_string() });
+    }
+    if let Some(rest) = s.strip_prefix("s3:") {
+        let (scheme, rest) = if let Some(r) = rest.strip_prefix("https://") {
+            ("https://", r)
+        } else if let Some(r) = rest.strip_prefix("http://") {
+            ("http://", r)
+        } else {
+            return bad(cx, "expected s3:https://host/bucket[/prefix]");
+        };
+        let mut parts = rest.splitn(3, '/');
+        let host = parts.next().unwrap_or("");
+        let bucket = parts.next().unwrap_or("");
+        let prefix = parts.next().unwrap_or("").trim_matches('/');
+        if host.is_empty() || bucket.is_empty() {
+            return bad(cx, "missing host or bucket");
+        }
+        return Some(Repository::S3 {
+            endpoint: format!("{scheme}{host}"),
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+        });
+    }
+    if s.starts_with('/') || s.starts_with("./") || s.starts_with("../") || !s.contains(':') {
+        return Some(Repository::Local(cx.resolve_path(&s)));
+    }
+    let scheme = s.split(':').next().unwrap_or("");
+    bad(cx, &format!("unsupported repository type `{scheme}`"))
+}
+
+fn backup(cx: &mut Cx, node: &Node, path: &str) -> Option<Backup> {
+    let mut m = cx.map(node, path)?;
+    let repository =
+        m.req(cx, "repository", "e.g. `repository: sftp:backup@backup.example.org:/srv/backups/app`", repository);
+    let password = m.secret(cx, "password", "password_file", "password_env");
+    if password.is_none()
+        && !m.node.contains_key("password")
+        && !m.node.contains_key("password_file")
+        && !m.node.contains_key("password_env")
+    {
+        cx.error(
+            m.span(),
+            path,
+            "backups are encrypted, so `backup` needs a password".to_string(),
+            Some("set `password_file: /etc/caretaker/backup.key` (mode 0600); `caretaker init` generates one".into()),
+        );
+    }
+    let schedule_ = m.opt(cx, "schedule", schedule);
+    let prune_schedule = m.opt(cx, "prune_schedule", schedule);
+    let check_schedule = m.opt(cx, "check_schedule", schedule);
+    let keep = m.opt(cx, "keep", keep).unwrap_or(Keep {
+        daily: Some(7),
+        weekly: Some(5),
+        monthly: Some(12),
+        ..Keep::default()
+    });
+    let max_shrink_percent = m.opt(cx, "max_shrink_percent", |cx, n, p| bounded(cx, n, p, 0, 100)).unwrap_or(50) as u8;
+    let sftp = m.opt(cx, "sftp", |cx, n, p| {
+        let mut m = cx.map(n, p)?;
+        let key_file = m.opt(cx, "key_file", |cx, n, p| nonempty(cx, n, p).map(|s| cx.resolve_path(&s)));
+        let known_hosts_file =
+            m.opt(cx, "known_hosts_file", |cx, n, p| nonempty(cx, n, p).map(|s| cx.resolve_path(&s)));
+        m.finish(cx);
+        Some(SftpOptions { key_file, known_hosts_file })
+    });
+    let s3 = m.opt(cx, "s3", |cx, n, p| {
+        let mut m = cx.map(n, p)?;
+        let id = m.secret(cx, "access_key_id", "access_key_id_file", "access_key_id_env");
+        let key = m.secret(cx, "secret_access_key", "secret_access_key_file", "secret_access_key_env");
+        let region = m.opt(cx, "region", nonempty);
+        let span = *m.span();
+        m.finish(cx);
+        if id.is_none() || key.is_none() {
+            cx.error(
+                &span,
+                p,
+                "S3 needs `access_key_id` and `secret_access_key` (inline, `_file` or `_env`)".to_string(),
+                None,
+            );
+            return None;
+        }
+        Some(S3Options { access_key_id: id?, secret_access_key: key?, region })
+    });
+    let span = *m.span();
+    m.finish(cx);
+    let repository = repository?;
+    if matches!(repository, Repository::S3 { .. }) && s3.is_none() {
+        cx.error(
+            &span,
+            path,
+            "an S3 repository needs credentials in `backup.s3`".to_string(),
+            Some("add `s3: { access_key_id_file: ..., secret_access_key_file: ... }`".into()),
+        );
+    }
+    let default_schedule = crate::schedule::parse_schedule("daily 00:30").expect("built-in schedule parses");
+    Some(Backup {
+        repository,
+        password: password?,
+        schedule: schedule_.unwrap_or(default_schedule),
+        prune_schedule,
+        check_schedule,
+        keep,
+        max_shrink_percent,
+        sftp,
+        s3,
+    })
+}
+
+fn keep(cx: &mut Cx, node: &Node, path: &str) -> Option<Keep> {
+    let mut m = cx.map(node, path)?;
+    let count = |cx: &mut Cx, n: &Node, p: &str| bounded(cx, n, p, 0, 100_000).map(|v| v as u32);
+    let k = Keep {
+        last: m.opt(cx, "last", count),
+        hourly: m.opt(cx, "hourly", count),
+        daily: m.opt(cx, "daily", count),
+        weekly: m.opt(cx, "weekly", count),
+        monthly: m.opt(cx, "monthly", count),
+        yearly: m.opt(cx, "yearly", count),
+        within: m.opt(cx, "within", duration),
+    };
+    let span = *m.span();
+    m.finish(cx);
+    if k == Keep::default() {
+        cx.error(
+            &span,
+            path,
+            format!("`{path}` keeps nothing, so every backup but the newest would be deleted"),
+            Some("e.g. `keep: { daily: 7, weekly: 5, monthly: 12 }`".into()),
+        );
+        return None;
+    }
+    Some(k)
+}
+
+fn update_defaults(schedule: Option<crate::schedule::Schedule>) -> Update {
+    Update {
+        schedule,
+        automatic: false,
+        keep_releases: 5,
+        health_timeout: Duration::from_secs(120),
+        migrations: MigrationDetect::Paths(vec!["**/migrations".into()]),
+        snapshot_keep: Duration::from_secs(7 * DAYS),
+    }
+}
+
+fn update(cx: &mut Cx, node: &Node, path: &str) -> Option<Update> {
+    let mut m = cx.map(node, path)?;
+    let mut u = update_defaults(m.opt(cx, "schedule", schedule));
+    if let Some(a) = m.opt(cx, "automatic", boolean) {
+        u.automatic = a;
+    }
+    if let Some(k) = m.opt(cx, "keep_releases", |cx, n, p| bounded(cx, n, p, 1, 100)) {
+        u.keep_releases = k as u32;
+    }
+    if let Some(t) = m.opt(cx, "health_timeout", duration) {
+        u.health_timeout = t;
+    }
+    if let Some(t) = m.opt(cx, "snapshot_keep", duration) {
+        u.snapshot_keep = t;
+    }
+    if let Some(md) = m.opt(cx, "migrations", |cx, n, p| {
+        let mut m = cx.map(n, p)?;
+        let paths = m.opt(cx, "paths", |cx, n, p| list(cx, n, p, nonempty));
+        let cmd = m.opt(cx, "command", command);
+        let span = *m.span();
+        m.finish(cx);
+        match (paths, cmd) {
+            (Some(p), None) => Some(MigrationDetect::Paths(p)),
+            (None, Some(c)) => Some(MigrationDetect::Command(c)),
+            _ => {
+                cx.error(&span, p, format!("`{p}` needs exactly one of `paths` or `command`"), None);
+                None
+            }
+        }
+    }) {
+        u.migrations = md;
+    }
+    let span = *m.span();
+    m.finish(cx);
+    if u.automatic && u.schedule.is_none() {
+        cx.error(
+            &span,
+            path,
+            "automatic updates need `update.schedule`".to_string(),
+            Some("e.g. `schedule: \"daily 06:30\"`".into()),
+        );
+    }
+    Some(u)
+}
+
+fn alerts_defaults() -> Alerts {
+    Alerts { notify: Vec::new(), smtp: None, repeat_interval: Duration::from_secs(4 * HOURS), rules: rules_defaults() }
+}
+
+fn rules_defaults() -> Rules {
+    Rules {
+        filesystem_free_percent: Threshold {
+            enabled: true,
+            warning: 20.0,
+            critical: 10.0,
+            hold: Duration::from_secs(5 * MINS),
+        },
+        memory_used_percent: Threshold {
+            enabled: true,
+            warning: 90.0,
+            critical: 95.0,
+            hold: Duration::from_secs(15 * MINS),
+        },
+        load_per_cpu: Threshold { enabled: true, warning: 2.0, critical: 4.0, hold: Duration::from_secs(15 * MINS) },
+        backup_max_age: Some(Duration::from_secs(32 * HOURS)),
+        update_max_age: Some(Duration::from_secs(8 * DAYS)),
+        certificate_expiry: DurationThreshold {
+            enabled: true,
+            warning: Duration::from_secs(21 * DAYS),
+            critical: Duration::from_secs(7 * DAYS),
+        },
+        reboots_max: 3,
+        reboots_within: Duration::from_secs(DAYS),
+        service_down_for: Some(Duration::from_secs(5 * MINS)),
+        job_failed: true,
+        service_mode: true,
+    }
+}
+
+fn alerts(cx: &mut Cx, node: &Node, path: &str) -> Option<Alerts> {
+    let mut m = cx.map(node, path)?;
+    let mut a = alerts_defaults();
+    a.notify = m.opt(cx, "notify", |cx, n, p| list(cx, n, p, notifier)).unwrap_or_default();
+    a.smtp = m.opt(cx, "smtp", smtp);
+    if let Some(d) = m.opt(cx, "repeat_interval", duration) {
+        a.repeat_interval = d;
+    }
+    if let Some(r) = m.opt(cx, "rules", rules) {
+        a.rules = r;
+    }
+    let span = *m.span();
+    m.finish(cx);
+    if a.notify.iter().any(|n| matches!(n, Notifier::Email(_))) && a.smtp.is_none() {
+        cx.error(
+            &span,
+            path,
+            "email notifications need an SMTP server in `alerts.smtp`".to_string(),
+            Some("add `smtp: { host: mail.example.org, from: caretaker@example.org }`".into()),
+        );
+    }
+    Some(a)
+}
+
+fn notifier(cx: &mut Cx, node: &Node, path: &str) -> Option<Notifier> {
+    let mut m = cx.map(node, path)?;
+    let email = m.opt(cx, "email", |cx, n, p| {
+        let addr = nonempty(cx, n, p)?;
+        if !addr.contains('@') || addr.starts_with('@') || addr.ends_with('@') {
+            cx.error(n.span(), p, format!("\"{addr}\" is not an email address"), None);
+            return None;
+        }
+        Some(addr)
+    });
+    let webhook = m.secret(cx, "webhook", "webhook_file", "webhook_env");
+    let span = *m.span();
+    m.finish(cx);
+    match (email, webhook) {
+        (Some(e), None) => Some(Notifier::Email(e)),
+        (None, Some(url)) => {
+            let u = url.expose();
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                cx.error(&span, path, "a webhook must be an http:// or https:// URL".to_string(), None);
+                return None;
+            }
+            Some(Notifier::Webhook { url })
+        }
+        (None, None) if cx.diagnostics.has_errors() => None,
+        _ => {
+            cx.error(
+                &span,
+                path,
+                format!("`{path}` needs exactly one of `email` or `webhook`"),
+                Some("e.g. `- email: ops@example.org` or `- webhook: https://ntfy.example.org/app`".into()),
+            );
+            None
+        }
+    }
+}
+
+fn smtp(cx: &mut Cx, node: &Node, path: &str) -> Option<Smtp> {
+    let mut m = cx.map(node, path)?;
+    let host = m.req(cx, "host", "", nonempty);
+    let tls = m
+        .opt(cx, "tls", |cx, n, p| {
+            choice(cx, n, p, &[("starttls", SmtpTls::Starttls), ("tls", SmtpTls::Tls), ("none", SmtpTls::None)])
+        })
+        .unwrap_or(SmtpTls::Starttls);
+    let port = m.opt(cx, "port", |cx, n, p| bounded(cx, n, p, 1, 65535).map(|v| v as u16)).unwrap_or(match tls {
+        SmtpTls::Tls => 465,
+        SmtpTls::Starttls => 587,
+        SmtpTls::None => 25,
+    });
+    let username = m.opt(cx, "username", nonempty);
+    let password = m.secret(cx, "password", "password_file", "password_env");
+    let from = m.req(cx, "from", "the sender address of alert emails, e.g. `from: caretaker@example.org`", nonempty);
+    m.finish(cx);
+    Some(Smtp { host: host?, port, tls, username, password, from: from? })
+}
+
+fn threshold(cx: &mut Cx, node: &Node, path: &str, default: Threshold, higher_is_worse: bool) -> Option<Threshold> {
+    if let Node::Scalar(_) = node {
+        // `rule: false` switches a rule off.
+        return boolean(cx, node, path).map(|enabled| Threshold { enabled, ..default });
+    }
+    let mut m = cx.map(node, path)?;
+    let mut t = default;
+    if let Some(w) = m.opt(cx, "warning", number) {
+        t.warning = w;
+    }
+    if let Some(c) = m.opt(cx, "critical", number) {
+        t.critical = c;
+    }
+    if let Some(h) = m.opt(cx, "for", duration) {
+        t.hold = h;
+    }
+    if let Some(e) = m.opt(cx, "enabled", boolean) {
+        t.enabled = e;
+    }
+    let span = *m.span();
+    m.finish(cx);
+    let ordered = if higher_is_worse { t.warning <= t.critical } else { t.warning >= t.critical };
+    if !ordered {
+        cx.error(
+            &span,
+            path,
+            format!("`{path}`: warning ({}) is worse than critical ({})", t.warning, t.critical),
+            Some(if higher_is_worse {
+                "warning must be at most critical".into()
+            } else {
+                "warning must be at least critical (free space: lower is worse)".into()
+            }),
+        );
+    }
+    Some(t)
+}
+
+/// An optional duration rule: a duration, or `false` to switch it off.
+fn opt_duration_rule(cx: &mut Cx, node: &Node, path: &str) -> Option<Option<Duration>> {
+    if let Node::Scalar(s) = node {
+        if s.as_bool() == Some(false) {
+            return Some(None);
+        }
+    }
+    duration(cx, node, path).map(Some)
+}
+
+fn rules(cx: &mut Cx, node: &Node, path: &str) -> Option<Rules> {
+    let mut m = cx.map(node, path)?;
+    let d = rules_defaults();
+    let mut r = d.clone();
+    if let Some(t) =
+        m.opt(cx, "filesystem_free_percent", |cx, n, p| threshold(cx, n, p, d.filesystem_free_percent, false))
+    {
+        r.filesystem_free_percent = t;
+    }
+    if let Some(t) = m.opt(cx, "memory_used_percent", |cx, n, p| threshold(cx, n, p, d.memory_used_percent, true)) {
+        r.memory_used_percent = t;
+    }
+    if let Some(t) = m.opt(cx, "load_per_cpu", |cx, n, p| threshold(cx, n, p, d.load_per_cpu, true)) {
+        r.load_per_cpu = t;
+    }
+    if let Some(v) = m.opt(cx, "backup_max_age", opt_duration_rule) {
+        r.backup_max_age = v;
+    }
+    if let Some(v) = m.opt(cx, "update_max_age", opt_duration_rule) {
+        r.update_max_age = v;
+    }
+    if let Some(v) = m.opt(cx, "service_down_for", opt_duration_rule) {
+        r.service_down_for = v;
+    }
+    if let Some(v) = m.opt(cx, "certificate_expiry", |cx, n, p| {
+        if let Node::Scalar(_) = n {
+            return boolean(cx, n, p).map(|enabled| DurationThreshold { enabled, ..d.certificate_expiry });
+        }
+        let mut m = cx.map(n, p)?;
+        let mut t = d.certificate_expiry;
+        if let Some(w) = m.opt(cx, "warning", duration) {
+            t.warning = w;
+        }
+        if let Some(c) = m.opt(cx, "critical", duration) {
+            t.critical = c;
+        }
+        if let Some(e) = m.opt(cx, "enabled", boolean) {
+            t.enabled = e;
+        }
+        let span = *m.span();
+        m.finish(cx);
+        if t.warning < t.critical {
+            cx.error(&span, p, format!("`{p}`: warning must be at least critical (time left: less is worse)"), None);
+        }
+        Some(t)
+    }) {
+        r.certificate_expiry = v;
+    }
+    if let Some((max, within)) = m.opt(cx, "reboots", |cx, n, p| {
+        let mut m = cx.map(n, p)?;
+        let max = m.req(cx, "max", "", |cx, n, p| bounded(cx, n, p, 1, 1000));
+        let within = m.req(cx, "within", "", duration);
+        m.finish(cx);
+        Some((max? as u32, within?))
+    }) {
+        r.reboots_max = max;
+        r.reboots_within = within;
+    }
+    if let Some(v) = m.opt(cx, "job_failed", boolean) {
+        r.job_failed = v;
+    }
+    if let Some(v) = m.opt(cx, "service_mode", boolean) {
+        r.service_mode = v;
+    }
+    m.finish(cx);
+    Some(r)
+}
+
+fn jobs(cx: &mut Cx, node: &Node, path: &str) -> Option<Vec<ScheduledJob>> {
+    entries(cx, node, path, |cx, k, v, p| {
+        let mut m = cx.map(v, p)?;
+        let command = m.req(cx, "command", "", command);
+        let schedule = m.req(cx, "schedule", "e.g. `schedule: \"daily 03:00\"`", schedule);
+        let timeout = m.opt(cx, "timeout", duration).unwrap_or(Duration::from_secs(HOURS));
+        m.finish(cx);
+        Some(ScheduledJob { name: k.as_str().to_string(), command: command?, schedule: schedule?, timeout })
+    })
+}
+
+fn logs(cx: &mut Cx, node: &Node, path: &str) -> Option<Logs> {
+    let mut m = cx.map(node, path)?;
+    let max_size_bytes = m.opt(cx, "max_size", size).unwrap_or(10 << 20);
+    let keep = m.opt(cx, "keep", |cx, n, p| bounded(cx, n, p, 1, 1000)).unwrap_or(5) as u32;
+    m.finish(cx);
+    Some(Logs { max_size_bytes, keep })
+}
+
+/// A size like `10MiB`, `500k`, `1G` (binary units).
+fn size(cx: &mut Cx, node: &Node, path: &str) -> Option<u64> {
+    let s = string(cx, node, path)?;
+    let t = s.trim();
+    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits_end);
+    let mult: Option<u64> = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => Some(1),
+        "k" | "kb" | "kib" => Some(1 << 10),
+        "m" | "mb" | "mib" => Some(1 << 20),
+        "g" | "gb" | "gib" => Some(1 << 30),
+        _ => None,
+    };
+    match (num.parse::<u64>(), mult) {
+        (Ok(n), Some(m)) if n > 0 => Some(n.saturating_mul(m)),
+        _ => {
+            cx.error(node.span(), path, format!("`{path}` must be a size like 10MiB or 500KiB, found \"{s}\""), None);
+            None
+        }
+    }
+}
+
+/// Checks that need the whole config: things one section says about another.
+pub fn cross_checks(cx: &mut Cx, cfg: &Config, root: &Node) {
+    let Node::Mapping(root_map) = root else { return };
+    let span_of =
+        |key: &str| root_map.iter().find(|(k, _)| k.as_str() == key).map(|(k, _)| *k.span()).unwrap_or(*root.span());
+    if cfg.backup.is_some() && cfg.database.is_none() && cfg.files.is_empty() {
+        cx.error(
+            &span_of("backup"),
+            "backup",
+            "`backup` is configured but there is nothing to back up".to_string(),
+            Some("add `database:` and/or `files:`".into()),
+        );
+    }
+    if let Some(b) = &cfg.backup {
+        if matches!(b.password.origin(), SecretOrigin::Inline) && b.password.expose().len() < 12 {
+            cx.warning(
+                &span_of("backup"),
+                "backup.password",
+                "the backup password is shorter than 12 characters".to_string(),
+                Some("`caretaker init` generates strong passwords".into()),
+            );
+        }
+    }
+}

@@ -1,0 +1,304 @@
+use super::*;
+use expect_test::{expect, Expect};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// A [`SecretSource`] over maps: files and environment without touching the machine.
+#[derive(Default)]
+struct FakeSource {
+    files: HashMap<PathBuf, (String, u32)>,
+    env: HashMap<String, String>,
+}
+
+impl SecretSource for FakeSource {
+    fn read_file(&self, path: &Path) -> Result<String, String> {
+        self.files.get(path).map(|(t, _)| t.clone()).ok_or_else(|| "No such file or directory".to_string())
+    }
+    fn env_var(&self, name: &str) -> Option<String> {
+        self.env.get(name).cloned()
+    }
+    fn file_mode(&self, path: &Path) -> Option<u32> {
+        self.files.get(path).map(|(_, m)| *m)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.files.contains_key(path)
+    }
+}
+
+fn load_str(text: &str) -> Result<Loaded, Diagnostics> {
+    load(text, Path::new("/etc/caretaker/caretaker.yml"), Some(0o600), &FakeSource::default())
+}
+
+const MINIMAL: &str = "version: 1\napp:\n  name: guestbook\n";
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let cfg = load_str(MINIMAL).unwrap().config;
+    assert_eq!(cfg.app.name, "guestbook");
+    assert!(cfg.services.is_empty());
+    assert_eq!(cfg.update.keep_releases, 5);
+    assert_eq!(cfg.logs.keep, 5);
+    assert!(cfg.alerts.rules.job_failed);
+}
+
+#[test]
+fn design_brief_example_parses() {
+    let text = r#"
+version: 1
+app:
+  name: guestbook
+  domain: guestbook.example.org
+  source: { git: "https://example.org/guestbook.git", branch: main }
+  build: ["pip install -r requirements.txt"]
+  migrate: ["python manage.py migrate --noinput"]
+  env: { DJANGO_SETTINGS_MODULE: config.settings.production }
+  env_files: [".envs/.production/.django"]
+services:
+  web:    { command: "gunicorn config.wsgi -b 127.0.0.1:8001", health: { http: "http://127.0.0.1:8001/healthz" } }
+  worker: { command: "celery -A config worker", after: [web] }
+database: { kind: postgres, url_file: /etc/caretaker/database_url }
+files: [ /srv/guestbook/media ]
+backup:
+  repository: "sftp:backup@backup.example.org:/srv/backups/guestbook"
+  password_file: /etc/caretaker/backup.key
+  schedule: "daily 00:30"
+  keep: { daily: 7, weekly: 5, monthly: 4 }
+update: { schedule: "daily 06:30", automatic: false }
+alerts:
+  smtp: { host: mail.example.org, from: caretaker@example.org }
+  notify: [ { email: ops@example.org }, { webhook: "https://ntfy.example.org/guestbook" } ]
+  rules: { filesystem_free_percent: { warning: 20, critical: 15 }, backup_max_age: 32h }
+"#;
+    let mut src = FakeSource::default();
+    src.files.insert("/etc/caretaker/database_url".into(), ("postgres://g:pw@127.0.0.1/g\n".into(), 0o600));
+    src.files.insert("/etc/caretaker/backup.key".into(), ("correct horse battery staple\n".into(), 0o600));
+    let loaded = load(text, Path::new("/etc/caretaker/caretaker.yml"), Some(0o600), &src).unwrap();
+    let cfg = loaded.config;
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(cfg.services.len(), 2);
+    assert_eq!(cfg.services[1].after, vec!["web".to_string()]);
+    let b = cfg.backup.as_ref().unwrap();
+    assert_eq!(b.password.expose(), "correct horse battery staple");
+    assert_eq!(b.repository.to_string(), "sftp:backup@backup.example.org:/srv/backups/guestbook");
+    assert_eq!(b.keep.monthly, Some(4));
+    assert_eq!(cfg.alerts.rules.filesystem_free_percent.critical, 15.0);
+    assert_eq!(cfg.app.env_files, vec![PathBuf::from(".envs/.production/.django")]);
+}
+
+fn check_errors(text: &str, expected: Expect) {
+    let diags = load_str(text).expect_err("config should be rejected");
+    expected.assert_eq(&diags.render(text));
+}
+
+#[test]
+fn bad_configs_are_reported_with_location_and_hint() {
+    // Table of bad configs; each rendered message is a snapshot.
+    let cases: Vec<(&str, Expect)> = vec![
+        (
+            "version: 1\napp:\n  name: guestbook\nservices:\n  web:\n    command: [run, 3]\n    restart: sometimes\nfiles: /srv/media\n",
+            expect![[r#"
+                error: `services.web.restart` has an unknown value "sometimes"
+                  --> /etc/caretaker/caretaker.yml:7:14
+                  |
+                7 |     restart: sometimes
+                  |              ^
+                   = hint: use one of: always, on-failure, never
+
+                error: `files` must be a list, found a single value
+                  --> /etc/caretaker/caretaker.yml:8:8
+                  |
+                8 | files: /srv/media
+                  |        ^
+                   = hint: write `[a, b]` or one `- item` per line
+
+                2 errors, 0 warnings
+            "#]],
+        ),
+        (
+            "version: 1\napp:\n  name: guestbook\nbackup:\n  repository: /srv/backup\n  password: \"a long enough password\"\n  schedul: daily\n",
+            expect![[r#"
+                error: `backup` is configured but there is nothing to back up
+                  --> /etc/caretaker/caretaker.yml:4:1
+                  |
+                4 | backup:
+                  | ^
+                   = hint: add `database:` and/or `files:`
+
+                error: unknown key `schedul` in `backup`
+                  --> /etc/caretaker/caretaker.yml:7:3
+                  |
+                7 |   schedul: daily
+                  |   ^
+                   = hint: did you mean `schedule`?
+
+                2 errors, 0 warnings
+            "#]],
+        ),
+    ];
+    for (text, expected) in cases {
+        check_errors(text, expected);
+    }
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = r#"version: 1
+app:
+  name: Guest Book
+  colour: blue
+services:
+  web:
+    command: "serve"
+    after: [wbe]
+    stop_timeout: 10 minutes please
+    health: { http: "http://127.0.0.1:8000/", interval: 10s, timeout: 30s }
+  worker: { command: "work", after: [web] }
+database:
+  kind: postgress
+  url_file: secrets/db_url
+files:
+  - /srv/media
+backup:
+  repository: /srv/backups
+  password_file: /etc/caretaker/nonexistent.key
+  schedule: "daily 25:00"
+  keep: { daily: 7 }
+update:
+  schedule: "daily 06:30"
+  automatic: yes
+jobs:
+  cleanup: { command: "x", schedule: "Sun 21:00", timeout: 90 }
+"#;
+    let diags = load_str(text).expect_err("many problems");
+    let rendered = diags.render(text);
+    let summary: Vec<String> = diags
+        .0
+        .iter()
+        .map(|d| format!("{}:{} {}", d.location.unwrap().line, d.location.unwrap().column, d.path))
+        .collect();
+    expect![[r#"
+        [
+            "3:9 app.name",
+            "4:3 app.colour",
+            "8:13 services.web.after[0]",
+            "9:19 services.web.stop_timeout",
+            "10:5 services.web.health",
+            "13:9 database.kind",
+            "14:13 database.url_file",
+            "19:18 backup.password_file",
+            "20:13 backup.schedule",
+            "24:14 update.automatic",
+            "26:60 jobs.cleanup.timeout",
+        ]
+    "#]]
+    .assert_debug_eq(&summary);
+    assert!(rendered.contains("did you mean `web`?"), "{rendered}");
+    assert!(rendered.contains("did you mean `postgres`?"), "{rendered}");
+    assert!(rendered.contains("cannot read secret file /etc/caretaker/secrets/db_url"), "{rendered}");
+    assert!(rendered.contains("write `true`"), "{rendered}");
+    assert!(rendered.contains("11 errors"), "{rendered}");
+}
+
+#[test]
+fn rendered_messages_for_each_kind_of_mistake() {
+    // One line per kind of mistake the issue names: wrong type, unknown key with suggestion,
+    // bad duration, bad schedule, missing secret file, unresolvable reference.
+    let cases = [
+        ("wrong type", "version: 1\napp:\n  name: [a, b]\n"),
+        ("unknown key", "version: 1\napp:\n  name: x\n  domian: x.org\n"),
+        ("bad duration", "version: 1\napp:\n  name: x\nupdate:\n  health_timeout: 2 fortnights\n"),
+        ("bad schedule", "version: 1\napp:\n  name: x\nupdate:\n  schedule: \"Sunday 24:00\"\n"),
+        (
+            "missing secret file",
+            "version: 1\napp:\n  name: x\nfiles: [/srv]\nbackup:\n  repository: /b\n  password_file: /nope/key\n",
+        ),
+        ("unresolvable reference", "version: 1\napp:\n  name: x\nservices:\n  worker: { command: w, after: [web] }\n"),
+        ("bad yaml", "version: 1\napp:\n  name: x\n   bad: indent\n"),
+        ("duplicate key", "version: 1\napp:\n  name: x\napp:\n  name: y\n"),
+        ("missing section", "version: 1\n"),
+        ("newer version", "version: 2\napp:\n  name: x\n"),
+    ];
+    let mut out = String::new();
+    for (what, text) in cases {
+        let diags = load_str(text).expect_err(what);
+        for d in &diags.0 {
+            out.push_str(&format!("{what}: {d}\n"));
+        }
+    }
+    expect![[r#"
+        wrong type: /etc/caretaker/caretaker.yml:3:9: error: `app.name` must be a string, found a list
+        unknown key: /etc/caretaker/caretaker.yml:4:3: error: unknown key `domian` in `app` (hint: did you mean `domain`?)
+        bad duration: /etc/caretaker/caretaker.yml:5:19: error: `update.health_timeout`: unknown unit "fortnights" in duration "2 fortnights" (hint: units are ms, s, m, h, d, w (long forms like `min`, `hours`, `days` work too), e.g. `90s`, `15m`, `1h30m`, `3d`)
+        bad schedule: /etc/caretaker/caretaker.yml:5:13: error: `update.schedule`: expected a time like 00:30, got "24:00": hours go from 00 to 23 (hint: write times as HH:MM on a 24-hour clock, e.g. `00:30` or `21:00`; `*:15` is every hour at :15, `*:0/15` every 15 minutes)
+        missing secret file: /etc/caretaker/caretaker.yml:7:18: error: cannot read secret file /nope/key: No such file or directory (hint: create the file (mode 0600) or point the key at the right file; relative paths are relative to the config file)
+        unresolvable reference: /etc/caretaker/caretaker.yml:5:33: error: service `worker` starts after `web`, which is not defined (hint: services defined: worker)
+        bad yaml: /etc/caretaker/caretaker.yml:4:7: error: this is not valid YAML: mapping values are not allowed in this context (hint: check indentation and quoting near this place)
+        duplicate key: /etc/caretaker/caretaker.yml:4:1: error: key `app` appears twice in the same mapping (first at line 2) (hint: remove one of them)
+        missing section: /etc/caretaker/caretaker.yml:1:1: error: `the config file` is missing the required key `app` (hint: every config names its app: `app: { name: myapp }`)
+        newer version: /etc/caretaker/caretaker.yml:1:10: error: this caretaker reads config version 1, the file says version 2 (hint: the file was written for a newer caretaker; upgrade caretaker)
+    "#]]
+    .assert_eq(&out);
+}
+
+#[test]
+fn service_cycle_is_reported() {
+    let text =
+        "version: 1\napp:\n  name: x\nservices:\n  a: { command: a, after: [b] }\n  b: { command: b, after: [a] }\n";
+    let d = load_str(text).unwrap_err();
+    assert!(d.0[0].message.contains("a → b → a"), "{:?}", d.0);
+}
+
+#[test]
+fn secrets_from_env_and_world_readable_config() {
+    let text = "version: 1\napp:\n  name: x\n  env:\n    KEY: { secret_env: APP_KEY }\n    TOKEN: { secret: \"inline-token-value\" }\n";
+    let mut src = FakeSource::default();
+    src.env.insert("APP_KEY".into(), "from-the-environment".into());
+    let loaded = load(text, Path::new("/c/caretaker.yml"), Some(0o600), &src).unwrap();
+    assert_eq!(loaded.config.app.env["KEY"].expose(), "from-the-environment");
+    // World-readable with an inline secret: refused, then allowed on request.
+    let mut d = load(text, Path::new("/c/caretaker.yml"), Some(0o644), &src).unwrap_err();
+    assert!(d.has_errors());
+    assert!(d.0[0].message.contains("readable by every user"), "{:?}", d.0);
+    allow_world_readable(&mut d);
+    assert!(!d.has_errors());
+    // Missing env var: error naming it.
+    let d = load(text, Path::new("/c/caretaker.yml"), Some(0o600), &FakeSource::default()).unwrap_err();
+    assert!(d.0[0].message.contains("`APP_KEY` is not set"), "{:?}", d.0);
+}
+
+#[test]
+fn secret_values_do_not_appear_in_serialized_config() {
+    let s = template::InitSecrets {
+        backup_password: "bk-0123456789abcdef".into(),
+        database_password: "db-0123456789abcdef".into(),
+        app_secret_key: "sk-0123456789abcdef".into(),
+    };
+    let text = template::render("guestbook", Some("guestbook.example.org"), &s);
+    let cfg = load_str(&text).unwrap().config;
+    let json = serde_json::to_string(&cfg).unwrap();
+    let debug = format!("{cfg:?}");
+    for secret in ["bk-0123456789abcdef", "db-0123456789abcdef", "sk-0123456789abcdef"] {
+        assert!(!json.contains(secret), "{json}");
+        assert!(!debug.contains(secret), "{debug}");
+    }
+    assert_eq!(cfg.secrets().len(), 4, "app secret key, DATABASE_URL, database url, backup password");
+}
+
+#[test]
+fn repository_notations() {
+    let cases = [
+        ("/srv/b", "local:/srv/b"),
+        ("local:/srv/b", "local:/srv/b"),
+        ("sftp:backup@host.example:/srv/b", "sftp:backup@host.example:/srv/b"),
+        ("sftp://backup@127.0.0.1:2222//srv/b", "sftp://backup@127.0.0.1:2222//srv/b"),
+        ("s3:http://127.0.0.1:9000/bucket/app", "s3:http://127.0.0.1:9000/bucket/app"),
+    ];
+    for (input, shown) in cases {
+        let text = format!("version: 1\napp:\n  name: x\nfiles: [/f]\nbackup:\n  repository: \"{input}\"\n  password: \"0123456789abcdef\"\n  s3: {{ access_key_id: a, secret_access_key: b }}\n");
+        let cfg = load_str(&text).unwrap_or_else(|d| panic!("{input}: {}", d.render(&text))).config;
+        assert_eq!(cfg.backup.unwrap().repository.to_string(), shown, "{input}");
+    }
+    let text = "version: 1\napp:\n  name: x\nfiles: [/f]\nbackup:\n  repository: \"ftp://host/x\"\n  password: \"0123456789abcdef\"\n";
+    let d = load_str(text).unwrap_err();
+    assert!(d.0[0].message.contains("unsupported repository type `ftp`"), "{:?}", d.0);
+}
