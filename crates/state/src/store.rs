@@ -118,12 +118,16 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Creates `path` (mode 0700) or tightens an existing one to 0700: the state directory holds
+/// job logs of operations on secrets-bearing data, so other users must not read it.
 fn create_private_dir(path: &Path) -> Result<(), StateError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .map_err(|source| StateError::Dir { path: path.to_path_buf(), source })
+    let err = |source| StateError::Dir { path: path.to_path_buf(), source };
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(err)?;
+    let mode = fs::metadata(path).map_err(err)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    Ok(())
 }
 
 impl Store {
