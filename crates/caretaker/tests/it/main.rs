@@ -16,9 +16,15 @@ pub struct Scratch {
     pub dir: tempfile::TempDir,
 }
 
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch { dir: tempfile::tempdir().unwrap() }
+    }
+}
+
 impl Scratch {
     pub fn new() -> Self {
-        Scratch { dir: tempfile::tempdir().unwrap() }
+        Self::default()
     }
 
     pub fn path(&self) -> &Path {
