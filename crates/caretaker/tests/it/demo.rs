@@ -9,27 +9,25 @@ fn demo_runs_the_demo_app_and_records_jobs() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let demo = dir.path().join("demo");
-    let out = Command::new(crate::BIN)
-        .args(["demo", "--exit-when-ready", "--listen", &listen, "--dir"])
-        .arg(&demo)
-        .env_remove("CARETAKER_STATE_DIR")
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{text}");
+    let run_demo = || {
+        let out = Command::new(crate::BIN)
+            .args(["demo", "--exit-when-ready", "--listen", &listen, "--dir"])
+            .arg(&demo)
+            .env_remove("CARETAKER_STATE_DIR")
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{text}");
+        text
+    };
+    let text = run_demo();
     assert!(text.contains(&format!("http://{listen}/")), "{text}");
     // The app was stopped again, and its port is free.
     wait_until(Duration::from_secs(10), "the demo app to release its port", || {
         std::net::TcpListener::bind(&listen).ok().map(|_| ())
     });
     // A second run reuses the directory (same secrets) and works again.
-    let out = Command::new(crate::BIN)
-        .args(["demo", "--exit-when-ready", "--listen", &listen, "--dir"])
-        .arg(&demo)
-        .env_remove("CARETAKER_STATE_DIR")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    run_demo();
     let jobs = Command::new(crate::BIN)
         .arg("--config")
         .arg(demo.join("caretaker.yml"))
