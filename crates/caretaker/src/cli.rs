@@ -46,6 +46,11 @@ pub enum Command {
     Init(InitArgs),
     /// List recorded jobs, show one, or run a scheduled app command now
     Jobs(JobsArgs),
+    /// Put the site into maintenance mode (503 page) or take it out
+    #[command(subcommand)]
+    Maintenance(MaintenanceCommand),
+    /// Clear the failed flag that keeps the app in service mode
+    ResetFailed,
     /// Try caretaker on a bundled demo application
     Demo(DemoArgs),
     /// The bundled demo application (used by `caretaker demo` and the tests)
@@ -67,6 +72,22 @@ pub enum ConfigCommand {
     /// Print the effective config (defaults filled in, secrets redacted)
     Show {
         /// Print JSON instead of YAML
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MaintenanceCommand {
+    /// Switch maintenance mode on: visitors get a 503 page with this message
+    On {
+        #[arg(long, short = 'm')]
+        message: Option<String>,
+    },
+    /// Switch maintenance mode off (service mode, if set, stays until `reset-failed`)
+    Off,
+    /// Show the current mode
+    Status {
         #[arg(long)]
         json: bool,
     },

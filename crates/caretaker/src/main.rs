@@ -4,6 +4,7 @@
 //! `exit` and nowhere else.
 
 mod appenv;
+mod appmode;
 mod cli;
 mod commands;
 mod context;
@@ -32,6 +33,8 @@ fn main() {
         Command::Config(ConfigCommand::Show { json }) => commands::config::show(&cli.global, *json),
         Command::Init(a) => commands::init::run(&cli.global, a),
         Command::Jobs(a) => commands::jobs::run(&cli.global, a),
+        Command::Maintenance(c) => commands::maintenance::run(&cli.global, c),
+        Command::ResetFailed => commands::maintenance::reset_failed(&cli.global),
         Command::Demo(a) => commands::demo::run(&cli.global, a),
         Command::DemoApp { .. } => unreachable!("handled above"),
     };

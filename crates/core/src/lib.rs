@@ -12,4 +12,5 @@ pub mod config;
 pub mod duration;
 pub mod envfile;
 pub mod job;
+pub mod mode;
 pub mod schedule;

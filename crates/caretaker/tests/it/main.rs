@@ -3,6 +3,7 @@
 mod config;
 mod demo;
 mod jobs;
+mod maintenance;
 mod secrets;
 
 use caretaker_testkit::Caretaker;

@@ -50,6 +50,9 @@ pub struct Config {
     /// Scheduled app commands (what cron did before: clearsessions, reports).
     pub jobs: Vec<ScheduledJob>,
     pub logs: Logs,
+    /// caretaker's own HTTP entrance in front of the app (maintenance and service pages).
+    pub front_door: Option<FrontDoor>,
+    pub maintenance: Maintenance,
     /// IANA time zone in which schedules are read; `None` = the machine's local zone.
     pub timezone: Option<String>,
     /// Overrides the state directory (`/var/lib/caretaker/<app>` by default).
@@ -446,4 +449,31 @@ pub struct ScheduledJob {
 pub struct Logs {
     pub max_size_bytes: u64,
     pub keep: u32,
+}
+
+/// The front door: a reverse proxy in front of the app's web service that answers with a
+/// maintenance or service page when the app must not or cannot serve.
+#[derive(Clone, Debug, Serialize)]
+pub struct FrontDoor {
+    /// Where visitors connect, e.g. `0.0.0.0:80` or `127.0.0.1:8080`.
+    pub listen: String,
+    /// The app's web service, `host:port` (HTTP/1.1, kept alive).
+    pub upstream: String,
+    pub max_body_bytes: u64,
+    /// How long the app may take to start answering a request.
+    #[serde(serialize_with = "ser_duration")]
+    pub upstream_timeout: Duration,
+    /// `Retry-After` of the maintenance page, and how often it reloads itself.
+    #[serde(serialize_with = "ser_duration")]
+    pub retry_after: Duration,
+}
+
+/// Maintenance mode settings.
+#[derive(Clone, Debug, Serialize)]
+pub struct Maintenance {
+    /// For sites that keep nginx in front: caretaker writes `maintenance.html` here while in
+    /// maintenance or service mode and removes it afterwards (see docs/maintenance.md).
+    pub page_dir: Option<PathBuf>,
+    /// Message shown when none is given on the command line.
+    pub default_message: String,
 }

@@ -54,6 +54,11 @@ pub fn config(cx: &mut Cx, root: &Node) -> Option<Config> {
         Some(n) => logs(cx, n, "logs"),
         None => Some(Logs { max_size_bytes: 10 << 20, keep: 5 }),
     };
+    let front_door = m.opt(cx, "front_door", front_door);
+    let maintenance = match m.get("maintenance") {
+        Some(n) => maintenance(cx, n, "maintenance"),
+        None => Some(maintenance_defaults()),
+    };
     let timezone = m.opt(cx, "timezone", |cx, n, p| {
         let tz = string(cx, n, p)?;
         match jiff::tz::TimeZone::get(&tz) {
@@ -83,6 +88,8 @@ pub fn config(cx: &mut Cx, root: &Node) -> Option<Config> {
         alerts: alerts?,
         jobs,
         logs: logs?,
+        front_door,
+        maintenance: maintenance?,
         timezone,
         state_dir,
     };
@@ -1018,6 +1025,35 @@ fn logs(cx: &mut Cx, node: &Node, path: &str) -> Option<Logs> {
     let keep = m.opt(cx, "keep", |cx, n, p| bounded(cx, n, p, 1, 1000)).unwrap_or(5) as u32;
     m.finish(cx);
     Some(Logs { max_size_bytes, keep })
+}
+
+fn front_door(cx: &mut Cx, node: &Node, path: &str) -> Option<FrontDoor> {
+    let mut m = cx.map(node, path)?;
+    let listen = m.req(cx, "listen", "e.g. `listen: \"0.0.0.0:80\"`", host_port);
+    let upstream = m.req(cx, "upstream", "the app's web service, e.g. `upstream: \"127.0.0.1:8001\"`", host_port);
+    let max_body_bytes = m.opt(cx, "max_body_size", size).unwrap_or(100 << 20);
+    let upstream_timeout = m.opt(cx, "upstream_timeout", duration).unwrap_or(Duration::from_secs(60));
+    let retry_after = m.opt(cx, "retry_after", duration).unwrap_or(Duration::from_secs(30));
+    m.finish(cx);
+    Some(FrontDoor { listen: listen?, upstream: upstream?, max_body_bytes, upstream_timeout, retry_after })
+}
+
+fn maintenance_defaults() -> Maintenance {
+    Maintenance {
+        page_dir: None,
+        default_message: "We are updating the site and will be back in a few minutes.".into(),
+    }
+}
+
+fn maintenance(cx: &mut Cx, node: &Node, path: &str) -> Option<Maintenance> {
+    let mut m = cx.map(node, path)?;
+    let mut out = maintenance_defaults();
+    out.page_dir = m.opt(cx, "page_dir", |cx, n, p| nonempty(cx, n, p).map(|s| cx.resolve_path(&s)));
+    if let Some(msg) = m.opt(cx, "message", nonempty) {
+        out.default_message = msg;
+    }
+    m.finish(cx);
+    Some(out)
 }
 
 /// A size like `10MiB`, `500k`, `1G` (binary units).
