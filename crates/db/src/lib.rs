@@ -132,11 +132,13 @@ pub trait Database: Send + Sync {
 pub fn open(cfg: &config::Database, redactor: &Redactor) -> Result<Box<dyn Database>> {
     let url = || {
         let secret = cfg.url.as_ref().ok_or_else(|| {
-            Error::new(ErrorKind::Other, "database", "no database URL configured").hint("set database.url (or url_file / url_env)")
+            Error::new(ErrorKind::Other, "database", "no database URL configured")
+                .hint("set database.url (or url_file / url_env)")
         })?;
         url::parse_url(secret.expose()).map_err(|e| {
-            Error::new(ErrorKind::Other, format!("database url ({})", secret.origin()), e)
-                .hint("the URL looks like postgres://user:password@host:5432/name or mysql://user:password@host:3306/name")
+            Error::new(ErrorKind::Other, format!("database url ({})", secret.origin()), e).hint(
+                "the URL looks like postgres://user:password@host:5432/name or mysql://user:password@host:3306/name",
+            )
         })
     };
     Ok(match cfg.kind {

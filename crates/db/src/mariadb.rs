@@ -144,11 +144,7 @@ impl Mariadb {
             c.arg(format!("--database={d}"));
         }
         let out = process::capture(c, Some(sql.as_bytes()), &self.redactor).map_err(|f| self.tool_error(f))?;
-        Ok(out
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(|l| l.split('\t').map(unescape_field).collect())
-            .collect())
+        Ok(out.lines().filter(|l| !l.is_empty()).map(|l| l.split('\t').map(unescape_field).collect()).collect())
     }
 
     fn tool_error(&self, f: ToolFailure) -> Error {
@@ -166,10 +162,8 @@ impl Mariadb {
     }
 
     fn schema_exists(&self, name: &str) -> Result<bool> {
-        let rows = self.sql(
-            None,
-            &format!("SELECT 1 FROM information_schema.schemata WHERE schema_name = {}", literal(name)),
-        )?;
+        let rows = self
+            .sql(None, &format!("SELECT 1 FROM information_schema.schemata WHERE schema_name = {}", literal(name)))?;
         Ok(!rows.is_empty())
     }
 
@@ -241,12 +235,16 @@ pub fn classify_client_error(text: &str) -> (ErrorKind, Option<&'static str>) {
         .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
         .and_then(|s| s.parse::<u32>().ok());
     match code {
-        Some(1045) | Some(1044) | Some(1698) => (ErrorKind::AuthFailed, Some("check the user and password in the database URL")),
+        Some(1045) | Some(1044) | Some(1698) => {
+            (ErrorKind::AuthFailed, Some("check the user and password in the database URL"))
+        }
         Some(1049) => (ErrorKind::NotFound, Some("create the database, or fix its name in the database URL")),
         Some(2002) | Some(2003) | Some(2005) | Some(2013) => {
             (ErrorKind::Unreachable, Some("is MariaDB running and listening where the database URL says?"))
         }
-        _ if text.contains("Access denied") => (ErrorKind::AuthFailed, Some("check the user and password in the database URL")),
+        _ if text.contains("Access denied") => {
+            (ErrorKind::AuthFailed, Some("check the user and password in the database URL"))
+        }
         _ if text.contains("Unknown database") => {
             (ErrorKind::NotFound, Some("create the database, or fix its name in the database URL"))
         }
@@ -379,7 +377,11 @@ impl Database for Mariadb {
 
     fn snapshot(&self, label: Option<&str>) -> Result<Snapshot> {
         if !self.schema_exists(&self.database)? {
-            return Err(Error::new(ErrorKind::NotFound, &self.target, "the database does not exist; nothing to snapshot"));
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                &self.target,
+                "the database does not exist; nothing to snapshot",
+            ));
         }
         let name = copy_name(&self.database, CopyKind::Snapshot, Timestamp::now(), label, MAX_NAME)
             .map_err(|m| Error::new(ErrorKind::Other, &self.target, m))?;
@@ -395,8 +397,12 @@ impl Database for Mariadb {
     fn revert(&self, snapshot: &Snapshot) -> Result<String> {
         self.own_copy(snapshot)?;
         if !self.schema_exists(&snapshot.name)? {
-            return Err(Error::new(ErrorKind::NotFound, &self.target, format!("snapshot {} does not exist", snapshot.name))
-                .hint("`caretaker db snapshots` lists the snapshots"));
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                &self.target,
+                format!("snapshot {} does not exist", snapshot.name),
+            )
+            .hint("`caretaker db snapshots` lists the snapshots"));
         }
         let aside = copy_name(&self.database, CopyKind::Aside, Timestamp::now(), None, MAX_NAME)
             .map_err(|m| Error::new(ErrorKind::Other, &self.target, m))?;
@@ -430,7 +436,11 @@ impl Database for Mariadb {
     fn drop_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
         self.own_copy(snapshot)?;
         if !self.schema_exists(&snapshot.name)? {
-            return Err(Error::new(ErrorKind::NotFound, &self.target, format!("snapshot {} does not exist", snapshot.name)));
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                &self.target,
+                format!("snapshot {} does not exist", snapshot.name),
+            ));
         }
         self.terminate_on(&snapshot.name)?;
         self.sql(None, &format!("DROP DATABASE {}", q(&snapshot.name))).map(|_| ())
@@ -444,7 +454,10 @@ mod tests {
     #[test]
     fn classifies_client_errors() {
         let cases = [
-            ("ERROR 1045 (28000): Access denied for user 'root'@'127.0.0.1' (using password: YES)", ErrorKind::AuthFailed),
+            (
+                "ERROR 1045 (28000): Access denied for user 'root'@'127.0.0.1' (using password: YES)",
+                ErrorKind::AuthFailed,
+            ),
             ("mariadb failed (exit status: 1): ERROR 1049 (42000): Unknown database 'x'", ErrorKind::NotFound),
             ("ERROR 2002 (HY000): Can't connect to local server through socket", ErrorKind::Unreachable),
             ("mariadb-dump: Got error: 1045: \"Access denied for user\"", ErrorKind::AuthFailed),

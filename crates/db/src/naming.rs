@@ -213,8 +213,7 @@ mod tests {
             mk(CopyKind::Aside, 3),
         ];
         let policy = SnapshotPolicy { keep_last: 2, max_age: Some(SignedDuration::from_hours(24 * 7)) };
-        let removed: Vec<String> =
-            select_for_removal(&copies, &policy, now).into_iter().map(|c| c.name).collect();
+        let removed: Vec<String> = select_for_removal(&copies, &policy, now).into_iter().map(|c| c.name).collect();
         // Snapshots: 19 and 18 are the newest two, 15 is younger than a week; 1 and 2 go.
         // The one aside copy is within keep_last.
         assert_eq!(removed, vec![copies[0].name.clone(), copies[1].name.clone()]);

@@ -40,17 +40,10 @@ fn q(name: &str) -> String {
 
 impl Postgres {
     pub fn new(url: DbUrl, redactor: Redactor) -> Result<Self> {
-        let user = url
-            .user
-            .clone()
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_else(|| "postgres".into());
+        let user = url.user.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "postgres".into());
         let database = url.database.clone().unwrap_or_else(|| user.clone());
-        let host = url
-            .host
-            .clone()
-            .or_else(|| url.param("host").map(str::to_string))
-            .unwrap_or_else(|| "localhost".into());
+        let host =
+            url.host.clone().or_else(|| url.param("host").map(str::to_string)).unwrap_or_else(|| "localhost".into());
         let port = url.port.or_else(|| url.param("port").and_then(|p| p.parse().ok())).unwrap_or(5432);
         let target = format!("postgres database {database} on {host}:{port}");
         match url.param("sslmode") {
@@ -207,8 +200,18 @@ impl Postgres {
     fn tool_command(&self, tool: &Path, dbname: &str) -> Command {
         let mut c = Command::new(tool);
         for v in [
-            "PGSERVICE", "PGSERVICEFILE", "PGPASSFILE", "PGPASSWORD", "PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER",
-            "PGDATABASE", "PGOPTIONS", "PGSSLMODE", "PGTARGETSESSIONATTRS",
+            "PGSERVICE",
+            "PGSERVICEFILE",
+            "PGPASSFILE",
+            "PGPASSWORD",
+            "PGHOST",
+            "PGHOSTADDR",
+            "PGPORT",
+            "PGUSER",
+            "PGDATABASE",
+            "PGOPTIONS",
+            "PGSSLMODE",
+            "PGTARGETSESSIONATTRS",
         ] {
             c.env_remove(v);
         }
@@ -239,7 +242,10 @@ impl Postgres {
             (ErrorKind::NotFound, "create the database, or fix its name in the database URL")
         } else if text.contains("server version mismatch") || text.contains("unsupported version") {
             (ErrorKind::VersionMismatch, "install the PostgreSQL client tools matching the server's major version")
-        } else if text.contains("Connection refused") || text.contains("could not connect") || text.contains("timeout expired") {
+        } else if text.contains("Connection refused")
+            || text.contains("could not connect")
+            || text.contains("timeout expired")
+        {
             (ErrorKind::Unreachable, "is PostgreSQL running and listening there?")
         } else {
             (ErrorKind::Other, "see the tool's message above")
@@ -397,7 +403,11 @@ impl Database for Postgres {
                     c.batch_execute(&sql)
                 })?;
                 kept_aside = Some(aside);
-                self.create_database(&mut admin, &self.database, Some((settings.get(0), settings.get(1), settings.get(2))))?;
+                self.create_database(
+                    &mut admin,
+                    &self.database,
+                    Some((settings.get(0), settings.get(1), settings.get(2))),
+                )?;
             }
         } else {
             self.create_database(&mut admin, &self.database, None)?;
@@ -428,7 +438,11 @@ impl Database for Postgres {
     fn snapshot(&self, label: Option<&str>) -> Result<Snapshot> {
         let mut admin = self.admin()?;
         if !self.database_exists(&mut admin, &self.database)? {
-            return Err(Error::new(ErrorKind::NotFound, &self.target, "the database does not exist; nothing to snapshot"));
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                &self.target,
+                "the database does not exist; nothing to snapshot",
+            ));
         }
         let version = self.server_version_num(&mut admin)?;
         let now = Timestamp::now();
@@ -444,8 +458,12 @@ impl Database for Postgres {
         self.own_copy(snapshot)?;
         let mut admin = self.admin()?;
         if !self.database_exists(&mut admin, &snapshot.name)? {
-            return Err(Error::new(ErrorKind::NotFound, &self.target, format!("snapshot {} does not exist", snapshot.name))
-                .hint("`caretaker db snapshots` lists the snapshots"));
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                &self.target,
+                format!("snapshot {} does not exist", snapshot.name),
+            )
+            .hint("`caretaker db snapshots` lists the snapshots"));
         }
         let aside = copy_name(&self.database, CopyKind::Aside, Timestamp::now(), None, MAX_NAME)
             .map_err(|m| Error::new(ErrorKind::Other, &self.target, m))?;
@@ -498,7 +516,9 @@ pub(crate) fn not_empty(target: &str, contents: &Contents) -> Error {
             names.join(", ")
         ),
     )
-    .hint("restore into an empty database, or ask to replace it (the current contents are then kept aside, not dropped)")
+    .hint(
+        "restore into an empty database, or ask to replace it (the current contents are then kept aside, not dropped)",
+    )
 }
 
 fn literal(s: &str) -> String {

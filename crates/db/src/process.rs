@@ -81,7 +81,12 @@ fn program_name(cmd: &Command) -> String {
 }
 
 fn spawn(cmd: &mut Command) -> Result<Child, ToolFailure> {
-    cmd.spawn().map_err(|e| ToolFailure { program: program_name(cmd), status: None, stderr: String::new(), io_error: Some(e) })
+    cmd.spawn().map_err(|e| ToolFailure {
+        program: program_name(cmd),
+        status: None,
+        stderr: String::new(),
+        io_error: Some(e),
+    })
 }
 
 /// Collects the last 16 KiB of a child's stderr on a thread.

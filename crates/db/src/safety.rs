@@ -59,7 +59,11 @@ impl fmt::Display for Problem {
 
 /// Judges `contents` and the bounded row counts of the `min_rows` tables (`None`: the table
 /// does not exist; counts are taken with `LIMIT want`, so `found` is at most `want`).
-pub fn judge(contents: &Contents, min_rows: &BTreeMap<String, u64>, counts: &BTreeMap<String, Option<u64>>) -> Vec<Problem> {
+pub fn judge(
+    contents: &Contents,
+    min_rows: &BTreeMap<String, u64>,
+    counts: &BTreeMap<String, Option<u64>>,
+) -> Vec<Problem> {
     if !contents.exists {
         return vec![Problem::DatabaseMissing];
     }
@@ -99,7 +103,12 @@ mod tests {
         let cases: Vec<(Contents, &BTreeMap<String, u64>, BTreeMap<String, Option<u64>>, Vec<Problem>)> = vec![
             (Contents::default(), &none, BTreeMap::new(), vec![Problem::DatabaseMissing]),
             (contents(&[]), &none, BTreeMap::new(), vec![Problem::NoTables]),
-            (contents(&[("a", false), ("b", false)]), &none, BTreeMap::new(), vec![Problem::AllTablesEmpty { tables: 2 }]),
+            (
+                contents(&[("a", false), ("b", false)]),
+                &none,
+                BTreeMap::new(),
+                vec![Problem::AllTablesEmpty { tables: 2 }],
+            ),
             (contents(&[("a", false), ("users", true)]), &none, BTreeMap::new(), vec![]),
             (contents(&[("users", true)]), &min, [("users".to_string(), Some(10))].into(), vec![]),
             (

@@ -77,7 +77,8 @@ impl Sqlite {
     fn backup_to(&self, from: &Connection, to: &Path) -> Result<()> {
         let mut dst = Connection::open(to).map_err(|e| self.err("creating the copy", e))?;
         {
-            let backup = rusqlite::backup::Backup::new(from, &mut dst).map_err(|e| self.err("starting the backup", e))?;
+            let backup =
+                rusqlite::backup::Backup::new(from, &mut dst).map_err(|e| self.err("starting the backup", e))?;
             // Copy in steps so writers get the lock in between; restarts when they write.
             backup
                 .run_to_completion(1024, std::time::Duration::from_millis(5), None)
@@ -212,9 +213,11 @@ impl Database for Sqlite {
     fn count_rows_up_to(&self, table: &str, limit: u64) -> Result<Option<u64>> {
         let c = self.open_read_only()?;
         let exists: bool = c
-            .query_row("SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type IN ('table', 'view') AND name = ?1)", [table], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type IN ('table', 'view') AND name = ?1)",
+                [table],
+                |r| r.get(0),
+            )
             .map_err(|e| self.err("looking up a table", e))?;
         if !exists {
             return Ok(None);
@@ -248,7 +251,8 @@ impl Database for Sqlite {
         }
         let tmp = self.temp_file("restore")?;
         let bytes = {
-            let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&self.target, "writing the restored file", e))?;
+            let mut f =
+                std::fs::File::create(&tmp).map_err(|e| Error::io(&self.target, "writing the restored file", e))?;
             let n = std::io::copy(input, &mut f).map_err(|e| Error::io(&self.target, "reading the dump", e))?;
             f.sync_all().map_err(|e| Error::io(&self.target, "writing the restored file", e))?;
             n
@@ -261,7 +265,11 @@ impl Database for Sqlite {
                 .query_row("PRAGMA quick_check", [], |r| r.get(0))
                 .map_err(|e| self.err("the dump is not a SQLite database", e))?;
             if ok != "ok" {
-                return Err(Error::new(ErrorKind::Other, &self.target, format!("the dump fails SQLite's quick_check: {ok}")));
+                return Err(Error::new(
+                    ErrorKind::Other,
+                    &self.target,
+                    format!("the dump fails SQLite's quick_check: {ok}"),
+                ));
             }
         }
         let aside = if contents.exists && !contents.is_blank() {
@@ -295,8 +303,12 @@ impl Database for Sqlite {
     fn revert(&self, snapshot: &Snapshot) -> Result<String> {
         let snap_path = self.own_copy(snapshot)?;
         if !snap_path.exists() {
-            return Err(Error::new(ErrorKind::NotFound, &self.target, format!("snapshot {} does not exist", snapshot.name))
-                .hint("`caretaker db snapshots` lists the snapshots"));
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                &self.target,
+                format!("snapshot {} does not exist", snapshot.name),
+            )
+            .hint("`caretaker db snapshots` lists the snapshots"));
         }
         let aside = copy_name(&self.file_name(), CopyKind::Aside, Timestamp::now(), None, MAX_NAME)
             .map_err(|m| Error::new(ErrorKind::Other, &self.target, m))?;

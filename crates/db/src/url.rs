@@ -122,9 +122,8 @@ fn decode(s: &str) -> Result<String, String> {
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-            let b = hex
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or("invalid percent-encoding (%XX) in the URL")?;
+            let b =
+                hex.and_then(|h| u8::from_str_radix(h, 16).ok()).ok_or("invalid percent-encoding (%XX) in the URL")?;
             out.push(b);
             i += 3;
         } else {
