@@ -100,7 +100,8 @@ mod tests {
     fn judges_table_driven() {
         let none = BTreeMap::new();
         let min: BTreeMap<String, u64> = [("users".to_string(), 10)].into();
-        let cases: Vec<(Contents, &BTreeMap<String, u64>, BTreeMap<String, Option<u64>>, Vec<Problem>)> = vec![
+        type Case<'a> = (Contents, &'a BTreeMap<String, u64>, BTreeMap<String, Option<u64>>, Vec<Problem>);
+        let cases: Vec<Case> = vec![
             (Contents::default(), &none, BTreeMap::new(), vec![Problem::DatabaseMissing]),
             (contents(&[]), &none, BTreeMap::new(), vec![Problem::NoTables]),
             (
