@@ -51,6 +51,9 @@ pub enum Command {
     Maintenance(MaintenanceCommand),
     /// Clear the failed flag that keeps the app in service mode
     ResetFailed,
+    /// The app's database: check, size, snapshots and revert
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Try caretaker on a bundled demo application
     Demo(DemoArgs),
     /// The bundled demo application (used by `caretaker demo` and the tests)
@@ -90,6 +93,48 @@ pub enum MaintenanceCommand {
     Status {
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DbCommand {
+    /// Connect, show the server version, the client tools, the size and the safety check
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take a snapshot to revert to (a recorded job)
+    Snapshot {
+        /// A label kept in the snapshot's name (a-z, 0-9, -)
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List snapshots and copies kept aside
+    Snapshots {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a snapshot the live database again; the current contents are kept aside
+    Revert {
+        /// The snapshot's name, as `caretaker db snapshots` lists it
+        name: String,
+        /// Ends the app's database sessions; say yes to go on
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Remove old snapshots and copies kept aside
+    Prune {
+        /// Keep at least this many of each kind
+        #[arg(long, default_value_t = 3)]
+        keep_last: usize,
+        /// Also keep any younger than this (e.g. 7d)
+        #[arg(long, default_value = "7d")]
+        max_age: String,
+        /// Only show what would be removed
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

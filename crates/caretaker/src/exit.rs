@@ -112,12 +112,39 @@ pub fn classify(err: &anyhow::Error) -> (Code, Option<String>) {
             ),
         };
     }
+    if let Some(d) = err.downcast_ref::<caretaker_db::Error>() {
+        use caretaker_db::ErrorKind as K;
+        let code = match d.kind() {
+            K::ToolMissing | K::AuthFailed | K::NotFound | K::Unreachable | K::VersionMismatch => Code::Unavailable,
+            K::NotEmpty | K::SafetyCheck => Code::Refused,
+            K::Io | K::Other => Code::Failure,
+        };
+        return (code, d.what_to_do().map(str::to_string));
+    }
     (Code::Failure, None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_errors_map_to_exit_codes() {
+        use caretaker_db::{Error, ErrorKind};
+        let cases = [
+            (ErrorKind::AuthFailed, Code::Unavailable),
+            (ErrorKind::ToolMissing, Code::Unavailable),
+            (ErrorKind::NotFound, Code::Unavailable),
+            (ErrorKind::VersionMismatch, Code::Unavailable),
+            (ErrorKind::NotEmpty, Code::Refused),
+            (ErrorKind::SafetyCheck, Code::Refused),
+            (ErrorKind::Other, Code::Failure),
+        ];
+        for (kind, code) in cases {
+            let err = anyhow::Error::new(Error::new(kind, "postgres database app", "boom").hint("do this"));
+            assert_eq!(classify(&err), (code, Some("do this".to_string())), "{kind:?}");
+        }
+    }
 
     /// docs/exit-codes.md is the documentation operators read; it must list every code.
     #[test]

@@ -35,6 +35,7 @@ fn main() {
         Command::Jobs(a) => commands::jobs::run(&cli.global, a),
         Command::Maintenance(c) => commands::maintenance::run(&cli.global, c),
         Command::ResetFailed => commands::maintenance::reset_failed(&cli.global),
+        Command::Db(c) => commands::db::run(&cli.global, c),
         Command::Demo(a) => commands::demo::run(&cli.global, a),
         Command::DemoApp { .. } => unreachable!("handled above"),
     };

@@ -1,6 +1,7 @@
 //! Integration tests of the `caretaker` binary: one test binary, one module per area.
 
 mod config;
+mod db;
 mod demo;
 mod jobs;
 mod maintenance;

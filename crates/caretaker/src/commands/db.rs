@@ -1,0 +1,185 @@
+//! `caretaker db`: the app's database by hand — check, snapshot, list snapshots, revert,
+//! prune. Snapshot, revert and prune change the server, so they are recorded jobs holding the
+//! app lock (no snapshot in the middle of a backup or migration).
+
+use crate::cli::{DbCommand, Global};
+use crate::context::{open_app, AppContext};
+use crate::exit::{Code, Failure};
+use crate::output::table;
+use anyhow::Result;
+use caretaker_core::job::{Outcome, Trigger};
+use caretaker_db::{Database, Snapshot, SnapshotPolicy};
+use serde_json::json;
+
+const KIND_SNAPSHOT: &str = "db_snapshot";
+const KIND_REVERT: &str = "db_revert";
+const KIND_PRUNE: &str = "db_prune";
+
+pub fn run(global: &Global, cmd: &DbCommand) -> Result<Code> {
+    let app = open_app(global)?;
+    let db = open_db(&app)?;
+    match cmd {
+        DbCommand::Check { json } => check(&app, db.as_ref(), *json),
+        DbCommand::Snapshot { label, json } => snapshot(&app, db.as_ref(), label.as_deref(), *json),
+        DbCommand::Snapshots { json } => list(db.as_ref(), *json),
+        DbCommand::Revert { name, yes } => revert(&app, db.as_ref(), name, *yes),
+        DbCommand::Prune { keep_last, max_age, dry_run } => prune(&app, db.as_ref(), *keep_last, max_age, *dry_run),
+    }
+}
+
+fn open_db(app: &AppContext) -> Result<Box<dyn Database>> {
+    let Some(cfg) = &app.config.database else {
+        return Err(Failure::new(Code::Config, "the config has no `database:` section")
+            .hint("add database: { kind: postgres, url_file: ... } (see caretaker init)")
+            .into());
+    };
+    Ok(caretaker_db::open(cfg, &app.redactor)?)
+}
+
+fn check(app: &AppContext, db: &dyn Database, as_json: bool) -> Result<Code> {
+    let info = db.check()?;
+    let size = db.size()?;
+    let min_rows = app.config.database.as_ref().map(|d| d.min_rows.clone()).unwrap_or_default();
+    let safety = db.safety_check(&min_rows);
+    if as_json {
+        let v = json!({
+            "target": db.target(),
+            "version": info.version,
+            "tools": info.tools,
+            "size_bytes": size,
+            "safety_check": match &safety { Ok(_) => "ok".to_string(), Err(e) => e.message().to_string() },
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("{}", db.target());
+        println!("server    {}", info.version);
+        for t in &info.tools {
+            println!("tool      {t}");
+        }
+        println!("size      {:.1} MiB", size as f64 / (1024.0 * 1024.0));
+        match &safety {
+            Ok(c) => println!("safety    ok ({} tables)", c.tables.len()),
+            Err(e) => println!("safety    REFUSED: {}", e.message()),
+        }
+    }
+    safety?;
+    Ok(Code::Ok)
+}
+
+fn snapshot(app: &AppContext, db: &dyn Database, label: Option<&str>, as_json: bool) -> Result<Code> {
+    let mut job = app.store.start_job(KIND_SNAPSHOT, Trigger::Cli, true)?;
+    job.log(&format!("snapshot of {}", db.target()));
+    let started = std::time::Instant::now();
+    match db.snapshot(label) {
+        Ok(s) => {
+            let seconds = started.elapsed().as_secs_f64();
+            job.log(&format!("took snapshot {} in {seconds:.2} s", s.name));
+            job.finish(Outcome::Succeeded, json!({"name": s.name, "duration_seconds": seconds}), None)?;
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&json!({"name": s.name, "seconds": seconds}))?);
+            } else {
+                println!("{}", s.name);
+            }
+            Ok(Code::Ok)
+        }
+        Err(e) => {
+            job.log(&format!("failed: {e}"));
+            job.finish(Outcome::Failed, json!({}), Some(&e.to_string()))?;
+            Err(e.into())
+        }
+    }
+}
+
+fn list(db: &dyn Database, as_json: bool) -> Result<Code> {
+    let copies = db.list_snapshots()?;
+    if as_json {
+        let v: Vec<_> = copies
+            .iter()
+            .map(|c| json!({"name": c.name, "kind": c.kind.as_str(), "taken_at": c.taken_at.to_string(), "label": c.label}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(Code::Ok);
+    }
+    if copies.is_empty() {
+        println!("no snapshots of {}", db.target());
+        return Ok(Code::Ok);
+    }
+    let mut rows = vec![vec!["NAME".into(), "KIND".into(), "TAKEN (UTC)".into(), "LABEL".into()]];
+    for c in &copies {
+        rows.push(vec![
+            c.name.clone(),
+            c.kind.as_str().into(),
+            c.taken_at.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+            c.label.clone().unwrap_or_default(),
+        ]);
+    }
+    print!("{}", table(&rows));
+    Ok(Code::Ok)
+}
+
+fn find(db: &dyn Database, name: &str) -> Result<Snapshot> {
+    let copies = db.list_snapshots()?;
+    copies.into_iter().find(|c| c.name == name).ok_or_else(|| {
+        Failure::new(Code::Usage, format!("no snapshot named `{name}` of {}", db.target()))
+            .hint("`caretaker db snapshots` lists them")
+            .into()
+    })
+}
+
+fn revert(app: &AppContext, db: &dyn Database, name: &str, yes: bool) -> Result<Code> {
+    let snap = find(db, name)?;
+    if !yes {
+        return Err(Failure::new(Code::Refused, format!("reverting {} to {name} ends its sessions", db.target()))
+            .hint("stop the app first, then run again with --yes (the current contents are kept aside)")
+            .into());
+    }
+    let mut job = app.store.start_job(KIND_REVERT, Trigger::Cli, true)?;
+    job.log(&format!("revert {} to {name}", db.target()));
+    let started = std::time::Instant::now();
+    match db.revert(&snap) {
+        Ok(aside) => {
+            let seconds = started.elapsed().as_secs_f64();
+            job.log(&format!("reverted in {seconds:.2} s; previous contents kept as {aside}"));
+            job.finish(
+                Outcome::Succeeded,
+                json!({"name": name, "kept_aside": aside, "duration_seconds": seconds}),
+                None,
+            )?;
+            println!("reverted to {name}; the previous contents are kept as {aside}");
+            Ok(Code::Ok)
+        }
+        Err(e) => {
+            job.log(&format!("failed: {e}"));
+            job.finish(Outcome::Failed, json!({"name": name}), Some(&e.to_string()))?;
+            Err(e.into())
+        }
+    }
+}
+
+fn prune(app: &AppContext, db: &dyn Database, keep_last: usize, max_age: &str, dry_run: bool) -> Result<Code> {
+    let max_age = caretaker_core::duration::parse_duration(max_age)
+        .map_err(|e| Failure::new(Code::Usage, format!("--max-age: {e}")))?;
+    let policy = SnapshotPolicy { keep_last, max_age: Some(jiff::SignedDuration::try_from(max_age)?) };
+    let copies = db.list_snapshots()?;
+    let remove = caretaker_db::select_for_removal(&copies, &policy, jiff::Timestamp::now());
+    if dry_run {
+        for c in &remove {
+            println!("would remove {}", c.name);
+        }
+        return Ok(Code::Ok);
+    }
+    let mut job = app.store.start_job(KIND_PRUNE, Trigger::Cli, true)?;
+    let mut removed = Vec::new();
+    for c in &remove {
+        if let Err(e) = db.drop_snapshot(c) {
+            job.log(&format!("failed to remove {}: {e}", c.name));
+            job.finish(Outcome::Failed, json!({"removed": removed}), Some(&e.to_string()))?;
+            return Err(e.into());
+        }
+        job.log(&format!("removed {}", c.name));
+        println!("removed {}", c.name);
+        removed.push(c.name.clone());
+    }
+    job.finish(Outcome::Succeeded, json!({"removed": removed}), None)?;
+    Ok(Code::Ok)
+}

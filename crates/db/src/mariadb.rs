@@ -1,0 +1,477 @@
+//! MariaDB / MySQL through their client tools: `mariadb` (or `mysql`) for SQL and restores,
+//! `mariadb-dump` (or `mysqldump`) for dumps. The credentials go to every tool in a 0600
+//! option file (`--defaults-extra-file`), never argv; no client library is linked.
+//!
+//! MariaDB has no `CREATE DATABASE ... TEMPLATE` and no `RENAME DATABASE`, so a snapshot is a
+//! server-to-server stream `mariadb-dump --single-transaction --routines --triggers --events
+//! app | mariadb app__snap_...` into a new schema — the fastest method that copies everything
+//! (views, triggers, routines, events) without access to the server's data directory; see
+//! docs/databases.md for the measurements. A revert streams the live schema aside, recreates
+//! it and streams the snapshot back.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::naming::{copy_name, parse_copy_name, CopyKind, Snapshot};
+use crate::postgres::not_empty;
+use crate::process::{self, SecretFile, ToolFailure};
+use crate::safety::{Contents, TableState};
+use crate::url::DbUrl;
+use crate::{quote_ident, Database, RestoreMode, Restored, ServerInfo};
+use caretaker_core::config::{DbKind, Redactor};
+use jiff::Timestamp;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::Command;
+
+/// MariaDB database names are at most 64 characters.
+const MAX_NAME: usize = 64;
+
+pub struct Mariadb {
+    url: DbUrl,
+    database: String,
+    target: String,
+    redactor: Redactor,
+}
+
+fn q(name: &str) -> String {
+    quote_ident(name, '`')
+}
+
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// A value in a MySQL option file: double-quoted with `\` and `"` escaped.
+fn option_value(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Undoes `--batch` escaping (`\t`, `\n`, `\\`, `\0`) of one output field.
+fn unescape_field(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('t') => out.push('\t'),
+                Some('n') => out.push('\n'),
+                Some('0') => out.push('\0'),
+                Some(o) => out.push(o),
+                None => out.push('\\'),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl Mariadb {
+    pub fn new(url: DbUrl, redactor: Redactor) -> Result<Self> {
+        let host = url.host.clone().unwrap_or_else(|| "localhost".into());
+        let database = url.database.clone().ok_or_else(|| {
+            Error::new(ErrorKind::Other, format!("mariadb on {host}"), "the database URL names no database")
+                .hint("end the URL with /<database>, e.g. mysql://app:password@127.0.0.1:3306/app")
+        })?;
+        let port = url.port.unwrap_or(3306);
+        let target = if host.starts_with('/') {
+            format!("mariadb database {database} on {host}")
+        } else {
+            format!("mariadb database {database} on {host}:{port}")
+        };
+        Ok(Mariadb { url, database, target, redactor })
+    }
+
+    /// The option file every tool reads first: who we are and where the server is.
+    fn option_file(&self) -> Result<SecretFile> {
+        let mut s = String::from("[client]\n");
+        if let Some(u) = &self.url.user {
+            s.push_str(&format!("user={}\n", option_value(u)));
+        }
+        if let Some(p) = &self.url.password {
+            s.push_str(&format!("password={}\n", option_value(p)));
+        }
+        match self.url.host.as_deref() {
+            Some(h) if h.starts_with('/') => s.push_str(&format!("socket={}\nprotocol=socket\n", option_value(h))),
+            Some(h) => {
+                s.push_str(&format!("host={}\nport={}\nprotocol=tcp\n", option_value(h), self.url.port.unwrap_or(3306)))
+            }
+            None => {}
+        }
+        s.push_str("default-character-set=utf8mb4\n");
+        SecretFile::new(&s).map_err(|e| Error::io(&self.target, "writing the client option file", e))
+    }
+
+    fn program(&self, names: &[&str]) -> Result<PathBuf> {
+        process::find_program(names).ok_or_else(|| {
+            Error::new(ErrorKind::ToolMissing, &self.target, format!("{} is not installed", names[0]))
+                .hint("install the MariaDB client tools (Debian: apt-get install mariadb-client)")
+        })
+    }
+
+    /// `mariadb` (or `mysql`) with the option file; `--defaults-extra-file` must come first.
+    fn client(&self, opts: &SecretFile) -> Result<Command> {
+        let mut c = Command::new(self.program(&["mariadb", "mysql"])?);
+        c.arg(format!("--defaults-extra-file={}", opts.path().display()));
+        c.env_remove("MYSQL_PWD").env_remove("MYSQL_HOST").env_remove("MYSQL_TCP_PORT");
+        Ok(c)
+    }
+
+    fn dump_command(&self, opts: &SecretFile, database: &str) -> Result<Command> {
+        let mut c = Command::new(self.program(&["mariadb-dump", "mysqldump"])?);
+        c.arg(format!("--defaults-extra-file={}", opts.path().display()));
+        c.env_remove("MYSQL_PWD").env_remove("MYSQL_HOST").env_remove("MYSQL_TCP_PORT");
+        // A consistent snapshot of InnoDB tables without locking the app out, with everything
+        // that is not a table; no CREATE DATABASE / USE, so it restores under any name.
+        c.args([
+            "--single-transaction",
+            "--routines",
+            "--triggers",
+            "--events",
+            "--hex-blob",
+            "--no-tablespaces",
+            "--skip-lock-tables",
+        ]);
+        c.arg("--").arg(database);
+        Ok(c)
+    }
+
+    /// Runs SQL (on `database`, if given) and returns the rows of its output.
+    fn sql(&self, database: Option<&str>, sql: &str) -> Result<Vec<Vec<String>>> {
+        let opts = self.option_file()?;
+        let mut c = self.client(&opts)?;
+        c.args(["--batch", "--skip-column-names"]);
+        if let Some(d) = database {
+            c.arg(format!("--database={d}"));
+        }
+        let out = process::capture(c, Some(sql.as_bytes()), &self.redactor).map_err(|f| self.tool_error(f))?;
+        Ok(out.lines().filter(|l| !l.is_empty()).map(|l| l.split('\t').map(unescape_field).collect()).collect())
+    }
+
+    fn tool_error(&self, f: ToolFailure) -> Error {
+        if f.status.is_none() && f.io_error.as_ref().is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+            return Error::new(ErrorKind::ToolMissing, &self.target, f.describe())
+                .hint("install the MariaDB client tools (Debian: apt-get install mariadb-client)");
+        }
+        let text = f.describe();
+        let (kind, hint) = classify_client_error(&text);
+        let e = Error::new(kind, &self.target, text);
+        match hint {
+            Some(h) => e.hint(h),
+            None => e,
+        }
+    }
+
+    fn schema_exists(&self, name: &str) -> Result<bool> {
+        let rows = self
+            .sql(None, &format!("SELECT 1 FROM information_schema.schemata WHERE schema_name = {}", literal(name)))?;
+        Ok(!rows.is_empty())
+    }
+
+    /// `CREATE DATABASE name` with the character set and collation of `like`.
+    fn create_schema_like(&self, name: &str, like: &str) -> Result<()> {
+        let rows = self.sql(
+            None,
+            &format!(
+                "SELECT default_character_set_name, default_collation_name FROM information_schema.schemata \
+                 WHERE schema_name = {}",
+                literal(like)
+            ),
+        )?;
+        let mut sql = format!("CREATE DATABASE {}", q(name));
+        if let Some(r) = rows.first() {
+            if r.len() == 2 {
+                sql.push_str(&format!(" CHARACTER SET {} COLLATE {}", r[0], r[1]));
+            }
+        }
+        self.sql(None, &sql).map(|_| ())
+    }
+
+    /// Streams schema `from` into the (existing, empty) schema `to`, inside the server.
+    fn copy_schema(&self, from: &str, to: &str) -> Result<()> {
+        let opts = self.option_file()?;
+        let dump = self.dump_command(&opts, from)?;
+        let mut load = self.client(&opts)?;
+        load.args(["--binary-mode", &format!("--database={to}")]);
+        process::pipe(dump, load, &self.redactor).map_err(|f| self.tool_error(f))
+    }
+
+    fn own_copy(&self, snapshot: &Snapshot) -> Result<()> {
+        if parse_copy_name(&self.database, &snapshot.name).is_none() {
+            return Err(Error::new(
+                ErrorKind::Other,
+                &self.target,
+                format!("`{}` is not a snapshot of database {}; refusing to touch it", snapshot.name, self.database),
+            ));
+        }
+        Ok(())
+    }
+
+    fn terminate_on(&self, database: &str) -> Result<u64> {
+        let rows = self.sql(
+            None,
+            &format!(
+                "SELECT id FROM information_schema.processlist WHERE db = {} AND id <> CONNECTION_ID()",
+                literal(database)
+            ),
+        )?;
+        let mut n = 0;
+        for r in rows {
+            // A session may end by itself between the two statements: ignore "unknown thread".
+            if let Some(id) = r.first().and_then(|id| id.parse::<u64>().ok()) {
+                if self.sql(None, &format!("KILL CONNECTION {id}")).is_ok() {
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The kind of a `mariadb` client error from its message (`ERROR 1045 (28000): Access denied`).
+pub fn classify_client_error(text: &str) -> (ErrorKind, Option<&'static str>) {
+    let code = text
+        .split("ERROR ")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|s| s.parse::<u32>().ok());
+    match code {
+        Some(1045) | Some(1044) | Some(1698) => {
+            (ErrorKind::AuthFailed, Some("check the user and password in the database URL"))
+        }
+        Some(1049) => (ErrorKind::NotFound, Some("create the database, or fix its name in the database URL")),
+        Some(2002) | Some(2003) | Some(2005) | Some(2013) => {
+            (ErrorKind::Unreachable, Some("is MariaDB running and listening where the database URL says?"))
+        }
+        _ if text.contains("Access denied") => {
+            (ErrorKind::AuthFailed, Some("check the user and password in the database URL"))
+        }
+        _ if text.contains("Unknown database") => {
+            (ErrorKind::NotFound, Some("create the database, or fix its name in the database URL"))
+        }
+        _ => (ErrorKind::Other, None),
+    }
+}
+
+impl Database for Mariadb {
+    fn kind(&self) -> DbKind {
+        DbKind::Mariadb
+    }
+
+    fn target(&self) -> &str {
+        &self.target
+    }
+
+    fn check(&self) -> Result<ServerInfo> {
+        let rows = self.sql(Some(&self.database), "SELECT VERSION()")?;
+        let version = rows.first().and_then(|r| r.first()).cloned().unwrap_or_default();
+        let mut tools = Vec::new();
+        for names in [&["mariadb-dump", "mysqldump"][..], &["mariadb", "mysql"][..]] {
+            let p = self.program(names)?;
+            let v = Command::new(&p).arg("--version").output().ok();
+            let v = v.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+            tools.push(format!("{} ({v})", p.display()));
+        }
+        Ok(ServerInfo { version, tools })
+    }
+
+    fn size(&self) -> Result<u64> {
+        if !self.schema_exists(&self.database)? {
+            return Err(Error::new(ErrorKind::NotFound, &self.target, "the database does not exist"));
+        }
+        let rows = self.sql(
+            None,
+            &format!(
+                "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables \
+                 WHERE table_schema = {}",
+                literal(&self.database)
+            ),
+        )?;
+        Ok(rows.first().and_then(|r| r.first()).and_then(|v| v.parse().ok()).unwrap_or(0))
+    }
+
+    fn contents(&self) -> Result<Contents> {
+        if !self.schema_exists(&self.database)? {
+            return Ok(Contents { exists: false, tables: vec![] });
+        }
+        let tables = self.sql(
+            None,
+            &format!(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = {} \
+                 AND table_type = 'BASE TABLE' ORDER BY table_name",
+                literal(&self.database)
+            ),
+        )?;
+        if tables.is_empty() {
+            return Ok(Contents { exists: true, tables: vec![] });
+        }
+        let probes: Vec<String> = tables
+            .iter()
+            .map(|r| format!("SELECT EXISTS (SELECT 1 FROM {}.{})", q(&self.database), q(&r[0])))
+            .collect();
+        let has = self.sql(None, &(probes.join(";\n") + ";"))?;
+        let tables = tables
+            .into_iter()
+            .zip(has)
+            .map(|(t, h)| TableState { name: t[0].clone(), has_rows: h.first().is_some_and(|v| v == "1") })
+            .collect();
+        Ok(Contents { exists: true, tables })
+    }
+
+    fn count_rows_up_to(&self, table: &str, limit: u64) -> Result<Option<u64>> {
+        let rows = self.sql(
+            None,
+            &format!(
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = {} AND table_name = {}",
+                literal(&self.database),
+                literal(table)
+            ),
+        )?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let rows = self.sql(
+            None,
+            &format!("SELECT COUNT(*) FROM (SELECT 1 FROM {}.{} LIMIT {limit}) x", q(&self.database), q(table)),
+        )?;
+        Ok(rows.first().and_then(|r| r.first()).and_then(|v| v.parse().ok()))
+    }
+
+    fn dump(&self, out: &mut dyn Write) -> Result<u64> {
+        if !self.schema_exists(&self.database)? {
+            return Err(Error::new(ErrorKind::NotFound, &self.target, "the database does not exist")
+                .hint("create the database, or fix its name in the database URL"));
+        }
+        let opts = self.option_file()?;
+        let cmd = self.dump_command(&opts, &self.database)?;
+        process::stream_out(cmd, out, &self.redactor).map_err(|f| self.tool_error(f))
+    }
+
+    fn restore(&self, input: &mut dyn Read, mode: RestoreMode) -> Result<Restored> {
+        let mut kept_aside = None;
+        let contents = self.contents()?;
+        if !contents.exists {
+            self.sql(None, &format!("CREATE DATABASE {}", q(&self.database)))?;
+        } else if !contents.is_blank() {
+            if mode == RestoreMode::IntoEmpty {
+                return Err(not_empty(&self.target, &contents));
+            }
+            let aside = copy_name(&self.database, CopyKind::Aside, Timestamp::now(), None, MAX_NAME)
+                .map_err(|m| Error::new(ErrorKind::Other, &self.target, m))?;
+            self.terminate_on(&self.database)?;
+            self.create_schema_like(&aside, &self.database)?;
+            self.copy_schema(&self.database, &aside)?;
+            self.sql(None, &format!("DROP DATABASE {}", q(&self.database)))?;
+            self.create_schema_like(&self.database, &aside)?;
+            kept_aside = Some(aside);
+        }
+        let opts = self.option_file()?;
+        let mut cmd = self.client(&opts)?;
+        cmd.args(["--binary-mode", &format!("--database={}", self.database)]);
+        let bytes = process::stream_in(cmd, input, &self.redactor).map_err(|f| self.tool_error(f))?;
+        Ok(Restored { bytes, kept_aside })
+    }
+
+    fn terminate_connections(&self) -> Result<u64> {
+        self.terminate_on(&self.database)
+    }
+
+    fn snapshot(&self, label: Option<&str>) -> Result<Snapshot> {
+        if !self.schema_exists(&self.database)? {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                &self.target,
+                "the database does not exist; nothing to snapshot",
+            ));
+        }
+        let name = copy_name(&self.database, CopyKind::Snapshot, Timestamp::now(), label, MAX_NAME)
+            .map_err(|m| Error::new(ErrorKind::Other, &self.target, m))?;
+        self.create_schema_like(&name, &self.database)?;
+        if let Err(e) = self.copy_schema(&self.database, &name) {
+            // A half-copied snapshot must not be mistaken for a good one later.
+            let _ = self.sql(None, &format!("DROP DATABASE IF EXISTS {}", q(&name)));
+            return Err(e);
+        }
+        Ok(parse_copy_name(&self.database, &name).expect("a name made by copy_name parses"))
+    }
+
+    fn revert(&self, snapshot: &Snapshot) -> Result<String> {
+        self.own_copy(snapshot)?;
+        if !self.schema_exists(&snapshot.name)? {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                &self.target,
+                format!("snapshot {} does not exist", snapshot.name),
+            )
+            .hint("`caretaker db snapshots` lists the snapshots"));
+        }
+        let aside = copy_name(&self.database, CopyKind::Aside, Timestamp::now(), None, MAX_NAME)
+            .map_err(|m| Error::new(ErrorKind::Other, &self.target, m))?;
+        self.terminate_on(&self.database)?;
+        // Keep the current contents aside first: nothing is lost if a later step fails.
+        if self.schema_exists(&self.database)? {
+            self.create_schema_like(&aside, &self.database)?;
+            self.copy_schema(&self.database, &aside)?;
+            self.sql(None, &format!("DROP DATABASE {}", q(&self.database)))?;
+        } else {
+            self.create_schema_like(&aside, &snapshot.name)?;
+        }
+        self.create_schema_like(&self.database, &snapshot.name)?;
+        self.copy_schema(&snapshot.name, &self.database).map_err(|e| {
+            let msg = format!("{} (the previous contents are intact in database {aside})", e.message());
+            Error::new(e.kind(), &self.target, msg)
+        })?;
+        // The snapshot's contents are live now; like PostgreSQL's rename, it is consumed.
+        self.sql(None, &format!("DROP DATABASE {}", q(&snapshot.name)))?;
+        Ok(aside)
+    }
+
+    fn list_snapshots(&self) -> Result<Vec<Snapshot>> {
+        let rows = self.sql(None, "SELECT schema_name FROM information_schema.schemata")?;
+        let mut copies: Vec<Snapshot> =
+            rows.iter().filter_map(|r| r.first().and_then(|n| parse_copy_name(&self.database, n))).collect();
+        copies.sort_by(|a, b| a.taken_at.cmp(&b.taken_at).then_with(|| a.name.cmp(&b.name)));
+        Ok(copies)
+    }
+
+    fn drop_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
+        self.own_copy(snapshot)?;
+        if !self.schema_exists(&snapshot.name)? {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                &self.target,
+                format!("snapshot {} does not exist", snapshot.name),
+            ));
+        }
+        self.terminate_on(&snapshot.name)?;
+        self.sql(None, &format!("DROP DATABASE {}", q(&snapshot.name))).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_client_errors() {
+        let cases = [
+            (
+                "ERROR 1045 (28000): Access denied for user 'root'@'127.0.0.1' (using password: YES)",
+                ErrorKind::AuthFailed,
+            ),
+            ("mariadb failed (exit status: 1): ERROR 1049 (42000): Unknown database 'x'", ErrorKind::NotFound),
+            ("ERROR 2002 (HY000): Can't connect to local server through socket", ErrorKind::Unreachable),
+            ("mariadb-dump: Got error: 1045: \"Access denied for user\"", ErrorKind::AuthFailed),
+            ("ERROR 1064 (42000): You have an error in your SQL syntax", ErrorKind::Other),
+        ];
+        for (text, kind) in cases {
+            assert_eq!(classify_client_error(text).0, kind, "{text}");
+        }
+    }
+
+    #[test]
+    fn escapes_option_values_and_literals() {
+        assert_eq!(option_value(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(literal(r"it's\"), r"'it\'s\\'");
+        assert_eq!(unescape_field(r"a\tb\\c\n"), "a\tb\\c\n");
+    }
+}
