@@ -54,6 +54,11 @@ pub struct Config {
     pub timezone: Option<String>,
     /// Overrides the state directory (`/var/lib/caretaker/<app>` by default).
     pub state_dir: Option<PathBuf>,
+    /// The daemon's HTTP listener (metrics, status page).
+    pub http: Http,
+    /// Custom deployment checks run by `caretaker check` next to the built-in ones.
+    pub checks: Vec<CustomCheck>,
+    pub scheduler: Scheduler,
 }
 
 impl Config {
@@ -446,4 +451,31 @@ pub struct ScheduledJob {
 pub struct Logs {
     pub max_size_bytes: u64,
     pub keep: u32,
+}
+
+/// The daemon's HTTP listener: `/metrics` (and the status page).
+#[derive(Clone, Debug, Serialize)]
+pub struct Http {
+    /// `host:port`; loopback by default, so metrics are not exposed by accident.
+    pub listen: String,
+}
+
+/// A custom deployment check: a probe that must succeed.
+#[derive(Clone, Debug, Serialize)]
+pub struct CustomCheck {
+    pub name: String,
+    pub probe: Probe,
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
+    /// A failure is critical (default) or only a warning.
+    pub critical: bool,
+}
+
+/// Scheduler settings shared by every scheduled task.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Scheduler {
+    /// Each run starts up to this much later than its calendar time (spreads load, like
+    /// systemd's `RandomizedDelaySec`); the delay is fixed per task and run.
+    #[serde(serialize_with = "ser_duration")]
+    pub random_delay: Duration,
 }

@@ -70,6 +70,9 @@ pub fn config(cx: &mut Cx, root: &Node) -> Option<Config> {
         }
     });
     let state_dir = m.opt(cx, "state_dir", |cx, n, p| nonempty(cx, n, p).map(|s| cx.resolve_path(&s)));
+    let http = m.opt(cx, "http", http).unwrap_or_else(http_defaults);
+    let checks = m.opt(cx, "checks", checks).unwrap_or_default();
+    let scheduler = m.opt(cx, "scheduler", scheduler).unwrap_or(Scheduler { random_delay: Duration::ZERO });
     m.finish(cx);
 
     let cfg = Config {
@@ -85,6 +88,9 @@ pub fn config(cx: &mut Cx, root: &Node) -> Option<Config> {
         logs: logs?,
         timezone,
         state_dir,
+        http,
+        checks,
+        scheduler,
     };
     Some(cfg)
 }
@@ -772,7 +778,8 @@ fn update(cx: &mut Cx, node: &Node, path: &str) -> Option<Update> {
     Some(u)
 }
 
-fn alerts_defaults() -> Alerts {
+/// The alerts section when the config has none (also the base of a partial one).
+pub fn alerts_defaults() -> Alerts {
     Alerts { notify: Vec::new(), smtp: None, repeat_interval: Duration::from_secs(4 * HOURS), rules: rules_defaults() }
 }
 
@@ -1065,4 +1072,68 @@ pub fn cross_checks(cx: &mut Cx, cfg: &Config, root: &Node) {
             );
         }
     }
+}
+
+/// Port 9720: next to node_exporter's 9100 range, unassigned in Prometheus' port list.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9720";
+
+fn http_defaults() -> Http {
+    Http { listen: DEFAULT_HTTP_LISTEN.to_string() }
+}
+
+fn http(cx: &mut Cx, node: &Node, path: &str) -> Option<Http> {
+    let mut m = cx.map(node, path)?;
+    let listen = m.opt(cx, "listen", host_port).unwrap_or_else(|| DEFAULT_HTTP_LISTEN.to_string());
+    m.finish(cx);
+    Some(Http { listen })
+}
+
+fn scheduler(cx: &mut Cx, node: &Node, path: &str) -> Option<Scheduler> {
+    let mut m = cx.map(node, path)?;
+    let random_delay = m.opt(cx, "random_delay", duration).unwrap_or(Duration::ZERO);
+    m.finish(cx);
+    Some(Scheduler { random_delay })
+}
+
+fn checks(cx: &mut Cx, node: &Node, path: &str) -> Option<Vec<CustomCheck>> {
+    entries(cx, node, path, |cx, k, v, p| {
+        let mut m = cx.map(v, p)?;
+        let http = m.opt(cx, "http", |cx, n, p| {
+            let url = nonempty(cx, n, p)?;
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                cx.error(n.span(), p, format!("`{p}` must be an http:// or https:// URL, found \"{url}\""), None);
+                return None;
+            }
+            Some(url)
+        });
+        let tcp = m.opt(cx, "tcp", host_port);
+        let cmd = m.opt(cx, "command", command);
+        let expect_status = m.opt(cx, "expect_status", |cx, n, p| bounded(cx, n, p, 100, 599).map(|v| v as u16));
+        let expect_body = m.opt(cx, "expect_body", string);
+        let timeout = m.opt(cx, "timeout", duration).unwrap_or(Duration::from_secs(10));
+        let critical = m.opt(cx, "critical", boolean).unwrap_or(true);
+        let span = *m.span();
+        m.finish(cx);
+        let kinds = [http.is_some(), tcp.is_some(), cmd.is_some()].iter().filter(|b| **b).count();
+        if kinds != 1 {
+            cx.error(
+                &span,
+                p,
+                format!("`{p}` needs exactly one probe: `http`, `tcp` or `command`"),
+                Some("e.g. `homepage: { http: \"https://example.org/\", expect_status: 200 }`".into()),
+            );
+            return None;
+        }
+        if (expect_status.is_some() || expect_body.is_some()) && http.is_none() {
+            cx.error(&span, p, "`expect_status` and `expect_body` only apply to `http` probes".to_string(), None);
+        }
+        let probe = if let Some(url) = http {
+            Probe::Http { url, expect_status, expect_body }
+        } else if let Some(address) = tcp {
+            Probe::Tcp { address }
+        } else {
+            Probe::Command { command: cmd? }
+        };
+        Some(CustomCheck { name: k.as_str().to_string(), probe, timeout, critical })
+    })
 }
