@@ -20,6 +20,6 @@ mod process;
 mod store;
 
 pub use lock::{AppLock, LockError};
-pub use process::ProcessIdentity;
 pub use observe::JobKindStats;
+pub use process::ProcessIdentity;
 pub use store::{Event, JobHandle, JobRecord, StateError, Store};

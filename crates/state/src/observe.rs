@@ -64,7 +64,13 @@ impl Store {
         tx.commit().map_err(e)
     }
 
-    pub fn add_silence(&self, matcher: &str, created_at: Timestamp, until: Timestamp, comment: &str) -> Result<Silence, StateError> {
+    pub fn add_silence(
+        &self,
+        matcher: &str,
+        created_at: Timestamp,
+        until: Timestamp,
+        comment: &str,
+    ) -> Result<Silence, StateError> {
         self.conn
             .execute(
                 "INSERT INTO silences (matcher, created_at, until, comment) VALUES (?1, ?2, ?3, ?4)",
@@ -82,8 +88,10 @@ impl Store {
 
     /// Silences that have not expired at `now` (all of them with `None`).
     pub fn silences(&self, now: Option<Timestamp>) -> Result<Vec<Silence>, StateError> {
-        let mut st =
-            self.conn.prepare("SELECT id, matcher, created_at, until, comment FROM silences ORDER BY id").map_err(self.err())?;
+        let mut st = self
+            .conn
+            .prepare("SELECT id, matcher, created_at, until, comment FROM silences ORDER BY id")
+            .map_err(self.err())?;
         let rows = st
             .query_map([], |r| {
                 Ok(Silence {
@@ -125,7 +133,10 @@ impl Store {
     /// Notes a task the scheduler sees for the first time (no-op if known).
     pub fn task_seen(&self, name: &str, now: Timestamp) -> Result<(), StateError> {
         self.conn
-            .execute("INSERT OR IGNORE INTO task_runs (name, first_seen) VALUES (?1, ?2)", params![name, now.to_string()])
+            .execute(
+                "INSERT OR IGNORE INTO task_runs (name, first_seen) VALUES (?1, ?2)",
+                params![name, now.to_string()],
+            )
             .map_err(self.err())?;
         Ok(())
     }
@@ -149,15 +160,23 @@ impl Store {
         let b = boot_time.as_second();
         let known: Option<i64> = self
             .conn
-            .query_row("SELECT boot_time FROM boots WHERE boot_time BETWEEN ?1 AND ?2", params![b - 60, b + 60], |r| r.get(0))
+            .query_row("SELECT boot_time FROM boots WHERE boot_time BETWEEN ?1 AND ?2", params![b - 60, b + 60], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(self.err())?;
         if known.is_none() {
             self.conn
-                .execute("INSERT OR IGNORE INTO boots (boot_time, seen_at) VALUES (?1, ?2)", params![b, Timestamp::now().to_string()])
+                .execute(
+                    "INSERT OR IGNORE INTO boots (boot_time, seen_at) VALUES (?1, ?2)",
+                    params![b, Timestamp::now().to_string()],
+                )
                 .map_err(self.err())?;
         }
-        let mut st = self.conn.prepare("SELECT boot_time FROM boots WHERE boot_time >= ?1 ORDER BY boot_time").map_err(self.err())?;
+        let mut st = self
+            .conn
+            .prepare("SELECT boot_time FROM boots WHERE boot_time >= ?1 ORDER BY boot_time")
+            .map_err(self.err())?;
         let rows = st.query_map(params![since.as_second()], |r| r.get::<_, i64>(0)).map_err(self.err())?;
         let secs: Vec<i64> = rows.collect::<Result<_, _>>().map_err(self.err())?;
         Ok(secs.into_iter().filter_map(|s| Timestamp::from_second(s).ok()).collect())

@@ -1,0 +1,116 @@
+//! Delivering notifications: email over SMTP (lettre, rustls) and webhooks (JSON POST, ureq).
+//!
+//! One [`Channel`] per configured notifier. Delivery is synchronous with short timeouts: the
+//! evaluation loop sends a handful of messages at most per round.
+
+use caretaker_core::alert::{email_body, email_subject, webhook_payload, Notification};
+use caretaker_core::config::{Alerts, Notifier, Smtp, SmtpTls};
+use lettre::message::header::ContentType;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{Message, SmtpTransport, Transport};
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where a notification goes.
+#[derive(Clone, Debug)]
+pub enum Channel {
+    Email { to: String, smtp: Smtp },
+    Webhook { url: String },
+}
+
+impl Channel {
+    /// How the channel is named in output (webhook URLs may hold tokens: host only).
+    pub fn describe(&self) -> String {
+        match self {
+            Channel::Email { to, smtp } => format!("email to {to} via {}:{}", smtp.host, smtp.port),
+            Channel::Webhook { url } => {
+                let host = url.split("://").nth(1).and_then(|r| r.split('/').next()).unwrap_or("?");
+                format!("webhook to {host}")
+            }
+        }
+    }
+}
+
+/// The channels the config names.
+pub fn channels(alerts: &Alerts) -> Vec<Channel> {
+    alerts
+        .notify
+        .iter()
+        .filter_map(|n| match n {
+            Notifier::Email(to) => Some(Channel::Email { to: to.clone(), smtp: alerts.smtp.clone()? }),
+            Notifier::Webhook { url } => Some(Channel::Webhook { url: url.expose().to_string() }),
+        })
+        .collect()
+}
+
+/// Who is sending: the app's name and this machine's name, shown in every message.
+#[derive(Clone, Debug)]
+pub struct Sender {
+    pub app: String,
+    pub host: String,
+}
+
+impl Sender {
+    pub fn new(app: &str) -> Sender {
+        let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
+        Sender { app: app.to_string(), host }
+    }
+}
+
+pub fn send_email(smtp: &Smtp, to: &str, subject: &str, body: &str) -> Result<(), String> {
+    let msg = Message::builder()
+        .from(smtp.from.parse().map_err(|e| format!("sender address {}: {e}", smtp.from))?)
+        .to(to.parse().map_err(|e| format!("recipient address {to}: {e}"))?)
+        .subject(subject)
+        .header(ContentType::TEXT_PLAIN)
+        .body(body.to_string())
+        .map_err(|e| e.to_string())?;
+    let builder = match smtp.tls {
+        SmtpTls::Starttls => SmtpTransport::starttls_relay(&smtp.host).map_err(|e| e.to_string())?,
+        SmtpTls::Tls => SmtpTransport::relay(&smtp.host).map_err(|e| e.to_string())?,
+        SmtpTls::None => SmtpTransport::builder_dangerous(&smtp.host),
+    };
+    let mut builder = builder.port(smtp.port).timeout(Some(TIMEOUT));
+    if let (Some(user), Some(pw)) = (&smtp.username, &smtp.password) {
+        builder = builder.credentials(Credentials::new(user.clone(), pw.expose().to_string()));
+    }
+    builder.build().send(&msg).map_err(|e| format!("SMTP {}:{}: {e}", smtp.host, smtp.port))?;
+    Ok(())
+}
+
+pub fn post_json(url: &str, body: &serde_json::Value) -> Result<(), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(TIMEOUT)).build().into();
+    agent.post(url).header("User-Agent", "caretaker").send_json(body).map_err(|e| {
+        // Never print the URL itself: it may carry a token.
+        let e = e.to_string().replace(url, "<webhook>");
+        format!("webhook POST failed: {e}")
+    })?;
+    Ok(())
+}
+
+/// Sends a notification through one channel.
+pub fn deliver(channel: &Channel, sender: &Sender, n: &Notification) -> Result<(), String> {
+    match channel {
+        Channel::Email { to, smtp } => {
+            send_email(smtp, to, &email_subject(&sender.app, n), &email_body(&sender.app, &sender.host, n))
+        }
+        Channel::Webhook { url } => post_json(url, &webhook_payload(&sender.app, &sender.host, n)),
+    }
+}
+
+/// `caretaker notify test`: a plain test message through one channel.
+pub fn send_test(channel: &Channel, sender: &Sender) -> Result<(), String> {
+    let subject = format!("[{}] TEST: caretaker notification test", sender.app);
+    let body = format!(
+        "This is a test message from caretaker for {} on {}.\nIf you read this, alerts reach you through this channel.\n",
+        sender.app, sender.host
+    );
+    match channel {
+        Channel::Email { to, smtp } => send_email(smtp, to, &subject, &body),
+        Channel::Webhook { url } => post_json(
+            url,
+            &serde_json::json!({"version": 1, "app": sender.app, "host": sender.host, "kind": "test", "title": subject, "message": body}),
+        ),
+    }
+}
