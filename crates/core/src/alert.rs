@@ -655,7 +655,7 @@ pub fn email_body(app: &str, host: &str, n: &Notification) -> String {
         s.push_str(&format!("resolved:  {}\n", r.strftime("%Y-%m-%d %H:%M:%S UTC")));
     }
     s.push_str(&format!(
-        "\nSilence it for two hours: caretaker silence add {} --for 2h\nAll alerts: caretaker alerts\n",
+        "\nSilence it for two hours:\n  caretaker silence add {} --for 2h\nAll alerts:\n  caretaker alerts\n",
         a.key()
     ));
     s

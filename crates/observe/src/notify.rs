@@ -5,7 +5,8 @@
 
 use caretaker_core::alert::{email_body, email_subject, webhook_payload, Notification};
 use caretaker_core::config::{Alerts, Notifier, Smtp, SmtpTls};
-use lettre::message::header::ContentType;
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::Body;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{Message, SmtpTransport, Transport};
 use std::time::Duration;
@@ -64,7 +65,12 @@ pub fn send_email(smtp: &Smtp, to: &str, subject: &str, body: &str) -> Result<()
         .to(to.parse().map_err(|e| format!("recipient address {to}: {e}"))?)
         .subject(subject)
         .header(ContentType::TEXT_PLAIN)
-        .body(body.to_string())
+        // Plain 7-bit text when possible: readable as-is in any mail client and in `mail`
+        // on the server, unlike quoted-printable.
+        .body(
+            Body::new_with_encoding(body.replace('\n', "\r\n"), ContentTransferEncoding::SevenBit)
+                .unwrap_or_else(|raw| Body::new(raw)),
+        )
         .map_err(|e| e.to_string())?;
     let builder = match smtp.tls {
         SmtpTls::Starttls => SmtpTransport::starttls_relay(&smtp.host).map_err(|e| e.to_string())?,
@@ -112,5 +118,17 @@ pub fn send_test(channel: &Channel, sender: &Sender) -> Result<(), String> {
             url,
             &serde_json::json!({"version": 1, "app": sender.app, "host": sender.host, "kind": "test", "title": subject, "message": body}),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_ascii_bodies_stay_seven_bit() {
+        let text = "Alert x is firing on app (vm).\n\nfilesystem / has 28.2% free (threshold 100.0%)\n\nSilence it for two hours: caretaker silence add filesystem_free_percent// --for 2h\n".replace("hours: ", "hours:\n  ");
+        let b = Body::new_with_encoding(text.replace('\n', "\r\n"), ContentTransferEncoding::SevenBit);
+        assert!(b.is_ok(), "{b:?}");
     }
 }

@@ -255,8 +255,10 @@ fn notification_texts() {
         status:    firing
         active:    since 2026-03-01 12:00:00 UTC
 
-        Silence it for two hours: caretaker silence add filesystem_free_percent// --for 2h
-        All alerts: caretaker alerts
+        Silence it for two hours:
+          caretaker silence add filesystem_free_percent// --for 2h
+        All alerts:
+          caretaker alerts
     "#]]
     .assert_eq(&email_body("guestbook", "host1", n));
     let j = webhook_payload("guestbook", "host1", n);
