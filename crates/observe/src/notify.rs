@@ -69,7 +69,7 @@ pub fn send_email(smtp: &Smtp, to: &str, subject: &str, body: &str) -> Result<()
         // on the server, unlike quoted-printable.
         .body(
             Body::new_with_encoding(body.replace('\n', "\r\n"), ContentTransferEncoding::SevenBit)
-                .unwrap_or_else(|raw| Body::new(raw)),
+                .unwrap_or_else(Body::new),
         )
         .map_err(|e| e.to_string())?;
     let builder = match smtp.tls {
