@@ -87,14 +87,28 @@ impl Drop for SmtpSink {
 
 /// A webhook receiver: answers 200 to every POST and hands the JSON bodies over.
 fn webhook_receiver() -> (String, mpsc::Receiver<serde_json::Value>) {
+    let (url, rx) = http_receiver();
+    let (tx2, rx2) = mpsc::channel();
+    std::thread::spawn(move || {
+        for (_, body) in rx {
+            let _ = tx2.send(body);
+        }
+    });
+    (format!("{url}/hooks/caretaker?token=s3cret"), rx2)
+}
+
+/// An HTTP server that answers 200 to everything and hands over (path, JSON body).
+fn http_receiver() -> (String, mpsc::Receiver<(String, serde_json::Value)>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hooks/caretaker?token=s3cret", listener.local_addr().unwrap());
+    let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let mut r = BufReader::new(stream);
             let mut len = 0usize;
             let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
             loop {
                 line.clear();
                 if r.read_line(&mut line).unwrap_or(0) == 0 {
@@ -115,7 +129,7 @@ fn webhook_receiver() -> (String, mpsc::Receiver<serde_json::Value>) {
             let mut s = r.into_inner();
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
             if let Ok(v) = serde_json::from_slice(&body) {
-                let _ = tx.send(v);
+                let _ = tx.send((path, v));
             }
         }
     });
@@ -123,8 +137,12 @@ fn webhook_receiver() -> (String, mpsc::Receiver<serde_json::Value>) {
 }
 
 fn write_config(path: &Path, app: &str, smtp_port: u16, webhook: &str, warning: u32, critical: u32) {
+    write_config_with(path, app, smtp_port, webhook, "", warning, critical)
+}
+
+fn write_config_with(path: &Path, app: &str, smtp_port: u16, webhook: &str, more: &str, warning: u32, critical: u32) {
     let text = format!(
-        "version: 1\napp: {{ name: {app} }}\nalerts:\n  smtp: {{ host: 127.0.0.1, port: {smtp_port}, tls: none, from: caretaker@example.org }}\n  notify:\n    - email: ops@example.org\n    - webhook: \"{webhook}\"\n  rules:\n    filesystem_free_percent: {{ warning: {warning}, critical: {critical}, for: 0s }}\n    memory_used_percent: false\n    load_per_cpu: false\n    job_failed: false\n"
+        "version: 1\napp: {{ name: {app} }}\nalerts:\n  smtp: {{ host: 127.0.0.1, port: {smtp_port}, tls: none, from: caretaker@example.org }}\n  notify:\n    - email: ops@example.org\n    - webhook: \"{webhook}\"\n{more}  rules:\n    filesystem_free_percent: {{ warning: {warning}, critical: {critical}, for: 0s }}\n    memory_used_percent: false\n    load_per_cpu: false\n    job_failed: false\n"
     );
     std::fs::write(path, text).unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -140,13 +158,15 @@ fn a_tripped_threshold_emails_and_posts_then_resolves() {
     let dir = tempfile::tempdir().unwrap();
     let smtp = SmtpSink::start(&python, dir.path());
     let (hook, hooks) = webhook_receiver();
+    let (am, am_rx) = http_receiver();
+    let am_line = format!("    - alertmanager: \"{am}\"\n");
     let config = dir.path().join("caretaker.yml");
     // Free space is always at most 100 %: the warning trips on any machine.
-    write_config(&config, "watchtest", smtp.port, &hook, 100, 0);
+    write_config_with(&config, "watchtest", smtp.port, &hook, &am_line, 100, 0);
     let ct = Caretaker::new(bin(), &config, &dir.path().join("state"));
 
     let out = ct.json(&["alerts", "evaluate", "--json"]);
-    assert_eq!(out["delivered"], 2, "{out:#}");
+    assert_eq!(out["delivered"], 3, "{out:#}");
     let mails = wait_until(Duration::from_secs(10), "the firing email", || {
         let m = smtp.messages();
         (!m.is_empty()).then_some(m)
@@ -162,6 +182,11 @@ fn a_tripped_threshold_emails_and_posts_then_resolves() {
     assert_eq!(firing["rule"], "filesystem_free_percent");
     assert_eq!(firing["subject"], "/");
     assert_eq!(firing["severity"], "warning");
+    let (path, pushed) = am_rx.recv_timeout(Duration::from_secs(10)).expect("alertmanager push");
+    assert_eq!(path, "/api/v2/alerts");
+    assert_eq!(pushed[0]["labels"]["alertname"], "CaretakerFilesystemFreeLow", "{pushed:#}");
+    assert_eq!(pushed[0]["labels"]["mountpoint"].as_str(), None);
+    assert_eq!(pushed[0]["labels"]["subject"], "/");
 
     // Still firing: deduplicated, nothing new.
     let out = ct.json(&["alerts", "evaluate", "--json"]);
@@ -170,7 +195,7 @@ fn a_tripped_threshold_emails_and_posts_then_resolves() {
     assert_eq!(states[0]["status"], "firing");
 
     // The condition clears: resolved, told once.
-    write_config(&config, "watchtest", smtp.port, &hook, 1, 0);
+    write_config_with(&config, "watchtest", smtp.port, &hook, &am_line, 1, 0);
     let out = ct.json(&["alerts", "evaluate", "--json"]);
     assert_eq!(out["notifications"][0]["kind"], "resolved", "{out:#}");
     let mails = wait_until(Duration::from_secs(10), "the resolved email", || {
@@ -183,6 +208,10 @@ fn a_tripped_threshold_emails_and_posts_then_resolves() {
     let r = hooks.recv_timeout(Duration::from_secs(10)).expect("webhook for resolved");
     assert_eq!(r["kind"], "resolved");
     assert_eq!(r["status"], "resolved");
+    let (_, pushed) = am_rx.recv_timeout(Duration::from_secs(10)).expect("alertmanager push of the resolve");
+    assert_eq!(pushed[0]["labels"]["alertname"], "CaretakerFilesystemFreeLow");
+    let ends: jiff::Timestamp = pushed[0]["endsAt"].as_str().unwrap().parse().unwrap();
+    assert!(ends <= jiff::Timestamp::now());
     let out = ct.json(&["alerts", "evaluate", "--json"]);
     assert_eq!(out["notifications"].as_array().unwrap().len(), 0);
 

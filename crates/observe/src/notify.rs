@@ -16,8 +16,18 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 /// Where a notification goes.
 #[derive(Clone, Debug)]
 pub enum Channel {
-    Email { to: String, smtp: Smtp },
-    Webhook { url: String },
+    Email {
+        to: String,
+        smtp: Smtp,
+    },
+    Webhook {
+        url: String,
+    },
+    /// Alertmanager base URL; alerts go to `/api/v2/alerts`.
+    Alertmanager {
+        url: String,
+        repeat_interval: Duration,
+    },
 }
 
 impl Channel {
@@ -29,6 +39,7 @@ impl Channel {
                 let host = url.split("://").nth(1).and_then(|r| r.split('/').next()).unwrap_or("?");
                 format!("webhook to {host}")
             }
+            Channel::Alertmanager { url, .. } => format!("alertmanager at {url}"),
         }
     }
 }
@@ -41,6 +52,9 @@ pub fn channels(alerts: &Alerts) -> Vec<Channel> {
         .filter_map(|n| match n {
             Notifier::Email(to) => Some(Channel::Email { to: to.clone(), smtp: alerts.smtp.clone()? }),
             Notifier::Webhook { url } => Some(Channel::Webhook { url: url.expose().to_string() }),
+            Notifier::Alertmanager(url) => {
+                Some(Channel::Alertmanager { url: url.clone(), repeat_interval: alerts.repeat_interval })
+            }
         })
         .collect()
 }
@@ -102,7 +116,45 @@ pub fn deliver(channel: &Channel, sender: &Sender, n: &Notification) -> Result<(
             send_email(smtp, to, &email_subject(&sender.app, n), &email_body(&sender.app, &sender.host, n))
         }
         Channel::Webhook { url } => post_json(url, &webhook_payload(&sender.app, &sender.host, n)),
+        Channel::Alertmanager { url, repeat_interval } => post_json(
+            &format!("{url}/api/v2/alerts"),
+            &alertmanager_payload(sender, n, *repeat_interval, jiff::Timestamp::now()),
+        ),
     }
+}
+
+/// The body of an Alertmanager `POST /api/v2/alerts`: one alert, labelled like the exported
+/// Prometheus rules. caretaker re-sends a firing alert only every `repeat_interval`, so
+/// `endsAt` lies beyond the next re-send (Alertmanager would otherwise resolve it after its
+/// `resolve_timeout`); a resolved alert ends now.
+pub fn alertmanager_payload(
+    sender: &Sender,
+    n: &Notification,
+    repeat_interval: Duration,
+    now: jiff::Timestamp,
+) -> serde_json::Value {
+    let a = &n.alert;
+    let ends = match n.kind {
+        caretaker_core::alert::NotificationKind::Resolved => a.resolved_at.unwrap_or(now),
+        _ => now
+            .checked_add(
+                jiff::SignedDuration::try_from(repeat_interval * 2).unwrap_or(jiff::SignedDuration::from_hours(8)),
+            )
+            .unwrap_or(now),
+    };
+    let mut labels = serde_json::json!({
+        "alertname": caretaker_core::alert::export::alert_name(&a.rule),
+        "rule": a.rule, "severity": a.severity.as_str(), "app": sender.app, "instance": sender.host,
+    });
+    if !a.subject.is_empty() {
+        labels["subject"] = serde_json::Value::String(a.subject.clone());
+    }
+    serde_json::json!([{
+        "labels": labels,
+        "annotations": { "summary": a.summary },
+        "startsAt": a.fired_at.unwrap_or(a.active_since).to_string(),
+        "endsAt": ends.to_string(),
+    }])
 }
 
 /// `caretaker notify test`: a plain test message through one channel.
@@ -114,6 +166,14 @@ pub fn send_test(channel: &Channel, sender: &Sender) -> Result<(), String> {
     );
     match channel {
         Channel::Email { to, smtp } => send_email(smtp, to, &subject, &body),
+        Channel::Alertmanager { url, .. } => post_json(
+            &format!("{url}/api/v2/alerts"),
+            &serde_json::json!([{
+                "labels": {"alertname": "CaretakerNotificationTest", "app": sender.app, "instance": sender.host, "severity": "none"},
+                "annotations": {"summary": subject},
+                "endsAt": jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_mins(5)).unwrap_or(jiff::Timestamp::now()).to_string(),
+            }]),
+        ),
         Channel::Webhook { url } => post_json(
             url,
             &serde_json::json!({"version": 1, "app": sender.app, "host": sender.host, "kind": "test", "title": subject, "message": body}),

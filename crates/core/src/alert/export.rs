@@ -38,6 +38,23 @@ fn thresholds(
     }
 }
 
+/// The Prometheus/Alertmanager `alertname` of a caretaker rule.
+pub fn alert_name(rule: &str) -> &'static str {
+    match rule {
+        super::rule::FILESYSTEM_FREE => "CaretakerFilesystemFreeLow",
+        super::rule::MEMORY_USED => "CaretakerMemoryUsageHigh",
+        super::rule::LOAD => "CaretakerLoadHigh",
+        super::rule::REBOOTS => "CaretakerRebootsTooOften",
+        super::rule::BACKUP_MAX_AGE => "CaretakerBackupMissed",
+        super::rule::UPDATE_MAX_AGE => "CaretakerUpdateMissed",
+        super::rule::CERTIFICATE_EXPIRY => "CaretakerCertificateExpiring",
+        super::rule::SERVICE_DOWN => "CaretakerServiceDown",
+        super::rule::JOB_FAILED => "CaretakerJobFailed",
+        super::rule::SERVICE_MODE => "CaretakerServiceMode",
+        _ => "CaretakerAlert",
+    }
+}
+
 /// The rules file (YAML) for `rule_files:` in prometheus.yml.
 pub fn prometheus_rules(app: &str, rules: &Rules) -> String {
     let mut r = Vec::new();
@@ -186,5 +203,19 @@ mod tests {
         assert!(text.contains("      - alert: CaretakerFilesystemFreeLow\n        expr: \"100 * caretaker_filesystem_avail_bytes / caretaker_filesystem_size_bytes <= 20\"\n        for: 300s\n"));
         assert!(text.contains("changes(caretaker_boot_time_seconds[86400s]) > 3"));
         assert_eq!(text.matches("- alert:").count(), 16);
+    }
+
+    #[test]
+    fn exported_alert_names_match_alert_name() {
+        let text = prometheus_rules("a", &crate::config::alerts_defaults().rules);
+        let mut alert = "";
+        for line in text.lines().map(str::trim) {
+            if let Some(a) = line.strip_prefix("- alert: ") {
+                alert = a;
+            }
+            if let Some(rule) = line.strip_prefix("rule: ") {
+                assert_eq!(alert_name(rule), alert, "{rule}");
+            }
+        }
     }
 }

@@ -371,6 +371,8 @@ pub enum Notifier {
     Webhook {
         url: Secret,
     },
+    /// An Alertmanager (base URL); alerts are pushed to its `/api/v2/alerts`.
+    Alertmanager(String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

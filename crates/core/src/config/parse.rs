@@ -848,11 +848,20 @@ fn notifier(cx: &mut Cx, node: &Node, path: &str) -> Option<Notifier> {
         Some(addr)
     });
     let webhook = m.secret(cx, "webhook", "webhook_file", "webhook_env");
+    let alertmanager = m.opt(cx, "alertmanager", |cx, n, p| {
+        let url = nonempty(cx, n, p)?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            cx.error(n.span(), p, format!("`{p}` must be an http:// or https:// URL, found \"{url}\""), None);
+            return None;
+        }
+        Some(url.trim_end_matches('/').to_string())
+    });
     let span = *m.span();
     m.finish(cx);
-    match (email, webhook) {
-        (Some(e), None) => Some(Notifier::Email(e)),
-        (None, Some(url)) => {
+    match (email, webhook, alertmanager) {
+        (None, None, Some(url)) => Some(Notifier::Alertmanager(url)),
+        (Some(e), None, None) => Some(Notifier::Email(e)),
+        (None, Some(url), None) => {
             let u = url.expose();
             if !(u.starts_with("http://") || u.starts_with("https://")) {
                 cx.error(&span, path, "a webhook must be an http:// or https:// URL".to_string(), None);
@@ -860,13 +869,13 @@ fn notifier(cx: &mut Cx, node: &Node, path: &str) -> Option<Notifier> {
             }
             Some(Notifier::Webhook { url })
         }
-        (None, None) if cx.diagnostics.has_errors() => None,
+        (None, None, None) if cx.diagnostics.has_errors() => None,
         _ => {
             cx.error(
                 &span,
                 path,
-                format!("`{path}` needs exactly one of `email` or `webhook`"),
-                Some("e.g. `- email: ops@example.org` or `- webhook: https://ntfy.example.org/app`".into()),
+                format!("`{path}` needs exactly one of `email`, `webhook` or `alertmanager`"),
+                Some("e.g. `- email: ops@example.org`, `- webhook: https://ntfy.example.org/app` or `- alertmanager: http://127.0.0.1:9093`".into()),
             );
             None
         }
