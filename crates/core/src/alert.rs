@@ -183,6 +183,9 @@ pub struct Condition {
     pub value: Option<f64>,
     /// How long the condition must hold before the alert fires.
     pub hold: Duration,
+    /// Since when the condition holds, when the observation knows better than the alert's
+    /// own pending time (the supervisor's "down since").
+    pub held_since: Option<Timestamp>,
 }
 
 /// One alert's persisted state.
@@ -366,6 +369,7 @@ pub fn conditions(rules: &Rules, obs: &Observations, now: Timestamp) -> Vec<Cond
                 summary: format!("filesystem {} has {} free (threshold {})", fs.mountpoint, pct(free), pct(limit)),
                 value: Some(free),
                 hold: rules.filesystem_free_percent.hold,
+                held_since: None,
             });
         }
     }
@@ -378,6 +382,7 @@ pub fn conditions(rules: &Rules, obs: &Observations, now: Timestamp) -> Vec<Cond
                 summary: format!("memory is {} used (threshold {})", pct(used), pct(limit)),
                 value: Some(used),
                 hold: rules.memory_used_percent.hold,
+                held_since: None,
             });
         }
     }
@@ -390,6 +395,7 @@ pub fn conditions(rules: &Rules, obs: &Observations, now: Timestamp) -> Vec<Cond
                 summary: format!("5-minute load is {load:.2} per CPU (threshold {limit})"),
                 value: Some(load),
                 hold: rules.load_per_cpu.hold,
+                held_since: None,
             });
         }
     }
@@ -410,6 +416,7 @@ pub fn conditions(rules: &Rules, obs: &Observations, now: Timestamp) -> Vec<Cond
                 ),
                 value: Some(reboots as f64),
                 hold: Duration::ZERO,
+                held_since: None,
             });
         }
     }
@@ -432,6 +439,7 @@ pub fn conditions(rules: &Rules, obs: &Observations, now: Timestamp) -> Vec<Cond
             summary,
             value: Some(age.as_secs_f64()),
             hold: Duration::ZERO,
+            held_since: None,
         })
     };
     out.extend(age_rule(rule::BACKUP_MAX_AGE, "backup", rules.backup_max_age, &obs.backup));
@@ -458,26 +466,21 @@ pub fn conditions(rules: &Rules, obs: &Observations, now: Timestamp) -> Vec<Cond
                 summary,
                 value: Some(left.as_secs_f64()),
                 hold: Duration::ZERO,
+                held_since: None,
             });
         }
     }
     if let Some(down_for) = rules.service_down_for {
         for s in obs.services.iter().filter(|s| !s.up) {
             // When the supervisor says since when, count from there; else from pending.
-            let hold = match s.down_since {
-                Some(since) => {
-                    let already = now.duration_since(since);
-                    Duration::try_from(sd(down_for) - already).unwrap_or(Duration::ZERO)
-                }
-                None => down_for,
-            };
             out.push(Condition {
                 rule: rule::SERVICE_DOWN,
                 subject: s.name.clone(),
                 severity: Severity::Critical,
                 summary: format!("service {} is down", s.name),
                 value: None,
-                hold,
+                hold: down_for,
+                held_since: s.down_since,
             });
         }
     }
@@ -493,6 +496,7 @@ pub fn conditions(rules: &Rules, obs: &Observations, now: Timestamp) -> Vec<Cond
                 },
                 value: Some(j.id as f64),
                 hold: Duration::ZERO,
+                held_since: None,
             });
         }
     }
@@ -505,6 +509,7 @@ pub fn conditions(rules: &Rules, obs: &Observations, now: Timestamp) -> Vec<Cond
                 summary: format!("the app is in service mode: {why}"),
                 value: None,
                 hold: Duration::ZERO,
+                held_since: None,
             });
         }
     }
@@ -556,7 +561,8 @@ pub fn evaluate(
         st.severity = c.severity;
         st.summary = c.summary.clone();
         st.value = c.value;
-        if st.status == Status::Pending && now.duration_since(st.active_since) >= sd(c.hold) {
+        let held_from = c.held_since.map_or(st.active_since, |h| h.min(st.active_since));
+        if st.status == Status::Pending && now.duration_since(held_from) >= sd(c.hold) {
             st.status = Status::Firing;
             st.fired_at = Some(now);
         }

@@ -202,6 +202,7 @@ fn host_rules_and_service_rules() {
     let c = conditions(&rules, &o, at(0));
     let got: Vec<(&str, &str, Severity, Duration)> =
         c.iter().map(|c| (c.rule, c.subject.as_str(), c.severity, c.hold)).collect();
+    assert_eq!(c[4].held_since, Some(at(-10)));
     assert_eq!(
         got,
         vec![
@@ -209,8 +210,7 @@ fn host_rules_and_service_rules() {
             (rule::LOAD, "", Severity::Warning, Duration::from_secs(900)),
             (rule::REBOOTS, "", Severity::Warning, Duration::ZERO),
             (rule::CERTIFICATE_EXPIRY, "example.org", Severity::Warning, Duration::ZERO),
-            // Down for 10 of 5 minutes already: fires at once.
-            (rule::SERVICE_DOWN, "web", Severity::Critical, Duration::ZERO),
+            (rule::SERVICE_DOWN, "web", Severity::Critical, Duration::from_secs(300)),
             (rule::JOB_FAILED, "backup", Severity::Warning, Duration::ZERO),
         ]
     );
@@ -265,4 +265,29 @@ fn notification_texts() {
     assert_eq!(j["kind"], "firing");
     assert_eq!(j["rule"], "filesystem_free_percent");
     assert_eq!(j["subject"], "/");
+}
+
+#[test]
+fn service_down_counts_from_the_supervisors_down_since() {
+    let mut w = World::new(); // service_down_for: 5m
+    let down = |since: i64| Observations {
+        services: vec![ServiceObs {
+            name: "web".into(),
+            up: false,
+            down_since: Some(at(since)),
+            restarts: None,
+            healthy: None,
+        }],
+        ..Default::default()
+    };
+    // Down since minute 0, first seen at minute 2: fires at minute 5, not 7 and not 3.5.
+    assert_eq!(w.step(&down(0), at(2)), vec![]);
+    assert_eq!(w.step(&down(0), at(4)), vec![]);
+    assert_eq!(
+        w.step(&down(0), at(5)),
+        vec![(NotificationKind::Firing, "service_down/web".into(), Severity::Critical)]
+    );
+    // Already down for longer than `for` when first seen: fires at once.
+    let mut w = World::new();
+    assert_eq!(w.step(&down(-10), at(0)).len(), 1);
 }
