@@ -113,7 +113,7 @@ pub fn run_logged(
         if !timed_out && Instant::now() > deadline {
             timed_out = true;
             job.log(&format!("timed out after {}s; stopping the command", timeout.as_secs()));
-            stop_group(pid, Duration::from_secs(10));
+            stop_group(pid, Duration::from_secs(10), || matches!(child.try_wait(), Ok(Some(_))));
         }
     }
     let status = child.wait()?;
@@ -140,15 +140,17 @@ pub fn run_logged(
 }
 
 /// SIGTERM to the process group, then SIGKILL if it is still there after `grace`.
-pub fn stop_group(pgid: i32, grace: Duration) {
+/// `reap_leader` waits for the group leader without blocking and says whether it is gone:
+/// an unreaped leader is a zombie that still counts as a group member.
+pub fn stop_group(pgid: i32, grace: Duration, mut reap_leader: impl FnMut() -> bool) {
     unsafe { libc::kill(-pgid, libc::SIGTERM) };
     let until = Instant::now() + grace;
     while Instant::now() < until {
-        // kill(pid, 0) fails with ESRCH when no process of the group is left.
-        if unsafe { libc::kill(-pgid, 0) } != 0 {
+        // kill(-pgid, 0) fails with ESRCH when no process of the group is left.
+        if reap_leader() && unsafe { libc::kill(-pgid, 0) } != 0 {
             return;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
     unsafe { libc::kill(-pgid, libc::SIGKILL) };
 }

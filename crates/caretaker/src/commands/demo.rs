@@ -117,7 +117,7 @@ pub fn run(global: &Global, args: &DemoArgs) -> Result<Code> {
     };
     let startup = started.elapsed().as_secs_f64();
     if let Err(e) = healthy {
-        stop_group(pgid, Duration::from_secs(5));
+        stop_group(pgid, Duration::from_secs(5), || matches!(child.try_wait(), Ok(Some(_))));
         let _ = child.wait();
         demo_job.finish(Outcome::Failed, serde_json::json!({}), Some(&e))?;
         return Err(Failure::new(Code::Failure, e).into());
@@ -144,7 +144,7 @@ pub fn run(global: &Global, args: &DemoArgs) -> Result<Code> {
         println!("Press Ctrl-C to stop the demo.");
         wait_for_signal();
     }
-    stop_group(pgid, web.stop_timeout);
+    stop_group(pgid, web.stop_timeout, || matches!(child.try_wait(), Ok(Some(_))));
     let _ = child.wait();
     Ok(Code::Ok)
 }

@@ -1,0 +1,57 @@
+//! Integration tests of the `caretaker` binary: one test binary, one module per area.
+
+mod config;
+mod demo;
+mod jobs;
+mod secrets;
+
+use caretaker_testkit::Caretaker;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_caretaker");
+
+/// A scratch directory with a config file (mode 0600) and a state dir.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch { dir: tempfile::tempdir().unwrap() }
+    }
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.path().join("caretaker.yml")
+    }
+
+    pub fn write(&self, name: &str, text: &str, mode: u32) -> PathBuf {
+        let p = self.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+
+    pub fn write_config(&self, text: &str) -> Caretaker {
+        self.write("caretaker.yml", text, 0o600);
+        self.caretaker()
+    }
+
+    pub fn caretaker(&self) -> Caretaker {
+        Caretaker::new(BIN, &self.config(), &self.path().join("state"))
+    }
+}
+
+pub fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
