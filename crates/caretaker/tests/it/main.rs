@@ -3,6 +3,7 @@
 mod config;
 mod demo;
 mod jobs;
+mod observe;
 mod secrets;
 
 use caretaker_testkit::Caretaker;

@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_caretaker"))
+    PathBuf::from(crate::BIN)
 }
 
 /// A tool the tests need: under CI its absence fails the test, elsewhere it skips loudly.
