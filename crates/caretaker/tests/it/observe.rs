@@ -264,6 +264,8 @@ fn minimal_config(dir: &Path, extra: &str) -> Caretaker {
     let config = dir.join("caretaker.yml");
     std::fs::write(&config, format!("version: 1\napp: {{ name: guestbook }}\nfiles: [{}]\n{extra}", dir.display()))
         .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
     Caretaker::new(bin(), &config, &dir.join("state"))
 }
 
@@ -275,10 +277,13 @@ fn metrics_pass_promtool_check_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let ct = minimal_config(
         dir.path(),
-        "alerts: { rules: { filesystem_free_percent: { warning: 100, critical: 0, for: 0s }, load_per_cpu: false, memory_used_percent: false } }\n",
+        &format!(
+            "alerts: {{ rules: {{ filesystem_free_percent: {{ warning: 100, critical: 0, for: 0s }}, load_per_cpu: false, memory_used_percent: false }} }}\nservices: {{ web: {{ command: \"true\", health: {{ tcp: \"127.0.0.1:1\", timeout: 1s }} }} }}\nbackup: {{ repository: {}/repo, password: correct-horse-battery, schedule: daily 00:30 }}\n",
+            dir.path().display()
+        ),
     );
     ct.expect(&["alerts", "evaluate"], 0);
-    ct.expect(&["check"], 1); // records a (warning) check job, so job metrics appear
+    ct.expect(&["check"], 2); // service web is down: critical; records a check job for job metrics
     let metrics = ct.expect(&["metrics"], 0);
     for name in [
         "caretaker_filesystem_avail_bytes{",
@@ -288,6 +293,9 @@ fn metrics_pass_promtool_check_metrics() {
         "caretaker_job_last_end_timestamp_seconds{kind=\"check\"}",
         "caretaker_jobs_total{kind=\"check\",outcome=\"failed\"} 1",
         "caretaker_alert_active{rule=\"filesystem_free_percent\",subject=\"/\",severity=\"warning\",state=\"firing\"} 1",
+        "caretaker_service_up{service=\"web\"} 0",
+        "caretaker_service_healthy{service=\"web\"} 0",
+        "caretaker_alert_active{rule=\"service_down\",subject=\"web\",severity=\"critical\",state=\"pending\"} 1",
     ] {
         assert!(metrics.contains(name), "{name} missing in\n{metrics}");
     }
