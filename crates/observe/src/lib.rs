@@ -17,6 +17,7 @@ pub mod host;
 pub mod http;
 pub mod notify;
 pub mod probe;
+pub mod scheduler;
 
 use caretaker_core::alert::{evaluate, AlertState, Evaluation, ServiceObs};
 use caretaker_core::config::Config;
@@ -56,19 +57,30 @@ pub fn evaluate_once(
     services: Option<Vec<ServiceObs>>,
     now: Timestamp,
 ) -> Result<EvaluationReport, StateError> {
+    let sender = notify::Sender::new(&cfg.app.name);
+    evaluate_once_with(cfg, store, services, now, &notify::Network(sender))
+}
+
+/// [`evaluate_once`] with the delivery adapter passed in (tests use a fake).
+pub fn evaluate_once_with(
+    cfg: &Config,
+    store: &mut Store,
+    services: Option<Vec<ServiceObs>>,
+    now: Timestamp,
+    delivery: &dyn notify::Deliver,
+) -> Result<EvaluationReport, StateError> {
     let g = gather::gather(cfg, store, services, now)?;
     let previous = store.alert_states()?;
     let silences = store.silences(Some(now))?;
     let mut evaluation =
         evaluate(&cfg.alerts.rules, cfg.alerts.repeat_interval, &g.observations, &previous, &silences, now);
     let channels = notify::channels(&cfg.alerts);
-    let sender = notify::Sender::new(&cfg.app.name);
     let mut failures = Vec::new();
     let mut delivered = 0;
     for n in &evaluation.notifications {
         let mut ok = channels.is_empty();
         for ch in &channels {
-            match notify::deliver(ch, &sender, n) {
+            match delivery.deliver(ch, n) {
                 Ok(()) => {
                     ok = true;
                     delivered += 1;
@@ -123,5 +135,76 @@ impl MetricsSource {
             Ok(g) => render_metrics(&g.snapshot),
             Err(e) => format!("# caretaker: cannot read the state store: {e}\n"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use caretaker_core::alert::{Notification, Status};
+    use caretaker_core::config::Redactor;
+    use std::cell::RefCell;
+
+    /// Records deliveries; fails while `fail` is set.
+    struct FakeDelivery {
+        fail: std::cell::Cell<bool>,
+        sent: RefCell<Vec<String>>,
+    }
+
+    impl notify::Deliver for FakeDelivery {
+        fn deliver(&self, _: &notify::Channel, n: &Notification) -> Result<(), String> {
+            if self.fail.get() {
+                return Err("connection refused".into());
+            }
+            self.sent.borrow_mut().push(format!("{} {}", n.kind.as_str(), n.alert.key()));
+            Ok(())
+        }
+    }
+
+    struct NoSecrets;
+    impl caretaker_core::config::SecretSource for NoSecrets {
+        fn read_file(&self, _: &std::path::Path) -> Result<String, String> {
+            Err("none".into())
+        }
+        fn env_var(&self, _: &str) -> Option<String> {
+            None
+        }
+        fn file_mode(&self, _: &std::path::Path) -> Option<u32> {
+            None
+        }
+        fn exists(&self, _: &std::path::Path) -> bool {
+            true
+        }
+    }
+
+    fn config(warning: u32) -> Config {
+        let text = format!(
+            "version: 1\napp: {{ name: t }}\nalerts:\n  notify: [ {{ webhook: \"http://127.0.0.1:1/x\" }} ]\n  rules: {{ filesystem_free_percent: {{ warning: {warning}, critical: 0, for: 0s }}, memory_used_percent: false, load_per_cpu: false }}\n"
+        );
+        caretaker_core::config::load(&text, std::path::Path::new("/c.yml"), None, &NoSecrets).unwrap().config
+    }
+
+    #[test]
+    fn a_notification_that_reached_no_one_is_sent_again_next_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path(), Redactor::default()).unwrap();
+        let fake = FakeDelivery { fail: true.into(), sent: RefCell::new(Vec::new()) };
+        let now = Timestamp::now();
+        let r = evaluate_once_with(&config(100), &mut store, Some(vec![]), now, &fake).unwrap();
+        assert_eq!(r.failures.len(), 1);
+        assert_eq!(store.alert_states().unwrap()[0].last_notified, None, "not counted as told");
+        fake.fail.set(false);
+        evaluate_once_with(&config(100), &mut store, Some(vec![]), now, &fake).unwrap();
+        assert_eq!(*fake.sent.borrow(), ["firing filesystem_free_percent//"]);
+        evaluate_once_with(&config(100), &mut store, Some(vec![]), now, &fake).unwrap();
+        assert_eq!(fake.sent.borrow().len(), 1, "told once");
+        // The resolve fails: the alert stays firing and the resolve is retried.
+        fake.fail.set(true);
+        evaluate_once_with(&config(1), &mut store, Some(vec![]), now, &fake).unwrap();
+        assert_eq!(store.alert_states().unwrap()[0].status, Status::Firing);
+        fake.fail.set(false);
+        evaluate_once_with(&config(1), &mut store, Some(vec![]), now, &fake).unwrap();
+        assert_eq!(*fake.sent.borrow(), ["firing filesystem_free_percent//", "resolved filesystem_free_percent//"]);
+        assert_eq!(store.alert_states().unwrap()[0].status, Status::Resolved);
     }
 }

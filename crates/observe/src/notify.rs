@@ -109,6 +109,20 @@ pub fn post_json(url: &str, body: &serde_json::Value) -> Result<(), String> {
     Ok(())
 }
 
+/// Delivery of notifications: the edge between alerting and the network.
+pub trait Deliver {
+    fn deliver(&self, channel: &Channel, n: &Notification) -> Result<(), String>;
+}
+
+/// Delivery over the network (SMTP, HTTP).
+pub struct Network(pub Sender);
+
+impl Deliver for Network {
+    fn deliver(&self, channel: &Channel, n: &Notification) -> Result<(), String> {
+        deliver(channel, &self.0, n)
+    }
+}
+
 /// Sends a notification through one channel.
 pub fn deliver(channel: &Channel, sender: &Sender, n: &Notification) -> Result<(), String> {
     match channel {

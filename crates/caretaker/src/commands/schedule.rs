@@ -6,13 +6,8 @@ use crate::exit::Code;
 use crate::output::table;
 use anyhow::Result;
 use caretaker_core::scheduler::{next_start, tasks_from_config};
-use jiff::tz::TimeZone;
+use caretaker_observe::scheduler::time_zone;
 use jiff::Timestamp;
-
-/// The zone schedules are read in: the config's `timezone`, else the machine's.
-pub fn time_zone(cfg: &caretaker_core::config::Config) -> TimeZone {
-    cfg.timezone.as_deref().and_then(|z| TimeZone::get(z).ok()).unwrap_or_else(TimeZone::system)
-}
 
 pub fn run(global: &Global, args: &ScheduleArgs) -> Result<Code> {
     let app = open_app(global)?;
