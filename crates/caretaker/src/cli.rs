@@ -56,6 +56,20 @@ pub enum Command {
     Db(DbCommand),
     /// Try caretaker on a bundled demo application
     Demo(DemoArgs),
+    /// Run the deployment checks (exit 0 ok, 1 warning, 2 critical, 3 unknown, like Nagios)
+    Check(CheckArgs),
+    /// Print the Prometheus metrics, or serve them on an address
+    Metrics(MetricsArgs),
+    /// List scheduled tasks and when they run next
+    Schedule(ScheduleArgs),
+    /// Hold back alert notifications for a while
+    #[command(subcommand)]
+    Silence(SilenceCommand),
+    /// Show alert states; evaluate the rules now; export them for Prometheus
+    Alerts(AlertsArgs),
+    /// Send notifications
+    #[command(subcommand)]
+    Notify(NotifyCommand),
     /// The bundled demo application (used by `caretaker demo` and the tests)
     #[command(hide = true, disable_help_flag = true)]
     DemoApp {
@@ -190,4 +204,88 @@ pub struct DemoArgs {
     /// Stop after everything is up and checked, instead of running until Ctrl-C
     #[arg(long)]
     pub exit_when_ready: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Print the results as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct MetricsArgs {
+    /// Serve /metrics on this address (host:port) until stopped, instead of printing once
+    #[arg(long, value_name = "ADDR")]
+    pub serve: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ScheduleArgs {
+    /// How many upcoming runs to show per task
+    #[arg(long, short = 'n', default_value_t = 1)]
+    pub count: usize,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SilenceCommand {
+    /// Silence alerts matching MATCHER (`rule`, `rule/subject`, `*` wildcards) for a while
+    Add {
+        /// e.g. `filesystem_free_percent`, `service_down/web`, `*`
+        matcher: String,
+        /// How long, e.g. 2h, 30m, 1d
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: String,
+        /// Why (shown in `silence list`)
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// List silences in force (with --all also expired ones)
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a silence now
+    Remove { id: i64 },
+}
+
+#[derive(Args, Debug)]
+pub struct AlertsArgs {
+    #[command(subcommand)]
+    pub command: Option<AlertsCommand>,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AlertsCommand {
+    /// Observe, evaluate the rules, send notifications and store the states, once
+    Evaluate {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the built-in rules as Prometheus alerting rules
+    Export {
+        /// Prometheus rule file format (the only format so far)
+        #[arg(long, required = true)]
+        prometheus: bool,
+        /// Write to FILE instead of standard output
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NotifyCommand {
+    /// Send a test message through every configured notifier
+    Test {
+        #[arg(long)]
+        json: bool,
+    },
 }

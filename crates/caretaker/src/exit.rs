@@ -67,6 +67,18 @@ impl Code {
     }
 }
 
+/// `caretaker check` exits like a Nagios plugin: 0 ok, 1 warning, 2 critical, 3 unknown. Those
+/// numbers coincide with `ok`, `failure`, `usage` and `config`; this returns the code whose
+/// number is the plugin state (see docs/exit-codes.md).
+pub fn nagios(state: u8) -> Code {
+    match state {
+        0 => Code::Ok,
+        1 => Code::Failure,
+        2 => Code::Usage,
+        _ => Code::Config,
+    }
+}
+
 /// An error for people: what went wrong, what to do, and the exit code it maps to.
 #[derive(Debug)]
 pub struct Failure {

@@ -37,6 +37,12 @@ fn main() {
         Command::ResetFailed => commands::maintenance::reset_failed(&cli.global),
         Command::Db(c) => commands::db::run(&cli.global, c),
         Command::Demo(a) => commands::demo::run(&cli.global, a),
+        Command::Check(a) => commands::check::run(&cli.global, a),
+        Command::Metrics(a) => commands::metrics::run(&cli.global, a),
+        Command::Schedule(a) => commands::schedule::run(&cli.global, a),
+        Command::Silence(c) => commands::silence::run(&cli.global, c),
+        Command::Alerts(a) => commands::alerts::run(&cli.global, a),
+        Command::Notify(c) => commands::notify::run(&cli.global, c),
         Command::DemoApp { .. } => unreachable!("handled above"),
     };
     let code = match result {

@@ -8,9 +8,12 @@
 //! Architecture invariant: no `std::fs`, `std::net`, `std::process` or clock reads in this
 //! crate. Time comes in as an argument.
 
+pub mod alert;
 pub mod config;
 pub mod duration;
 pub mod envfile;
 pub mod job;
 pub mod mode;
+pub mod metrics;
 pub mod schedule;
+pub mod scheduler;

@@ -15,9 +15,11 @@
 //! which the kernel releases when its holder dies, so a crash can never leave it stuck.
 
 mod lock;
+mod observe;
 mod process;
 mod store;
 
 pub use lock::{AppLock, LockError};
+pub use observe::JobKindStats;
 pub use process::ProcessIdentity;
 pub use store::{Event, JobHandle, JobRecord, StateError, Store};

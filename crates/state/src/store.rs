@@ -102,13 +102,36 @@ const MIGRATIONS: &[&str] = &[
         message TEXT NOT NULL
      );
      CREATE TABLE facts (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL);",
+    // 2: alerting and scheduling (see observe.rs)
+    "CREATE TABLE alert_states (
+        rule TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        status TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        state TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (rule, subject)
+     );
+     CREATE TABLE silences (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        matcher TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        until TEXT NOT NULL,
+        comment TEXT NOT NULL DEFAULT ''
+     );
+     CREATE TABLE task_runs (
+        name TEXT PRIMARY KEY,
+        first_seen TEXT NOT NULL,
+        last_run TEXT
+     );
+     CREATE TABLE boots (boot_time INTEGER PRIMARY KEY, seen_at TEXT NOT NULL);",
 ];
 
 /// The state store of one app.
 pub struct Store {
     dir: PathBuf,
-    db_path: PathBuf,
-    conn: Connection,
+    pub(crate) db_path: PathBuf,
+    pub(crate) conn: Connection,
     redactor: Redactor,
 }
 
@@ -361,7 +384,7 @@ impl Store {
 
 const SELECT_JOB: &str = "SELECT id, kind, trigger, mutating, started_at, ended_at, outcome, figures, error, log_path, pid, caretaker_version FROM jobs";
 
-fn parse_ts(s: String) -> Timestamp {
+pub(crate) fn parse_ts(s: String) -> Timestamp {
     s.parse().unwrap_or(Timestamp::UNIX_EPOCH)
 }
 

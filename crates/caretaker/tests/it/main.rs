@@ -5,6 +5,7 @@ mod db;
 mod demo;
 mod jobs;
 mod maintenance;
+mod observe;
 mod secrets;
 
 use caretaker_testkit::Caretaker;

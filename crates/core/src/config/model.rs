@@ -57,6 +57,11 @@ pub struct Config {
     pub timezone: Option<String>,
     /// Overrides the state directory (`/var/lib/caretaker/<app>` by default).
     pub state_dir: Option<PathBuf>,
+    /// The daemon's HTTP listener (metrics, status page).
+    pub http: Http,
+    /// Custom deployment checks run by `caretaker check` next to the built-in ones.
+    pub checks: Vec<CustomCheck>,
+    pub scheduler: Scheduler,
 }
 
 impl Config {
@@ -369,6 +374,8 @@ pub enum Notifier {
     Webhook {
         url: Secret,
     },
+    /// An Alertmanager (base URL); alerts are pushed to its `/api/v2/alerts`.
+    Alertmanager(String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -476,4 +483,31 @@ pub struct Maintenance {
     pub page_dir: Option<PathBuf>,
     /// Message shown when none is given on the command line.
     pub default_message: String,
+}
+
+/// The daemon's HTTP listener: `/metrics` (and the status page).
+#[derive(Clone, Debug, Serialize)]
+pub struct Http {
+    /// `host:port`; loopback by default, so metrics are not exposed by accident.
+    pub listen: String,
+}
+
+/// A custom deployment check: a probe that must succeed.
+#[derive(Clone, Debug, Serialize)]
+pub struct CustomCheck {
+    pub name: String,
+    pub probe: Probe,
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
+    /// A failure is critical (default) or only a warning.
+    pub critical: bool,
+}
+
+/// Scheduler settings shared by every scheduled task.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Scheduler {
+    /// Each run starts up to this much later than its calendar time (spreads load, like
+    /// systemd's `RandomizedDelaySec`); the delay is fixed per task and run.
+    #[serde(serialize_with = "ser_duration")]
+    pub random_delay: Duration,
 }

@@ -75,6 +75,9 @@ pub fn config(cx: &mut Cx, root: &Node) -> Option<Config> {
         }
     });
     let state_dir = m.opt(cx, "state_dir", |cx, n, p| nonempty(cx, n, p).map(|s| cx.resolve_path(&s)));
+    let http = m.opt(cx, "http", http).unwrap_or_else(http_defaults);
+    let checks = m.opt(cx, "checks", checks).unwrap_or_default();
+    let scheduler = m.opt(cx, "scheduler", scheduler).unwrap_or(Scheduler { random_delay: Duration::ZERO });
     m.finish(cx);
 
     let cfg = Config {
@@ -92,6 +95,9 @@ pub fn config(cx: &mut Cx, root: &Node) -> Option<Config> {
         maintenance: maintenance?,
         timezone,
         state_dir,
+        http,
+        checks,
+        scheduler,
     };
     Some(cfg)
 }
@@ -779,7 +785,8 @@ fn update(cx: &mut Cx, node: &Node, path: &str) -> Option<Update> {
     Some(u)
 }
 
-fn alerts_defaults() -> Alerts {
+/// The alerts section when the config has none (also the base of a partial one).
+pub fn alerts_defaults() -> Alerts {
     Alerts { notify: Vec::new(), smtp: None, repeat_interval: Duration::from_secs(4 * HOURS), rules: rules_defaults() }
 }
 
@@ -848,11 +855,20 @@ fn notifier(cx: &mut Cx, node: &Node, path: &str) -> Option<Notifier> {
         Some(addr)
     });
     let webhook = m.secret(cx, "webhook", "webhook_file", "webhook_env");
+    let alertmanager = m.opt(cx, "alertmanager", |cx, n, p| {
+        let url = nonempty(cx, n, p)?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            cx.error(n.span(), p, format!("`{p}` must be an http:// or https:// URL, found \"{url}\""), None);
+            return None;
+        }
+        Some(url.trim_end_matches('/').to_string())
+    });
     let span = *m.span();
     m.finish(cx);
-    match (email, webhook) {
-        (Some(e), None) => Some(Notifier::Email(e)),
-        (None, Some(url)) => {
+    match (email, webhook, alertmanager) {
+        (None, None, Some(url)) => Some(Notifier::Alertmanager(url)),
+        (Some(e), None, None) => Some(Notifier::Email(e)),
+        (None, Some(url), None) => {
             let u = url.expose();
             if !(u.starts_with("http://") || u.starts_with("https://")) {
                 cx.error(&span, path, "a webhook must be an http:// or https:// URL".to_string(), None);
@@ -860,13 +876,13 @@ fn notifier(cx: &mut Cx, node: &Node, path: &str) -> Option<Notifier> {
             }
             Some(Notifier::Webhook { url })
         }
-        (None, None) if cx.diagnostics.has_errors() => None,
+        (None, None, None) if cx.diagnostics.has_errors() => None,
         _ => {
             cx.error(
                 &span,
                 path,
-                format!("`{path}` needs exactly one of `email` or `webhook`"),
-                Some("e.g. `- email: ops@example.org` or `- webhook: https://ntfy.example.org/app`".into()),
+                format!("`{path}` needs exactly one of `email`, `webhook` or `alertmanager`"),
+                Some("e.g. `- email: ops@example.org`, `- webhook: https://ntfy.example.org/app` or `- alertmanager: http://127.0.0.1:9093`".into()),
             );
             None
         }
@@ -1101,4 +1117,68 @@ pub fn cross_checks(cx: &mut Cx, cfg: &Config, root: &Node) {
             );
         }
     }
+}
+
+/// Port 9720: next to node_exporter's 9100 range, unassigned in Prometheus' port list.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9720";
+
+fn http_defaults() -> Http {
+    Http { listen: DEFAULT_HTTP_LISTEN.to_string() }
+}
+
+fn http(cx: &mut Cx, node: &Node, path: &str) -> Option<Http> {
+    let mut m = cx.map(node, path)?;
+    let listen = m.opt(cx, "listen", host_port).unwrap_or_else(|| DEFAULT_HTTP_LISTEN.to_string());
+    m.finish(cx);
+    Some(Http { listen })
+}
+
+fn scheduler(cx: &mut Cx, node: &Node, path: &str) -> Option<Scheduler> {
+    let mut m = cx.map(node, path)?;
+    let random_delay = m.opt(cx, "random_delay", duration).unwrap_or(Duration::ZERO);
+    m.finish(cx);
+    Some(Scheduler { random_delay })
+}
+
+fn checks(cx: &mut Cx, node: &Node, path: &str) -> Option<Vec<CustomCheck>> {
+    entries(cx, node, path, |cx, k, v, p| {
+        let mut m = cx.map(v, p)?;
+        let http = m.opt(cx, "http", |cx, n, p| {
+            let url = nonempty(cx, n, p)?;
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                cx.error(n.span(), p, format!("`{p}` must be an http:// or https:// URL, found \"{url}\""), None);
+                return None;
+            }
+            Some(url)
+        });
+        let tcp = m.opt(cx, "tcp", host_port);
+        let cmd = m.opt(cx, "command", command);
+        let expect_status = m.opt(cx, "expect_status", |cx, n, p| bounded(cx, n, p, 100, 599).map(|v| v as u16));
+        let expect_body = m.opt(cx, "expect_body", string);
+        let timeout = m.opt(cx, "timeout", duration).unwrap_or(Duration::from_secs(10));
+        let critical = m.opt(cx, "critical", boolean).unwrap_or(true);
+        let span = *m.span();
+        m.finish(cx);
+        let kinds = [http.is_some(), tcp.is_some(), cmd.is_some()].iter().filter(|b| **b).count();
+        if kinds != 1 {
+            cx.error(
+                &span,
+                p,
+                format!("`{p}` needs exactly one probe: `http`, `tcp` or `command`"),
+                Some("e.g. `homepage: { http: \"https://example.org/\", expect_status: 200 }`".into()),
+            );
+            return None;
+        }
+        if (expect_status.is_some() || expect_body.is_some()) && http.is_none() {
+            cx.error(&span, p, "`expect_status` and `expect_body` only apply to `http` probes".to_string(), None);
+        }
+        let probe = if let Some(url) = http {
+            Probe::Http { url, expect_status, expect_body }
+        } else if let Some(address) = tcp {
+            Probe::Tcp { address }
+        } else {
+            Probe::Command { command: cmd? }
+        };
+        Some(CustomCheck { name: k.as_str().to_string(), probe, timeout, critical })
+    })
 }

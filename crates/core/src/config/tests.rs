@@ -302,3 +302,60 @@ fn repository_notations() {
     let d = load_str(text).unwrap_err();
     assert!(d.0[0].message.contains("unsupported repository type `ftp`"), "{:?}", d.0);
 }
+
+#[test]
+fn observe_sections_http_checks_scheduler() {
+    let text = "version: 1\napp: { name: a }\nhttp: { listen: \"0.0.0.0:9100\" }\nchecks:\n  home: { http: \"https://example.org/\", expect_status: 200, timeout: 5s }\n  redis: { tcp: \"127.0.0.1:6379\", critical: false }\n  queue: { command: \"./queue-ok\" }\nscheduler: { random_delay: 10m }\n";
+    let cfg = load_str(text).unwrap().config;
+    assert_eq!(cfg.http.listen, "0.0.0.0:9100");
+    assert_eq!(cfg.checks.len(), 3);
+    assert!(!cfg.checks[1].critical);
+    assert_eq!(cfg.scheduler.random_delay, std::time::Duration::from_secs(600));
+    let defaults = load_str(MINIMAL).unwrap().config;
+    assert_eq!(defaults.http.listen, DEFAULT_HTTP_LISTEN);
+    assert!(defaults.checks.is_empty());
+}
+
+#[test]
+fn bad_observe_sections_are_reported() {
+    check_errors(
+        "version: 1\napp: { name: a }\nhttp: { listen: nowhere, port: 1 }\nchecks:\n  both: { tcp: \"127.0.0.1:1\", command: x }\n  status: { tcp: \"127.0.0.1:1\", expect_status: 200 }\nscheduler: { random_delay: soon }\n",
+        expect![[r#"
+            error: `http.listen` must be host:port, found "nowhere"
+              --> /etc/caretaker/caretaker.yml:3:17
+              |
+            3 | http: { listen: nowhere, port: 1 }
+              |                 ^
+               = hint: e.g. `127.0.0.1:5432`
+
+            error: unknown key `port` in `http`
+              --> /etc/caretaker/caretaker.yml:3:26
+              |
+            3 | http: { listen: nowhere, port: 1 }
+              |                          ^
+               = hint: known keys here: listen
+
+            error: `checks.both` needs exactly one probe: `http`, `tcp` or `command`
+              --> /etc/caretaker/caretaker.yml:5:3
+              |
+            5 |   both: { tcp: "127.0.0.1:1", command: x }
+              |   ^
+               = hint: e.g. `homepage: { http: "https://example.org/", expect_status: 200 }`
+
+            error: `expect_status` and `expect_body` only apply to `http` probes
+              --> /etc/caretaker/caretaker.yml:6:3
+              |
+            6 |   status: { tcp: "127.0.0.1:1", expect_status: 200 }
+              |   ^
+
+            error: `scheduler.random_delay`: expected a number in duration "soon", got "soon"
+              --> /etc/caretaker/caretaker.yml:7:28
+              |
+            7 | scheduler: { random_delay: soon }
+              |                            ^
+               = hint: units are ms, s, m, h, d, w (long forms like `min`, `hours`, `days` work too), e.g. `90s`, `15m`, `1h30m`, `3d`
+
+            5 errors, 0 warnings
+        "#]],
+    );
+}

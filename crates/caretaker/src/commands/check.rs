@@ -1,0 +1,67 @@
+//! `caretaker check`: the deployment checks, as a table (coloured on a terminal) or JSON, with
+//! Nagios exit codes. The run is recorded as a `check` job.
+
+use crate::cli::{CheckArgs, Global};
+use crate::context::open_app;
+use crate::exit::{nagios, Code};
+use crate::output::table;
+use anyhow::Result;
+use caretaker_core::job::{kind, Outcome, Trigger};
+use caretaker_observe::check::{overall, run_checks, CheckStatus};
+use std::io::IsTerminal;
+
+fn paint(status: CheckStatus, text: &str, color: bool) -> String {
+    if !color {
+        return text.to_string();
+    }
+    let code = match status {
+        CheckStatus::Ok => "32",
+        CheckStatus::Warning => "33",
+        CheckStatus::Critical => "31",
+        CheckStatus::Unknown => "35",
+    };
+    format!("\x1b[{code}m{text}\x1b[0m")
+}
+
+pub fn run(global: &Global, args: &CheckArgs) -> Result<Code> {
+    let app = open_app(global)?;
+    let now = jiff::Timestamp::now();
+    let results = run_checks(&app.config, &app.store, Vec::new(), now)?;
+    let worst = overall(&results);
+    // Recording is best effort: a check must answer even when another job holds the lock.
+    if let Ok(mut job) = app.store.start_job(kind::CHECK, Trigger::Cli, false) {
+        for r in &results {
+            job.log(&format!("{:<8} {}: {}", r.status.as_str(), r.name, r.message));
+        }
+        let outcome = if worst == CheckStatus::Ok { Outcome::Succeeded } else { Outcome::Failed };
+        let figures = serde_json::json!({"status": worst.as_str(), "checks": results.len()});
+        let bad: Vec<String> = results
+            .iter()
+            .filter(|r| r.status != CheckStatus::Ok)
+            .map(|r| format!("{}: {}", r.name, r.message))
+            .collect();
+        let _ = job.finish(outcome, figures, (!bad.is_empty()).then(|| bad.join("; ")).as_deref());
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"status": worst, "checks": results}))?);
+    } else {
+        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let mut rows = vec![vec!["STATUS".into(), "CHECK".into(), "DETAIL".into()]];
+        for r in &results {
+            rows.push(vec![r.status.as_str().to_uppercase(), r.name.clone(), r.message.clone()]);
+        }
+        // Pad before colouring so escape codes do not break the alignment.
+        let text = table(&rows);
+        for (line, r) in text.lines().zip(std::iter::once(None).chain(results.iter().map(Some))) {
+            match r {
+                Some(r) => {
+                    let w = r.status.as_str().len();
+                    println!("{}{}", paint(r.status, &line[..w], color), &line[w..]);
+                }
+                None => println!("{line}"),
+            }
+        }
+        println!("\n{}: {} checks", paint(worst, &worst.as_str().to_uppercase(), color), results.len());
+    }
+    Ok(nagios(worst as u8))
+}
