@@ -17,13 +17,11 @@ use std::time::{Duration, Instant};
 pub fn request(state_dir: &Path, req: &Request, timeout: Duration) -> Result<Option<Response>> {
     let sock = socket_path(state_dir);
     match call(&sock, req, timeout) {
-        Ok(Response::Error { message }) => Err(Failure::new(Code::Failure, format!("the daemon says: {message}")).into()),
-        Ok(r) => Ok(Some(r)),
-        Err(e)
-            if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) =>
-        {
-            Ok(None)
+        Ok(Response::Error { message }) => {
+            Err(Failure::new(Code::Failure, format!("the daemon says: {message}")).into())
         }
+        Ok(r) => Ok(Some(r)),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => Ok(None),
         Err(e) => Err(Failure::new(Code::Unavailable, format!("talking to the daemon at {}: {e}", sock.display()))
             .hint("check `caretaker status`; the daemon's own log says more")
             .into()),
@@ -36,9 +34,12 @@ pub fn request_running(state_dir: &Path, req: &Request, timeout: Duration) -> Re
 }
 
 pub fn no_daemon(state_dir: &Path) -> anyhow::Error {
-    Failure::new(Code::Unavailable, format!("no caretaker daemon runs for this app (state dir {})", state_dir.display()))
-        .hint("start it with `caretaker up` (background) or `caretaker daemon` (foreground, e.g. under systemd)")
-        .into()
+    Failure::new(
+        Code::Unavailable,
+        format!("no caretaker daemon runs for this app (state dir {})", state_dir.display()),
+    )
+    .hint("start it with `caretaker up` (background) or `caretaker daemon` (foreground, e.g. under systemd)")
+    .into()
 }
 
 pub fn status(state_dir: &Path) -> Result<Option<StatusReport>> {
@@ -110,7 +111,8 @@ pub fn wait_until_up(state_dir: &Path, only: Option<&str>, timeout: Duration) ->
         if wanted.iter().all(|s| service_up(s)) {
             return Ok(report);
         }
-        let bad = wanted.iter().find(|s| s.state == Phase::Failed || (s.state == Phase::Stopped && s.last_exit.is_some()));
+        let bad =
+            wanted.iter().find(|s| s.state == Phase::Failed || (s.state == Phase::Stopped && s.last_exit.is_some()));
         let timed_out = started.elapsed() > timeout;
         if bad.is_some() || timed_out {
             let s = bad.or_else(|| wanted.iter().find(|s| !service_up(s))).expect("some service is not up");

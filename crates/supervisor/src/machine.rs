@@ -141,12 +141,19 @@ pub enum Event {
     /// Operator: stop it (if running) and start it again.
     Restart,
     /// The daemon carried out [`Action::Spawn`].
-    Spawned { pid: u32 },
-    SpawnFailed { error: String },
+    Spawned {
+        pid: u32,
+    },
+    SpawnFailed {
+        error: String,
+    },
     /// The process group leader ended.
     Exited(Exit),
     /// A health probe finished.
-    Probed { ok: bool, detail: String },
+    Probed {
+        ok: bool,
+        detail: String,
+    },
     /// Time passed; deadlines may be due.
     Tick,
 }
@@ -454,7 +461,8 @@ impl ServiceMachine {
             let why = format!("unhealthy ({} failed checks in a row): {detail}", self.failures);
             self.begin_stop(now, AfterStop::Crashed(why), out);
         } else {
-            let every = if self.phase == Phase::Starting { h.interval.min(STARTING_PROBE_INTERVAL) } else { h.interval };
+            let every =
+                if self.phase == Phase::Starting { h.interval.min(STARTING_PROBE_INTERVAL) } else { h.interval };
             self.next_probe = Some(now + every);
         }
     }
@@ -521,10 +529,8 @@ impl Supervisor {
     /// validation guarantees both); unknown names in `after:` are ignored.
     pub fn new(specs: Vec<ServiceSpec>) -> Self {
         let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
-        let deps = specs
-            .iter()
-            .map(|s| s.after.iter().filter_map(|a| names.iter().position(|n| n == a)).collect())
-            .collect();
+        let deps =
+            specs.iter().map(|s| s.after.iter().filter_map(|a| names.iter().position(|n| n == a)).collect()).collect();
         let n = specs.len();
         Supervisor {
             machines: specs.into_iter().map(ServiceMachine::new).collect(),
@@ -609,9 +615,8 @@ impl Supervisor {
                 if !self.pending_stop[i] {
                     continue;
                 }
-                let dependants_down = (0..self.machines.len())
-                    .filter(|j| self.deps[*j].contains(&i))
-                    .all(|j| self.machines[j].is_down());
+                let dependants_down =
+                    (0..self.machines.len()).filter(|j| self.deps[*j].contains(&i)).all(|j| self.machines[j].is_down());
                 if dependants_down {
                     self.pending_stop[i] = false;
                     let acts = self.machines[i].on_event(now, Event::Down);
@@ -729,7 +734,9 @@ mod tests {
         m.on_event(c.at(t), Event::Spawned { pid: 200 });
         let acts = m.on_event(c.at(t), Event::Exited(Exit::Code(2)));
         assert_eq!(m.phase(), Phase::Failed);
-        assert!(matches!(&acts[..], [Action::Kill, Action::Failed { reason }] if reason.contains("crash loop: 4 crashes")));
+        assert!(
+            matches!(&acts[..], [Action::Kill, Action::Failed { reason }] if reason.contains("crash loop: 4 crashes"))
+        );
         assert_eq!(m.next_deadline(), None, "a failed service stays down");
         // The operator's `up` clears it.
         assert_eq!(m.on_event(c.at(t + 1.0), Event::Up), vec![Action::Spawn]);
@@ -855,7 +862,9 @@ mod tests {
         ]);
         let (worker, web, db, beat) = (0, 1, 2, 3);
         assert_eq!(s.on_event(c.at(0.0), AppEvent::Up), vec![(db, Action::Spawn)]);
-        assert!(s.on_event(c.at(0.0), AppEvent::Service(db, Event::Spawned { pid: 1 })).contains(&(web, Action::Spawn)));
+        assert!(s
+            .on_event(c.at(0.0), AppEvent::Service(db, Event::Spawned { pid: 1 }))
+            .contains(&(web, Action::Spawn)));
         s.on_event(c.at(0.1), AppEvent::Service(web, Event::Spawned { pid: 2 }));
         assert!(!s.all_ready());
         let acts = s.on_event(c.at(0.5), AppEvent::Service(web, Event::Probed { ok: true, detail: String::new() }));

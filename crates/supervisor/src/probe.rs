@@ -25,7 +25,8 @@ pub async fn http(
     let addr = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:80") };
     let exchange = async {
         let mut s = TcpStream::connect(&addr).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-        let req = format!("GET {path} HTTP/1.0\r\nHost: {hostport}\r\nUser-Agent: caretaker\r\nConnection: close\r\n\r\n");
+        let req =
+            format!("GET {path} HTTP/1.0\r\nHost: {hostport}\r\nUser-Agent: caretaker\r\nConnection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
         let mut buf = Vec::new();
         s.take(1 << 20).read_to_end(&mut buf).await.map_err(|e| format!("reading from {addr}: {e}"))?;

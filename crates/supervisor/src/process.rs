@@ -224,10 +224,8 @@ mod tests {
         let st = stat(pid).unwrap();
         assert_eq!(st.pgid, pid);
         assert!(group_alive(pid));
-        let found = stop_leftovers(
-            &[Record { service: "x".into(), pid, start_ticks: st.start_ticks }],
-            Duration::from_secs(5),
-        );
+        let found =
+            stop_leftovers(&[Record { service: "x".into(), pid, start_ticks: st.start_ticks }], Duration::from_secs(5));
         assert_eq!(found.len(), 1);
         child.wait().unwrap();
         assert!(!group_alive(pid));

@@ -18,9 +18,13 @@ pub enum Request {
     /// Start every service in dependency order (clears `failed` and service mode).
     Up,
     /// Stop every service in reverse order; with `exit_daemon`, the daemon exits afterwards.
-    Down { exit_daemon: bool },
+    Down {
+        exit_daemon: bool,
+    },
     /// Restart one service, or all.
-    Restart { service: Option<String> },
+    Restart {
+        service: Option<String>,
+    },
     Status,
 }
 

@@ -14,9 +14,12 @@ pub fn run(global: &Global) -> Result<Code> {
     let _lock = match AppLock::try_acquire(&lock_path) {
         Ok(l) => l,
         Err(LockError::Busy { .. }) => {
-            return Err(Failure::new(Code::Busy, format!("a caretaker daemon already runs for app {}", app.config.app.name))
-                .hint("talk to it with `caretaker status`, `caretaker down --daemon` stops it")
-                .into())
+            return Err(Failure::new(
+                Code::Busy,
+                format!("a caretaker daemon already runs for app {}", app.config.app.name),
+            )
+            .hint("talk to it with `caretaker status`, `caretaker down --daemon` stops it")
+            .into())
         }
         Err(e) => return Err(Failure::new(Code::State, e.to_string()).into()),
     };

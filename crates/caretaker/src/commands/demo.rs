@@ -4,13 +4,13 @@
 use crate::appenv::{app_env, working_dir};
 use crate::cli::{DemoArgs, Global};
 use crate::context::open_app;
+use crate::control::{request, start_background_daemon, wait_until_up};
 use crate::exit::{Code, Failure};
 use crate::output::table;
-use crate::control::{request, start_background_daemon, wait_until_up};
 use crate::runner::run_logged;
 use anyhow::{Context, Result};
-use caretaker_supervisor::protocol::Request;
 use caretaker_core::job::{kind, Outcome, Trigger};
+use caretaker_supervisor::protocol::Request;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};

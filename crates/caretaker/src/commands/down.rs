@@ -15,10 +15,15 @@ pub fn run(global: &Global, args: &DownArgs) -> Result<Code> {
     let app = open_app(global)?;
     let state_dir = app.store.dir().to_path_buf();
     // Generous: every service may use its whole stop timeout, one after the other.
-    let total: Duration = app.config.services.iter().map(|s| s.stop_timeout).sum::<Duration>() + Duration::from_secs(30);
+    let total: Duration =
+        app.config.services.iter().map(|s| s.stop_timeout).sum::<Duration>() + Duration::from_secs(30);
     match request(&state_dir, &Request::Down { exit_daemon: args.daemon }, total)? {
         Some(_) => {
-            println!("stopped {} service(s){}", app.config.services.len(), if args.daemon { " and the daemon" } else { "" });
+            println!(
+                "stopped {} service(s){}",
+                app.config.services.len(),
+                if args.daemon { " and the daemon" } else { "" }
+            );
         }
         None => {
             let records = Records::new(&state_dir);

@@ -31,8 +31,10 @@ pub fn run(global: &Global, args: &LogsArgs) -> Result<Code> {
             lines.push((n.clone(), l));
         }
     }
-    // Lines start with an RFC 3339 UTC timestamp, so text order is time order.
-    lines.sort_by(|a, b| a.1.cmp(&b.1));
+    // Lines start with an RFC 3339 UTC timestamp, so text order of that is time order; the
+    // sort is stable, so lines of one service within the same millisecond keep their order.
+    let stamp = |l: &str| l.split(' ').next().unwrap_or("").to_string();
+    lines.sort_by_cached_key(|(_, l)| stamp(l));
     let skip = lines.len().saturating_sub(args.lines);
     let mut out = std::io::stdout().lock();
     for (n, l) in &lines[skip..] {
