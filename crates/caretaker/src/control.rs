@@ -111,8 +111,9 @@ pub fn wait_until_up(state_dir: &Path, only: Option<&str>, timeout: Duration) ->
         if wanted.iter().all(|s| service_up(s)) {
             return Ok(report);
         }
-        let bad =
-            wanted.iter().find(|s| s.state == Phase::Failed || (s.state == Phase::Stopped && s.last_exit.is_some()));
+        let bad = wanted
+            .iter()
+            .find(|s| s.state == Phase::Failed || (s.state == Phase::Stopped && !s.waiting && s.last_exit.is_some()));
         let timed_out = started.elapsed() > timeout;
         if bad.is_some() || timed_out {
             let s = bad.or_else(|| wanted.iter().find(|s| !service_up(s))).expect("some service is not up");

@@ -295,7 +295,8 @@ impl Daemon {
                 .sup
                 .services()
                 .iter()
-                .map(|m| ServiceStatus {
+                .enumerate()
+                .map(|(i, m)| ServiceStatus {
                     name: m.name().to_string(),
                     state: m.phase(),
                     pid: m.pid(),
@@ -304,6 +305,7 @@ impl Daemon {
                     health: m.health(),
                     last_exit: m.last_exit().map(|e| e.to_string()),
                     reason: m.reason().map(str::to_string),
+                    waiting: self.sup.is_waiting(i),
                 })
                 .collect(),
         }

@@ -239,6 +239,13 @@ fn up_returns_when_healthy_and_restart_replaces_the_process() {
     assert_ne!(old, new);
     assert!(!alive(old as u32));
     assert_eq!(http_get(port, "/healthz").map(|r| r.0), Some(200));
+    // A full restart and a down/up cycle: dependants wait for web again, none is reported as
+    // failed while it waits.
+    app.ct.expect(&["restart"], 0);
+    app.ct.expect(&["down"], 0);
+    assert_eq!(app.service("worker")["state"], "stopped");
+    app.ct.expect(&["up", "--timeout", "60"], 0);
+    assert_eq!(http_get(port, "/healthz").map(|r| r.0), Some(200));
     let logs = app.ct.expect(&["logs", "-n", "200"], 0);
     assert!(logs.contains("web    | ") && logs.contains("worker | "), "{logs}");
 }

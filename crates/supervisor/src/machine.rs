@@ -554,6 +554,12 @@ impl Supervisor {
         self.machines.iter().all(ServiceMachine::is_ready) && !self.pending_start.iter().any(|p| *p)
     }
 
+    /// Service `i` is down but will be started (waiting for its dependencies, or for the
+    /// others to stop during a full restart).
+    pub fn is_waiting(&self, i: usize) -> bool {
+        self.pending_start[i] || (self.target == Target::Restart && self.machines[i].is_down())
+    }
+
     pub fn next_deadline(&self) -> Option<Instant> {
         self.machines.iter().filter_map(ServiceMachine::next_deadline).min()
     }
@@ -902,8 +908,10 @@ mod tests {
         s.on_event(c.at(0.0), AppEvent::Service(1, Event::Spawned { pid: 2 }));
         assert_eq!(s.on_event(c.at(1.0), AppEvent::Restart(None)), vec![(1, Action::Terminate)]);
         s.on_event(c.at(1.1), AppEvent::Service(1, Event::Exited(Exit::Code(0))));
+        assert!(s.is_waiting(1), "stopped, but to be started again");
         let acts = s.on_event(c.at(1.2), AppEvent::Service(0, Event::Exited(Exit::Code(0))));
         assert_eq!(acts, vec![(0, Action::Kill), (0, Action::Spawn)]);
+        assert!(s.is_waiting(1) && !s.is_waiting(0));
         let acts = s.on_event(c.at(1.3), AppEvent::Service(0, Event::Spawned { pid: 3 }));
         assert_eq!(acts, vec![(1, Action::Spawn)]);
     }
@@ -932,5 +940,34 @@ mod tests {
         assert_eq!(s.services()[0].phase(), Phase::Failed);
         assert_eq!(s.services()[1].phase(), Phase::Stopped);
         assert!(!s.all_ready());
+    }
+}
+
+#[cfg(test)]
+mod regression {
+    use super::*;
+
+    #[test]
+    fn dependants_wait_during_a_full_restart_after_a_single_restart() {
+        let t = Instant::now();
+        let mk = |name: &str, after: &[&str]| ServiceSpec {
+            name: name.into(),
+            after: after.iter().map(|s| s.to_string()).collect(),
+            restart: RestartPolicy::Always,
+            backoff: Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(8) },
+            crash_loop: CrashLoop { restarts: 3, within: Duration::from_secs(60) },
+            stop_timeout: Duration::from_secs(10),
+            health: None,
+        };
+        let mut s = Supervisor::new(vec![mk("web", &[]), mk("worker", &["web"])]);
+        s.on_event(t, AppEvent::Up);
+        s.on_event(t, AppEvent::Service(0, Event::Spawned { pid: 1 }));
+        s.on_event(t, AppEvent::Service(1, Event::Spawned { pid: 2 }));
+        s.on_event(t, AppEvent::Restart(Some("web".into())));
+        s.on_event(t, AppEvent::Service(0, Event::Exited(Exit::Signal(15))));
+        s.on_event(t, AppEvent::Service(0, Event::Spawned { pid: 3 }));
+        s.on_event(t, AppEvent::Restart(None));
+        s.on_event(t, AppEvent::Service(1, Event::Exited(Exit::Signal(15))));
+        assert!(s.is_waiting(1), "stopped by the restart, to be started again");
     }
 }

@@ -56,6 +56,9 @@ pub struct ServiceStatus {
     pub last_exit: Option<String>,
     /// Why it is not fine: last failed probe, exit, crash loop.
     pub reason: Option<String>,
+    /// Down now, but about to be started (waiting for dependencies).
+    #[serde(default)]
+    pub waiting: bool,
 }
 
 /// Sends one request and waits for the answer (blocking; for the CLI).
@@ -94,6 +97,7 @@ mod tests {
                 health: Health::Healthy,
                 last_exit: None,
                 reason: None,
+                waiting: false,
             }],
         });
         let s = serde_json::to_string(&resp).unwrap();

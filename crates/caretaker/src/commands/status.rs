@@ -57,7 +57,7 @@ pub fn render(r: &StatusReport) -> String {
     for s in &r.services {
         rows.push(vec![
             s.name.clone(),
-            s.state.to_string(),
+            if s.waiting { format!("{} (waiting)", s.state) } else { s.state.to_string() },
             s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
             s.uptime_seconds.map(human_secs).unwrap_or_else(|| "-".into()),
             s.restarts.to_string(),
