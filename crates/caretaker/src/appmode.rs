@@ -14,21 +14,9 @@ use std::os::unix::fs::OpenOptionsExt;
 
 pub const PAGE_FILE: &str = "maintenance.html";
 
-/// The current mode from the store. A fact that cannot be parsed counts as set (fail safe:
-/// better a maintenance page than exposing an app someone meant to hide).
+/// The current mode from the store.
 pub fn current(store: &Store) -> Result<Mode> {
-    let maintenance = store.fact(FACT_MAINTENANCE)?.map(|v| {
-        serde_json::from_str::<Maintenance>(&v).unwrap_or_else(|_| Maintenance {
-            message: String::new(),
-            since: Timestamp::UNIX_EPOCH,
-            by: "unknown".into(),
-        })
-    });
-    let failed = store.fact(FACT_FAILED)?.map(|v| {
-        serde_json::from_str::<Failed>(&v)
-            .unwrap_or_else(|_| Failed { reason: "unreadable failed flag".into(), since: Timestamp::UNIX_EPOCH })
-    });
-    Ok(Mode::from_facts(maintenance, failed))
+    Ok(store.mode()?)
 }
 
 pub fn maintenance_on(store: &Store, cfg: &Config, message: Option<&str>, by: &str) -> Result<Mode> {
@@ -49,7 +37,6 @@ pub fn maintenance_off(store: &Store, cfg: &Config, by: &str) -> Result<Mode> {
 }
 
 /// Sets the failed flag: the app enters service mode until `reset-failed`.
-#[allow(dead_code)] // called by the supervisor on a crash loop and by failed updates
 pub fn set_failed(store: &Store, cfg: &Config, reason: &str) -> Result<Mode> {
     let f = Failed { reason: reason.to_string(), since: Timestamp::now() };
     store.set_fact(FACT_FAILED, &serde_json::to_string(&f)?)?;

@@ -46,6 +46,22 @@ pub enum Command {
     Init(InitArgs),
     /// List recorded jobs, show one, or run a scheduled app command now
     Jobs(JobsArgs),
+    /// Run the supervisor in the foreground (for systemd or a container)
+    Daemon,
+    /// Start every service (and a background daemon if none runs); waits until all are healthy
+    Up(UpArgs),
+    /// Stop every service in reverse dependency order
+    Down(DownArgs),
+    /// Restart one service, or all of them
+    Restart(RestartArgs),
+    /// State, pid, uptime, restarts, health and last exit of each service
+    Status(StatusArgs),
+    /// Show captured service output
+    Logs(LogsArgs),
+    /// Run a one-off command in the app's environment (env, env files, working dir, user)
+    Exec(ExecArgs),
+    /// Write a systemd unit file that runs `caretaker daemon` for this app
+    InstallSystemd(InstallSystemdArgs),
     /// Put the site into maintenance mode (503 page) or take it out
     #[command(subcommand)]
     Maintenance(MaintenanceCommand),
@@ -288,4 +304,63 @@ pub enum NotifyCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// Give up waiting for the services to become healthy after this many seconds
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct DownArgs {
+    /// Also stop the daemon
+    #[arg(long)]
+    pub daemon: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RestartArgs {
+    /// The service to restart (default: all, in dependency order)
+    pub service: Option<String>,
+    /// Give up waiting for health after this many seconds
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Only this service (default: all, merged by time)
+    pub service: Option<String>,
+    /// Keep printing new lines as they are written
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// How many lines of history to print
+    #[arg(long, short = 'n', default_value_t = 50)]
+    pub lines: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// The command and its arguments (after `--`)
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Args, Debug)]
+pub struct InstallSystemdArgs {
+    /// Where to write the unit (default: /etc/systemd/system/caretaker-<app>.service)
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Overwrite an existing unit file with different content
+    #[arg(long)]
+    pub force: bool,
 }

@@ -8,8 +8,11 @@ mod appmode;
 mod cli;
 mod commands;
 mod context;
+mod control;
+mod daemon;
 mod exit;
 mod output;
+#[allow(dead_code)] // the blocking probe; the supervisor has its own async one, `check` may use this
 mod probe;
 mod runner;
 
@@ -43,6 +46,14 @@ fn main() {
         Command::Silence(c) => commands::silence::run(&cli.global, c),
         Command::Alerts(a) => commands::alerts::run(&cli.global, a),
         Command::Notify(c) => commands::notify::run(&cli.global, c),
+        Command::Daemon => commands::daemon::run(&cli.global),
+        Command::Up(a) => commands::up::run(&cli.global, a),
+        Command::Down(a) => commands::down::run(&cli.global, a),
+        Command::Restart(a) => commands::restart::run(&cli.global, a),
+        Command::Status(a) => commands::status::run(&cli.global, a),
+        Command::Logs(a) => commands::logs::run(&cli.global, a),
+        Command::Exec(a) => commands::exec::run(&cli.global, a),
+        Command::InstallSystemd(a) => commands::install_systemd::run(&cli.global, a),
         Command::DemoApp { .. } => unreachable!("handled above"),
     };
     let code = match result {

@@ -4,7 +4,7 @@
 //! backup freshness, last update, SMTP, the failed flag, and custom checks from the config.
 //! Each check yields a [`CheckResult`] with a Nagios-style [`CheckStatus`].
 
-use crate::gather::{facts, watched_paths};
+use crate::gather::watched_paths;
 use crate::host::host_stats;
 use crate::probe;
 use caretaker_core::config::{Config, DbKind, Threshold};
@@ -196,13 +196,13 @@ pub fn run_checks(
             Err(e) => out.push(result("smtp", CheckStatus::Warning, e)),
         }
     }
-    match store.fact(facts::SERVICE_MODE)? {
-        Some(why) => out.push(result(
+    match store.mode()? {
+        caretaker_core::mode::Mode::Service(f) => out.push(result(
             "failed flag",
             CheckStatus::Critical,
-            format!("service mode: {why} (clear it after fixing the cause)"),
+            format!("service mode since {}: {} (fix the cause, then `caretaker reset-failed`)", f.since, f.reason),
         )),
-        None => out.push(result("failed flag", CheckStatus::Ok, "not set")),
+        _ => out.push(result("failed flag", CheckStatus::Ok, "not set")),
     }
     for c in &cfg.checks {
         let fail = if c.critical { CheckStatus::Critical } else { CheckStatus::Warning };

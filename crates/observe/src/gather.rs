@@ -7,16 +7,13 @@ use caretaker_core::alert::{Observations, ServiceObs};
 use caretaker_core::config::{Config, DbKind};
 use caretaker_core::job::kind;
 use caretaker_core::metrics::{BackupStats, HostStats, JobStats, Snapshot};
+use caretaker_core::mode::Mode;
 use caretaker_state::{StateError, Store};
 use jiff::{SignedDuration, Timestamp};
 use std::path::PathBuf;
 
 /// Facts (in the state store) that other parts of caretaker set and alerting reads.
 pub mod facts {
-    /// Set (to the reason) while the app is in service mode; the supervisor owns it.
-    pub const SERVICE_MODE: &str = "service_mode";
-    /// Set (to a message) while maintenance mode is on: notifications are held back.
-    pub const MAINTENANCE: &str = "maintenance";
     /// When alerting first ran: a backup that never succeeded is late counted from here.
     pub const WATCHING_SINCE: &str = "alerts.watching_since";
 }
@@ -129,8 +126,12 @@ pub fn gather(
     if cfg.update.automatic {
         obs.update = Some(store.last_success(kind::UPDATE)?.and_then(|j| j.ended_at));
     }
-    obs.service_mode = store.fact(facts::SERVICE_MODE)?;
-    obs.maintenance = store.fact(facts::MAINTENANCE)?.is_some();
+    // Maintenance holds notifications back; service mode is itself an alert.
+    match store.mode()? {
+        Mode::Normal => {}
+        Mode::Maintenance(_) => obs.maintenance = true,
+        Mode::Service(f) => obs.service_mode = Some(f.reason),
+    }
     let silences = store.silences(Some(now))?.into_iter().filter(|s| s.is_active(now)).count();
     let snapshot = Snapshot {
         app: cfg.app.name.clone(),

@@ -4,6 +4,7 @@ use crate::lock::{AppLock, LockError};
 use crate::process::ProcessIdentity;
 use caretaker_core::config::Redactor;
 use caretaker_core::job::{Outcome, Trigger};
+use caretaker_core::mode::{Failed, Maintenance, Mode, FACT_FAILED, FACT_MAINTENANCE};
 use jiff::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
@@ -374,6 +375,23 @@ impl Store {
             .query_row("SELECT value FROM facts WHERE key = ?1", params![key], |r| r.get(0))
             .optional()
             .map_err(StateError::db(&self.db_path))
+    }
+
+    /// The app's mode from the maintenance and failed facts (see `caretaker_core::mode`).
+    /// A fact that cannot be parsed counts as set: better a maintenance page than exposing an
+    /// app someone meant to hide.
+    pub fn mode(&self) -> Result<Mode, StateError> {
+        let maintenance = self.fact(FACT_MAINTENANCE)?.map(|v| {
+            serde_json::from_str::<Maintenance>(&v).unwrap_or(Maintenance {
+                message: String::new(),
+                since: Timestamp::UNIX_EPOCH,
+                by: "unknown".into(),
+            })
+        });
+        let failed = self.fact(FACT_FAILED)?.map(|v| {
+            serde_json::from_str::<Failed>(&v).unwrap_or(Failed { reason: v, since: Timestamp::UNIX_EPOCH })
+        });
+        Ok(Mode::from_facts(maintenance, failed))
     }
 
     pub fn clear_fact(&self, key: &str) -> Result<(), StateError> {

@@ -4,16 +4,15 @@
 use crate::appenv::{app_env, working_dir};
 use crate::cli::{DemoArgs, Global};
 use crate::context::open_app;
+use crate::control::{request, start_background_daemon, wait_until_up};
 use crate::exit::{Code, Failure};
 use crate::output::table;
-use crate::probe::http_get;
-use crate::runner::{run_logged, stop_group};
+use crate::runner::run_logged;
 use anyhow::{Context, Result};
-use caretaker_core::config::Probe;
 use caretaker_core::job::{kind, Outcome, Trigger};
+use caretaker_supervisor::protocol::Request;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -73,56 +72,24 @@ pub fn run(global: &Global, args: &DemoArgs) -> Result<Code> {
     }
     println!("  migrated    job {migrate_id}");
 
-    // 2. Start the web service and wait until its health check passes.
-    let web = app.config.service("web").context("the demo config has a web service")?;
+    // 2. Start the app under the supervisor (a background daemon) and wait until every
+    //    service's health check passes.
     let mut demo_job = app.store.start_job(kind::DEMO, Trigger::Cli, false)?;
-    let argv = web.command.argv();
-    let log_path = app.store.dir().join("web.log");
-    let log = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&log_path)?;
-    let mut cmd = std::process::Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .current_dir(&cwd)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setpgid(0, 0);
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
-    }
+    let state_dir = app.store.dir().to_path_buf();
     let started = Instant::now();
-    let mut child = cmd.spawn().with_context(|| format!("starting {}", argv.join(" ")))?;
-    let pgid = child.id() as i32;
-    let url = match web.health.as_ref().map(|h| &h.probe) {
-        Some(Probe::Http { url, .. }) => url.clone(),
-        _ => format!("http://{}/healthz", args.listen),
-    };
-    let healthy = loop {
-        if let Some(status) = child.try_wait()? {
-            break Err(format!(
-                "the demo app exited ({status}) before it became healthy; its log: {}",
-                log_path.display()
-            ));
+    let up = (|| -> Result<()> {
+        if request(&state_dir, &Request::Up, Duration::from_secs(10))?.is_none() {
+            start_background_daemon(&global, &config_path, &state_dir)?;
         }
-        match http_get(&url, Duration::from_secs(1)) {
-            Ok(r) if r.status == 200 && r.body.trim() == "ok" => break Ok(()),
-            _ if started.elapsed() > Duration::from_secs(30) => {
-                break Err(format!("the demo app did not become healthy within 30s ({url})"))
-            }
-            _ => std::thread::sleep(Duration::from_millis(100)),
-        }
-    };
+        wait_until_up(&state_dir, None, Duration::from_secs(60)).map(|_| ())
+    })();
     let startup = started.elapsed().as_secs_f64();
-    if let Err(e) = healthy {
-        stop_group(pgid, Duration::from_secs(5), || matches!(child.try_wait(), Ok(Some(_))));
-        let _ = child.wait();
-        demo_job.finish(Outcome::Failed, serde_json::json!({}), Some(&e))?;
-        return Err(Failure::new(Code::Failure, e).into());
+    if let Err(e) = up {
+        demo_job.finish(Outcome::Failed, serde_json::json!({}), Some(&format!("{e:#}")))?;
+        let _ = request(&state_dir, &Request::Down { exit_daemon: true }, Duration::from_secs(60));
+        return Err(e);
     }
-    demo_job.log(&format!("web healthy at {url} after {startup:.2}s"));
+    demo_job.log(&format!("all services healthy after {startup:.2}s"));
     let demo_id = demo_job.id();
     demo_job.finish(
         Outcome::Succeeded,
@@ -136,7 +103,8 @@ pub fn run(global: &Global, args: &DemoArgs) -> Result<Code> {
     rows.extend(jobs.iter().map(|j| vec![j.id.to_string(), j.kind.clone(), j.outcome.to_string()]));
     print!("{}", table(&rows));
     println!();
-    println!("Try: caretaker --config {} config show", config_path.display());
+    println!("Try: caretaker --config {} status", config_path.display());
+    println!("     caretaker --config {} logs web", config_path.display());
     println!("     caretaker --config {} jobs", config_path.display());
     let _ = std::io::stdout().flush();
 
@@ -144,8 +112,8 @@ pub fn run(global: &Global, args: &DemoArgs) -> Result<Code> {
         println!("Press Ctrl-C to stop the demo.");
         wait_for_signal();
     }
-    stop_group(pgid, web.stop_timeout, || matches!(child.try_wait(), Ok(Some(_))));
-    let _ = child.wait();
+    request(&state_dir, &Request::Down { exit_daemon: true }, Duration::from_secs(60))?;
+    println!("stopped the demo app and its daemon");
     Ok(Code::Ok)
 }
 

@@ -7,6 +7,7 @@ mod jobs;
 mod maintenance;
 mod observe;
 mod secrets;
+mod supervisor;
 
 use caretaker_testkit::Caretaker;
 use std::os::unix::fs::PermissionsExt;

@@ -189,6 +189,23 @@ pub struct Service {
     pub working_dir: Option<PathBuf>,
     pub user: Option<String>,
     pub crash_loop: CrashLoop,
+    pub backoff: Backoff,
+}
+
+/// Delay before restarting a service that exited: `initial`, doubled after every restart up
+/// to `max`; reset once the service has run for longer than the crash-loop window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Backoff {
+    #[serde(serialize_with = "ser_duration")]
+    pub initial: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(30) }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

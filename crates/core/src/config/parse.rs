@@ -355,6 +355,7 @@ fn service(cx: &mut Cx, name: &str, node: &Node, path: &str) -> Option<(Vec<mark
     let user = m.opt(cx, "user", nonempty);
     let crash_loop =
         m.opt(cx, "crash_loop", crash_loop).unwrap_or(CrashLoop { restarts: 5, within: Duration::from_secs(60) });
+    let backoff = m.opt(cx, "backoff", backoff).unwrap_or_default();
     m.finish(cx);
     let mut s = service_defaults(name, command?);
     s.after = after;
@@ -365,6 +366,7 @@ fn service(cx: &mut Cx, name: &str, node: &Node, path: &str) -> Option<(Vec<mark
     s.working_dir = working_dir;
     s.user = user;
     s.crash_loop = crash_loop;
+    s.backoff = backoff;
     Some((after_spans, s))
 }
 
@@ -380,7 +382,22 @@ fn service_defaults(name: &str, command: Command) -> Service {
         working_dir: None,
         user: None,
         crash_loop: CrashLoop { restarts: 5, within: Duration::from_secs(60) },
+        backoff: Backoff::default(),
     }
+}
+
+fn backoff(cx: &mut Cx, node: &Node, path: &str) -> Option<Backoff> {
+    let mut m = cx.map(node, path)?;
+    let d = Backoff::default();
+    let initial = m.opt(cx, "initial", duration).unwrap_or(d.initial);
+    let max = m.opt(cx, "max", duration).unwrap_or(d.max.max(initial));
+    let span = *m.span();
+    m.finish(cx);
+    if max < initial {
+        cx.error(&span, path, format!("`{path}.max` is shorter than `{path}.initial`"), None);
+        return None;
+    }
+    Some(Backoff { initial, max })
 }
 
 fn crash_loop(cx: &mut Cx, node: &Node, path: &str) -> Option<CrashLoop> {

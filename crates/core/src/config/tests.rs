@@ -359,3 +359,19 @@ fn bad_observe_sections_are_reported() {
         "#]],
     );
 }
+
+#[test]
+fn service_backoff_defaults_and_limits() {
+    use std::time::Duration;
+    let base = "version: 1\napp:\n  name: guestbook\nservices:\n";
+    let cfg =
+        load_str(&format!("{base}  web: \"run\"\n  worker:\n    command: run\n    backoff: {{ initial: 100ms }}\n"))
+            .unwrap()
+            .config;
+    assert_eq!(cfg.services[0].backoff, Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(30) });
+    assert_eq!(cfg.services[1].backoff.initial, Duration::from_millis(100));
+    assert_eq!(cfg.services[1].backoff.max, Duration::from_secs(30));
+    let text = format!("{base}  web:\n    command: run\n    backoff: {{ initial: 1m, max: 10s }}\n");
+    let diags = load_str(&text).unwrap_err();
+    assert!(diags.render(&text).contains("`services.web.backoff.max` is shorter than"), "{}", diags.render(&text));
+}

@@ -1,0 +1,28 @@
+//! `caretaker daemon`: the supervisor (and, later, scheduler and HTTP listeners) in the
+//! foreground — for systemd, a container, or `up`'s background start. One per app: a second
+//! one is refused.
+
+use crate::cli::Global;
+use crate::context::open_app;
+use crate::exit::{Code, Failure};
+use anyhow::Result;
+use caretaker_state::{AppLock, LockError};
+
+pub fn run(global: &Global) -> Result<Code> {
+    let app = open_app(global)?;
+    let lock_path = app.store.dir().join("locks").join("daemon.lock");
+    let _lock = match AppLock::try_acquire(&lock_path) {
+        Ok(l) => l,
+        Err(LockError::Busy { .. }) => {
+            return Err(Failure::new(
+                Code::Busy,
+                format!("a caretaker daemon already runs for app {}", app.config.app.name),
+            )
+            .hint("talk to it with `caretaker status`, `caretaker down --daemon` stops it")
+            .into())
+        }
+        Err(e) => return Err(Failure::new(Code::State, e.to_string()).into()),
+    };
+    crate::daemon::run(app)?;
+    Ok(Code::Ok)
+}

@@ -1,0 +1,27 @@
+//! `caretaker restart [SERVICE]`: restart one service, or all of them (stopped in reverse
+//! order, started in order), and wait until they are healthy again.
+
+use crate::cli::{Global, RestartArgs};
+use crate::context::open_app;
+use crate::control::{request_running, wait_until_up};
+use crate::exit::{Code, Failure};
+use anyhow::Result;
+use caretaker_supervisor::protocol::Request;
+use std::time::Duration;
+
+pub fn run(global: &Global, args: &RestartArgs) -> Result<Code> {
+    let app = open_app(global)?;
+    if let Some(s) = &args.service {
+        if app.config.service(s).is_none() {
+            let names: Vec<&str> = app.config.services.iter().map(|s| s.name.as_str()).collect();
+            return Err(Failure::new(Code::Usage, format!("no service named {s}"))
+                .hint(format!("services: {}", names.join(", ")))
+                .into());
+        }
+    }
+    let state_dir = app.store.dir().to_path_buf();
+    request_running(&state_dir, &Request::Restart { service: args.service.clone() }, Duration::from_secs(10))?;
+    let report = wait_until_up(&state_dir, args.service.as_deref(), Duration::from_secs(args.timeout))?;
+    print!("{}", super::status::render(&report));
+    Ok(Code::Ok)
+}

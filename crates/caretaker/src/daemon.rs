@@ -1,0 +1,488 @@
+//! The daemon's event loop: owns the [`Supervisor`] (the decisions) in one task and carries
+//! out its actions — spawning, signalling, probing, logging — through the supervisor crate's
+//! effects. Everything that happens comes back as a [`Msg`] on one channel, so the state is
+//! never shared and needs no lock.
+//!
+//! Shutdown (SIGTERM, Ctrl-C, `down --daemon`) stops the services in reverse dependency order,
+//! waits for them, clears the record of running services and removes the socket.
+
+use crate::appenv::{app_env, working_dir};
+use crate::context::AppContext;
+use anyhow::{Context, Result};
+use caretaker_core::config::{Config, Probe, Service};
+use caretaker_state::Store;
+use caretaker_supervisor::logfile::{self, RotatingLog};
+use caretaker_supervisor::machine::{Action, AppEvent, Event, Exit, Phase, ServiceSpec, Supervisor};
+use caretaker_supervisor::process::{self, Launch, Record, Records};
+use caretaker_supervisor::protocol::{Request, Response, ServiceStatus, StatusReport, SOCKET_NAME};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, oneshot};
+
+/// Everything that reaches the event loop.
+enum Msg {
+    Exited { idx: usize, generation: u64, exit: Exit },
+    Probed { idx: usize, generation: u64, result: Result<(), String> },
+    Control { request: Request, reply: oneshot::Sender<Response> },
+}
+
+/// The last process of a service, kept after it exits so its group's leftovers can be killed.
+#[derive(Clone, Copy)]
+struct Child {
+    pgid: u32,
+    start_ticks: u64,
+}
+
+struct Daemon {
+    config: Config,
+    config_path: PathBuf,
+    store: Store,
+    state_dir: PathBuf,
+    sup: Supervisor,
+    children: Vec<Option<Child>>,
+    logs: Vec<Arc<Mutex<RotatingLog>>>,
+    records: Records,
+    tx: mpsc::UnboundedSender<Msg>,
+    /// `down` requests answered once everything is stopped.
+    waiting_down: Vec<oneshot::Sender<Response>>,
+    exiting: bool,
+}
+
+pub fn socket_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(SOCKET_NAME)
+}
+
+/// Runs the daemon until it is told to exit. The caller holds the daemon lock.
+pub fn run(app: AppContext) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting tokio")?;
+    rt.block_on(run_async(app))
+}
+
+async fn run_async(app: AppContext) -> Result<()> {
+    let state_dir = app.store.dir().to_path_buf();
+    let records = Records::new(&state_dir);
+    // A predecessor that was SIGKILLed may have left services running: stop them first, so
+    // there is never a second instance and no orphan holds a port.
+    let leftovers = records.load();
+    if !leftovers.is_empty() {
+        let grace = app.config.services.iter().map(|s| s.stop_timeout).max().unwrap_or(Duration::from_secs(10));
+        // Blocking is fine here: nothing else runs yet.
+        let found = process::stop_leftovers(&leftovers, grace);
+        for f in &found {
+            tracing::warn!("stopped a service left running by a previous daemon: {f}");
+        }
+        if !found.is_empty() {
+            let _ = app.store.record_event(
+                "daemon_recovered",
+                &app.config.app.name,
+                &format!("stopped services left running by a previous daemon: {}", found.join(", ")),
+            );
+        }
+    }
+    records.save(&[]).context("writing the record of running services")?;
+
+    let logs_dir = logfile::dir(&state_dir);
+    std::fs::create_dir_all(&logs_dir).with_context(|| format!("creating {}", logs_dir.display()))?;
+    let _ = std::fs::set_permissions(&logs_dir, std::fs::Permissions::from_mode(0o700));
+    let mut logs = Vec::new();
+    for s in &app.config.services {
+        let p = logfile::path(&state_dir, &s.name);
+        let log = RotatingLog::open(&p, app.config.logs.max_size_bytes, app.config.logs.keep)
+            .with_context(|| format!("opening {}", p.display()))?;
+        logs.push(Arc::new(Mutex::new(log)));
+    }
+
+    let sock = socket_path(&state_dir);
+    // We hold the daemon lock, so a socket file left here belongs to a dead daemon.
+    let _ = std::fs::remove_file(&sock);
+    let listener = UnixListener::bind(&sock).with_context(|| format!("listening on {}", sock.display()))?;
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))?;
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    tokio::spawn(accept_loop(listener, tx.clone()));
+
+    let specs = app.config.services.iter().map(ServiceSpec::from_config).collect();
+    let n = app.config.services.len();
+    let mut d = Daemon {
+        config: app.config,
+        config_path: app.config_path,
+        store: app.store,
+        state_dir,
+        sup: Supervisor::new(specs),
+        children: vec![None; n],
+        logs,
+        records,
+        tx,
+        waiting_down: Vec::new(),
+        exiting: false,
+    };
+    tracing::info!(app = %d.config.app.name, pid = std::process::id(), socket = %sock.display(), "daemon started");
+    d.apply(AppEvent::Up);
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    loop {
+        let deadline = d.sup.next_deadline();
+        let sleep = async {
+            match deadline {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            Some(msg) = rx.recv() => d.handle(msg),
+            _ = sleep => {
+                let acts = d.sup.tick(Instant::now());
+                d.execute(acts);
+            }
+            _ = term.recv() => d.begin_exit("SIGTERM"),
+            _ = int.recv() => d.begin_exit("SIGINT"),
+        }
+        d.answer_waiting_down();
+        if d.exiting && d.all_down() {
+            break;
+        }
+    }
+    let _ = d.records.save(&[]);
+    let _ = std::fs::remove_file(&sock);
+    // Let the connection tasks deliver the answers to `down --daemon` before the runtime ends.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tracing::info!("daemon stopped");
+    Ok(())
+}
+
+async fn accept_loop(listener: UnixListener, tx: mpsc::UnboundedSender<Msg>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut line = String::new();
+            if BufReader::new(read).read_line(&mut line).await.is_err() {
+                return;
+            }
+            let response = match serde_json::from_str::<Request>(&line) {
+                Ok(request) => {
+                    let (reply, answer) = oneshot::channel();
+                    if tx.send(Msg::Control { request, reply }).is_err() {
+                        return;
+                    }
+                    match answer.await {
+                        Ok(r) => r,
+                        Err(_) => return,
+                    }
+                }
+                Err(e) => Response::Error { message: format!("bad request: {e}") },
+            };
+            let mut text = serde_json::to_string(&response).unwrap_or_default();
+            text.push('\n');
+            let _ = write.write_all(text.as_bytes()).await;
+        });
+    }
+}
+
+impl Daemon {
+    fn all_down(&self) -> bool {
+        self.sup.services().iter().all(|m| matches!(m.phase(), Phase::Stopped | Phase::Failed))
+    }
+
+    fn begin_exit(&mut self, why: &str) {
+        tracing::info!("{why}: stopping services, then exiting");
+        self.exiting = true;
+        self.apply(AppEvent::Down);
+    }
+
+    fn answer_waiting_down(&mut self) {
+        if !self.waiting_down.is_empty() && self.all_down() {
+            for r in self.waiting_down.drain(..) {
+                let _ = r.send(Response::Ok);
+            }
+        }
+    }
+
+    fn apply(&mut self, ev: AppEvent) {
+        let acts = self.sup.on_event(Instant::now(), ev);
+        self.execute(acts);
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Exited { idx, generation, exit } => {
+                if self.sup.services()[idx].generation() != generation {
+                    return;
+                }
+                let name = self.sup.services()[idx].name().to_string();
+                let expected = self.sup.services()[idx].phase() == Phase::Stopping;
+                if expected {
+                    tracing::info!(service = %name, "stopped ({exit})");
+                } else {
+                    tracing::warn!(service = %name, "{exit}");
+                }
+                self.service_log(idx, &format!("{exit}"));
+                self.apply(AppEvent::Service(idx, Event::Exited(exit)));
+                self.save_records();
+            }
+            Msg::Probed { idx, generation, result } => {
+                if self.sup.services()[idx].generation() != generation {
+                    return;
+                }
+                let before = self.sup.services()[idx].health();
+                let (ok, detail) = match result {
+                    Ok(()) => (true, String::new()),
+                    Err(e) => (false, e),
+                };
+                self.apply(AppEvent::Service(idx, Event::Probed { ok, detail: detail.clone() }));
+                let m = &self.sup.services()[idx];
+                if m.health() != before {
+                    tracing::info!(service = %m.name(), "health: {:?}{}{}", m.health(), if ok { "" } else { ": " }, detail);
+                }
+            }
+            Msg::Control { request, reply } => self.control(request, reply),
+        }
+    }
+
+    fn control(&mut self, request: Request, reply: oneshot::Sender<Response>) {
+        match request {
+            Request::Status => {
+                let _ = reply.send(Response::Status(self.status()));
+            }
+            Request::Up => {
+                if self.exiting {
+                    let _ = reply.send(Response::Error { message: "the daemon is shutting down".into() });
+                    return;
+                }
+                self.apply(AppEvent::Up);
+                let _ = reply.send(Response::Ok);
+            }
+            Request::Restart { service } => {
+                if let Some(s) = &service {
+                    if self.sup.index(s).is_none() {
+                        let _ = reply.send(Response::Error { message: format!("no service named {s}") });
+                        return;
+                    }
+                }
+                self.apply(AppEvent::Restart(service));
+                let _ = reply.send(Response::Ok);
+            }
+            Request::Down { exit_daemon } => {
+                if exit_daemon {
+                    self.begin_exit("down --daemon");
+                } else {
+                    self.apply(AppEvent::Down);
+                }
+                self.waiting_down.push(reply);
+            }
+        }
+    }
+
+    fn status(&self) -> StatusReport {
+        let now = Instant::now();
+        StatusReport {
+            app: self.config.app.name.clone(),
+            daemon_pid: std::process::id(),
+            service_mode: match self.store.mode() {
+                Ok(caretaker_core::mode::Mode::Service(f)) => Some(f.reason),
+                _ => None,
+            },
+            services: self
+                .sup
+                .services()
+                .iter()
+                .enumerate()
+                .map(|(i, m)| ServiceStatus {
+                    name: m.name().to_string(),
+                    state: m.phase(),
+                    pid: m.pid(),
+                    uptime_seconds: m.started_at().map(|t| now.saturating_duration_since(t).as_secs()),
+                    restarts: m.restarts(),
+                    health: m.health(),
+                    last_exit: m.last_exit().map(|e| e.to_string()),
+                    reason: m.reason().map(str::to_string),
+                    waiting: self.sup.is_waiting(i),
+                })
+                .collect(),
+        }
+    }
+
+    /// Carries out actions; spawning feeds its outcome back, which may yield more actions.
+    fn execute(&mut self, actions: Vec<(usize, Action)>) {
+        let mut queue: std::collections::VecDeque<(usize, Action)> = actions.into();
+        while let Some((idx, action)) = queue.pop_front() {
+            let svc = self.config.services[idx].clone();
+            match action {
+                Action::Spawn => {
+                    let ev = match self.spawn(idx, &svc) {
+                        Ok(pid) => Event::Spawned { pid },
+                        Err(e) => {
+                            tracing::error!(service = %svc.name, "cannot start: {e:#}");
+                            self.service_log(idx, &format!("cannot start: {e:#}"));
+                            Event::SpawnFailed { error: format!("{e:#}") }
+                        }
+                    };
+                    queue.extend(self.sup.on_event(Instant::now(), AppEvent::Service(idx, ev)));
+                    self.save_records();
+                }
+                Action::Terminate => {
+                    if let Some(c) = self.children[idx] {
+                        tracing::info!(service = %svc.name, pid = c.pgid, "stopping (SIGTERM to the process group)");
+                        process::signal_group(c.pgid, libc::SIGTERM);
+                    }
+                }
+                Action::Kill => {
+                    if let Some(c) = self.children[idx] {
+                        if process::signal_group(c.pgid, libc::SIGKILL)
+                            && self.sup.services()[idx].phase() == Phase::Stopping
+                        {
+                            tracing::warn!(service = %svc.name, "did not stop within {:?}; killed", svc.stop_timeout);
+                        }
+                        if self.sup.services()[idx].pid().is_none() {
+                            self.children[idx] = None;
+                        }
+                    }
+                }
+                Action::Probe => self.probe(idx, &svc),
+                Action::Failed { reason } => {
+                    tracing::error!(service = %svc.name, "failed: {reason}; the app is in service mode");
+                    self.service_log(idx, &format!("failed: {reason}"));
+                    let _ = self.store.record_event("service_failed", &svc.name, &reason);
+                    // The failed flag stays until `caretaker reset-failed`: the front door shows
+                    // the service page and alerting fires, even if a later `up` gets it running.
+                    let why = format!("service {} failed: {reason}", svc.name);
+                    if let Err(e) = crate::appmode::set_failed(&self.store, &self.config, &why) {
+                        tracing::error!("cannot record service mode: {e:#}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn launch(&self, command: &caretaker_core::config::Command, svc: Option<&Service>) -> Result<Launch> {
+        let app = &self.config.app;
+        let app_cwd = working_dir(app, &self.config_path);
+        let cwd = svc.and_then(|s| s.working_dir.clone()).unwrap_or(app_cwd.clone());
+        let env = app_env(app, svc.map(|s| &s.env), &app_cwd)?;
+        let user = match svc.and_then(|s| s.user.as_deref()).or(app.user.as_deref()) {
+            Some(name) => Some(process::lookup_user(name).map_err(anyhow::Error::msg)?),
+            None => None,
+        };
+        Ok(Launch { argv: command.argv(), env, cwd, user })
+    }
+
+    fn spawn(&mut self, idx: usize, svc: &Service) -> Result<u32> {
+        let launch = self.launch(&svc.command, Some(svc))?;
+        let mut cmd = process::command(&launch);
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = tokio::process::Command::from(cmd)
+            .spawn()
+            .with_context(|| format!("running {} in {}", launch.argv[0], launch.cwd.display()))?;
+        let pid = child.id().context("the new process has no pid")?;
+        let start_ticks = process::stat(pid).map(|s| s.start_ticks).unwrap_or(0);
+        self.children[idx] = Some(Child { pgid: pid, start_ticks });
+        let generation = self.sup.services()[idx].generation();
+        tracing::info!(service = %svc.name, pid, "started: {}", svc.command);
+        self.service_log(idx, &format!("started (pid {pid}): {}", svc.command));
+        let mut pumps = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            pumps.push(tokio::spawn(pump(out, "out", self.logs[idx].clone())));
+        }
+        if let Some(err) = child.stderr.take() {
+            pumps.push(tokio::spawn(pump(err, "err", self.logs[idx].clone())));
+        }
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            use std::os::unix::process::ExitStatusExt;
+            let exit = match child.wait().await {
+                Ok(st) => match st.code() {
+                    Some(c) => Exit::Code(c),
+                    None => Exit::Signal(st.signal().unwrap_or(0)),
+                },
+                Err(_) => Exit::Code(-1),
+            };
+            // The last output comes before the exit in the log; but a grandchild holding the
+            // pipe open must not delay the exit's handling.
+            let _ = tokio::time::timeout(Duration::from_millis(200), async {
+                for p in pumps {
+                    let _ = p.await;
+                }
+            })
+            .await;
+            let _ = tx.send(Msg::Exited { idx, generation, exit });
+        });
+        Ok(pid)
+    }
+
+    fn probe(&mut self, idx: usize, svc: &Service) {
+        let Some(h) = &svc.health else { return };
+        let generation = self.sup.services()[idx].generation();
+        let tx = self.tx.clone();
+        let timeout = h.timeout;
+        let send = move |result| {
+            let _ = tx.send(Msg::Probed { idx, generation, result });
+        };
+        match h.probe.clone() {
+            Probe::Http { url, expect_status, expect_body } => {
+                tokio::spawn(async move {
+                    send(caretaker_supervisor::probe::http(&url, expect_status, expect_body.as_deref(), timeout).await)
+                });
+            }
+            Probe::Tcp { address } => {
+                tokio::spawn(async move { send(caretaker_supervisor::probe::tcp(&address, timeout).await) });
+            }
+            Probe::Command { command } => match self.launch(&command, Some(svc)) {
+                Ok(launch) => {
+                    let cmd = process::command(&launch);
+                    tokio::spawn(async move { send(caretaker_supervisor::probe::command(cmd, timeout).await) });
+                }
+                Err(e) => send(Err(format!("{e:#}"))),
+            },
+        }
+    }
+
+    /// A line from caretaker itself in the service's log, so the log tells the whole story.
+    fn service_log(&self, idx: usize, line: &str) {
+        if let Ok(mut l) = self.logs[idx].lock() {
+            let _ = l.write_line("caretaker", line);
+        }
+    }
+
+    fn save_records(&self) {
+        let records: Vec<Record> = self
+            .sup
+            .services()
+            .iter()
+            .zip(&self.children)
+            .filter_map(|(m, c)| {
+                let c = (*c)?;
+                Some(Record { service: m.name().to_string(), pid: c.pgid, start_ticks: c.start_ticks })
+            })
+            .collect();
+        if let Err(e) = self.records.save(&records) {
+            tracing::error!("cannot write {}: {e}", self.state_dir.join("services.json").display());
+        }
+    }
+}
+
+/// Copies a service's output into its log, line by line (invalid UTF-8 replaced).
+async fn pump(stream: impl AsyncRead + Unpin, tag: &'static str, log: Arc<Mutex<RotatingLog>>) {
+    let mut reader = BufReader::new(stream);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let line = String::from_utf8_lossy(&buf);
+                let line = line.trim_end_matches(['\n', '\r']);
+                if let Ok(mut l) = log.lock() {
+                    let _ = l.write_line(tag, line);
+                }
+            }
+        }
+    }
+}
