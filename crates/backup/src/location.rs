@@ -23,3 +23,11 @@ pub fn repository(cfg: &Backup) -> Result<ResticRepository> {
     let backends = RepositoryBackends::new(backend, None);
     Ok(ResticRepository::new(backends, name, cfg.password.expose()))
 }
+
+/// A repository in a local directory (tests, the demo, `backup.repository: /path`).
+pub fn local(path: &std::path::Path, password: &str) -> Result<ResticRepository> {
+    let name = format!("local:{}", path.display());
+    let be = LocalBackend::new(path.to_string_lossy(), Vec::<(String, String)>::new())
+        .map_err(|e| Error::rustic("opening repository", &name, &e))?;
+    Ok(ResticRepository::new(RepositoryBackends::new(Arc::new(be), None), name, password))
+}

@@ -17,11 +17,11 @@ use crate::retention;
 use crate::safety::{self, Measurement, TreeMeasure};
 use crate::source::{CompositeSource, LocalPart, Tracker};
 use crate::stream::{valid_name, StreamSource, STREAMS_DIR};
-use rustic_core::repofile::{SnapshotFile, StringList};
+use rustic_core::repofile::{MasterKey, SnapshotFile, StringList};
 use rustic_core::{
     BackupOptions, CheckOptions, ConfigOptions, Credentials, IndexedFull, KeyOptions, LocalDestination, LsOptions,
     NoProgressBars, OpenStatus, Progress, ProgressBars, ProgressType, PruneOptions, ReadSubsetOption,
-    RepairSnapshotsOptions, Repository, RepositoryBackends, RepositoryOptions, RestoreOptions, RusticError,
+    Repository, RepositoryBackends, RepositoryOptions, RestoreOptions, RusticError,
     SnapshotOptions,
 };
 use std::collections::BTreeMap;
@@ -52,6 +52,9 @@ pub struct ResticRepository {
     password: String,
     bars: Bars,
     cache_dir: Option<PathBuf>,
+    /// The master key after the first successful open: reopening (needed to see new
+    /// snapshots) then skips the deliberately slow password key derivation.
+    key: std::sync::Mutex<Option<MasterKey>>,
 }
 
 type Open = Repository<OpenStatus>;
@@ -64,6 +67,7 @@ impl ResticRepository {
             password: password.into(),
             bars: Bars(Arc::new(NoProgressBars)),
             cache_dir: None,
+            key: std::sync::Mutex::new(None),
         }
     }
 
@@ -99,7 +103,14 @@ impl ResticRepository {
             return Err(Error::new(ErrorKind::NoRepository, format!("no backup repository at {}", self.name))
                 .hint("create it with `caretaker backup init` (or fix backup.repository in the config)"));
         }
-        raw.open(&Credentials::password(&self.password)).map_err(self.err("opening repository"))
+        let cached = self.key.lock().unwrap().clone();
+        let creds = match cached {
+            Some(k) => Credentials::Masterkey(k),
+            None => Credentials::password(&self.password),
+        };
+        let repo = raw.open(&creds).map_err(self.err("opening repository"))?;
+        *self.key.lock().unwrap() = Some(repo.key());
+        Ok(repo)
     }
 
     fn all_snapshots(&self, repo: &Open) -> Result<Vec<SnapshotFile>> {
@@ -282,65 +293,93 @@ impl ResticRepository {
         snap.tags = string_list(&pending_tags);
         snap.description = serde_json::to_string(&measurement).ok();
 
-        let tracker = Arc::new(Tracker::default());
         let parts: Vec<LocalPart> = req
             .trees
             .iter()
             .map(|t| LocalPart { path: t.path.clone(), exclude: t.exclude.clone() })
             .chain(req.files.iter().map(|f| LocalPart { path: f.clone(), exclude: vec![] }))
             .collect();
-        let source = CompositeSource::new(&parts, streams, tracker.clone()).map_err(self.err("reading file trees"))?;
+
+        // Pass 1 (streams only): rustic_core stores a stream's node with size 0, which stock
+        // `restic check` rejects; its size is only known once it has been read. So the streams
+        // go into a pending snapshot first ...
+        let mut sizes = BTreeMap::new();
+        let mut replay: Vec<Box<dyn StreamSource>> = Vec::new();
+        let mut first_pass: Option<SnapshotFile> = None;
+        let repo = if streams.is_empty() {
+            repo
+        } else {
+            let tracker = Arc::new(Tracker::default());
+            let source = CompositeSource::new(&[], streams, tracker.clone()).map_err(self.err("reading streams"))?;
+            let mut snap1 = snap.clone();
+            snap1.description = None;
+            let indexed = repo.to_indexed_ids().map_err(self.err("reading repository index"))?;
+            let archived = indexed.archive(&BackupOptions::default(), &source, snap1, &[PathBuf::from(STREAMS_DIR)]);
+            tracker.join_producers();
+            drop(indexed);
+            let snap1 = archived.map_err(self.err("backup"))?;
+            let repo = self.open()?;
+            let results = tracker.streams.lock().unwrap().clone();
+            for name in &stream_names {
+                let failure = match results.get(name) {
+                    Some(r) if r.opened => r.error.clone(),
+                    _ => Some("the stream was never read".to_string()),
+                };
+                if let Some(why) = failure {
+                    self.delete(&repo, &snap1)?;
+                    return Err(Error::new(
+                        ErrorKind::StreamFailed,
+                        format!("stream {name} failed: {why}; no snapshot was saved"),
+                    )
+                    .hint("fix the database dump (see the job log), then run the backup again"));
+                }
+                sizes.insert(name.clone(), results[name].bytes);
+            }
+            // ... and pass 2 replays them from the repository (all chunks already stored, nothing
+            // is written twice) with their sizes in the node metadata.
+            let full = Arc::new(self.open()?.to_indexed().map_err(self.err("reading repository index"))?);
+            for name in &stream_names {
+                let node = full
+                    .node_from_snapshot_and_path(&snap1, &format!("{STREAMS_DIR}/{name}"))
+                    .map_err(self.err("reading streams back"))?;
+                replay.push(Box::new(Replay { name: name.clone(), repo: full.clone(), node }));
+            }
+            first_pass = Some(snap1);
+            repo
+        };
+
+        let tracker = Arc::new(Tracker::default());
+        let source = CompositeSource::new(&parts, replay, tracker.clone())
+            .map_err(self.err("reading file trees"))?
+            .with_sizes(sizes.clone());
         let indexed = repo.to_indexed_ids().map_err(self.err("reading repository index"))?;
         let archived = indexed.archive(&BackupOptions::default(), &source, snap, &backup_paths);
         tracker.join_producers();
         drop(indexed);
-        let snap = archived.map_err(self.err("backup"))?;
+        let snap = archived.map_err(self.err("backup"));
 
         // Fact 4: a fresh handle sees the new snapshot and its index.
         let repo = self.open()?;
-        let stream_results = tracker.streams.lock().unwrap().clone();
-        for name in &stream_names {
-            let failure = match stream_results.get(name) {
-                None => Some("the stream was never read".to_string()),
-                Some(r) if !r.opened => Some("the stream was never read".to_string()),
-                Some(r) => r.error.clone(),
-            };
-            if let Some(why) = failure {
-                self.delete(&repo, &snap)?;
-                return Err(Error::new(ErrorKind::StreamFailed, format!("stream {name} failed: {why}; no snapshot was saved"))
-                    .hint("fix the database dump (see the job log), then run the backup again"));
-            }
-            measurement.streams.insert(name.clone(), stream_results[name].bytes);
+        if let Some(s1) = &first_pass {
+            self.delete(&repo, s1)?;
         }
-
-        // Fact 2: stream nodes were stored with size 0; take the sizes from the index.
-        let repo = if stream_names.is_empty() {
-            repo
-        } else {
-            let full = repo.to_indexed().map_err(self.err("reading repository index"))?;
-            let opts = RepairSnapshotsOptions::default().delete(true).suffix(".missing").tag(vec![string_list(&pending_tags)]);
-            full.repair_snapshots(&opts, vec![snap.clone()], false).map_err(self.err("recording stream sizes"))?;
-            drop(full);
-            self.open()?
-        };
-        let snap = self
-            .all_snapshots(&repo)?
-            .into_iter()
-            .find(|s| s.id == snap.id || s.original == Some(snap.id))
-            .ok_or_else(|| Error::new(ErrorKind::Corrupt, "the new snapshot vanished while it was being verified"))?;
-
+        let snap = snap?;
+        let results = tracker.streams.lock().unwrap().clone();
         let repo = repo.to_indexed().map_err(self.err("reading repository index"))?;
         for name in &stream_names {
-            let path = format!("{STREAMS_DIR}/{name}");
-            let stored = repo.node_from_snapshot_and_path(&snap, &path).map(|n| n.meta.size);
-            let written = measurement.streams[name];
-            if stored.as_ref().ok() != Some(&written) {
+            let written = sizes[name];
+            let replayed = results.get(name).filter(|r| r.opened && r.error.is_none()).map(|r| r.bytes);
+            let stored = repo.node_from_snapshot_and_path(&snap, &format!("{STREAMS_DIR}/{name}")).map(|n| n.meta.size);
+            if replayed != Some(written) || stored.as_ref().ok() != Some(&written) {
                 let _ = repo.delete_snapshots(&[snap.id]);
                 return Err(Error::new(
                     ErrorKind::StreamFailed,
-                    format!("stream {name}: {written} bytes written but {stored:?} stored; no snapshot was saved"),
+                    format!(
+                        "stream {name}: {written} bytes written, {replayed:?} read back, {stored:?} stored; no snapshot was saved"
+                    ),
                 ));
             }
+            measurement.streams.insert(name.clone(), written);
         }
         if let Err(r) = safety::check_streams(previous.as_ref(), &measurement, &req.policy) {
             let _ = repo.delete_snapshots(&[snap.id]);
@@ -557,6 +596,24 @@ impl BackupEngine for ResticRepository {
         let mut counting = Counting { inner: out, n: 0 };
         contained(|| repo.dump(&node, &mut counting).map_err(self.err("restoring stream")))?;
         Ok(counting.n)
+    }
+}
+
+/// A stream read back from the first pass (see `backup_inner`).
+struct Replay {
+    name: String,
+    repo: Arc<Repository<rustic_core::IndexedFullStatus>>,
+    node: rustic_core::repofile::Node,
+}
+
+impl StreamSource for Replay {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn write_to(&mut self, out: &mut dyn Write) -> std::io::Result<u64> {
+        let mut c = Counting { inner: out, n: 0 };
+        self.repo.dump(&self.node, &mut c).map_err(|e| std::io::Error::other(e.display_log()))?;
+        Ok(c.n)
     }
 }
 

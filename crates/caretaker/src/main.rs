@@ -32,6 +32,7 @@ fn main() {
         Command::Config(ConfigCommand::Show { json }) => commands::config::show(&cli.global, *json),
         Command::Init(a) => commands::init::run(&cli.global, a),
         Command::Jobs(a) => commands::jobs::run(&cli.global, a),
+        Command::Backup(a) => commands::backup::run(&cli.global, a),
         Command::Demo(a) => commands::demo::run(&cli.global, a),
         Command::DemoApp { .. } => unreachable!("handled above"),
     };
