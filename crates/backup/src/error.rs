@@ -61,8 +61,9 @@ impl Error {
         let log = e.display_log();
         let lower = format!("{text} {log}").to_lowercase();
         if e.is_incorrect_password() {
-            return Error::new(ErrorKind::WrongPassword, format!("wrong password for backup repository {repo}"))
-                .hint("check backup.password in the config (it must be the password the repository was initialised with)");
+            return Error::new(ErrorKind::WrongPassword, format!("wrong password for backup repository {repo}")).hint(
+                "check backup.password in the config (it must be the password the repository was initialised with)",
+            );
         }
         if lower.contains("no space left") || lower.contains("disk full") || lower.contains("quota exceeded") {
             return Error::new(ErrorKind::DiskFull, format!("{what}: no space left ({})", one_line(&log)))
@@ -80,15 +81,18 @@ impl Error {
             "connection reset",
         ];
         if unreachable.iter().any(|s| lower.contains(s)) {
-            return Error::new(ErrorKind::Unreachable, format!("{what}: backup target {repo} unreachable ({})", one_line(&log)))
-                .hint("check the network, the credentials and that the target is up, then run again");
+            return Error::new(
+                ErrorKind::Unreachable,
+                format!("{what}: backup target {repo} unreachable ({})", one_line(&log)),
+            )
+            .hint("check the network, the credentials and that the target is up, then run again");
         }
         Error::new(ErrorKind::Other, format!("{what} ({repo}): {}", one_line(&log)))
     }
 
     pub(crate) fn io(what: impl fmt::Display, e: &std::io::Error) -> Self {
         let kind = match e.raw_os_error() {
-            Some(libc_enospc) if libc_enospc == 28 => ErrorKind::DiskFull,
+            Some(28) => ErrorKind::DiskFull, // ENOSPC
             _ => ErrorKind::Other,
         };
         let err = Error::new(kind, format!("{what}: {e}"));

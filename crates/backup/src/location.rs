@@ -17,7 +17,10 @@ pub fn repository(cfg: &Backup) -> Result<ResticRepository> {
             Arc::new(be)
         }
         Repository::Sftp { .. } | Repository::S3 { .. } => {
-            return Err(Error::new(ErrorKind::Invalid, format!("{name}: this caretaker build only supports local repositories")));
+            return Err(Error::new(
+                ErrorKind::Invalid,
+                format!("{name}: this caretaker build only supports local repositories"),
+            ));
         }
     };
     let backends = RepositoryBackends::new(backend, None);

@@ -20,9 +20,8 @@ use crate::stream::{valid_name, StreamSource, STREAMS_DIR};
 use rustic_core::repofile::{MasterKey, SnapshotFile, StringList};
 use rustic_core::{
     BackupOptions, CheckOptions, ConfigOptions, Credentials, IndexedFull, KeyOptions, LocalDestination, LsOptions,
-    NoProgressBars, OpenStatus, Progress, ProgressBars, ProgressType, PruneOptions, ReadSubsetOption,
-    Repository, RepositoryBackends, RepositoryOptions, RestoreOptions, RusticError,
-    SnapshotOptions,
+    NoProgressBars, OpenStatus, Progress, ProgressBars, ProgressType, PruneOptions, ReadSubsetOption, Repository,
+    RepositoryBackends, RepositoryOptions, RestoreOptions, RusticError, SnapshotOptions,
 };
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -467,7 +466,8 @@ impl ResticRepository {
             let res = contained(|| {
                 let node = repo.node_from_snapshot_and_path(&snap, p).map_err(self.err("reading snapshot"))?;
                 if let Some(parent) = dest.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), &e))?;
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| Error::io(format!("creating {}", parent.display()), &e))?;
                 }
                 let mut dest_str = dest.to_string_lossy().to_string();
                 if node.is_dir() && !dest_str.ends_with('/') {
@@ -552,7 +552,11 @@ impl BackupEngine for ResticRepository {
         let candidates: Vec<retention::Candidate> = snaps
             .iter()
             .filter(|s| !info(s).pending)
-            .map(|s| retention::Candidate { id: s.id.to_hex().to_string(), time: s.time.timestamp(), complete: info(s).complete })
+            .map(|s| retention::Candidate {
+                id: s.id.to_hex().to_string(),
+                time: s.time.timestamp(),
+                complete: info(s).complete,
+            })
             .collect();
         let decisions = retention::select(&candidates, keep, jiff::Timestamp::now(), &jiff::tz::TimeZone::system());
         let by_id: BTreeMap<String, &SnapshotFile> = snaps.iter().map(|s| (s.id.to_hex().to_string(), s)).collect();

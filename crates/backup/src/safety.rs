@@ -70,7 +70,11 @@ impl fmt::Display for Refusal {
 
 /// Checks that can be made before anything is written: trees exist, are not empty, and the
 /// file trees as a whole did not shrink too much since `previous`.
-pub fn check_before(previous: Option<&Measurement>, current: &Measurement, policy: &SafetyPolicy) -> Result<(), Refusal> {
+pub fn check_before(
+    previous: Option<&Measurement>,
+    current: &Measurement,
+    policy: &SafetyPolicy,
+) -> Result<(), Refusal> {
     for (path, m) in &current.trees {
         if !m.exists {
             return Err(Refusal::TreeMissing(path.clone()));
@@ -91,7 +95,11 @@ pub fn check_before(previous: Option<&Measurement>, current: &Measurement, polic
 }
 
 /// Checks on the streams, which are only measured while they are written.
-pub fn check_streams(previous: Option<&Measurement>, current: &Measurement, policy: &SafetyPolicy) -> Result<(), Refusal> {
+pub fn check_streams(
+    previous: Option<&Measurement>,
+    current: &Measurement,
+    policy: &SafetyPolicy,
+) -> Result<(), Refusal> {
     if let Some(prev) = previous {
         for (name, bytes) in &current.streams {
             if let Some(p) = prev.streams.get(name) {

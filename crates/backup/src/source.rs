@@ -56,7 +56,7 @@ impl Tracker {
 type SharedStream = Arc<Mutex<Option<Box<dyn StreamSource>>>>;
 
 enum Segment {
-    Local { root: PathBuf, source: LocalSource },
+    Local { root: PathBuf, source: Box<LocalSource> },
     Streams { root: PathBuf, streams: Vec<(String, SharedStream)> },
 }
 
@@ -94,7 +94,7 @@ impl CompositeSource {
                 &LocalSourceFilterOptions::default(),
                 std::slice::from_ref(&part.path),
             )?;
-            segments.push(Segment::Local { root: part.path.clone(), source });
+            segments.push(Segment::Local { root: part.path.clone(), source: Box::new(source) });
         }
         if !streams.is_empty() {
             let mut streams: Vec<(String, SharedStream)> =
@@ -278,8 +278,8 @@ impl ReadSource for CompositeSource {
             match s {
                 Segment::Local { source, .. } => {
                     let tracker = self.tracker.clone();
-                    iters.push(Box::new(source.entries().filter_map(move |item| match item {
-                        Ok(e) => Some(Ok(ReadSourceEntry {
+                    iters.push(Box::new(source.entries().map(move |item| match item {
+                        Ok(e) => Ok(ReadSourceEntry {
                             open: e.open.map(|open| Opener::Local {
                                 path: e.path.clone(),
                                 open,
@@ -287,10 +287,10 @@ impl ReadSource for CompositeSource {
                             }),
                             path: e.path,
                             node: e.node,
-                        })),
+                        }),
                         Err(err) => {
                             tracker.error(err.display_log());
-                            Some(Err(err))
+                            Err(err)
                         }
                     })));
                 }

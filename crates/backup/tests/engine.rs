@@ -91,7 +91,12 @@ fn listing(root: &Path) -> Vec<(String, String, u32, Vec<u8>)> {
                 out.push((rel, "dir".into(), mode, vec![]));
                 stack.push(p);
             } else if m.file_type().is_symlink() {
-                out.push((rel, "link".into(), 0, std::fs::read_link(&p).unwrap().to_string_lossy().as_bytes().to_vec()));
+                out.push((
+                    rel,
+                    "link".into(),
+                    0,
+                    std::fs::read_link(&p).unwrap().to_string_lossy().as_bytes().to_vec(),
+                ));
             } else {
                 out.push((rel, "file".into(), mode, std::fs::read(&p).unwrap()));
             }
@@ -124,9 +129,8 @@ fn round_trip_of_trees_config_and_stream() {
     assert_eq!(snaps[0].id, report.snapshot_id);
 
     let target = dir.path().join("restored");
-    let r = repo
-        .restore(&RestoreRequest { snapshot: None, what: RestoreWhat::All, target: Some(target.clone()) })
-        .unwrap();
+    let r =
+        repo.restore(&RestoreRequest { snapshot: None, what: RestoreWhat::All, target: Some(target.clone()) }).unwrap();
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     let restored_media = target.join(media.strip_prefix("/").unwrap());
     assert_eq!(listing(&restored_media), listing(&media));
@@ -154,7 +158,8 @@ fn second_run_with_a_new_dump_stores_the_new_dump() {
     let first = dump(1000);
     repo.backup(&request(&[&media], &[]), vec![Box::new(Bytes { name: "db.sql", data: first })]).unwrap();
     let second = dump(1200);
-    let r = repo.backup(&request(&[&media], &[]), vec![Box::new(Bytes { name: "db.sql", data: second.clone() })]).unwrap();
+    let r =
+        repo.backup(&request(&[&media], &[]), vec![Box::new(Bytes { name: "db.sql", data: second.clone() })]).unwrap();
     assert_eq!(r.files_changed + r.files_new, 1, "only the dump changed: {r:?}");
     let mut out = Vec::new();
     repo.restore_stream(Some(&r.snapshot_id), "db.sql", &mut out).unwrap();
@@ -309,9 +314,8 @@ fn prune_keeps_the_policy_and_the_newest_complete_snapshot() {
 
 /// Stock restic, the Debian package: `None` (a loud skip) when missing outside CI.
 fn restic() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|p| p.join("restic")).find(|p| p.is_file())
-    });
+    let found = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join("restic")).find(|p| p.is_file()));
     if found.is_none() {
         if std::env::var_os("CI").is_some() {
             panic!("restic is not installed: scripts/install-deps installs it (scripts/deps/apt.txt)");
@@ -328,7 +332,8 @@ fn stock_restic_lists_checks_and_restores_a_caretaker_snapshot() {
     let media = app_tree(dir.path());
     let repo = new_repo(dir.path());
     let db = dump(30_000);
-    let report = repo.backup(&request(&[&media], &[]), vec![Box::new(Bytes { name: "db.sql", data: db.clone() })]).unwrap();
+    let report =
+        repo.backup(&request(&[&media], &[]), vec![Box::new(Bytes { name: "db.sql", data: db.clone() })]).unwrap();
     // The password goes through a file, never argv.
     let pw = dir.path().join("pw");
     std::fs::write(&pw, PASSWORD).unwrap();

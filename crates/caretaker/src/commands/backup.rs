@@ -32,9 +32,22 @@ pub fn run(global: &Global, args: &BackupArgs) -> Result<Code> {
             if *json {
                 println!("{}", serde_json::to_string_pretty(&snaps)?);
             } else {
-                let mut rows = vec![vec!["ID".into(), "TIME".into(), "HOST".into(), "STATE".into(), "FILES".into(), "BYTES".into()]];
+                let mut rows = vec![vec![
+                    "ID".into(),
+                    "TIME".into(),
+                    "HOST".into(),
+                    "STATE".into(),
+                    "FILES".into(),
+                    "BYTES".into(),
+                ]];
                 for s in &snaps {
-                    let state = if s.pending { "pending" } else if s.complete { "complete" } else { "partial" };
+                    let state = if s.pending {
+                        "pending"
+                    } else if s.complete {
+                        "complete"
+                    } else {
+                        "partial"
+                    };
                     rows.push(vec![
                         s.short_id.clone(),
                         s.time.strftime("%Y-%m-%d %H:%M:%S").to_string(),
@@ -73,7 +86,11 @@ pub fn run(global: &Global, args: &BackupArgs) -> Result<Code> {
                         Ok(Code::Ok)
                     } else {
                         job.finish(Outcome::Failed, figures, Some("check found errors"))?;
-                        app.store.record_event("backup_check_failed", &cfg.repository.to_string(), "check found errors")?;
+                        app.store.record_event(
+                            "backup_check_failed",
+                            &cfg.repository.to_string(),
+                            "check found errors",
+                        )?;
                         Ok(Code::Failure)
                     }
                 }
@@ -84,7 +101,7 @@ pub fn run(global: &Global, args: &BackupArgs) -> Result<Code> {
             }
         }
         BackupCommand::Prune { json } => {
-            let mut job = app.store.start_job(kind::PRUNE, Trigger::Cli, true)?;
+            let job = app.store.start_job(kind::PRUNE, Trigger::Cli, true)?;
             match repo.prune(&cfg.keep) {
                 Ok(r) => {
                     let figures = serde_json::to_value(&r)?;
@@ -113,7 +130,7 @@ pub fn run(global: &Global, args: &BackupArgs) -> Result<Code> {
                 (false, true) => RestoreWhat::StreamsOnly,
                 _ => RestoreWhat::All,
             };
-            let mut job = app.store.start_job(kind::RESTORE, Trigger::Cli, true)?;
+            let job = app.store.start_job(kind::RESTORE, Trigger::Cli, true)?;
             let req = RestoreRequest { snapshot: snapshot.clone(), what, target: target.clone() };
             match repo.restore(&req) {
                 Ok(r) => {
@@ -148,9 +165,11 @@ pub fn run(global: &Global, args: &BackupArgs) -> Result<Code> {
 }
 
 fn parse_percent(s: &str) -> Result<f64> {
-    s.trim_end_matches('%').parse::<f64>().ok().filter(|p| (0.0..=100.0).contains(p)).ok_or_else(|| {
-        Failure::new(Code::Usage, format!("--read-data-subset {s}: give a percentage, e.g. 10%")).into()
-    })
+    s.trim_end_matches('%')
+        .parse::<f64>()
+        .ok()
+        .filter(|p| (0.0..=100.0).contains(p))
+        .ok_or_else(|| Failure::new(Code::Usage, format!("--read-data-subset {s}: give a percentage, e.g. 10%")).into())
 }
 
 fn run_backup(
@@ -183,11 +202,17 @@ fn run_backup(
             for e in &r.read_errors {
                 job.log(&format!("unreadable: {e}"));
             }
-            let (outcome, code) = if r.complete { (Outcome::Succeeded, Code::Ok) } else { (Outcome::Partial, Code::Failure) };
+            let (outcome, code) =
+                if r.complete { (Outcome::Succeeded, Code::Ok) } else { (Outcome::Partial, Code::Failure) };
             let error = (!r.complete).then(|| format!("{} file(s) could not be read", r.read_errors.len()));
             job.finish(outcome, figures.clone(), error.as_deref())?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"job": id, "outcome": outcome, "figures": figures}))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"job": id, "outcome": outcome, "figures": figures})
+                    )?
+                );
             } else {
                 eprintln!(
                     "snapshot {} ({outcome}): {} files, {} bytes read, {} bytes added, in {}",
@@ -211,7 +236,12 @@ fn run_backup(
                 app.store.record_event("backup_refused", &cfg.repository.to_string(), &e.message)?;
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"job": id, "outcome": outcome, "error": e.message}))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"job": id, "outcome": outcome, "error": e.message})
+                    )?
+                );
             }
             Err(to_failure(e).into())
         }

@@ -79,7 +79,8 @@ fn config_is_found_by_flag_then_env_then_current_directory() {
     assert_eq!(show(&[], None), "from-cwd");
 
     // An explicit file that does not exist is an error, not a silent fallback.
-    let out = Command::new(BIN).current_dir(s.path()).args(["--config", "nope.yml", "config", "check"]).output().unwrap();
+    let out =
+        Command::new(BIN).current_dir(s.path()).args(["--config", "nope.yml", "config", "check"]).output().unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(stderr_of(&out).contains("nope.yml (--config)"), "{}", stderr_of(&out));
 }
@@ -87,7 +88,11 @@ fn config_is_found_by_flag_then_env_then_current_directory() {
 #[test]
 fn world_readable_config_with_inline_secrets_is_refused_unless_allowed() {
     let s = Scratch::new();
-    s.write("caretaker.yml", "version: 1\napp:\n  name: x\n  env:\n    KEY: { secret: \"inline-secret-1234\" }\n", 0o644);
+    s.write(
+        "caretaker.yml",
+        "version: 1\napp:\n  name: x\n  env:\n    KEY: { secret: \"inline-secret-1234\" }\n",
+        0o644,
+    );
     let ct = s.caretaker();
     let out = ct.run(&["config", "check"]);
     assert_eq!(out.status.code(), Some(3));
