@@ -46,6 +46,8 @@ pub enum Command {
     Init(InitArgs),
     /// List recorded jobs, show one, or run a scheduled app command now
     Jobs(JobsArgs),
+    /// Back up, list, check, prune and restore (restic-format repository)
+    Backup(BackupArgs),
     /// Run the supervisor in the foreground (for systemd or a container)
     Daemon,
     /// Start every service (and a background daemon if none runs); waits until all are healthy
@@ -363,4 +365,56 @@ pub struct InstallSystemdArgs {
     /// Overwrite an existing unit file with different content
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub command: BackupCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BackupCommand {
+    /// Create the backup repository named in the config
+    Init,
+    /// Take a snapshot now: file trees, the config file (and the database dump)
+    Run {
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the snapshots
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify the repository; optionally read back all or part of the data
+    Check {
+        /// Read and verify all data
+        #[arg(long)]
+        read_data: bool,
+        /// Read and verify a random subset, e.g. 10%
+        #[arg(long, value_name = "PERCENT", conflicts_with = "read_data")]
+        read_data_subset: Option<String>,
+    },
+    /// Apply the retention policy (backup.keep) and free unused space
+    Prune {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a snapshot (default: the newest complete one)
+    Restore {
+        snapshot: Option<String>,
+        /// Only the file trees and the config file
+        #[arg(long, conflicts_with = "streams_only")]
+        files_only: bool,
+        /// Only the streams (database dumps); needs --target until the database restore exists
+        #[arg(long)]
+        streams_only: bool,
+        /// Restore below this directory instead of to the original paths
+        #[arg(long, value_name = "DIR")]
+        target: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }

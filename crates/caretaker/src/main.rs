@@ -39,6 +39,7 @@ fn main() {
         Command::Maintenance(c) => commands::maintenance::run(&cli.global, c),
         Command::ResetFailed => commands::maintenance::reset_failed(&cli.global),
         Command::Db(c) => commands::db::run(&cli.global, c),
+        Command::Backup(a) => commands::backup::run(&cli.global, a),
         Command::Demo(a) => commands::demo::run(&cli.global, a),
         Command::Check(a) => commands::check::run(&cli.global, a),
         Command::Metrics(a) => commands::metrics::run(&cli.global, a),

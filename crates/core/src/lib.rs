@@ -13,7 +13,7 @@ pub mod config;
 pub mod duration;
 pub mod envfile;
 pub mod job;
-pub mod mode;
 pub mod metrics;
+pub mod mode;
 pub mod schedule;
 pub mod scheduler;

@@ -388,9 +388,9 @@ impl Store {
                 by: "unknown".into(),
             })
         });
-        let failed = self.fact(FACT_FAILED)?.map(|v| {
-            serde_json::from_str::<Failed>(&v).unwrap_or(Failed { reason: v, since: Timestamp::UNIX_EPOCH })
-        });
+        let failed = self
+            .fact(FACT_FAILED)?
+            .map(|v| serde_json::from_str::<Failed>(&v).unwrap_or(Failed { reason: v, since: Timestamp::UNIX_EPOCH }));
         Ok(Mode::from_facts(maintenance, failed))
     }
 

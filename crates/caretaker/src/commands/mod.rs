@@ -1,22 +1,23 @@
 //! One file per subcommand. Each exposes `run(...) -> anyhow::Result<Code>`.
 
 pub mod alerts;
+pub mod backup;
 pub mod check;
 pub mod config;
-pub mod db;
 pub mod daemon;
+pub mod db;
 pub mod demo;
 pub mod down;
 pub mod exec;
 pub mod init;
 pub mod install_systemd;
 pub mod jobs;
+pub mod logs;
 pub mod maintenance;
 pub mod metrics;
 pub mod notify;
+pub mod restart;
 pub mod schedule;
 pub mod silence;
-pub mod logs;
-pub mod restart;
 pub mod status;
 pub mod up;

@@ -1,5 +1,6 @@
 //! Integration tests of the `caretaker` binary: one test binary, one module per area.
 
+mod backup;
 mod config;
 mod db;
 mod demo;

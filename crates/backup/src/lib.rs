@@ -1,0 +1,24 @@
+//! caretaker's backup engine: restic-format repositories (readable by stock `restic`) written
+//! through rustic_core, behind the small [`BackupEngine`] trait.
+//!
+//! - [`engine`]: the trait and its request/report types;
+//! - [`restic`]: the one implementation;
+//! - [`location`]: from the config's `backup.repository` to a storage backend;
+//! - [`source`]: the snapshot source (file trees + config file + streams) that records errors;
+//! - [`stream`]: [`StreamSource`], what the database adapter implements;
+//! - [`safety`], [`retention`]: pure decisions, no I/O.
+
+pub mod engine;
+pub mod error;
+pub mod location;
+pub mod restic;
+pub mod retention;
+pub mod safety;
+mod source;
+pub mod stream;
+
+pub use engine::*;
+pub use error::{Error, ErrorKind, Result};
+pub use restic::ResticRepository;
+pub use safety::{Measurement, Refusal, SafetyPolicy};
+pub use stream::StreamSource;

@@ -1,0 +1,641 @@
+//! The restic-format repository through rustic_core: caretaker's one [`BackupEngine`].
+//!
+//! How each measured rustic_core 0.13 behaviour is handled (see docs/backup.md):
+//! 1. failed streams still give a snapshot → every snapshot is first saved tagged
+//!    `caretaker-pending`; it only loses that tag after the streams succeeded and were
+//!    verified, and is deleted otherwise (a crash leaves a pending one: the next run deletes it);
+//! 2. stream entries lack metadata → fresh mtime/ctime/inode per run, and the stored size is
+//!    set from the index (`repair_snapshots`) and compared with the bytes the producer wrote;
+//! 3. read errors are warnings → recorded by the source wrapper, snapshot tagged partial;
+//! 4. a handle does not see its own new snapshot → reopened after each write;
+//! 5. restore panics on corrupt packs → `catch_unwind` per restored tree; streams are restored
+//!    with `dump`, blob by blob, so their memory is bounded.
+
+use crate::engine::*;
+use crate::error::{Error, ErrorKind, Result};
+use crate::retention;
+use crate::safety::{self, Measurement, TreeMeasure};
+use crate::source::{CompositeSource, LocalPart, Tracker};
+use crate::stream::{valid_name, StreamSource, STREAMS_DIR};
+use rustic_core::repofile::{MasterKey, SnapshotFile, StringList};
+use rustic_core::{
+    BackupOptions, CheckOptions, ConfigOptions, Credentials, IndexedFull, KeyOptions, LocalDestination, LsOptions,
+    NoProgressBars, OpenStatus, Progress, ProgressBars, ProgressType, PruneOptions, ReadSubsetOption, Repository,
+    RepositoryBackends, RepositoryOptions, RestoreOptions, RusticError, SnapshotOptions,
+};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub const TAG_PENDING: &str = "caretaker-pending";
+pub const TAG_COMPLETE: &str = "caretaker-complete";
+pub const TAG_PARTIAL: &str = "caretaker-partial";
+
+/// Progress display; the binary passes an indicatif one on a terminal.
+#[derive(Clone, Debug)]
+pub struct Bars(pub Arc<dyn ProgressBars>);
+
+impl ProgressBars for Bars {
+    fn progress(&self, progress_type: ProgressType, prefix: &str) -> Progress {
+        self.0.progress(progress_type, prefix)
+    }
+}
+
+pub struct ResticRepository {
+    backends: RepositoryBackends,
+    /// For messages: the repository in restic notation.
+    name: String,
+    password: String,
+    bars: Bars,
+    cache_dir: Option<PathBuf>,
+    /// The master key after the first successful open: reopening (needed to see new
+    /// snapshots) then skips the deliberately slow password key derivation.
+    key: std::sync::Mutex<Option<MasterKey>>,
+}
+
+type Open = Repository<OpenStatus>;
+
+impl ResticRepository {
+    pub fn new(backends: RepositoryBackends, name: impl Into<String>, password: impl Into<String>) -> Self {
+        ResticRepository {
+            backends,
+            name: name.into(),
+            password: password.into(),
+            bars: Bars(Arc::new(NoProgressBars)),
+            cache_dir: None,
+            key: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn with_progress(mut self, bars: Arc<dyn ProgressBars>) -> Self {
+        self.bars = Bars(bars);
+        self
+    }
+
+    /// Cache directory for repository metadata (worth it for remote targets).
+    pub fn with_cache_dir(mut self, dir: PathBuf) -> Self {
+        self.cache_dir = Some(dir);
+        self
+    }
+
+    fn err(&self, what: &str) -> impl Fn(Box<RusticError>) -> Error + '_ {
+        let what = what.to_string();
+        move |e| Error::rustic(&what, &self.name, &e)
+    }
+
+    fn raw(&self) -> Result<Repository<()>> {
+        let mut opts = RepositoryOptions::default();
+        match &self.cache_dir {
+            Some(d) => opts.cache_dir = Some(d.clone()),
+            None => opts.no_cache = true,
+        }
+        Repository::new_with_progress(&opts, &self.backends, self.bars.clone()).map_err(self.err("opening repository"))
+    }
+
+    fn open(&self) -> Result<Open> {
+        let raw = self.raw()?;
+        let config = raw.config_id().map_err(self.err("reading repository"))?;
+        if config.is_none() {
+            return Err(Error::new(ErrorKind::NoRepository, format!("no backup repository at {}", self.name))
+                .hint("create it with `caretaker backup init` (or fix backup.repository in the config)"));
+        }
+        let cached = self.key.lock().unwrap().clone();
+        let creds = match cached {
+            Some(k) => Credentials::Masterkey(k),
+            None => Credentials::password(&self.password),
+        };
+        let repo = raw.open(&creds).map_err(self.err("opening repository"))?;
+        *self.key.lock().unwrap() = Some(repo.key());
+        Ok(repo)
+    }
+
+    fn all_snapshots(&self, repo: &Open) -> Result<Vec<SnapshotFile>> {
+        let mut snaps = repo.get_all_snapshots().map_err(self.err("listing snapshots"))?;
+        snaps.sort_by(|a, b| a.time.cmp(&b.time));
+        Ok(snaps)
+    }
+
+    fn delete(&self, repo: &Open, snap: &SnapshotFile) -> Result<()> {
+        repo.delete_snapshots(&[snap.id]).map_err(self.err("deleting snapshot"))
+    }
+
+    /// The snapshot a restore means: an id (prefix), or the newest complete one.
+    fn pick(&self, repo: &Open, wanted: Option<&str>) -> Result<SnapshotFile> {
+        let snaps = self.all_snapshots(repo)?;
+        match wanted {
+            Some(w) if w != "latest" => {
+                let found: Vec<_> = snaps.into_iter().filter(|s| s.id.to_hex().starts_with(w)).collect();
+                match found.len() {
+                    1 => Ok(found.into_iter().next().unwrap()),
+                    0 => Err(Error::new(ErrorKind::NotFound, format!("no snapshot {w} in {}", self.name))
+                        .hint("`caretaker backup list` shows the snapshots")),
+                    _ => Err(Error::new(ErrorKind::Invalid, format!("snapshot id {w} is ambiguous"))
+                        .hint("give more characters of the id")),
+                }
+            }
+            _ => snaps
+                .iter()
+                .rev()
+                .find(|s| info(s).complete)
+                .or_else(|| snaps.iter().rev().find(|s| !info(s).pending))
+                .cloned()
+                .ok_or_else(|| {
+                    Error::new(ErrorKind::NotFound, format!("no snapshot in {}", self.name))
+                        .hint("take one with `caretaker backup run`")
+                }),
+        }
+    }
+}
+
+fn tags_of(s: &SnapshotFile) -> Vec<String> {
+    s.tags.iter().cloned().collect()
+}
+
+fn string_list(items: &[String]) -> StringList {
+    let mut sl = StringList::default();
+    for i in items {
+        sl.add(i.clone());
+    }
+    sl
+}
+
+/// caretaker's manifest, stored as the snapshot's description (restic ignores it).
+fn manifest(s: &SnapshotFile) -> Option<Measurement> {
+    s.description.as_deref().and_then(|d| serde_json::from_str(d).ok())
+}
+
+pub(crate) fn info(s: &SnapshotFile) -> SnapshotInfo {
+    let tags = tags_of(s);
+    let summary = s.summary.as_ref();
+    SnapshotInfo {
+        id: s.id.to_hex().to_string(),
+        short_id: s.id.to_hex().chars().take(8).collect(),
+        time: s.time.timestamp(),
+        hostname: s.hostname.clone(),
+        complete: tags.iter().any(|t| t == TAG_COMPLETE),
+        pending: tags.iter().any(|t| t == TAG_PENDING),
+        tags,
+        paths: s.paths.iter().cloned().collect(),
+        bytes: summary.map_or(0, |m| m.total_bytes_processed),
+        files: summary.map_or(0, |m| m.total_files_processed),
+        measurement: manifest(s),
+    }
+}
+
+/// Walks a tree (without following symlinks) and counts what a backup would see.
+pub fn measure_tree(path: &Path) -> TreeMeasure {
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return TreeMeasure::default() };
+    let mut m = TreeMeasure { exists: true, is_dir: meta.is_dir(), entries: 0, bytes: 0 };
+    if !meta.is_dir() {
+        m.entries = 1;
+        m.bytes = meta.len();
+        return m;
+    }
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        for e in rd.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else {
+                m.entries += 1;
+                if ft.is_file() {
+                    m.bytes += e.metadata().map(|md| md.len()).unwrap_or(0);
+                }
+            }
+        }
+    }
+    m
+}
+
+fn validate(req: &BackupRequest, streams: &[Box<dyn StreamSource>]) -> Result<Vec<PathBuf>> {
+    let mut roots: Vec<PathBuf> = req.trees.iter().map(|t| t.path.clone()).chain(req.files.iter().cloned()).collect();
+    for r in &roots {
+        if !r.is_absolute() {
+            return Err(Error::new(ErrorKind::Invalid, format!("backup path {} is not absolute", r.display())));
+        }
+        if r.starts_with(STREAMS_DIR) {
+            return Err(Error::new(ErrorKind::Invalid, format!("backup path {} is reserved for streams", r.display())));
+        }
+    }
+    roots.sort();
+    for w in roots.windows(2) {
+        if w[1].starts_with(&w[0]) {
+            return Err(Error::new(
+                ErrorKind::Invalid,
+                format!("backup paths {} and {} overlap", w[0].display(), w[1].display()),
+            )
+            .hint("list each directory once in `files:`"));
+        }
+    }
+    let mut names: Vec<&str> = streams.iter().map(|s| s.name()).collect();
+    for n in &names {
+        if !valid_name(n) {
+            return Err(Error::new(ErrorKind::Invalid, format!("stream name {n:?} is not a plain file name")));
+        }
+    }
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return Err(Error::new(ErrorKind::Invalid, "two streams have the same name"));
+    }
+    if !streams.is_empty() {
+        roots.push(PathBuf::from(STREAMS_DIR));
+    }
+    Ok(roots)
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+impl ResticRepository {
+    fn remove_pending(&self, repo: &Open) -> Result<()> {
+        for s in self.all_snapshots(repo)? {
+            if info(&s).pending {
+                self.delete(repo, &s)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn backup_inner(
+        &self,
+        req: &BackupRequest,
+        streams: Vec<Box<dyn StreamSource>>,
+        started: Instant,
+    ) -> Result<BackupReport> {
+        let backup_paths = validate(req, &streams)?;
+        let stream_names: Vec<String> = streams.iter().map(|s| s.name().to_string()).collect();
+        let repo = self.open()?;
+        self.remove_pending(&repo)?;
+
+        // Safety before anything is written.
+        let previous = self.all_snapshots(&repo)?.iter().rev().filter(|s| info(s).complete).find_map(manifest);
+        let mut measurement = Measurement::default();
+        for t in &req.trees {
+            measurement.trees.insert(t.path.clone(), measure_tree(&t.path));
+        }
+        safety::check_before(previous.as_ref(), &measurement, &req.policy).map_err(Error::refused)?;
+
+        let mut snap_opts = SnapshotOptions::default();
+        snap_opts.host.clone_from(&req.host);
+        let mut pending_tags = req.tags.clone();
+        pending_tags.push(TAG_PENDING.into());
+        let mut snap = SnapshotFile::from_options(&snap_opts).map_err(self.err("preparing snapshot"))?;
+        snap.tags = string_list(&pending_tags);
+        snap.description = serde_json::to_string(&measurement).ok();
+
+        let parts: Vec<LocalPart> = req
+            .trees
+            .iter()
+            .map(|t| LocalPart { path: t.path.clone(), exclude: t.exclude.clone() })
+            .chain(req.files.iter().map(|f| LocalPart { path: f.clone(), exclude: vec![] }))
+            .collect();
+
+        // Pass 1 (streams only): rustic_core stores a stream's node with size 0, which stock
+        // `restic check` rejects; its size is only known once it has been read. So the streams
+        // go into a pending snapshot first ...
+        let mut sizes = BTreeMap::new();
+        let mut replay: Vec<Box<dyn StreamSource>> = Vec::new();
+        let mut first_pass: Option<SnapshotFile> = None;
+        let repo = if streams.is_empty() {
+            repo
+        } else {
+            let tracker = Arc::new(Tracker::default());
+            let source = CompositeSource::new(&[], streams, tracker.clone()).map_err(self.err("reading streams"))?;
+            let mut snap1 = snap.clone();
+            snap1.description = None;
+            let indexed = repo.to_indexed_ids().map_err(self.err("reading repository index"))?;
+            let archived = indexed.archive(&BackupOptions::default(), &source, snap1, &[PathBuf::from(STREAMS_DIR)]);
+            tracker.join_producers();
+            drop(indexed);
+            let snap1 = archived.map_err(self.err("backup"))?;
+            let repo = self.open()?;
+            let results = tracker.streams.lock().unwrap().clone();
+            for name in &stream_names {
+                let failure = match results.get(name) {
+                    Some(r) if r.opened => r.error.clone(),
+                    _ => Some("the stream was never read".to_string()),
+                };
+                if let Some(why) = failure {
+                    self.delete(&repo, &snap1)?;
+                    return Err(Error::new(
+                        ErrorKind::StreamFailed,
+                        format!("stream {name} failed: {why}; no snapshot was saved"),
+                    )
+                    .hint("fix the database dump (see the job log), then run the backup again"));
+                }
+                sizes.insert(name.clone(), results[name].bytes);
+            }
+            // ... and pass 2 replays them from the repository (all chunks already stored, nothing
+            // is written twice) with their sizes in the node metadata.
+            let full = Arc::new(self.open()?.to_indexed().map_err(self.err("reading repository index"))?);
+            for name in &stream_names {
+                let node = full
+                    .node_from_snapshot_and_path(&snap1, &format!("{STREAMS_DIR}/{name}"))
+                    .map_err(self.err("reading streams back"))?;
+                replay.push(Box::new(Replay { name: name.clone(), repo: full.clone(), node }));
+            }
+            first_pass = Some(snap1);
+            repo
+        };
+
+        let tracker = Arc::new(Tracker::default());
+        let source = CompositeSource::new(&parts, replay, tracker.clone())
+            .map_err(self.err("reading file trees"))?
+            .with_sizes(sizes.clone());
+        let indexed = repo.to_indexed_ids().map_err(self.err("reading repository index"))?;
+        let archived = indexed.archive(&BackupOptions::default(), &source, snap, &backup_paths);
+        tracker.join_producers();
+        drop(indexed);
+        let snap = archived.map_err(self.err("backup"));
+
+        // Fact 4: a fresh handle sees the new snapshot and its index.
+        let repo = self.open()?;
+        if let Some(s1) = &first_pass {
+            self.delete(&repo, s1)?;
+        }
+        let snap = snap?;
+        let results = tracker.streams.lock().unwrap().clone();
+        let repo = repo.to_indexed().map_err(self.err("reading repository index"))?;
+        for name in &stream_names {
+            let written = sizes[name];
+            let replayed = results.get(name).filter(|r| r.opened && r.error.is_none()).map(|r| r.bytes);
+            let stored = repo.node_from_snapshot_and_path(&snap, &format!("{STREAMS_DIR}/{name}")).map(|n| n.meta.size);
+            if replayed != Some(written) || stored.as_ref().ok() != Some(&written) {
+                let _ = repo.delete_snapshots(&[snap.id]);
+                return Err(Error::new(
+                    ErrorKind::StreamFailed,
+                    format!(
+                        "stream {name}: {written} bytes written, {replayed:?} read back, {stored:?} stored; no snapshot was saved"
+                    ),
+                ));
+            }
+            measurement.streams.insert(name.clone(), written);
+        }
+        if let Err(r) = safety::check_streams(previous.as_ref(), &measurement, &req.policy) {
+            let _ = repo.delete_snapshots(&[snap.id]);
+            return Err(Error::refused(r));
+        }
+
+        // Verified: the final snapshot, with caretaker's tags and manifest.
+        let read_errors = tracker.read_errors.lock().unwrap().clone();
+        let complete = read_errors.is_empty();
+        let mut final_tags = req.tags.clone();
+        final_tags.push(if complete { TAG_COMPLETE } else { TAG_PARTIAL }.into());
+        let mut fin = snap.clone();
+        fin.tags = string_list(&final_tags);
+        fin.description = serde_json::to_string(&measurement).ok();
+        repo.save_snapshots(vec![fin.clone()]).map_err(self.err("saving snapshot"))?;
+        repo.delete_snapshots(&[snap.id]).map_err(self.err("saving snapshot"))?;
+        drop(repo);
+        let repo = self.open()?;
+        let saved = self
+            .all_snapshots(&repo)?
+            .into_iter()
+            .rev()
+            .find(|s| s.time == fin.time && s.tree == fin.tree && !info(s).pending)
+            .ok_or_else(|| Error::new(ErrorKind::Corrupt, "the new snapshot vanished after it was saved"))?;
+
+        let summary = saved.summary.clone().unwrap_or_default();
+        Ok(BackupReport {
+            snapshot_id: saved.id.to_hex().to_string(),
+            complete,
+            read_errors,
+            bytes_read: summary.total_bytes_processed,
+            bytes_added: summary.data_added_packed,
+            files: summary.total_files_processed,
+            files_new: summary.files_new,
+            files_changed: summary.files_changed,
+            duration: started.elapsed(),
+            measurement,
+        })
+    }
+
+    fn restore_inner(&self, req: &RestoreRequest, report: &mut RestoreReport) -> Result<()> {
+        let repo = self.open()?;
+        let snap = self.pick(&repo, req.snapshot.as_deref())?;
+        report.snapshot_id = snap.id.to_hex().to_string();
+        let repo = repo.to_indexed().map_err(self.err("reading repository index"))?;
+        for p in snap.paths.iter() {
+            let path = PathBuf::from(p);
+            if path == Path::new(STREAMS_DIR) {
+                if req.what == RestoreWhat::FilesOnly {
+                    continue;
+                }
+                let dir = repo.node_from_snapshot_and_path(&snap, STREAMS_DIR).map_err(self.err("reading snapshot"))?;
+                let Some(tree) = dir.subtree else { continue };
+                let tree = repo.get_tree(&tree).map_err(self.err("reading snapshot"))?;
+                for node in tree.nodes {
+                    let name = node.name().to_string_lossy().to_string();
+                    let Some(target) = &req.target else {
+                        report.streams_skipped.push(name);
+                        continue;
+                    };
+                    let dest_dir = target.join(STREAMS_DIR.trim_start_matches('/'));
+                    let dest = dest_dir.join(&name);
+                    let res = std::fs::create_dir_all(&dest_dir)
+                        .and_then(|()| std::fs::File::create(&dest))
+                        .map_err(|e| Error::io(format!("writing {}", dest.display()), &e))
+                        .and_then(|f| {
+                            let mut w = std::io::BufWriter::new(f);
+                            let r = contained(|| repo.dump(&node, &mut w).map_err(self.err("restoring stream")));
+                            r.and_then(|()| w.flush().map_err(|e| Error::io(format!("writing {}", dest.display()), &e)))
+                        });
+                    match res {
+                        Ok(()) => report.streams_written.push((name, dest, node.meta.size)),
+                        Err(e) => report.errors.push(format!("stream {name}: {e}")),
+                    }
+                }
+                continue;
+            }
+            if req.what == RestoreWhat::StreamsOnly {
+                continue;
+            }
+            let dest = match &req.target {
+                Some(t) => t.join(path.strip_prefix("/").unwrap_or(&path)),
+                None => path.clone(),
+            };
+            let res = contained(|| {
+                let node = repo.node_from_snapshot_and_path(&snap, p).map_err(self.err("reading snapshot"))?;
+                if let Some(parent) = dest.parent() {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| Error::io(format!("creating {}", parent.display()), &e))?;
+                }
+                let mut dest_str = dest.to_string_lossy().to_string();
+                if node.is_dir() && !dest_str.ends_with('/') {
+                    dest_str.push('/');
+                }
+                let ldest = LocalDestination::new(&dest_str, true, !node.is_dir()).map_err(self.err("restoring"))?;
+                let ls_opts = LsOptions::default().recursive(true);
+                let ls = repo.ls(&node, &ls_opts).map_err(self.err("restoring"))?;
+                let opts = RestoreOptions::default();
+                let plan = repo.prepare_restore(&opts, ls.clone(), &ldest, false).map_err(self.err("restoring"))?;
+                repo.restore(plan, &opts, ls, &ldest).map_err(self.err("restoring"))
+            });
+            match res {
+                Ok(()) => report.restored.push(dest),
+                Err(e) => report.errors.push(format!("{}: {e}", path.display())),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs `f`, turning a panic inside rustic_core (e.g. on a corrupt pack) into an error.
+fn contained<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => Err(Error::new(ErrorKind::Corrupt, format!("the repository data is damaged ({})", panic_text(&*p)))
+            .hint("run `caretaker backup check --read-data` to see what is damaged")),
+    }
+}
+
+impl BackupEngine for ResticRepository {
+    fn init(&self) -> Result<()> {
+        let raw = self.raw()?;
+        if raw.config_id().map_err(self.err("reading repository"))?.is_some() {
+            return Err(Error::new(ErrorKind::AlreadyInitialized, format!("{} already holds a repository", self.name)));
+        }
+        raw.init(&Credentials::password(&self.password), &KeyOptions::default(), &ConfigOptions::default())
+            .map_err(self.err("creating repository"))?;
+        Ok(())
+    }
+
+    fn snapshots(&self) -> Result<Vec<SnapshotInfo>> {
+        let repo = self.open()?;
+        Ok(self.all_snapshots(&repo)?.iter().map(info).collect())
+    }
+
+    fn backup(&self, req: &BackupRequest, streams: Vec<Box<dyn StreamSource>>) -> Result<BackupReport> {
+        let started = Instant::now();
+        contained(|| self.backup_inner(req, streams, started))
+    }
+
+    fn check(&self, read: ReadData) -> Result<CheckReport> {
+        let repo = self.open()?;
+        let mut opts = CheckOptions::default();
+        match read {
+            ReadData::None => {}
+            ReadData::All => opts.read_data = true,
+            ReadData::Percent(p) => {
+                if !(0.0..=100.0).contains(&p) {
+                    return Err(Error::new(ErrorKind::Invalid, format!("--read-data-subset {p}: give 0 to 100")));
+                }
+                opts.read_data = true;
+                opts.read_data_subset = ReadSubsetOption::Percentage(p);
+            }
+        }
+        let results = contained(|| repo.check(opts).map_err(self.err("checking repository")))?;
+        let mut report = CheckReport { errors: vec![], warnings: vec![] };
+        for (level, e) in results.0 {
+            let text = e.to_string();
+            if format!("{level:?}").to_lowercase().contains("error") {
+                report.errors.push(text);
+            } else {
+                report.warnings.push(text);
+            }
+        }
+        Ok(report)
+    }
+
+    fn prune(&self, keep: &caretaker_core::config::Keep) -> Result<PruneReport> {
+        let repo = self.open()?;
+        let snaps = self.all_snapshots(&repo)?;
+        let candidates: Vec<retention::Candidate> = snaps
+            .iter()
+            .filter(|s| !info(s).pending)
+            .map(|s| retention::Candidate {
+                id: s.id.to_hex().to_string(),
+                time: s.time.timestamp(),
+                complete: info(s).complete,
+            })
+            .collect();
+        let decisions = retention::select(&candidates, keep, jiff::Timestamp::now(), &jiff::tz::TimeZone::system());
+        let by_id: BTreeMap<String, &SnapshotFile> = snaps.iter().map(|s| (s.id.to_hex().to_string(), s)).collect();
+        let remove: Vec<_> = decisions.iter().filter(|d| !d.keep).map(|d| by_id[&d.id].id).collect();
+        if !remove.is_empty() {
+            repo.delete_snapshots(&remove).map_err(self.err("removing snapshots"))?;
+        }
+        let repo = self.open()?;
+        let opts = PruneOptions::default();
+        let plan = repo.prune_plan(&opts).map_err(self.err("planning prune"))?;
+        let packs_removed = plan.stats.packs.unused + plan.stats.packs_unref + plan.stats.packs_to_delete.remove;
+        let bytes_freed = plan.stats.size_sum().remove + plan.stats.size_unref;
+        repo.prune(&opts, plan).map_err(self.err("pruning"))?;
+        Ok(PruneReport {
+            removed_snapshots: decisions.iter().filter(|d| !d.keep).map(|d| d.id.clone()).collect(),
+            kept_snapshots: decisions.iter().filter(|d| d.keep).map(|d| (d.id.clone(), d.reasons.clone())).collect(),
+            packs_removed,
+            bytes_freed,
+        })
+    }
+
+    fn restore(&self, req: &RestoreRequest) -> Result<RestoreReport> {
+        let mut report = RestoreReport {
+            snapshot_id: String::new(),
+            restored: vec![],
+            streams_written: vec![],
+            streams_skipped: vec![],
+            errors: vec![],
+        };
+        self.restore_inner(req, &mut report)?;
+        Ok(report)
+    }
+
+    fn restore_stream(&self, snapshot: Option<&str>, name: &str, out: &mut dyn Write) -> Result<u64> {
+        let repo = self.open()?;
+        let snap = self.pick(&repo, snapshot)?;
+        let repo = repo.to_indexed().map_err(self.err("reading repository index"))?;
+        let node = repo
+            .node_from_snapshot_and_path(&snap, &format!("{STREAMS_DIR}/{name}"))
+            .map_err(|_| Error::new(ErrorKind::NotFound, format!("snapshot {} has no stream {name}", snap.id)))?;
+        let mut counting = Counting { inner: out, n: 0 };
+        contained(|| repo.dump(&node, &mut counting).map_err(self.err("restoring stream")))?;
+        Ok(counting.n)
+    }
+}
+
+/// A stream read back from the first pass (see `backup_inner`).
+struct Replay {
+    name: String,
+    repo: Arc<Repository<rustic_core::IndexedFullStatus>>,
+    node: rustic_core::repofile::Node,
+}
+
+impl StreamSource for Replay {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn write_to(&mut self, out: &mut dyn Write) -> std::io::Result<u64> {
+        let mut c = Counting { inner: out, n: 0 };
+        self.repo.dump(&self.node, &mut c).map_err(|e| std::io::Error::other(e.display_log()))?;
+        Ok(c.n)
+    }
+}
+
+struct Counting<'a> {
+    inner: &'a mut dyn Write,
+    n: u64,
+}
+
+impl Write for Counting<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[allow(dead_code)]
+fn assert_full<S: IndexedFull>(_: &Repository<S>) {}

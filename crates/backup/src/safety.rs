@@ -1,0 +1,190 @@
+//! Safety checks before and after a backup: pure decisions over measurements, no I/O.
+//!
+//! A backup that silently saves an empty or half-lost file store is worse than no backup: it
+//! pushes good snapshots out of retention. So a run is refused when a file tree is missing or
+//! empty (unless the config allows it), or when the data shrank suspiciously since the previous
+//! snapshot.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+/// What one file tree looked like just before the backup.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeMeasure {
+    pub exists: bool,
+    pub is_dir: bool,
+    /// Non-directory entries (files, symlinks, ...).
+    pub entries: u64,
+    /// Bytes in regular files.
+    pub bytes: u64,
+}
+
+/// Sizes recorded in (or about to be recorded in) a snapshot, for comparison with the next.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Measurement {
+    pub trees: BTreeMap<PathBuf, TreeMeasure>,
+    pub streams: BTreeMap<String, u64>,
+}
+
+impl Measurement {
+    pub fn tree_bytes(&self) -> u64 {
+        self.trees.values().map(|t| t.bytes).sum()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SafetyPolicy {
+    /// Trees that may legitimately be empty.
+    pub allow_empty: Vec<PathBuf>,
+    /// Refuse when something shrank by more than this percentage; 100 disables the check.
+    pub max_shrink_percent: u8,
+}
+
+/// Why a backup was refused. Each names what to look at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    TreeMissing(PathBuf),
+    TreeEmpty(PathBuf),
+    Shrunk { what: String, previous: u64, current: u64, percent: u8, max_percent: u8 },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::TreeMissing(p) => write!(f, "file tree {} does not exist (lost mount?)", p.display()),
+            Refusal::TreeEmpty(p) => write!(
+                f,
+                "file tree {} is empty (lost mount?); set `allow_empty: true` for it if that is expected",
+                p.display()
+            ),
+            Refusal::Shrunk { what, previous, current, percent, max_percent } => write!(
+                f,
+                "{what} shrank by {percent}% since the previous snapshot ({previous} → {current} bytes), \
+                 more than the allowed {max_percent}% (backup.max_shrink_percent)"
+            ),
+        }
+    }
+}
+
+/// Checks that can be made before anything is written: trees exist, are not empty, and the
+/// file trees as a whole did not shrink too much since `previous`.
+pub fn check_before(
+    previous: Option<&Measurement>,
+    current: &Measurement,
+    policy: &SafetyPolicy,
+) -> Result<(), Refusal> {
+    for (path, m) in &current.trees {
+        if !m.exists {
+            return Err(Refusal::TreeMissing(path.clone()));
+        }
+        if m.entries == 0 && !policy.allow_empty.contains(path) {
+            return Err(Refusal::TreeEmpty(path.clone()));
+        }
+    }
+    if let Some(prev) = previous {
+        // Only compare trees that were in the previous snapshot too: adding a tree to the
+        // config must not look like growth that hides a shrink elsewhere.
+        let prev_bytes: u64 = current.trees.keys().filter_map(|p| prev.trees.get(p)).map(|t| t.bytes).sum();
+        let cur_bytes: u64 =
+            current.trees.iter().filter(|(p, _)| prev.trees.contains_key(*p)).map(|(_, t)| t.bytes).sum();
+        shrink("the file trees", prev_bytes, cur_bytes, policy.max_shrink_percent)?;
+    }
+    Ok(())
+}
+
+/// Checks on the streams, which are only measured while they are written.
+pub fn check_streams(
+    previous: Option<&Measurement>,
+    current: &Measurement,
+    policy: &SafetyPolicy,
+) -> Result<(), Refusal> {
+    if let Some(prev) = previous {
+        for (name, bytes) in &current.streams {
+            if let Some(p) = prev.streams.get(name) {
+                shrink(&format!("stream {name}"), *p, *bytes, policy.max_shrink_percent)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn shrink(what: &str, previous: u64, current: u64, max_percent: u8) -> Result<(), Refusal> {
+    if max_percent >= 100 || previous == 0 || current >= previous {
+        return Ok(());
+    }
+    let dropped = previous - current;
+    let percent = ((u128::from(dropped) * 100) / u128::from(previous)) as u8;
+    if percent > max_percent {
+        return Err(Refusal::Shrunk { what: what.to_string(), previous, current, percent, max_percent });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(entries: u64, bytes: u64) -> TreeMeasure {
+        TreeMeasure { exists: true, is_dir: true, entries, bytes }
+    }
+
+    fn measure(trees: &[(&str, TreeMeasure)], streams: &[(&str, u64)]) -> Measurement {
+        Measurement {
+            trees: trees.iter().map(|(p, t)| (PathBuf::from(p), t.clone())).collect(),
+            streams: streams.iter().map(|(n, b)| (n.to_string(), *b)).collect(),
+        }
+    }
+
+    fn policy(max: u8) -> SafetyPolicy {
+        SafetyPolicy { allow_empty: vec![PathBuf::from("/allowed")], max_shrink_percent: max }
+    }
+
+    #[test]
+    fn missing_tree_is_refused() {
+        let cur = measure(&[("/srv/media", TreeMeasure::default())], &[]);
+        assert_eq!(check_before(None, &cur, &policy(50)), Err(Refusal::TreeMissing("/srv/media".into())));
+    }
+
+    #[test]
+    fn empty_tree_is_refused_unless_allowed() {
+        let cur = measure(&[("/srv/media", tree(0, 0))], &[]);
+        assert_eq!(check_before(None, &cur, &policy(50)), Err(Refusal::TreeEmpty("/srv/media".into())));
+        let cur = measure(&[("/allowed", tree(0, 0))], &[]);
+        assert_eq!(check_before(None, &cur, &policy(50)), Ok(()));
+    }
+
+    #[test]
+    fn shrink_beyond_the_limit_is_refused() {
+        let prev = measure(&[("/a", tree(10, 1000))], &[]);
+        let cur = measure(&[("/a", tree(5, 400))], &[]);
+        let err = check_before(Some(&prev), &cur, &policy(50)).unwrap_err();
+        assert!(matches!(err, Refusal::Shrunk { percent: 60, .. }), "{err:?}");
+        assert_eq!(check_before(Some(&prev), &cur, &policy(60)), Ok(()));
+        assert_eq!(check_before(Some(&prev), &cur, &policy(100)), Ok(()), "100 disables the check");
+    }
+
+    #[test]
+    fn growth_and_new_trees_pass() {
+        let prev = measure(&[("/a", tree(10, 1000))], &[]);
+        let cur = measure(&[("/a", tree(10, 2000)), ("/b", tree(1, 1))], &[]);
+        assert_eq!(check_before(Some(&prev), &cur, &policy(10)), Ok(()));
+    }
+
+    #[test]
+    fn a_new_tree_does_not_hide_a_shrunk_one() {
+        let prev = measure(&[("/a", tree(10, 1000))], &[]);
+        let cur = measure(&[("/a", tree(1, 10)), ("/b", tree(100, 5000))], &[]);
+        assert!(check_before(Some(&prev), &cur, &policy(50)).is_err());
+    }
+
+    #[test]
+    fn shrunk_stream_is_refused() {
+        let prev = measure(&[], &[("db", 1000)]);
+        let cur = measure(&[], &[("db", 10)]);
+        assert!(check_streams(Some(&prev), &cur, &policy(50)).is_err());
+        let cur = measure(&[], &[("db", 900), ("new", 1)]);
+        assert_eq!(check_streams(Some(&prev), &cur, &policy(50)), Ok(()));
+    }
+}
