@@ -28,6 +28,31 @@ pub fn request(state_dir: &Path, req: &Request, timeout: Duration) -> Result<Opt
     }
 }
 
+/// The flock a running daemon holds (one daemon per app).
+pub fn daemon_lock_path(state_dir: &Path) -> std::path::PathBuf {
+    state_dir.join("locks").join("daemon.lock")
+}
+
+/// Asks the daemon to stop its services and exit, and returns once it has exited (its lock is
+/// free), so a new daemon can start right away. `Ok(false)`: no daemon was running.
+pub fn stop_daemon(state_dir: &Path, timeout: Duration) -> Result<bool> {
+    if request(state_dir, &Request::Down { exit_daemon: true }, timeout)?.is_none() {
+        return Ok(false);
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        match caretaker_state::AppLock::try_acquire(&daemon_lock_path(state_dir)) {
+            Ok(_) => return Ok(true),
+            Err(caretaker_state::LockError::Busy { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => {
+                return Err(Failure::new(Code::Unavailable, format!("the daemon did not exit: {e}")).into());
+            }
+        }
+    }
+}
+
 /// Like [`request`], but no daemon is an error with the command to run.
 pub fn request_running(state_dir: &Path, req: &Request, timeout: Duration) -> Result<Response> {
     request(state_dir, req, timeout)?.ok_or_else(|| no_daemon(state_dir))

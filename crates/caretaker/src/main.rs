@@ -13,7 +13,6 @@ mod daemon;
 mod exit;
 mod output;
 #[allow(dead_code)] // the blocking probe; the supervisor has its own async one, `check` may use this
-mod probe;
 mod runner;
 
 use clap::Parser;

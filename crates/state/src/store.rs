@@ -142,6 +142,23 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Switches the database to WAL. SQLite may answer SQLITE_BUSY for the journal mode change
+/// without calling the busy handler when another connection is mid-change, so retry briefly.
+fn set_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let mut attempt = 0;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && attempt < 200 =>
+            {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Creates `path` (mode 0700) or tightens an existing one to 0700: the state directory holds
 /// job logs of operations on secrets-bearing data, so other users must not read it.
 fn create_private_dir(path: &Path) -> Result<(), StateError> {
@@ -166,9 +183,12 @@ impl Store {
         let _ = fs::set_permissions(&db_path, fs::Permissions::from_mode(0o600));
         // WAL: readers (status page, CLI) never block the writer; synchronous=NORMAL in WAL
         // mode is durable against process crashes, which is what SIGKILL safety needs.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(StateError::db(&db_path))?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(StateError::db(&db_path))?;
+        // The busy timeout first: several caretaker processes (daemon, CLI) may open a new
+        // state directory at the same moment, and switching it to WAL needs a short exclusive
+        // lock that the others must wait for rather than fail on.
         conn.busy_timeout(Duration::from_secs(10)).map_err(StateError::db(&db_path))?;
+        set_wal(&conn).map_err(StateError::db(&db_path))?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(StateError::db(&db_path))?;
         let mut store = Store { dir: dir.to_path_buf(), db_path, conn, redactor };
         store.migrate()?;
         store.mark_dead_jobs_interrupted()?;

@@ -10,7 +10,7 @@ use caretaker_state::{AppLock, LockError};
 
 pub fn run(global: &Global) -> Result<Code> {
     let app = open_app(global)?;
-    let lock_path = app.store.dir().join("locks").join("daemon.lock");
+    let lock_path = crate::control::daemon_lock_path(app.store.dir());
     let _lock = match AppLock::try_acquire(&lock_path) {
         Ok(l) => l,
         Err(LockError::Busy { .. }) => {

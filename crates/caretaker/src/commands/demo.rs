@@ -4,7 +4,7 @@
 use crate::appenv::{app_env, working_dir};
 use crate::cli::{DemoArgs, Global};
 use crate::context::open_app;
-use crate::control::{request, start_background_daemon, wait_until_up};
+use crate::control::{request, start_background_daemon, stop_daemon, wait_until_up};
 use crate::exit::{Code, Failure};
 use crate::output::table;
 use crate::runner::run_logged;
@@ -86,7 +86,7 @@ pub fn run(global: &Global, args: &DemoArgs) -> Result<Code> {
     let startup = started.elapsed().as_secs_f64();
     if let Err(e) = up {
         demo_job.finish(Outcome::Failed, serde_json::json!({}), Some(&format!("{e:#}")))?;
-        let _ = request(&state_dir, &Request::Down { exit_daemon: true }, Duration::from_secs(60));
+        let _ = stop_daemon(&state_dir, Duration::from_secs(60));
         return Err(e);
     }
     demo_job.log(&format!("all services healthy after {startup:.2}s"));
@@ -112,7 +112,7 @@ pub fn run(global: &Global, args: &DemoArgs) -> Result<Code> {
         println!("Press Ctrl-C to stop the demo.");
         wait_for_signal();
     }
-    request(&state_dir, &Request::Down { exit_daemon: true }, Duration::from_secs(60))?;
+    stop_daemon(&state_dir, Duration::from_secs(60))?;
     println!("stopped the demo app and its daemon");
     Ok(Code::Ok)
 }

@@ -17,8 +17,13 @@ pub fn run(global: &Global, args: &DownArgs) -> Result<Code> {
     // Generous: every service may use its whole stop timeout, one after the other.
     let total: Duration =
         app.config.services.iter().map(|s| s.stop_timeout).sum::<Duration>() + Duration::from_secs(30);
-    match request(&state_dir, &Request::Down { exit_daemon: args.daemon }, total)? {
-        Some(_) => {
+    let stopped = if args.daemon {
+        crate::control::stop_daemon(&state_dir, total)?.then_some(())
+    } else {
+        request(&state_dir, &Request::Down { exit_daemon: false }, total)?.map(|_| ())
+    };
+    match stopped {
+        Some(()) => {
             println!(
                 "stopped {} service(s){}",
                 app.config.services.len(),

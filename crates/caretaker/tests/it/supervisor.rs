@@ -55,8 +55,12 @@ impl App {
             .stderr(log)
             .spawn()
             .unwrap();
-        let d = Daemon { child: Some(child) };
+        let mut d = Daemon { child: Some(child) };
         wait_until(Duration::from_secs(20), "the daemon's socket", || {
+            if let Ok(Some(status)) = d.child.as_mut().unwrap().try_wait() {
+                let log = std::fs::read_to_string(self.path("daemon.stderr")).unwrap_or_default();
+                panic!("the daemon exited ({status}) before it answered:\n{log}");
+            }
             self.ct
                 .run(&["status", "--json"])
                 .status
