@@ -11,6 +11,7 @@ fn open(url: &str) -> Box<dyn caretaker_db::Database> {
     let cfg = config::Database {
         kind: DbKind::Postgres,
         url: Some(Secret::new(url, SecretOrigin::Inline)),
+        admin_url: None,
         path: None,
         min_rows: Default::default(),
     };

@@ -142,7 +142,16 @@ pub fn open(cfg: &config::Database, redactor: &Redactor) -> Result<Box<dyn Datab
         })
     };
     Ok(match cfg.kind {
-        DbKind::Postgres => Box::new(postgres::Postgres::new(url()?, redactor.clone())?),
+        DbKind::Postgres => {
+            let admin = match &cfg.admin_url {
+                Some(secret) => Some(url::parse_url(secret.expose()).map_err(|e| {
+                    Error::new(ErrorKind::Other, format!("database admin_url ({})", secret.origin()), e)
+                        .hint("the URL looks like postgres://postgres:password@host:5432/postgres")
+                })?),
+                None => None,
+            };
+            Box::new(postgres::Postgres::new(url()?, redactor.clone())?.with_admin(admin))
+        }
         DbKind::Mariadb => Box::new(mariadb::Mariadb::new(url()?, redactor.clone())?),
         DbKind::Sqlite => {
             let path = cfg.path.clone().ok_or_else(|| {

@@ -32,6 +32,9 @@ pub struct Postgres {
     port: u16,
     target: String,
     redactor: Redactor,
+    /// Administrator credentials (`database.admin_url`) for creating the app's role and
+    /// database and for copies; `None`: the app's own role does everything.
+    admin_url: Option<DbUrl>,
 }
 
 fn q(name: &str) -> String {
@@ -57,7 +60,43 @@ impl Postgres {
                 .hint("connect over a Unix socket or the loopback interface with sslmode=disable (or prefer)"))
             }
         }
-        Ok(Postgres { url, database, user, host, port, target, redactor })
+        Ok(Postgres { url, database, user, host, port, target, redactor, admin_url: None })
+    }
+
+    /// Uses an administrator's credentials for CREATE ROLE / CREATE DATABASE and copies.
+    pub fn with_admin(mut self, admin_url: Option<DbUrl>) -> Self {
+        self.admin_url = admin_url;
+        self
+    }
+
+    /// ` OWNER "app"` when databases are created by an administrator, so the app's role owns
+    /// its database (and snapshots of it) exactly as if it had created them itself.
+    fn owner_clause(&self) -> String {
+        if self.admin_url.is_some() {
+            format!(" OWNER {}", q(&self.user))
+        } else {
+            String::new()
+        }
+    }
+
+    /// On a fresh server the app's role may not exist yet: create it (LOGIN, with the password
+    /// from the app's URL). Only with `admin_url`; without it the role must exist.
+    fn ensure_role(&self, admin: &mut Client) -> Result<()> {
+        if self.admin_url.is_none() {
+            return Ok(());
+        }
+        let exists = admin
+            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&self.user])
+            .map_err(|e| self.sql_error(e, "looking up the app's role"))?
+            .is_some();
+        if exists {
+            return Ok(());
+        }
+        let mut sql = format!("CREATE ROLE {} LOGIN", q(&self.user));
+        if let Some(pw) = &self.url.password {
+            sql.push_str(&format!(" PASSWORD {}", literal(pw)));
+        }
+        admin.batch_execute(&sql).map_err(|e| self.sql_error(e, &format!("creating role {}", self.user)))
     }
 
     /// The maintenance database used for CREATE/ALTER/DROP DATABASE (never the app's own).
@@ -70,25 +109,33 @@ impl Postgres {
     }
 
     fn connect_to(&self, dbname: &str) -> Result<Client> {
-        let mut c = postgres::Config::new();
-        c.user(&self.user)
-            .dbname(dbname)
-            .port(self.port)
-            .connect_timeout(Duration::from_secs(10))
-            .application_name("caretaker");
-        if self.host.starts_with('/') {
-            c.host_path(&self.host);
-        } else {
-            c.host(&self.host);
-        }
-        if let Some(pw) = &self.url.password {
-            c.password(pw);
-        }
-        c.connect(NoTls).map_err(|e| self.sql_error(e, &format!("connecting to database {dbname}")))
+        self.connect_as(&self.url, &self.user, self.port, &self.host, dbname)
     }
 
+    fn connect_as(&self, url: &DbUrl, user: &str, port: u16, host: &str, dbname: &str) -> Result<Client> {
+        let mut c = postgres::Config::new();
+        c.user(user).dbname(dbname).port(port).connect_timeout(Duration::from_secs(10)).application_name("caretaker");
+        if host.starts_with('/') {
+            c.host_path(host);
+        } else {
+            c.host(host);
+        }
+        if let Some(pw) = &url.password {
+            c.password(pw);
+        }
+        c.connect(NoTls).map_err(|e| self.sql_error(e, &format!("connecting to database {dbname} as {user}")))
+    }
+
+    /// A connection to the maintenance database, as the administrator when one is configured.
     fn admin(&self) -> Result<Client> {
-        self.connect_to(self.admin_database())
+        match &self.admin_url {
+            Some(a) => {
+                let user = a.user.clone().unwrap_or_else(|| "postgres".into());
+                let host = a.host.clone().unwrap_or_else(|| self.host.clone());
+                self.connect_as(a, &user, a.port.unwrap_or(self.port), &host, self.admin_database())
+            }
+            None => self.connect_to(self.admin_database()),
+        }
     }
 
     /// A `postgres` error in words: authentication, missing database, unreachable server.
@@ -254,7 +301,7 @@ impl Postgres {
     }
 
     fn create_database(&self, admin: &mut Client, name: &str, like: Option<(String, String, String)>) -> Result<()> {
-        let mut sql = format!("CREATE DATABASE {} TEMPLATE template0", q(name));
+        let mut sql = format!("CREATE DATABASE {} TEMPLATE template0{}", q(name), self.owner_clause());
         if let Some((enc, collate, ctype)) = like {
             sql.push_str(&format!(
                 " ENCODING {} LC_COLLATE {} LC_CTYPE {}",
@@ -380,6 +427,7 @@ impl Database for Postgres {
 
     fn restore(&self, input: &mut dyn Read, mode: RestoreMode) -> Result<Restored> {
         let mut admin = self.admin()?;
+        self.ensure_role(&mut admin)?;
         let major = self.server_version_num(&mut admin)? / 10000;
         let tool = self.tool("pg_restore", major)?;
         let mut kept_aside = None;
@@ -449,7 +497,8 @@ impl Database for Postgres {
         let name = copy_name(&self.database, CopyKind::Snapshot, now, label, MAX_NAME)
             .map_err(|m| Error::new(ErrorKind::Other, &self.target, m))?;
         let strategy = if version >= 150000 { " STRATEGY FILE_COPY" } else { "" };
-        let sql = format!("CREATE DATABASE {} TEMPLATE {}{strategy}", q(&name), q(&self.database));
+        let sql =
+            format!("CREATE DATABASE {} TEMPLATE {}{strategy}{}", q(&name), q(&self.database), self.owner_clause());
         self.with_sessions_ended(&mut admin, &[&self.database], "taking a snapshot", |c| c.batch_execute(&sql))?;
         Ok(parse_copy_name(&self.database, &name).expect("a name made by copy_name parses"))
     }

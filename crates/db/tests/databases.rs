@@ -53,7 +53,13 @@ fn fingerprint(b: &dyn Backend, h: &Handle) -> Vec<String> {
 }
 
 fn db_config(kind: DbKind, url: Option<String>, path: Option<PathBuf>) -> config::Database {
-    config::Database { kind, url: url.map(|u| Secret::new(u, SecretOrigin::Inline)), path, min_rows: BTreeMap::new() }
+    config::Database {
+        kind,
+        url: url.map(|u| Secret::new(u, SecretOrigin::Inline)),
+        admin_url: None,
+        path,
+        min_rows: BTreeMap::new(),
+    }
 }
 
 fn url_with(base: &str, password: Option<&str>, database: &str) -> String {
@@ -521,4 +527,54 @@ fn drop_snapshot_refuses_the_live_database() {
     assert!(h.db.drop_snapshot(&fake).is_err());
     assert!(h.db.revert(&fake).is_err());
     assert_eq!(b.query(&h, "SELECT count(*) FROM items"), "3");
+}
+
+/// Disaster recovery on a fresh server: the app's role and database do not exist yet. With
+/// `admin_url`, restore creates the role (with the password from the app's URL) and a database
+/// it owns, and the app can then log in and read its data.
+#[test]
+fn postgres_restore_creates_the_role_and_database_with_admin_url() {
+    let Some(pg) = pg() else { return };
+    // A source database with some data, dumped.
+    let src = pg.fresh(true);
+    pg.exec(&src, "CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes VALUES (1, 'kept');");
+    let mut dump = Vec::new();
+    src.db.dump(&mut dump).unwrap();
+
+    let role = unique_name("ct_role");
+    let dbname = unique_name("ct_fresh");
+    let app_url = {
+        let u = caretaker_db::url::parse_url(&pg.url).unwrap();
+        format!("postgres://{role}:app-pw-123@{}:{}/{dbname}", u.host.unwrap(), u.port.unwrap())
+    };
+    let mut cfg = db_config(DbKind::Postgres, Some(app_url.clone()), None);
+    // Without admin_url the app's role cannot even log in on the fresh server.
+    let plain = caretaker_db::open(&cfg, &Redactor::default()).unwrap();
+    assert!(plain.restore(&mut &dump[..], RestoreMode::IntoEmpty).is_err());
+
+    cfg.admin_url = Some(Secret::new(pg.url.clone(), SecretOrigin::Inline));
+    let db = caretaker_db::open(&cfg, &Redactor::default()).unwrap();
+    let restored = db.restore(&mut &dump[..], RestoreMode::IntoEmpty);
+    let cleanup = || {
+        let mut c = pg.client("postgres");
+        let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {dbname} WITH (FORCE)"));
+        let _ = c.batch_execute(&format!("DROP ROLE IF EXISTS {role}"));
+    };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        restored.unwrap();
+        // The app logs in with its own password, owns its database and reads its data.
+        let owner = pg
+            .client("postgres")
+            .query_one("SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1", &[&dbname])
+            .unwrap()
+            .get::<_, String>(0);
+        assert_eq!(owner, role);
+        let mut app = postgres::Client::connect(&app_url, postgres::NoTls).unwrap();
+        let body: String = app.query_one("SELECT body FROM notes", &[]).unwrap().get(0);
+        assert_eq!(body, "kept");
+    }));
+    cleanup();
+    if let Err(p) = outcome {
+        std::panic::resume_unwind(p);
+    }
 }

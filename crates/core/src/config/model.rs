@@ -81,6 +81,7 @@ impl Config {
         }
         if let Some(db) = &self.database {
             out.extend(db.url.as_ref());
+            out.extend(db.admin_url.as_ref());
         }
         if let Some(b) = &self.backup {
             out.push(&b.password);
@@ -257,6 +258,10 @@ pub struct Database {
     pub kind: DbKind,
     /// Connection URL for PostgreSQL and MariaDB (holds the password, so it is a secret).
     pub url: Option<Secret>,
+    /// An administrator's URL (PostgreSQL superuser or a role with CREATEROLE and CREATEDB),
+    /// used to create the app's role and database on a fresh server (restore, recover) and for
+    /// snapshots. Optional: without it, the app's own role must be allowed to do these.
+    pub admin_url: Option<Secret>,
     /// Database file for SQLite.
     pub path: Option<PathBuf>,
     /// Safety check: backups refuse to run unless each table has at least this many rows.

@@ -495,6 +495,7 @@ fn database(cx: &mut Cx, node: &Node, path: &str) -> Option<Database> {
         )
     });
     let url = m.secret(cx, "url", "url_file", "url_env");
+    let admin_url = m.secret(cx, "admin_url", "admin_url_file", "admin_url_env");
     let path_ = m.opt(cx, "path", |cx, n, p| nonempty(cx, n, p).map(|s| cx.resolve_path(&s)));
     let min_rows = m
         .opt(cx, "min_rows", |cx, n, p| {
@@ -551,7 +552,15 @@ fn database(cx: &mut Cx, node: &Node, path: &str) -> Option<Database> {
             }
         }
     }
-    Some(Database { kind, url, path: path_, min_rows })
+    if admin_url.is_some() && kind != DbKind::Postgres {
+        cx.error(
+            &span,
+            path,
+            "`admin_url` is supported for PostgreSQL only (for now)".to_string(),
+            Some("remove it, and create the MariaDB user and database once by hand".into()),
+        );
+    }
+    Some(Database { kind, url, admin_url, path: path_, min_rows })
 }
 
 fn file_tree(cx: &mut Cx, node: &Node, path: &str) -> Option<FileTree> {
