@@ -97,6 +97,42 @@ pub fn run(global: &Global, args: &DemoArgs) -> Result<Code> {
         None,
     )?;
     println!("  app         http://{}/  (healthy after {startup:.1}s, job {demo_id})", args.listen);
+
+    // 3. Take an encrypted backup of the app (database, files, config) into the local
+    //    repository, initialising it on the first run: the real commands, as an operator runs them.
+    let backup = |cmd: &[&str]| -> Result<std::process::Output> {
+        Ok(std::process::Command::new(&exe)
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .args(cmd)
+            .stdin(std::process::Stdio::null())
+            .output()?)
+    };
+    if !dir.join("backups").join("config").exists() {
+        let out = backup(&["backup", "init"])?;
+        if !out.status.success() {
+            let _ = stop_daemon(&state_dir, Duration::from_secs(60));
+            return Err(Failure::new(Code::Failure, "initialising the demo's backup repository failed")
+                .hint(String::from_utf8_lossy(&out.stderr).trim().to_string())
+                .into());
+        }
+    }
+    let out = backup(&["backup", "run", "--json"])?;
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    if !out.status.success() {
+        let _ = stop_daemon(&state_dir, Duration::from_secs(60));
+        return Err(Failure::new(Code::Failure, "the demo's backup failed")
+            .hint(String::from_utf8_lossy(&out.stderr).trim().to_string())
+            .into());
+    }
+    println!(
+        "  backup      snapshot {} in {} (job {})",
+        summary.pointer("/figures/snapshot_id").and_then(|v| v.as_str()).map(|s| &s[..s.len().min(8)]).unwrap_or("?"),
+        dir.join("backups").display(),
+        summary.get("job").map(|v| v.to_string()).unwrap_or_else(|| "?".into())
+    );
     println!();
     let jobs = app.store.jobs(None, 5)?;
     let mut rows = vec![vec!["JOB".to_string(), "KIND".into(), "OUTCOME".into()]];
@@ -106,6 +142,7 @@ pub fn run(global: &Global, args: &DemoArgs) -> Result<Code> {
     println!("Try: caretaker --config {} status", config_path.display());
     println!("     caretaker --config {} logs web", config_path.display());
     println!("     caretaker --config {} jobs", config_path.display());
+    println!("     caretaker --config {} backup list", config_path.display());
     let _ = std::io::stdout().flush();
 
     if !args.exit_when_ready {

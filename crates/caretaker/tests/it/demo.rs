@@ -22,6 +22,7 @@ fn demo_runs_the_demo_app_and_records_jobs() {
     };
     let text = run_demo();
     assert!(text.contains(&format!("http://{listen}/")), "{text}");
+    assert!(text.contains("backup      snapshot "), "{text}");
     // The app was stopped again, and its port is free.
     wait_until(Duration::from_secs(10), "the demo app to release its port", || {
         std::net::TcpListener::bind(&listen).ok().map(|_| ())
@@ -37,7 +38,7 @@ fn demo_runs_the_demo_app_and_records_jobs() {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&jobs.stdout).unwrap();
     let kinds: Vec<&str> = v.as_array().unwrap().iter().map(|j| j["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["demo", "migrate", "demo", "migrate"]);
+    assert_eq!(kinds, ["backup", "demo", "migrate", "backup", "demo", "migrate"]);
     assert!(v.as_array().unwrap().iter().all(|j| j["outcome"] == "succeeded"), "{v}");
 }
 
