@@ -277,22 +277,9 @@ mod tests {
     #[test]
     fn tasks_come_from_the_config() {
         let text = "version: 1\napp: { name: a }\nfiles: [/srv]\nbackup: { repository: /b, password: x, schedule: daily 00:30, prune_schedule: Sun 03:00 }\nupdate: { schedule: daily 06:30, automatic: true }\njobs: { clearsessions: { command: x, schedule: daily 04:00 } }\nscheduler: { random_delay: 10m }\n";
-        struct NoSecrets;
-        impl crate::config::SecretSource for NoSecrets {
-            fn read_file(&self, _: &std::path::Path) -> Result<String, String> {
-                Err("none".into())
-            }
-            fn env_var(&self, _: &str) -> Option<String> {
-                None
-            }
-            fn file_mode(&self, _: &std::path::Path) -> Option<u32> {
-                None
-            }
-            fn exists(&self, _: &std::path::Path) -> bool {
-                true
-            }
-        }
-        let cfg = crate::config::load(text, std::path::Path::new("/etc/c.yml"), None, &NoSecrets).unwrap().config;
+        let cfg = crate::config::load(text, std::path::Path::new("/etc/c.yml"), None, &crate::config::NoSecrets)
+            .unwrap()
+            .config;
         let names: Vec<String> = tasks_from_config(&cfg).into_iter().map(|t| t.name).collect();
         assert_eq!(names, ["backup", "prune", "check", "update", "job:clearsessions"]);
         assert!(tasks_from_config(&cfg).iter().all(|t| t.random_delay == Duration::from_secs(600)));

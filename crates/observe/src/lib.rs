@@ -161,27 +161,13 @@ mod tests {
         }
     }
 
-    struct NoSecrets;
-    impl caretaker_core::config::SecretSource for NoSecrets {
-        fn read_file(&self, _: &std::path::Path) -> Result<String, String> {
-            Err("none".into())
-        }
-        fn env_var(&self, _: &str) -> Option<String> {
-            None
-        }
-        fn file_mode(&self, _: &std::path::Path) -> Option<u32> {
-            None
-        }
-        fn exists(&self, _: &std::path::Path) -> bool {
-            true
-        }
-    }
-
     fn config(warning: u32) -> Config {
         let text = format!(
             "version: 1\napp: {{ name: t }}\nalerts:\n  notify: [ {{ webhook: \"http://127.0.0.1:1/x\" }} ]\n  rules: {{ filesystem_free_percent: {{ warning: {warning}, critical: 0, for: 0s }}, memory_used_percent: false, load_per_cpu: false }}\n"
         );
-        caretaker_core::config::load(&text, std::path::Path::new("/c.yml"), None, &NoSecrets).unwrap().config
+        caretaker_core::config::load(&text, std::path::Path::new("/c.yml"), None, &caretaker_core::config::NoSecrets)
+            .unwrap()
+            .config
     }
 
     #[test]

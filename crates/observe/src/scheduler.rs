@@ -48,22 +48,6 @@ mod tests {
     use super::*;
     use caretaker_core::config::Redactor;
 
-    struct NoSecrets;
-    impl caretaker_core::config::SecretSource for NoSecrets {
-        fn read_file(&self, _: &std::path::Path) -> Result<String, String> {
-            Err("none".into())
-        }
-        fn env_var(&self, _: &str) -> Option<String> {
-            None
-        }
-        fn file_mode(&self, _: &std::path::Path) -> Option<u32> {
-            None
-        }
-        fn exists(&self, _: &std::path::Path) -> bool {
-            true
-        }
-    }
-
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
     }
@@ -71,7 +55,14 @@ mod tests {
     #[test]
     fn ticks_persist_first_seen_and_last_run_and_catch_up_once() {
         let text = "version: 1\napp: { name: t }\ntimezone: UTC\njobs: { report: { command: x, schedule: \"daily 04:00\" } }\n";
-        let cfg = caretaker_core::config::load(text, std::path::Path::new("/c.yml"), None, &NoSecrets).unwrap().config;
+        let cfg = caretaker_core::config::load(
+            text,
+            std::path::Path::new("/c.yml"),
+            None,
+            &caretaker_core::config::NoSecrets,
+        )
+        .unwrap()
+        .config;
         let dir = tempfile::tempdir().unwrap();
         let none = BTreeSet::new();
         {

@@ -28,7 +28,7 @@ pub fn run(global: &Global, args: &InitArgs) -> Result<Code> {
     };
     let text = render(&args.app, args.domain.as_deref(), &secrets);
     // Validate what we are about to write with the same loader every command uses.
-    if let Err(d) = caretaker_core::config::load(&text, &path, None, &crate::context::RealSecrets) {
+    if let Err(d) = caretaker_core::config::load(&text, &path, None, &caretaker_core::config::NoSecrets) {
         let msg = d.errors().map(|e| e.message.clone()).collect::<Vec<_>>().join("; ");
         return Err(Failure::new(Code::Usage, format!("cannot write a config for app \"{}\": {msg}", args.app)).into());
     }

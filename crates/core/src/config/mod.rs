@@ -15,7 +15,7 @@ pub mod template;
 pub use diagnostic::{suggest, Diagnostic, Diagnostics, Location, Severity};
 pub use model::*;
 pub use parse::{alerts_defaults, DEFAULT_HTTP_LISTEN};
-pub use secret::{Redactor, Secret, SecretOrigin, SecretSource};
+pub use secret::{NoSecrets, Redactor, Secret, SecretOrigin, SecretSource};
 
 use reader::Cx;
 use std::path::Path;

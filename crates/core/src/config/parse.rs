@@ -4,7 +4,7 @@
 
 use super::model::*;
 use super::reader::{
-    boolean, bounded, choice, duration, entries, list, nonempty, number, schedule, string, unsigned, Cx,
+    self, boolean, bounded, choice, duration, entries, list, nonempty, number, schedule, string, unsigned, Cx,
 };
 use super::secret::SecretOrigin;
 use marked_yaml::Node;
@@ -408,49 +408,72 @@ fn crash_loop(cx: &mut Cx, node: &Node, path: &str) -> Option<CrashLoop> {
     Some(CrashLoop { restarts: restarts? as u32, within: within? })
 }
 
-fn health(cx: &mut Cx, node: &Node, path: &str) -> Option<HealthCheck> {
-    let mut m = cx.map(node, path)?;
-    let http = m.opt(cx, "http", |cx, n, p| {
-        let url = nonempty(cx, n, p)?;
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            cx.error(n.span(), p, format!("`{p}` must be an http:// or https:// URL, found \"{url}\""), None);
+/// The probe keys shared by health checks and custom checks: exactly one of `http` (with
+/// `expect_status` / `expect_body`), `tcp` or `command`. Reads them from `m`; the caller
+/// finishes `m` and then calls [`ProbeKeys::into_probe`].
+struct ProbeKeys {
+    http: Option<String>,
+    tcp: Option<String>,
+    command: Option<Command>,
+    expect_status: Option<u16>,
+    expect_body: Option<String>,
+}
+
+impl ProbeKeys {
+    fn read(cx: &mut Cx, m: &mut reader::Map) -> ProbeKeys {
+        ProbeKeys {
+            http: m.opt(cx, "http", |cx, n, p| {
+                let url = nonempty(cx, n, p)?;
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    cx.error(n.span(), p, format!("`{p}` must be an http:// or https:// URL, found \"{url}\""), None);
+                    return None;
+                }
+                Some(url)
+            }),
+            tcp: m.opt(cx, "tcp", host_port),
+            command: m.opt(cx, "command", command),
+            expect_status: m.opt(cx, "expect_status", |cx, n, p| bounded(cx, n, p, 100, 599).map(|v| v as u16)),
+            expect_body: m.opt(cx, "expect_body", string),
+        }
+    }
+
+    /// The probe, or `None` with the problem recorded at `span`; `example` shows a valid one.
+    fn into_probe(self, cx: &mut Cx, span: &marked_yaml::Span, path: &str, example: &str) -> Option<Probe> {
+        let kinds = [self.http.is_some(), self.tcp.is_some(), self.command.is_some()].iter().filter(|b| **b).count();
+        if kinds != 1 {
+            // None given may be the echo of an invalid value already reported.
+            if !cx.diagnostics.has_errors() || kinds > 1 {
+                cx.error(
+                    span,
+                    path,
+                    format!("`{path}` needs exactly one probe: `http`, `tcp` or `command`"),
+                    Some(format!("e.g. `{example}`")),
+                );
+            }
             return None;
         }
-        Some(url)
-    });
-    let tcp = m.opt(cx, "tcp", host_port);
-    let cmd = m.opt(cx, "command", command);
-    let expect_status = m.opt(cx, "expect_status", |cx, n, p| bounded(cx, n, p, 100, 599).map(|v| v as u16));
-    let expect_body = m.opt(cx, "expect_body", string);
+        if (self.expect_status.is_some() || self.expect_body.is_some()) && self.http.is_none() {
+            cx.error(span, path, "`expect_status` and `expect_body` only apply to `http` probes".to_string(), None);
+        }
+        Some(match (self.http, self.tcp, self.command) {
+            (Some(url), _, _) => Probe::Http { url, expect_status: self.expect_status, expect_body: self.expect_body },
+            (_, Some(address), _) => Probe::Tcp { address },
+            (_, _, Some(command)) => Probe::Command { command },
+            _ => unreachable!("exactly one probe kind"),
+        })
+    }
+}
+
+fn health(cx: &mut Cx, node: &Node, path: &str) -> Option<HealthCheck> {
+    let mut m = cx.map(node, path)?;
+    let keys = ProbeKeys::read(cx, &mut m);
     let interval = m.opt(cx, "interval", duration).unwrap_or(Duration::from_secs(10));
     let timeout = m.opt(cx, "timeout", duration).unwrap_or(Duration::from_secs(5));
     let retries = m.opt(cx, "retries", |cx, n, p| bounded(cx, n, p, 1, 100)).unwrap_or(3) as u32;
     let start_period = m.opt(cx, "start_period", duration).unwrap_or(Duration::from_secs(30));
-    let kinds = [http.is_some(), tcp.is_some(), cmd.is_some()].iter().filter(|b| **b).count();
-    let has_http_keys = expect_status.is_some() || expect_body.is_some();
     let span = *m.span();
     m.finish(cx);
-    if kinds != 1 {
-        if !cx.diagnostics.has_errors() || kinds > 1 {
-            cx.error(
-                &span,
-                path,
-                format!("`{path}` needs exactly one probe: `http`, `tcp` or `command`"),
-                Some("e.g. `health: { http: \"http://127.0.0.1:8001/healthz\" }`".into()),
-            );
-        }
-        return None;
-    }
-    if has_http_keys && http.is_none() {
-        cx.error(&span, path, "`expect_status` and `expect_body` only apply to `http` probes".to_string(), None);
-    }
-    let probe = if let Some(url) = http {
-        Probe::Http { url, expect_status, expect_body }
-    } else if let Some(address) = tcp {
-        Probe::Tcp { address }
-    } else {
-        Probe::Command { command: cmd? }
-    };
+    let probe = keys.into_probe(cx, &span, path, "health: { http: \"http://127.0.0.1:8001/healthz\" }")?;
     if timeout > interval {
         cx.error(
             &span,
@@ -1169,42 +1192,13 @@ fn scheduler(cx: &mut Cx, node: &Node, path: &str) -> Option<Scheduler> {
 fn checks(cx: &mut Cx, node: &Node, path: &str) -> Option<Vec<CustomCheck>> {
     entries(cx, node, path, |cx, k, v, p| {
         let mut m = cx.map(v, p)?;
-        let http = m.opt(cx, "http", |cx, n, p| {
-            let url = nonempty(cx, n, p)?;
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                cx.error(n.span(), p, format!("`{p}` must be an http:// or https:// URL, found \"{url}\""), None);
-                return None;
-            }
-            Some(url)
-        });
-        let tcp = m.opt(cx, "tcp", host_port);
-        let cmd = m.opt(cx, "command", command);
-        let expect_status = m.opt(cx, "expect_status", |cx, n, p| bounded(cx, n, p, 100, 599).map(|v| v as u16));
-        let expect_body = m.opt(cx, "expect_body", string);
+        let keys = ProbeKeys::read(cx, &mut m);
         let timeout = m.opt(cx, "timeout", duration).unwrap_or(Duration::from_secs(10));
         let critical = m.opt(cx, "critical", boolean).unwrap_or(true);
         let span = *m.span();
         m.finish(cx);
-        let kinds = [http.is_some(), tcp.is_some(), cmd.is_some()].iter().filter(|b| **b).count();
-        if kinds != 1 {
-            cx.error(
-                &span,
-                p,
-                format!("`{p}` needs exactly one probe: `http`, `tcp` or `command`"),
-                Some("e.g. `homepage: { http: \"https://example.org/\", expect_status: 200 }`".into()),
-            );
-            return None;
-        }
-        if (expect_status.is_some() || expect_body.is_some()) && http.is_none() {
-            cx.error(&span, p, "`expect_status` and `expect_body` only apply to `http` probes".to_string(), None);
-        }
-        let probe = if let Some(url) = http {
-            Probe::Http { url, expect_status, expect_body }
-        } else if let Some(address) = tcp {
-            Probe::Tcp { address }
-        } else {
-            Probe::Command { command: cmd? }
-        };
+        let probe =
+            keys.into_probe(cx, &span, p, "homepage: { http: \"https://example.org/\", expect_status: 200 }")?;
         Some(CustomCheck { name: k.as_str().to_string(), probe, timeout, critical })
     })
 }

@@ -82,6 +82,26 @@ pub trait SecretSource {
     fn exists(&self, path: &Path) -> bool;
 }
 
+/// A [`SecretSource`] that resolves nothing and reports every path as present: for checking a
+/// config's shape without touching the machine (templates, tests). A `*_file` or `*_env`
+/// secret read through it is an error.
+pub struct NoSecrets;
+
+impl SecretSource for NoSecrets {
+    fn read_file(&self, _: &Path) -> Result<String, String> {
+        Err("secrets are not read here".into())
+    }
+    fn env_var(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn file_mode(&self, _: &Path) -> Option<u32> {
+        None
+    }
+    fn exists(&self, _: &Path) -> bool {
+        true
+    }
+}
+
 /// Scrubs known secret values out of text that is about to be shown or stored (child process
 /// output, error messages from libraries). The last line of defence: secrets should not reach
 /// such text in the first place.
