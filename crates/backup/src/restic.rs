@@ -637,5 +637,3 @@ impl Write for Counting<'_> {
     }
 }
 
-#[allow(dead_code)]
-fn assert_full<S: IndexedFull>(_: &Repository<S>) {}

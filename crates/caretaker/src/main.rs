@@ -12,7 +12,6 @@ mod control;
 mod daemon;
 mod exit;
 mod output;
-#[allow(dead_code)] // the blocking probe; the supervisor has its own async one, `check` may use this
 mod runner;
 
 use clap::Parser;
