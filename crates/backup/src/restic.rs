@@ -19,9 +19,9 @@ use crate::source::{CompositeSource, LocalPart, Tracker};
 use crate::stream::{valid_name, StreamSource, STREAMS_DIR};
 use rustic_core::repofile::{MasterKey, SnapshotFile, StringList};
 use rustic_core::{
-    BackupOptions, CheckOptions, ConfigOptions, Credentials, IndexedFull, KeyOptions, LocalDestination, LsOptions,
-    NoProgressBars, OpenStatus, Progress, ProgressBars, ProgressType, PruneOptions, ReadSubsetOption, Repository,
-    RepositoryBackends, RepositoryOptions, RestoreOptions, RusticError, SnapshotOptions,
+    BackupOptions, CheckOptions, ConfigOptions, Credentials, KeyOptions, LocalDestination, LsOptions, NoProgressBars,
+    OpenStatus, Progress, ProgressBars, ProgressType, PruneOptions, ReadSubsetOption, Repository, RepositoryBackends,
+    RepositoryOptions, RestoreOptions, RusticError, SnapshotOptions,
 };
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -636,4 +636,3 @@ impl Write for Counting<'_> {
         self.inner.flush()
     }
 }
-
