@@ -14,6 +14,8 @@ mod exit;
 mod output;
 #[allow(dead_code)] // the blocking probe; the supervisor has its own async one, `check` may use this
 mod runner;
+mod scheduled;
+mod web;
 
 use clap::Parser;
 use cli::{Cli, Command, ConfigCommand};
