@@ -62,6 +62,7 @@ impl Invocation {
             c.arg("--allow-world-readable-config");
         }
         c.args(argv);
+        c.env(crate::context::TRIGGER_ENV, "schedule");
         // The task's output is in its job log; its stderr (caretaker's own log) joins ours.
         c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
         c

@@ -101,6 +101,7 @@ fn a_due_scheduled_job_runs_as_a_recorded_job() {
         jobs.as_array()?.iter().find(|j| j["kind"] == "command" && j["outcome"] != "running").cloned()
     });
     assert_eq!(job["outcome"], "succeeded", "{job}");
+    assert_eq!(job["trigger"], "schedule", "{job}");
     assert_eq!(std::fs::read_to_string(app.path("report.txt")).unwrap(), "report ran\n");
     // Recorded as run now: not due again.
     let store = caretaker_state::Store::open(&app.path("state"), caretaker_core::config::Redactor::default()).unwrap();
