@@ -152,14 +152,8 @@ async fn run_async(app: AppContext, allow_world_readable_config: bool) -> Result
     tokio::spawn(crate::web::serve_http(http_listener, crate::web::router(&web)?, shutdown.clone()));
     tracing::info!("http listener on {http_addr} (GET /metrics)");
     if let (Some(listener), Some(fd)) = (front_door_listener, &config.front_door) {
-        let door = caretaker_frontdoor::FrontDoor::new(
-            caretaker_frontdoor::Settings::from_config(&config.app.name, fd),
-            mode_rx.clone(),
-        );
-        let mut stop = shutdown.clone();
-        tokio::spawn(door.serve(listener, async move {
-            let _ = stop.wait_for(|s| *s).await;
-        }));
+        let settings = caretaker_frontdoor::Settings::from_config(&config.app.name, fd);
+        crate::web::spawn_front_door(settings, listener, mode_rx.clone(), shutdown.clone())?;
         tracing::info!("front door on {} → {}", fd.listen, fd.upstream);
     }
     tokio::spawn(alerts_loop(config.clone(), open_store()?, view_rx.clone(), shutdown.clone()));

@@ -98,6 +98,43 @@ pub async fn serve_http(listener: TcpListener, router: Router, mut shutdown: wat
     }
 }
 
+/// Runs the front door on its own multi-threaded runtime in its own threads, so visitor
+/// traffic neither waits for nor delays the supervisor's event loop. Stops accepting when
+/// `shutdown` is set.
+pub fn spawn_front_door(
+    settings: caretaker_frontdoor::Settings,
+    listener: TcpListener,
+    mode: watch::Receiver<Mode>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    // The listener belongs to the daemon's runtime; hand the socket over.
+    let listener = listener.into_std()?;
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 4);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("front-door")
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new().name("front-door".into()).spawn(move || {
+        rt.block_on(async move {
+            let listener = match TcpListener::from_std(listener) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!("front door: cannot use its listener: {e}");
+                    return;
+                }
+            };
+            let door = caretaker_frontdoor::FrontDoor::new(settings, mode);
+            door.serve(listener, async move {
+                let _ = shutdown.wait_for(|s| *s).await;
+            })
+            .await;
+        });
+        rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    })?;
+    Ok(())
+}
+
 /// Follows the stored mode: reads `Store::mode()` every second on its own thread (with its own
 /// connection) and publishes changes, so `caretaker maintenance on` in another process reaches
 /// the front door within about a second. Ends when `shutdown` is set.
