@@ -120,6 +120,18 @@ pub fn state_dir(explicit: Option<&Path>, cfg: &Config) -> PathBuf {
 }
 
 /// Everything a command that works on the app needs.
+/// Set to `schedule` by the daemon's scheduler on the `caretaker` processes it starts.
+pub const TRIGGER_ENV: &str = "CARETAKER_TRIGGER";
+
+/// What started this command, for the job log: `schedule` when the daemon's scheduler did
+/// (it sets [`TRIGGER_ENV`]), else `cli`. Commands that record jobs pass this to `start_job`.
+pub fn trigger() -> caretaker_core::job::Trigger {
+    std::env::var(TRIGGER_ENV)
+        .ok()
+        .and_then(|s| caretaker_core::job::Trigger::parse(&s))
+        .unwrap_or(caretaker_core::job::Trigger::Cli)
+}
+
 pub struct AppContext {
     pub config_path: PathBuf,
     pub config: Config,

@@ -3,13 +3,27 @@
 //! effects. Everything that happens comes back as a [`Msg`] on one channel, so the state is
 //! never shared and needs no lock.
 //!
+//! Around that loop run, as their own tasks (docs/daemon.md):
+//! - the HTTP listener on `http.listen` (`/metrics`, the status page: [`crate::web`]);
+//! - the front door on `front_door.listen`, following the app's mode read from the state store
+//!   every second (and pushed at once when this daemon sets service mode);
+//! - alert evaluation every `EVALUATION_INTERVAL` with the supervisor's live service view;
+//! - the scheduler, which runs due tasks as child processes ([`crate::scheduled`]).
+//!
+//! Each of those has its own state-store connection and does its SQLite work on the blocking
+//! pool, so the event loop never waits for it. The loop publishes the services' view on a
+//! `watch` channel after every event.
+//!
 //! Shutdown (SIGTERM, Ctrl-C, `down --daemon`) stops the services in reverse dependency order,
 //! waits for them, clears the record of running services and removes the socket.
 
 use crate::appenv::{app_env, working_dir};
 use crate::context::AppContext;
+use crate::web::{ServicesView, WebContext};
 use anyhow::{Context, Result};
+use caretaker_core::alert::ServiceObs;
 use caretaker_core::config::{Config, Probe, Service};
+use caretaker_core::mode::Mode;
 use caretaker_state::Store;
 use caretaker_supervisor::logfile::{self, RotatingLog};
 use caretaker_supervisor::machine::{Action, AppEvent, Event, Exit, Phase, ServiceSpec, Supervisor};
@@ -21,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Everything that reaches the event loop.
 enum Msg {
@@ -50,6 +64,12 @@ struct Daemon {
     /// `down` requests answered once everything is stopped.
     waiting_down: Vec<oneshot::Sender<Response>>,
     exiting: bool,
+    /// Since when each service is not running (for the `service_down` alert).
+    down_since: Vec<Option<jiff::Timestamp>>,
+    /// The services' view for `/metrics`, alerts and the status page.
+    view: watch::Sender<ServicesView>,
+    /// The app's mode for the front door (also fed by [`crate::web::follow_mode`]).
+    mode: watch::Sender<Mode>,
 }
 
 pub fn socket_path(state_dir: &Path) -> PathBuf {
@@ -57,13 +77,22 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
 }
 
 /// Runs the daemon until it is told to exit. The caller holds the daemon lock.
-pub fn run(app: AppContext) -> Result<()> {
+pub fn run(app: AppContext, allow_world_readable_config: bool) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting tokio")?;
-    rt.block_on(run_async(app))
+    let result = rt.block_on(run_async(app, allow_world_readable_config));
+    // An alert evaluation still delivering (SMTP timeouts) must not hold the exit up for long.
+    rt.shutdown_timeout(Duration::from_secs(5));
+    result
 }
 
-async fn run_async(app: AppContext) -> Result<()> {
+async fn run_async(app: AppContext, allow_world_readable_config: bool) -> Result<()> {
     let state_dir = app.store.dir().to_path_buf();
+    // Bind the listeners first: a port in use ends the daemon before anything starts.
+    let http_listener = crate::web::bind(&app.config.http.listen, "http.listen").await?;
+    let front_door_listener = match &app.config.front_door {
+        Some(fd) => Some(crate::web::bind(&fd.listen, "front_door.listen").await?),
+        None => None,
+    };
     let records = Records::new(&state_dir);
     // A predecessor that was SIGKILLed may have left services running: stop them first, so
     // there is never a second instance and no orphan holds a port.
@@ -105,6 +134,37 @@ async fn run_async(app: AppContext) -> Result<()> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     tokio::spawn(accept_loop(listener, tx.clone()));
 
+    let config = Arc::new(app.config.clone());
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let (view_tx, view_rx) = watch::channel(ServicesView::default());
+    let (mode_tx, mode_rx) = watch::channel(app.store.mode().unwrap_or(Mode::Normal));
+    let open_store = || caretaker_state::Store::open(&state_dir, app.redactor.clone());
+    crate::web::follow_mode(open_store()?, mode_tx.clone(), shutdown.clone());
+    let web = WebContext {
+        config: config.clone(),
+        config_path: app.config_path.clone(),
+        state_dir: state_dir.clone(),
+        redactor: app.redactor.clone(),
+        services: view_rx.clone(),
+        mode: mode_rx.clone(),
+    };
+    let http_addr = http_listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    tokio::spawn(crate::web::serve_http(http_listener, crate::web::router(&web)?, shutdown.clone()));
+    tracing::info!("http listener on {http_addr} (GET /metrics)");
+    if let (Some(listener), Some(fd)) = (front_door_listener, &config.front_door) {
+        let settings = caretaker_frontdoor::Settings::from_config(&config.app.name, fd);
+        crate::web::spawn_front_door(settings, listener, mode_rx.clone(), shutdown.clone())?;
+        tracing::info!("front door on {} → {}", fd.listen, fd.upstream);
+    }
+    tokio::spawn(alerts_loop(config.clone(), open_store()?, view_rx.clone(), shutdown.clone()));
+    let invocation = crate::scheduled::Invocation {
+        exe: std::env::current_exe().context("finding caretaker's own executable")?,
+        config_path: std::path::absolute(&app.config_path).unwrap_or(app.config_path.clone()),
+        state_dir: std::path::absolute(&state_dir).unwrap_or(state_dir.clone()),
+        allow_world_readable_config,
+    };
+    tokio::spawn(crate::scheduled::run(config.clone(), open_store()?, invocation, shutdown.clone()));
+
     let specs = app.config.services.iter().map(ServiceSpec::from_config).collect();
     let n = app.config.services.len();
     let mut d = Daemon {
@@ -119,6 +179,9 @@ async fn run_async(app: AppContext) -> Result<()> {
         tx,
         waiting_down: Vec::new(),
         exiting: false,
+        down_since: vec![Some(jiff::Timestamp::now()); n],
+        view: view_tx,
+        mode: mode_tx,
     };
     tracing::info!(app = %d.config.app.name, pid = std::process::id(), socket = %sock.display(), "daemon started");
     d.apply(AppEvent::Up);
@@ -143,10 +206,12 @@ async fn run_async(app: AppContext) -> Result<()> {
             _ = int.recv() => d.begin_exit("SIGINT"),
         }
         d.answer_waiting_down();
+        d.publish_view();
         if d.exiting && d.all_down() {
             break;
         }
     }
+    let _ = shutdown_tx.send(true);
     let _ = d.records.save(&[]);
     let _ = std::fs::remove_file(&sock);
     // Let the connection tasks deliver the answers to `down --daemon` before the runtime ends.
@@ -185,7 +250,87 @@ async fn accept_loop(listener: UnixListener, tx: mpsc::UnboundedSender<Msg>) {
     }
 }
 
+/// Evaluates the alert rules every `EVALUATION_INTERVAL` (the first time one interval after
+/// the start, when the services had time to come up), on the blocking pool with its own store.
+async fn alerts_loop(
+    config: Arc<Config>,
+    store: caretaker_state::Store,
+    services: watch::Receiver<ServicesView>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let every = caretaker_observe::EVALUATION_INTERVAL;
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut store = Some(store);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let Some(mut s) = store.take() else { return };
+        let obs = services.borrow().observations.clone();
+        let cfg = config.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let r = caretaker_observe::evaluate_once(&cfg, &mut s, Some(obs), jiff::Timestamp::now());
+            (s, r)
+        })
+        .await;
+        match done {
+            Ok((s, r)) => {
+                store = Some(s);
+                match r {
+                    Ok(report) => {
+                        if !report.evaluation.notifications.is_empty() {
+                            tracing::info!(
+                                "alerts: {} notification(s), {} delivered, {} failed",
+                                report.evaluation.notifications.len(),
+                                report.delivered,
+                                report.failures.len()
+                            );
+                        }
+                    }
+                    Err(e) => tracing::warn!("alerts: cannot evaluate: {e}"),
+                }
+            }
+            Err(e) => {
+                tracing::error!("alert evaluation failed: {e}; alerts are no longer evaluated");
+                return;
+            }
+        }
+    }
+}
+
 impl Daemon {
+    /// Publishes the services' view (cheap; receivers see it only when it changed).
+    fn publish_view(&mut self) {
+        let now = jiff::Timestamp::now();
+        for (m, since) in self.sup.services().iter().zip(self.down_since.iter_mut()) {
+            if m.phase() == Phase::Running {
+                *since = None;
+            } else if since.is_none() {
+                *since = Some(now);
+            }
+        }
+        let statuses = self.service_statuses();
+        let observations = self
+            .sup
+            .services()
+            .iter()
+            .zip(&self.down_since)
+            .map(|(m, since)| ServiceObs {
+                name: m.name().to_string(),
+                up: m.phase() == Phase::Running,
+                down_since: *since,
+                restarts: Some(m.restarts() as u64),
+                healthy: match m.health() {
+                    caretaker_supervisor::machine::Health::None => None,
+                    h => Some(h == caretaker_supervisor::machine::Health::Healthy),
+                },
+            })
+            .collect();
+        self.view.send_replace(ServicesView { statuses, observations });
+    }
+
     fn all_down(&self) -> bool {
         self.sup.services().iter().all(|m| matches!(m.phase(), Phase::Stopped | Phase::Failed))
     }
@@ -280,7 +425,6 @@ impl Daemon {
     }
 
     fn status(&self) -> StatusReport {
-        let now = Instant::now();
         StatusReport {
             app: self.config.app.name.clone(),
             daemon_pid: std::process::id(),
@@ -288,24 +432,28 @@ impl Daemon {
                 Ok(caretaker_core::mode::Mode::Service(f)) => Some(f.reason),
                 _ => None,
             },
-            services: self
-                .sup
-                .services()
-                .iter()
-                .enumerate()
-                .map(|(i, m)| ServiceStatus {
-                    name: m.name().to_string(),
-                    state: m.phase(),
-                    pid: m.pid(),
-                    uptime_seconds: m.started_at().map(|t| now.saturating_duration_since(t).as_secs()),
-                    restarts: m.restarts(),
-                    health: m.health(),
-                    last_exit: m.last_exit().map(|e| e.to_string()),
-                    reason: m.reason().map(str::to_string),
-                    waiting: self.sup.is_waiting(i),
-                })
-                .collect(),
+            services: self.service_statuses(),
         }
+    }
+
+    fn service_statuses(&self) -> Vec<ServiceStatus> {
+        let now = Instant::now();
+        self.sup
+            .services()
+            .iter()
+            .enumerate()
+            .map(|(i, m)| ServiceStatus {
+                name: m.name().to_string(),
+                state: m.phase(),
+                pid: m.pid(),
+                uptime_seconds: m.started_at().map(|t| now.saturating_duration_since(t).as_secs()),
+                restarts: m.restarts(),
+                health: m.health(),
+                last_exit: m.last_exit().map(|e| e.to_string()),
+                reason: m.reason().map(str::to_string),
+                waiting: self.sup.is_waiting(i),
+            })
+            .collect()
     }
 
     /// Carries out actions; spawning feeds its outcome back, which may yield more actions.
@@ -352,8 +500,10 @@ impl Daemon {
                     // The failed flag stays until `caretaker reset-failed`: the front door shows
                     // the service page and alerting fires, even if a later `up` gets it running.
                     let why = format!("service {} failed: {reason}", svc.name);
-                    if let Err(e) = crate::appmode::set_failed(&self.store, &self.config, &why) {
-                        tracing::error!("cannot record service mode: {e:#}");
+                    match crate::appmode::set_failed(&self.store, &self.config, &why) {
+                        // The front door switches now, not at the next poll of the store.
+                        Ok(mode) => crate::web::publish_mode(&self.mode, mode),
+                        Err(e) => tracing::error!("cannot record service mode: {e:#}"),
                     }
                 }
             }

@@ -13,6 +13,8 @@ mod daemon;
 mod exit;
 mod output;
 mod runner;
+mod scheduled;
+mod web;
 
 use clap::Parser;
 use cli::{Cli, Command, ConfigCommand};

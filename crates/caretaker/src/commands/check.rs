@@ -6,7 +6,7 @@ use crate::context::open_app;
 use crate::exit::{nagios, Code};
 use crate::output::table;
 use anyhow::Result;
-use caretaker_core::job::{kind, Outcome, Trigger};
+use caretaker_core::job::{kind, Outcome};
 use caretaker_observe::check::{overall, run_checks, CheckStatus};
 use std::io::IsTerminal;
 
@@ -29,7 +29,7 @@ pub fn run(global: &Global, args: &CheckArgs) -> Result<Code> {
     let results = run_checks(&app.config, &app.store, Vec::new(), now)?;
     let worst = overall(&results);
     // Recording is best effort: a check must answer even when another job holds the lock.
-    if let Ok(mut job) = app.store.start_job(kind::CHECK, Trigger::Cli, false) {
+    if let Ok(mut job) = app.store.start_job(kind::CHECK, crate::context::trigger(), false) {
         for r in &results {
             job.log(&format!("{:<8} {}: {}", r.status.as_str(), r.name, r.message));
         }

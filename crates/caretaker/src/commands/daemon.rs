@@ -1,4 +1,4 @@
-//! `caretaker daemon`: the supervisor (and, later, scheduler and HTTP listeners) in the
+//! `caretaker daemon`: the supervisor, scheduler, alerts, HTTP listener and front door in the
 //! foreground — for systemd, a container, or `up`'s background start. One per app: a second
 //! one is refused.
 
@@ -23,6 +23,6 @@ pub fn run(global: &Global) -> Result<Code> {
         }
         Err(e) => return Err(Failure::new(Code::State, e.to_string()).into()),
     };
-    crate::daemon::run(app)?;
+    crate::daemon::run(app, global.allow_world_readable_config)?;
     Ok(Code::Ok)
 }

@@ -36,7 +36,13 @@ pub fn run(global: &Global, args: &DemoArgs) -> Result<Code> {
     let exe = std::env::current_exe().context("finding caretaker's own executable")?;
     let config_path = dir.join("caretaker.yml");
     // Rewritten on every run so it follows the binary's location; secrets stay in backup.key.
-    write_private(&config_path, &demo_config(&dir, &exe, &args.listen))?;
+    // The daemon's own HTTP listener (/metrics) takes any free loopback port, so the demo
+    // never collides with a caretaker daemon already running on this machine.
+    let http_listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.to_string())
+        .context("finding a free port for the daemon's HTTP listener")?;
+    write_private(&config_path, &demo_config(&dir, &exe, &args.listen, &http_listen))?;
 
     let global = Global { config: Some(config_path.clone()), ..global.clone() };
     let app = open_app(&global)?;
@@ -133,6 +139,7 @@ pub fn run(global: &Global, args: &DemoArgs) -> Result<Code> {
         dir.join("backups").display(),
         summary.get("job").map(|v| v.to_string()).unwrap_or_else(|| "?".into())
     );
+    println!("  metrics     http://{}/metrics", app.config.http.listen);
     println!();
     let jobs = app.store.jobs(None, 5)?;
     let mut rows = vec![vec!["JOB".to_string(), "KIND".into(), "OUTCOME".into()]];
@@ -176,7 +183,7 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
-fn demo_config(dir: &Path, exe: &Path, listen: &str) -> String {
+fn demo_config(dir: &Path, exe: &Path, listen: &str, http_listen: &str) -> String {
     let d = dir.display();
     let exe: PathBuf = exe.to_path_buf();
     let exe = exe.display();
@@ -209,6 +216,8 @@ backup:
 jobs:
   status: {{ command: ["{exe}", "demo-app", "status"], schedule: "hourly" }}
 state_dir: "{d}/state"
+http:
+  listen: "{http_listen}"
 "#
     )
 }

@@ -8,7 +8,7 @@ use crate::exit::{Code, Failure};
 use crate::output::{human_duration, table};
 use crate::runner::run_logged;
 use anyhow::Result;
-use caretaker_core::job::{kind, Outcome, Trigger};
+use caretaker_core::job::{kind, Outcome};
 use caretaker_state::JobRecord;
 
 pub fn run(global: &Global, args: &JobsArgs) -> Result<Code> {
@@ -103,7 +103,7 @@ fn run_named(global: &Global, name: &str, json: bool) -> Result<Code> {
     };
     let cwd = working_dir(&app.config.app, &app.config_path);
     let env = app_env(&app.config.app, None, &cwd)?;
-    let mut job = app.store.start_job(kind::COMMAND, Trigger::Cli, true)?;
+    let mut job = app.store.start_job(kind::COMMAND, crate::context::trigger(), true)?;
     let id = job.id();
     job.log(&format!("running job `{name}`: {} (in {})", spec.command, cwd.display()));
     let redactor = app.redactor.clone();

@@ -2,6 +2,7 @@
 
 mod backup;
 mod config;
+mod daemon;
 mod db;
 mod demo;
 mod jobs;

@@ -12,18 +12,24 @@ use std::time::Duration;
 use crate::BIN;
 
 /// An app directory with a config and a state dir.
-struct App {
-    dir: tempfile::TempDir,
-    ct: Caretaker,
+pub(crate) struct App {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) ct: Caretaker,
 }
 
 impl App {
     /// `services` is the YAML body of the `services:` section (indented by two spaces).
-    fn new(services: &str, extra: &str) -> App {
+    pub(crate) fn new(services: &str, extra: &str) -> App {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("caretaker.yml");
+        // Every daemon gets its own HTTP port (the default one would collide between tests).
+        let http = if extra.contains("\nhttp:") || extra.starts_with("http:") {
+            String::new()
+        } else {
+            format!("http: {{ listen: \"127.0.0.1:{}\" }}\n", free_port())
+        };
         let text = format!(
-            "version: 1\napp:\n  name: suptest\n  working_dir: \"{d}\"\nservices:\n{services}\n{extra}\n",
+            "version: 1\napp:\n  name: suptest\n  working_dir: \"{d}\"\nservices:\n{services}\n{extra}\n{http}",
             d = dir.path().display()
         );
         std::fs::write(&config, text).unwrap();
@@ -31,21 +37,21 @@ impl App {
         App { dir, ct }
     }
 
-    fn path(&self, p: &str) -> PathBuf {
+    pub(crate) fn path(&self, p: &str) -> PathBuf {
         self.dir.path().join(p)
     }
 
-    fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> Value {
         self.ct.json(&["status", "--json"])
     }
 
-    fn service(&self, name: &str) -> Value {
+    pub(crate) fn service(&self, name: &str) -> Value {
         let s = self.status();
         s["services"].as_array().unwrap().iter().find(|v| v["name"] == name).cloned().unwrap()
     }
 
     /// Starts `caretaker daemon` in the foreground; stopped (SIGTERM) when dropped.
-    fn daemon(&self) -> Daemon {
+    pub(crate) fn daemon(&self) -> Daemon {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.path("daemon.stderr")).unwrap();
         let child = self
             .ct
@@ -79,7 +85,7 @@ impl Drop for App {
     }
 }
 
-struct Daemon {
+pub(crate) struct Daemon {
     child: Option<Child>,
 }
 
@@ -103,7 +109,7 @@ impl Drop for Daemon {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -129,7 +135,7 @@ fn processes_with(needle: &str) -> Vec<u32> {
     out
 }
 
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+pub(crate) fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
@@ -140,7 +146,7 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 }
 
 /// The demo app as a service on `port`, with an HTTP health check.
-fn demo_web(dir: &Path, port: u16) -> String {
+pub(crate) fn demo_web(dir: &Path, port: u16) -> String {
     let release = dir.join("release");
     caretaker_demo_app::write_default_release(&release).unwrap();
     format!(

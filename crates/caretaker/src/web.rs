@@ -1,0 +1,174 @@
+//! The daemon's network side: its HTTP listener (`http.listen`: `/metrics`, and the status
+//! page once it is merged in [`extra_routes`]) and the front door (`front_door.listen`).
+//!
+//! Both listeners are bound before any service starts, so a port in use stops the daemon at
+//! once with a message naming the address and its config key (exit code 6).
+
+use crate::exit::{Code, Failure};
+use anyhow::Result;
+use axum::Router;
+use caretaker_core::alert::ServiceObs;
+use caretaker_core::config::{Config, Redactor};
+use caretaker_core::mode::Mode;
+use caretaker_observe::MetricsSource;
+use caretaker_state::Store;
+use caretaker_supervisor::protocol::ServiceStatus;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// The supervisor's live view of the services, published by the daemon's event loop after
+/// every event (see `daemon.rs`).
+#[derive(Clone, Debug, Default)]
+pub struct ServicesView {
+    /// As `caretaker status` shows them.
+    #[allow(dead_code)] // for the status page (see `extra_routes`)
+    pub statuses: Vec<ServiceStatus>,
+    /// As the alert rules and `/metrics` take them.
+    pub observations: Vec<ServiceObs>,
+}
+
+/// What the routes of the daemon's HTTP listener may read. Everything here is cheap to clone;
+/// open your own [`Store`] with [`WebContext::open_store`] (a second SQLite connection: WAL
+/// lets it read while the daemon writes).
+#[derive(Clone)]
+pub struct WebContext {
+    pub config: Arc<Config>,
+    #[allow(dead_code)] // for the status page (see `extra_routes`)
+    pub config_path: PathBuf,
+    pub state_dir: PathBuf,
+    pub redactor: Redactor,
+    /// The services as the supervisor sees them, updated as they change.
+    pub services: watch::Receiver<ServicesView>,
+    /// The app's mode (normal / maintenance / service), read from the state store every second.
+    #[allow(dead_code)] // for the status page (see `extra_routes`)
+    pub mode: watch::Receiver<Mode>,
+}
+
+impl WebContext {
+    pub fn open_store(&self) -> Result<Store> {
+        Ok(Store::open(&self.state_dir, self.redactor.clone())?)
+    }
+}
+
+/// Binds `addr` for the config key `key`; a failure is a [`Failure`] with exit code 6.
+pub async fn bind(addr: &str, key: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::AddrInUse => "the address is already in use".to_string(),
+            std::io::ErrorKind::PermissionDenied => "permission denied (ports below 1024 need privileges)".to_string(),
+            _ => e.to_string(),
+        };
+        Failure::new(Code::Unavailable, format!("cannot listen on {addr} (config key `{key}`): {why}"))
+            .hint(format!(
+                "stop whatever listens there (another caretaker daemon?), or choose another address with `{key}` in the config"
+            ))
+            .into()
+    })
+}
+
+/// The router of the daemon's HTTP listener: `/metrics` plus [`extra_routes`].
+pub fn router(ctx: &WebContext) -> Result<Router> {
+    let services = ctx.services.clone();
+    let source = MetricsSource {
+        config: (*ctx.config).clone(),
+        store: Mutex::new(ctx.open_store()?),
+        services: Box::new(move || Some(services.borrow().observations.clone())),
+    };
+    Ok(caretaker_observe::http::router(Arc::new(source)).merge(extra_routes(ctx)?))
+}
+
+/// **The place where the status page is mounted.** Routes returned here are merged into the
+/// daemon's HTTP listener next to `/metrics` (paths must not collide with `/metrics`). The
+/// status page crate plugs in here, e.g.
+/// `Ok(caretaker_statuspage::router(ctx.clone()))` or with its own settings built from
+/// `ctx.config`; it gets the live services and mode through `ctx`.
+pub fn extra_routes(_ctx: &WebContext) -> Result<Router> {
+    Ok(Router::new())
+}
+
+/// Serves the HTTP listener until `shutdown` is set.
+pub async fn serve_http(listener: TcpListener, router: Router, mut shutdown: watch::Receiver<bool>) {
+    let stop = async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
+    if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop).await {
+        tracing::error!("http listener failed: {e}");
+    }
+}
+
+/// Runs the front door on its own multi-threaded runtime in its own threads, so visitor
+/// traffic neither waits for nor delays the supervisor's event loop. Stops accepting when
+/// `shutdown` is set.
+pub fn spawn_front_door(
+    settings: caretaker_frontdoor::Settings,
+    listener: TcpListener,
+    mode: watch::Receiver<Mode>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    // The listener belongs to the daemon's runtime; hand the socket over.
+    let listener = listener.into_std()?;
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 4);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("front-door")
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new().name("front-door".into()).spawn(move || {
+        rt.block_on(async move {
+            let listener = match TcpListener::from_std(listener) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!("front door: cannot use its listener: {e}");
+                    return;
+                }
+            };
+            let door = caretaker_frontdoor::FrontDoor::new(settings, mode);
+            door.serve(listener, async move {
+                let _ = shutdown.wait_for(|s| *s).await;
+            })
+            .await;
+        });
+        rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    })?;
+    Ok(())
+}
+
+/// Follows the stored mode: reads `Store::mode()` every second on its own thread (with its own
+/// connection) and publishes changes, so `caretaker maintenance on` in another process reaches
+/// the front door within about a second. Ends when `shutdown` is set.
+pub fn follow_mode(store: Store, tx: watch::Sender<Mode>, shutdown: watch::Receiver<bool>) {
+    let spawned = std::thread::Builder::new().name("mode".into()).spawn(move || {
+        let mut complained = false;
+        while !*shutdown.borrow() {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            match store.mode() {
+                Ok(m) => {
+                    complained = false;
+                    publish_mode(&tx, m);
+                }
+                Err(e) if !complained => {
+                    complained = true;
+                    tracing::warn!("cannot read the app's mode from the state store: {e}");
+                }
+                Err(_) => {}
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the thread that follows the app's mode: {e}");
+    }
+}
+
+/// Publishes `m` if it differs from the current mode (and logs the switch).
+pub fn publish_mode(tx: &watch::Sender<Mode>, m: Mode) {
+    tx.send_if_modified(|cur| {
+        if *cur == m {
+            return false;
+        }
+        tracing::info!("mode: {} → {}", cur.name(), m.name());
+        *cur = m;
+        true
+    });
+}

@@ -1,0 +1,110 @@
+//! What `caretaker daemon` runs around the supervisor: the HTTP listener (`/metrics`), the
+//! front door following the app's mode, and the scheduler running due tasks as child
+//! processes. Every wait polls (`wait_until`); nothing relies on a fixed sleep.
+
+use crate::supervisor::{demo_web, free_port, http_get, App};
+use caretaker_testkit::wait_until;
+use std::time::Duration;
+
+#[test]
+fn daemon_serves_metrics_on_its_http_listener() {
+    let port = free_port();
+    let app = App::new("  idle: \"exec sleep 3172\"", &format!("http: {{ listen: \"127.0.0.1:{port}\" }}"));
+    let _d = app.daemon();
+    let body = wait_until(Duration::from_secs(20), "/metrics to show the service up", || {
+        let (status, body) = http_get(port, "/metrics")?;
+        assert_eq!(status, 200, "{body}");
+        body.lines().any(|l| l == "caretaker_service_up{service=\"idle\"} 1").then_some(body)
+    });
+    assert!(body.contains("caretaker_service_restarts_total{service=\"idle\"} 0"), "{body}");
+    assert!(body.lines().any(|l| l.starts_with("caretaker_build_info{")), "{body}");
+    assert_eq!(http_get(port, "/nothing-here").unwrap().0, 404);
+}
+
+#[test]
+fn a_port_in_use_stops_the_daemon_with_exit_code_6() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let app = App::new("  idle: \"exec sleep 3173\"", &format!("http: {{ listen: \"{addr}\" }}"));
+    let out = app.ct.command(&["daemon"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(err.contains(&addr) && err.contains("http.listen") && err.contains("already in use"), "{err}");
+    // Nothing was started.
+    assert!(!std::fs::read_to_string(app.path("state/logs/idle.log")).unwrap_or_default().contains("started"));
+}
+
+#[test]
+fn front_door_proxies_and_follows_maintenance_mode_set_by_another_process() {
+    let app_port = free_port();
+    let door = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::new(
+        &demo_web(dir.path(), app_port),
+        &format!("front_door: {{ listen: \"127.0.0.1:{door}\", upstream: \"127.0.0.1:{app_port}\", retry_after: 5s }}"),
+    );
+    let _d = app.daemon();
+    wait_until(Duration::from_secs(30), "the app through the front door", || {
+        http_get(door, "/healthz").filter(|(s, _)| *s == 200)
+    });
+
+    app.ct.expect(&["maintenance", "on", "--message", "Back at noon"], 0);
+    let body = wait_until(Duration::from_secs(5), "the maintenance page", || {
+        http_get(door, "/").filter(|(s, _)| *s == 503).map(|(_, b)| b)
+    });
+    assert!(body.contains("Back at noon"), "{body}");
+
+    app.ct.expect(&["maintenance", "off"], 0);
+    wait_until(Duration::from_secs(5), "the app again", || http_get(door, "/healthz").filter(|(s, _)| *s == 200));
+}
+
+#[test]
+fn a_crash_loop_puts_the_front_door_into_service_mode() {
+    let door = free_port();
+    let upstream = free_port();
+    let app = App::new(
+        r#"  broken:
+    command: "echo 'cannot open settings.py' >&2; exit 2"
+    backoff: { initial: 50ms, max: 100ms }
+    crash_loop: { restarts: 2, within: 30s }"#,
+        &format!("front_door: {{ listen: \"127.0.0.1:{door}\", upstream: \"127.0.0.1:{upstream}\" }}"),
+    );
+    let _d = app.daemon();
+    let body = wait_until(Duration::from_secs(20), "the service page", || {
+        http_get(door, "/").filter(|(s, b)| *s == 503 && b.contains("Service temporarily unavailable")).map(|x| x.1)
+    });
+    assert!(!body.contains("settings.py"), "visitors do not see internals: {body}");
+    // It stays until an operator clears the flag.
+    app.ct.expect(&["reset-failed"], 0);
+    wait_until(Duration::from_secs(5), "the bad-gateway page (nothing listens upstream)", || {
+        http_get(door, "/").filter(|(s, _)| *s == 502)
+    });
+}
+
+#[test]
+fn a_due_scheduled_job_runs_as_a_recorded_job() {
+    let app = App::new(
+        "  idle: \"exec sleep 3174\"",
+        "timezone: UTC\njobs:\n  report: { command: \"echo report ran > report.txt\", schedule: hourly }",
+    );
+    // The task last ran two hours ago, so it is due as soon as the daemon's scheduler ticks.
+    {
+        let store =
+            caretaker_state::Store::open(&app.path("state"), caretaker_core::config::Redactor::default()).unwrap();
+        let past = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2);
+        store.task_seen("job:report", past).unwrap();
+        store.task_ran("job:report", past).unwrap();
+    }
+    let _d = app.daemon();
+    let job = wait_until(Duration::from_secs(30), "the scheduled job to finish", || {
+        let jobs = app.ct.json(&["jobs", "--json"]);
+        jobs.as_array()?.iter().find(|j| j["kind"] == "command" && j["outcome"] != "running").cloned()
+    });
+    assert_eq!(job["outcome"], "succeeded", "{job}");
+    assert_eq!(job["trigger"], "schedule", "{job}");
+    assert_eq!(std::fs::read_to_string(app.path("report.txt")).unwrap(), "report ran\n");
+    // Recorded as run now: not due again.
+    let store = caretaker_state::Store::open(&app.path("state"), caretaker_core::config::Redactor::default()).unwrap();
+    let last = store.task_states().unwrap()["job:report"].last_run.unwrap();
+    assert!(jiff::Timestamp::now().duration_since(last) < jiff::SignedDuration::from_mins(5), "{last}");
+}
