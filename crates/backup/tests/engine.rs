@@ -129,8 +129,9 @@ fn round_trip_of_trees_config_and_stream() {
     assert_eq!(snaps[0].id, report.snapshot_id);
 
     let target = dir.path().join("restored");
-    let r =
-        repo.restore(&RestoreRequest { snapshot: None, what: RestoreWhat::All, target: Some(target.clone()) }).unwrap();
+    let r = repo
+        .restore(&RestoreRequest { snapshot: None, what: RestoreWhat::All, target: Some(target.clone()), skip: vec![] })
+        .unwrap();
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     let restored_media = target.join(media.strip_prefix("/").unwrap());
     assert_eq!(listing(&restored_media), listing(&media));
@@ -144,7 +145,9 @@ fn round_trip_of_trees_config_and_stream() {
 
     // Files only, to the original paths.
     std::fs::remove_dir_all(&media).unwrap();
-    let r = repo.restore(&RestoreRequest { snapshot: None, what: RestoreWhat::FilesOnly, target: None }).unwrap();
+    let r = repo
+        .restore(&RestoreRequest { snapshot: None, what: RestoreWhat::FilesOnly, target: None, skip: vec![] })
+        .unwrap();
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert!(r.streams_written.is_empty());
     assert_eq!(listing(&media), listing(&restored_media));
@@ -288,7 +291,8 @@ fn corrupt_pack_gives_errors_not_a_panic() {
     let check = repo.check(ReadData::All).unwrap();
     assert!(!check.errors.is_empty(), "check --read-data must find the damage");
     let target = dir.path().join("restored");
-    let r = repo.restore(&RestoreRequest { snapshot: None, what: RestoreWhat::All, target: Some(target) });
+    let r =
+        repo.restore(&RestoreRequest { snapshot: None, what: RestoreWhat::All, target: Some(target), skip: vec![] });
     match r {
         Ok(r) => assert!(!r.errors.is_empty(), "a damaged restore must report errors"),
         Err(e) => assert_eq!(e.kind, ErrorKind::Corrupt, "{e}"),
