@@ -7,6 +7,7 @@ mod demo;
 mod jobs;
 mod maintenance;
 mod observe;
+mod recover;
 mod secrets;
 mod supervisor;
 
