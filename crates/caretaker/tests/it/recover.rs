@@ -149,3 +149,102 @@ fn recover_from_only_the_config_serves_the_old_data() {
     let (_, entries) = http(port, "GET /api/entries HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
     assert!(entries.contains("written-before-the-backup"), "{entries}");
 }
+
+/// Children of `pid` whose command name is `comm`.
+fn children_named(pid: u32, comm: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let name = &stat[open + 1..close];
+        let rest: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        if name == comm && rest.first() != Some(&"Z") && rest.get(1) == Some(&pid.to_string().as_str()) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// `caretaker backup run` SIGKILLed while `pg_dump` streams into the snapshot: the job is
+/// marked interrupted, the next run succeeds, and the repository checks clean (caretaker's
+/// check and stock restic's).
+#[test]
+fn backup_run_killed_while_pg_dump_streams_leaves_a_consistent_repository() {
+    let Some(base) = require_service("CARETAKER_TEST_PG_URL") else { return };
+    let (server, _) = base.rsplit_once('/').unwrap();
+    let name = unique_name("bk_kill");
+    psql(&base, &format!("CREATE DATABASE {name}"));
+    let url = format!("{server}/{name}");
+    // ~60 MB of barely compressible rows: pg_dump takes seconds.
+    psql(
+        &url,
+        "CREATE TABLE t (id int PRIMARY KEY, a text); INSERT INTO t SELECT g, md5(random()::text) || md5(random()::text) || md5(random()::text) FROM generate_series(1, 600000) g",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("files")).unwrap();
+    std::fs::write(d.join("files/a.txt"), "a file").unwrap();
+    let cfg = d.join("caretaker.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 1\napp:\n  name: bkkill\ndatabase: {{ kind: postgres, url: \"{url}\" }}\nfiles: [ \"{f}\" ]\nbackup:\n  repository: \"{r}\"\n  password: \"a long test password\"\n  schedule: daily\n  keep: {{ last: 3 }}\n",
+            f = d.join("files").display(),
+            r = d.join("repo").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let ct = Caretaker::new(BIN, &cfg, &d.join("state"));
+    ct.expect(&["backup", "init"], 0);
+
+    let mut run = ct.command(&["backup", "run"]).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let started = std::time::Instant::now();
+    let dumper = loop {
+        if let Some(p) = children_named(run.id(), "pg_dump").first() {
+            break *p;
+        }
+        assert!(run.try_wait().unwrap().is_none(), "backup run ended before pg_dump was seen");
+        assert!(started.elapsed() < Duration::from_secs(60), "no pg_dump within 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(run.try_wait().unwrap().is_none(), "the dump was too quick to be interrupted");
+    run.kill().unwrap(); // SIGKILL
+    run.wait().unwrap();
+    // pg_dump loses its reader and ends.
+    let gone = std::time::Instant::now();
+    while std::path::Path::new(&format!("/proc/{dumper}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{dumper}/stat")).unwrap_or_default().contains(") Z")
+    {
+        assert!(gone.elapsed() < Duration::from_secs(30), "pg_dump outlived the killed backup");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    assert_eq!(ct.json(&["backup", "list", "--json"]).as_array().unwrap().len(), 0, "no snapshot of the killed run");
+    let next = ct.json(&["backup", "run", "--json"]);
+    assert_eq!(next["outcome"], "succeeded", "{next}");
+    let jobs = ct.json(&["jobs", "--json"]);
+    let outcomes: Vec<&str> = jobs.as_array().unwrap().iter().map(|j| j["outcome"].as_str().unwrap()).collect();
+    assert!(outcomes.contains(&"interrupted"), "the killed job is marked interrupted: {jobs}");
+    ct.expect(&["backup", "check", "--read-data"], 0);
+
+    if let Some(restic) =
+        std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|p| p.join("restic")).find(|p| p.is_file()))
+    {
+        let pw = d.join("pw");
+        std::fs::write(&pw, "a long test password").unwrap();
+        let out = std::process::Command::new(restic)
+            .args(["check", "--read-data"])
+            .env("RESTIC_REPOSITORY", d.join("repo"))
+            .env("RESTIC_PASSWORD_FILE", &pw)
+            .env("RESTIC_CACHE_DIR", d.join("restic-cache"))
+            .env_remove("RESTIC_PASSWORD")
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && text.contains("no errors were found"), "restic check: {text}");
+    }
+    psql(&base, &format!("DROP DATABASE {name}"));
+}
