@@ -485,3 +485,115 @@ fn sigkill_mid_backup_leaves_a_consistent_repository() {
         assert!(text.contains("no errors were found"), "restic check: {text}");
     }
 }
+
+/// A moto S3 server on loopback, killed when dropped.
+struct Moto {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `python3 -m moto.server` (pip package `moto[server]`); `None` (a loud skip) when it
+/// is not installed, outside CI.
+fn moto() -> Option<Moto> {
+    let ok = Command::new("python3")
+        .args(["-c", "import moto.server, flask"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        if std::env::var_os("CI").is_some() {
+            panic!("moto is not installed: pip install 'moto[server]'");
+        }
+        eprintln!("SKIPPED: moto not installed (pip install 'moto[server]')");
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new("python3")
+        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let m = Moto { child, port };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "moto did not listen within 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Some(m)
+}
+
+fn http_put(port: u16, path: &str) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "PUT {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn s3_round_trip_against_a_local_s3_server_and_stock_restic_checks_it() {
+    let Some(moto) = moto() else { return };
+    let reply = http_put(moto.port, "/caretaker");
+    assert!(reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let endpoint = format!("http://127.0.0.1:{}", moto.port);
+    let target = s3::S3Target {
+        endpoint: &endpoint,
+        bucket: "caretaker",
+        prefix: "apps/one",
+        region: "us-east-1",
+        access_key_id: "AKIDTEST",
+        secret_access_key: "test-secret-key",
+    };
+    let repo = location::s3(&target, PASSWORD).unwrap();
+    repo.init().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let media = app_tree(dir.path());
+    let db = dump(20_000);
+    let report =
+        repo.backup(&request(&[&media], &[]), vec![Box::new(Bytes { name: "db.sql", data: db.clone() })]).unwrap();
+    assert!(report.complete);
+    // A second run sees the first snapshot (reopened) and stores little.
+    let again =
+        repo.backup(&request(&[&media], &[]), vec![Box::new(Bytes { name: "db.sql", data: db.clone() })]).unwrap();
+    assert!(again.bytes_added < report.bytes_added, "{} vs {}", again.bytes_added, report.bytes_added);
+    assert_eq!(repo.snapshots().unwrap().len(), 2);
+    assert!(repo.check(ReadData::All).unwrap().errors.is_empty());
+    let out_dir = dir.path().join("restored");
+    let r = repo
+        .restore(&RestoreRequest {
+            snapshot: None,
+            what: RestoreWhat::All,
+            target: Some(out_dir.clone()),
+            skip: vec![],
+        })
+        .unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(listing(&out_dir.join(media.strip_prefix("/").unwrap())), listing(&media));
+    assert_eq!(std::fs::read(out_dir.join("caretaker-streams/db.sql")).unwrap(), db);
+
+    if let Some(restic) = restic() {
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, PASSWORD).unwrap();
+        let out = Command::new(restic)
+            .args(["check", "--read-data"])
+            .env("RESTIC_REPOSITORY", format!("s3:{endpoint}/caretaker/apps/one"))
+            .env("RESTIC_PASSWORD_FILE", &pw)
+            .env("RESTIC_CACHE_DIR", dir.path().join("restic-cache"))
+            .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+            .env("AWS_SECRET_ACCESS_KEY", "test-secret-key")
+            .env_remove("RESTIC_PASSWORD")
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && text.contains("no errors were found"), "restic check: {text}");
+    }
+}
