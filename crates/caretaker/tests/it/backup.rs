@@ -113,3 +113,69 @@ fn database_dump_is_in_the_snapshot_and_restores_into_an_empty_database() {
     ct.expect(&["backup", "restore", "--db-only"], 0);
     assert_eq!(sqlite_rows(&db), ["before the backup", "ünïcode"]);
 }
+
+/// The CLI on an S3 repository (`s3:http://…` + `backup.s3` keys) against a moto server.
+#[test]
+fn backup_run_list_and_restore_on_an_s3_repository() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let ok = Command::new("python3")
+        .args(["-c", "import moto.server, flask"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "moto is not installed: pip install 'moto[server]'");
+        eprintln!("SKIPPED: moto not installed (pip install 'moto[server]')");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _moto = Kill(
+        Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    caretaker_testkit::wait_until(std::time::Duration::from_secs(60), "moto to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "PUT /bkt HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.contains(" 200 "), "{reply}");
+
+    let sc = Scratch::new();
+    let media = sc.path().join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    std::fs::write(media.join("a.txt"), "file data").unwrap();
+    let db = sc.path().join("app.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes (body) VALUES ('in s3')",
+        )
+        .unwrap();
+    let ct = sc.write_config(&format!(
+        "version: 1\napp:\n  name: bks3\ndatabase: {{ kind: sqlite, path: {} }}\nfiles: [ {} ]\nbackup:\n  repository: \"s3:http://127.0.0.1:{port}/bkt/app\"\n  password: \"a long test password\"\n  s3: {{ access_key_id: AKIDTEST, secret_access_key: \"s3-SECRET-test\" }}\n  schedule: daily\n  keep: {{ last: 2 }}\n",
+        db.display(),
+        media.display(),
+    ));
+    ct.expect(&["backup", "init"], 0);
+    let run = ct.json(&["backup", "run", "--json"]);
+    assert_eq!(run["outcome"], "succeeded", "{run}");
+    assert_eq!(ct.json(&["backup", "list", "--json"]).as_array().unwrap().len(), 1);
+    ct.expect(&["backup", "check", "--read-data"], 0);
+    std::fs::remove_file(&db).unwrap();
+    ct.expect(&["backup", "restore", "--db-only"], 0);
+    assert_eq!(sqlite_rows(&db), ["in s3"]);
+}
