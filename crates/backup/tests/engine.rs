@@ -455,6 +455,9 @@ fn sigkill_mid_backup_leaves_a_consistent_repository() {
             assert!(std::time::Instant::now() < deadline, "restic took no lock");
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+        // The lock file appears before restic has finished writing it; restic then blocks on
+        // stdin holding the lock, so give it a moment to complete the file.
+        std::thread::sleep(std::time::Duration::from_secs(2));
         r.kill().unwrap();
         r.wait().unwrap();
         assert_eq!(files_under(&dir.path().join("repo/locks")), 1, "a stale lock is left");
