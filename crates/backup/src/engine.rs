@@ -107,6 +107,8 @@ pub struct RestoreRequest {
     /// Streams are written to `<target>/caretaker-streams/<name>`; without a target they are
     /// left to the database adapter ([`BackupEngine::restore_stream`]).
     pub target: Option<PathBuf>,
+    /// Paths of the snapshot not to restore (`recover` keeps the config file it was given).
+    pub skip: Vec<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize)]

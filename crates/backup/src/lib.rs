@@ -4,6 +4,7 @@
 //! - [`engine`]: the trait and its request/report types;
 //! - [`restic`]: the one implementation;
 //! - [`location`]: from the config's `backup.repository` to a storage backend;
+//! - [`s3`]: S3-compatible repositories over opendal's S3 service;
 //! - [`source`]: the snapshot source (file trees + config file + streams) that records errors;
 //! - [`stream`]: [`StreamSource`], what the database adapter implements;
 //! - [`safety`], [`retention`]: pure decisions, no I/O.
@@ -13,6 +14,7 @@ pub mod error;
 pub mod location;
 pub mod restic;
 pub mod retention;
+pub mod s3;
 pub mod safety;
 mod source;
 pub mod stream;

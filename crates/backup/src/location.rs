@@ -2,6 +2,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::restic::ResticRepository;
+use crate::s3::{S3Backend, S3Target};
 use caretaker_core::config::{Backup, Repository};
 use rustic_backend::local::LocalBackend;
 use rustic_core::RepositoryBackends;
@@ -16,10 +17,25 @@ pub fn repository(cfg: &Backup) -> Result<ResticRepository> {
                 .map_err(|e| Error::rustic("opening repository", &name, &e))?;
             Arc::new(be)
         }
-        Repository::Sftp { .. } | Repository::S3 { .. } => {
+        Repository::S3 { endpoint, bucket, prefix } => {
+            let Some(keys) = &cfg.s3 else {
+                return Err(Error::new(ErrorKind::Invalid, format!("{name}: no S3 credentials"))
+                    .hint("add `backup.s3: { access_key_id_file: ..., secret_access_key_file: ... }`"));
+            };
+            let target = S3Target {
+                endpoint,
+                bucket,
+                prefix,
+                region: keys.region.as_deref().unwrap_or("us-east-1"),
+                access_key_id: keys.access_key_id.expose(),
+                secret_access_key: keys.secret_access_key.expose(),
+            };
+            Arc::new(S3Backend::new(&target).map_err(|e| Error::rustic("opening repository", &name, &e))?)
+        }
+        Repository::Sftp { .. } => {
             return Err(Error::new(
                 ErrorKind::Invalid,
-                format!("{name}: this caretaker build only supports local repositories"),
+                format!("{name}: this caretaker build supports local and S3 repositories, not SFTP yet"),
             ));
         }
     };
@@ -32,5 +48,12 @@ pub fn local(path: &std::path::Path, password: &str) -> Result<ResticRepository>
     let name = format!("local:{}", path.display());
     let be = LocalBackend::new(path.to_string_lossy(), Vec::<(String, String)>::new())
         .map_err(|e| Error::rustic("opening repository", &name, &e))?;
+    Ok(ResticRepository::new(RepositoryBackends::new(Arc::new(be), None), name, password))
+}
+
+/// A repository in an S3 bucket (tests; the config goes through [`repository`]).
+pub fn s3(target: &S3Target<'_>, password: &str) -> Result<ResticRepository> {
+    let name = format!("s3:{}/{}/{}", target.endpoint, target.bucket, target.prefix);
+    let be = S3Backend::new(target).map_err(|e| Error::rustic("opening repository", &name, &e))?;
     Ok(ResticRepository::new(RepositoryBackends::new(Arc::new(be), None), name, password))
 }

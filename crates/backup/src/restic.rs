@@ -456,7 +456,7 @@ impl ResticRepository {
                 }
                 continue;
             }
-            if req.what == RestoreWhat::StreamsOnly {
+            if req.what == RestoreWhat::StreamsOnly || req.skip.contains(&path) {
                 continue;
             }
             let dest = match &req.target {

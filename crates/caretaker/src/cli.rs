@@ -48,6 +48,9 @@ pub enum Command {
     Jobs(JobsArgs),
     /// Back up, list, check, prune and restore (restic-format repository)
     Backup(BackupArgs),
+    /// Disaster recovery on a fresh machine with only the config: restore the files and the
+    /// database from the newest complete snapshot, migrate, start the app and health-check it
+    Recover(RecoverArgs),
     /// Run the supervisor in the foreground (for systemd or a container)
     Daemon,
     /// Start every service (and a background daemon if none runs); waits until all are healthy
@@ -402,19 +405,42 @@ pub enum BackupCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Restore a snapshot (default: the newest complete one)
+    /// Restore a snapshot (default: the newest complete one): file trees to their paths and the
+    /// database dump into the (empty) database, in maintenance mode
     Restore {
         snapshot: Option<String>,
         /// Only the file trees and the config file
-        #[arg(long, conflicts_with = "streams_only")]
+        #[arg(long, conflicts_with = "db_only")]
         files_only: bool,
-        /// Only the streams (database dumps); needs --target until the database restore exists
-        #[arg(long)]
-        streams_only: bool,
-        /// Restore below this directory instead of to the original paths
+        /// Only the database (with --target: the dump as a file below DIR)
+        #[arg(long, alias = "streams-only")]
+        db_only: bool,
+        /// Restore below this directory instead of to the original paths; the database dump is
+        /// then written to DIR/caretaker-streams/database instead of into the database
         #[arg(long, value_name = "DIR")]
         target: Option<PathBuf>,
+        /// Restore into a database that holds tables: its contents are kept aside as
+        /// `<db>__old_<time>`, never dropped
+        #[arg(long)]
+        force: bool,
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct RecoverArgs {
+    /// Snapshot id or prefix (default: the newest complete snapshot)
+    #[arg(long, value_name = "ID")]
+    pub snapshot: Option<String>,
+    /// Recover over live data: a non-empty database is kept aside as `<db>__old_<time>` and
+    /// non-empty file trees are renamed to `<path>.caretaker-old-<time>`; nothing is deleted
+    #[arg(long)]
+    pub force: bool,
+    /// Give up waiting for the services to become healthy after this many seconds
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+    /// Print the summary as JSON
+    #[arg(long)]
+    pub json: bool,
 }

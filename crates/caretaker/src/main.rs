@@ -10,6 +10,7 @@ mod commands;
 mod context;
 mod control;
 mod daemon;
+mod dbbackup;
 mod exit;
 mod output;
 mod runner;
@@ -40,6 +41,7 @@ fn main() {
         Command::ResetFailed => commands::maintenance::reset_failed(&cli.global),
         Command::Db(c) => commands::db::run(&cli.global, c),
         Command::Backup(a) => commands::backup::run(&cli.global, a),
+        Command::Recover(a) => commands::recover::run(&cli.global, a),
         Command::Demo(a) => commands::demo::run(&cli.global, a),
         Command::Check(a) => commands::check::run(&cli.global, a),
         Command::Metrics(a) => commands::metrics::run(&cli.global, a),

@@ -8,9 +8,11 @@ use crate::exit::{Code, Failure};
 use crate::output::{human_duration, table};
 use anyhow::Result;
 use caretaker_backup::{
-    location, BackupEngine, BackupRequest, ErrorKind, ReadData, RestoreRequest, RestoreWhat, SafetyPolicy, TreeSpec,
+    location, BackupEngine, BackupRequest, ErrorKind, ReadData, RestoreRequest, RestoreWhat, SafetyPolicy,
+    SnapshotInfo, TreeSpec,
 };
 use caretaker_core::job::{kind, Outcome, Trigger};
+use caretaker_db::RestoreMode;
 
 pub fn run(global: &Global, args: &BackupArgs) -> Result<Code> {
     let app = open_app(global)?;
@@ -124,44 +126,161 @@ pub fn run(global: &Global, args: &BackupArgs) -> Result<Code> {
                 }
             }
         }
-        BackupCommand::Restore { snapshot, files_only, streams_only, target, json } => {
-            let what = match (files_only, streams_only) {
-                (true, _) => RestoreWhat::FilesOnly,
-                (false, true) => RestoreWhat::StreamsOnly,
-                _ => RestoreWhat::All,
-            };
-            let job = app.store.start_job(kind::RESTORE, Trigger::Cli, true)?;
-            let req = RestoreRequest { snapshot: snapshot.clone(), what, target: target.clone() };
-            match repo.restore(&req) {
-                Ok(r) => {
-                    let figures = serde_json::to_value(&r)?;
-                    let outcome = if r.errors.is_empty() { Outcome::Succeeded } else { Outcome::Partial };
-                    job.finish(outcome, figures.clone(), r.errors.first().map(String::as_str))?;
-                    if *json {
-                        println!("{}", serde_json::to_string_pretty(&figures)?);
-                    } else {
-                        for p in &r.restored {
-                            eprintln!("restored {}", p.display());
-                        }
-                        for (name, p, n) in &r.streams_written {
-                            eprintln!("stream {name} → {} ({n} bytes)", p.display());
-                        }
-                        for s in &r.streams_skipped {
-                            eprintln!("stream {s} not restored (give --target to write it to a file)");
-                        }
-                        for e in &r.errors {
-                            eprintln!("error: {e}");
-                        }
-                    }
-                    Ok(if r.errors.is_empty() { Code::Ok } else { Code::Failure })
-                }
-                Err(e) => {
-                    job.finish(Outcome::Failed, serde_json::json!({}), Some(&e.message))?;
-                    Err(to_failure(e).into())
-                }
+        BackupCommand::Restore { snapshot, files_only, db_only, target, force, json } => {
+            restore_cmd(&app, &repo, snapshot.as_deref(), *files_only, *db_only, target.as_deref(), *force, *json)
+        }
+    }
+}
+
+/// The snapshot `wanted` names (an id prefix), or the newest complete one (else the newest
+/// that is not pending), as the engine picks it.
+pub fn resolve_snapshot(repo: &dyn BackupEngine, wanted: Option<&str>) -> Result<SnapshotInfo> {
+    let snaps = repo.snapshots().map_err(to_failure)?;
+    let found = match wanted {
+        Some(w) if w != "latest" => {
+            let found: Vec<_> = snaps.into_iter().filter(|s| s.id.starts_with(w)).collect();
+            if found.len() > 1 {
+                return Err(Failure::new(Code::Usage, format!("snapshot id {w} is ambiguous"))
+                    .hint("give more characters of the id")
+                    .into());
+            }
+            found.into_iter().next()
+        }
+        _ => snaps.iter().rev().find(|s| s.complete).or_else(|| snaps.iter().rev().find(|s| !s.pending)).cloned(),
+    };
+    found.ok_or_else(|| {
+        Failure::new(Code::Unavailable, format!("no snapshot {}", wanted.unwrap_or("to restore")))
+            .hint("`caretaker backup list` shows the snapshots")
+            .into()
+    })
+}
+
+/// What restoring the database did.
+#[derive(serde::Serialize)]
+pub struct DbRestored {
+    pub target: String,
+    pub bytes: u64,
+    pub kept_aside: Option<String>,
+    pub seconds: f64,
+}
+
+/// Restores the snapshot's database dump into the configured database, in maintenance mode
+/// (switched back off afterwards unless it was on before). A database with tables is refused
+/// unless `force`, which keeps its contents aside.
+pub fn restore_db(app: &AppContext, repo: &dyn BackupEngine, snapshot: &str, force: bool) -> Result<DbRestored> {
+    let Some(dbcfg) = &app.config.database else {
+        return Err(Failure::new(Code::Config, "the config has no `database:` section").into());
+    };
+    let db = caretaker_db::open(dbcfg, &app.redactor)?;
+    let contents = db.contents()?;
+    if contents.exists && !contents.is_blank() && !force {
+        return Err(Failure::new(
+            Code::Refused,
+            format!("{} is not empty ({} tables): refusing to restore over it", db.target(), contents.tables.len()),
+        )
+        .hint(
+            "restore into an empty database, or add --force to keep its contents aside as <db>__old_<time> and restore",
+        )
+        .into());
+    }
+    let mode = if force { RestoreMode::ReplaceKeepingOld } else { RestoreMode::IntoEmpty };
+    let was_on = app.store.fact(caretaker_core::mode::FACT_MAINTENANCE)?.is_some();
+    if !was_on {
+        crate::appmode::maintenance_on(&app.store, &app.config, Some("Restoring data from a backup."), "restore")?;
+    }
+    let started = std::time::Instant::now();
+    let res = crate::dbbackup::restore_database(repo, snapshot, db.as_ref(), mode);
+    if !was_on {
+        crate::appmode::maintenance_off(&app.store, &app.config, "restore")?;
+    }
+    let (restored, _) = res.map_err(|e| e.into_anyhow())?;
+    Ok(DbRestored {
+        target: db.target().to_string(),
+        bytes: restored.bytes,
+        kept_aside: restored.kept_aside,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn restore_cmd(
+    app: &AppContext,
+    repo: &caretaker_backup::ResticRepository,
+    snapshot: Option<&str>,
+    files_only: bool,
+    db_only: bool,
+    target: Option<&std::path::Path>,
+    force: bool,
+    json: bool,
+) -> Result<Code> {
+    let snap = resolve_snapshot(repo, snapshot)?;
+    let mut job = app.store.start_job(kind::RESTORE, Trigger::Cli, true)?;
+    job.log(&format!("restoring snapshot {}", snap.id));
+    let what = match (files_only, db_only) {
+        (true, _) => RestoreWhat::FilesOnly,
+        (false, true) => RestoreWhat::StreamsOnly,
+        _ => RestoreWhat::All,
+    };
+    // With a target everything goes below it, the dump as a file; without one the files go
+    // to their paths and the dump into the database.
+    let files = if target.is_some() || !db_only {
+        let what = if target.is_some() { what } else { RestoreWhat::FilesOnly };
+        let req =
+            RestoreRequest { snapshot: Some(snap.id.clone()), what, target: target.map(Into::into), skip: vec![] };
+        match repo.restore(&req) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                job.finish(Outcome::Failed, serde_json::json!({}), Some(&e.message))?;
+                return Err(to_failure(e).into());
+            }
+        }
+    } else {
+        None
+    };
+    let has_dump = snap.paths.iter().any(|p| p == caretaker_backup::stream::STREAMS_DIR);
+    let db = if target.is_none() && !files_only && app.config.database.is_some() && (has_dump || db_only) {
+        match restore_db(app, repo, &snap.id, force) {
+            Ok(d) => {
+                job.log(&format!("database restored into {} ({} bytes)", d.target, d.bytes));
+                Some(d)
+            }
+            Err(e) => {
+                job.log(&format!("database restore failed: {e:#}"));
+                let figures = serde_json::json!({"snapshot": snap.id, "files": files});
+                job.finish(Outcome::Failed, figures, Some(&format!("{e:#}")))?;
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
+    let errors: Vec<String> = files.as_ref().map(|r| r.errors.clone()).unwrap_or_default();
+    let figures = serde_json::json!({"snapshot": snap.id, "files": files, "database": db});
+    let outcome = if errors.is_empty() { Outcome::Succeeded } else { Outcome::Partial };
+    job.finish(outcome, figures.clone(), errors.first().map(String::as_str))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&figures)?);
+    } else {
+        eprintln!("snapshot {}", &snap.id[..8.min(snap.id.len())]);
+        if let Some(r) = &files {
+            for p in &r.restored {
+                eprintln!("restored {}", p.display());
+            }
+            for (name, p, n) in &r.streams_written {
+                eprintln!("stream {name} → {} ({n} bytes)", p.display());
+            }
+            for e in &r.errors {
+                eprintln!("error: {e}");
+            }
+        }
+        if let Some(d) = &db {
+            eprintln!("database {} restored ({} bytes in {:.1} s)", d.target, d.bytes, d.seconds);
+            if let Some(old) = &d.kept_aside {
+                eprintln!("previous contents kept aside as {old}");
             }
         }
     }
+    Ok(if errors.is_empty() { Code::Ok } else { Code::Failure })
 }
 
 fn parse_percent(s: &str) -> Result<f64> {
@@ -179,13 +298,17 @@ fn run_backup(
     json: bool,
 ) -> Result<Code> {
     let config = &app.config;
+    let mut tags = vec![
+        format!("app:{}", config.app.name),
+        format!("caretaker:{}", crate::cli::LONG_VERSION.split(' ').next().unwrap_or("unknown")),
+    ];
+    if let Some(v) = crate::dbbackup::app_version(config, &app.config_path) {
+        tags.push(format!("app-version:{v}"));
+    }
     let req = BackupRequest {
         trees: config.files.iter().map(|t| TreeSpec { path: t.path.clone(), exclude: t.exclude.clone() }).collect(),
         files: vec![std::fs::canonicalize(&app.config_path).unwrap_or_else(|_| app.config_path.clone())],
-        tags: vec![
-            format!("app:{}", config.app.name),
-            format!("caretaker:{}", crate::cli::LONG_VERSION.split(' ').next().unwrap_or("unknown")),
-        ],
+        tags,
         host: None,
         policy: SafetyPolicy {
             allow_empty: config.files.iter().filter(|t| t.allow_empty).map(|t| t.path.clone()).collect(),
@@ -195,8 +318,40 @@ fn run_backup(
     let mut job = app.store.start_job(kind::BACKUP, Trigger::Cli, true)?;
     let id = job.id();
     job.log(&format!("backing up to {}", cfg.repository));
-    // The database dump joins here as a StreamSource once the database adapters exist.
-    match repo.backup(&req, Vec::new()) {
+    // The database: its safety check comes before anything is written; its dump is streamed
+    // into the snapshot as `/caretaker-streams/database`.
+    let mut streams: Vec<Box<dyn caretaker_backup::StreamSource>> = Vec::new();
+    if let Some(dbcfg) = &config.database {
+        let checked = caretaker_db::open(dbcfg, &app.redactor).and_then(|db| {
+            db.safety_check(&dbcfg.min_rows)?;
+            Ok(db)
+        });
+        match checked {
+            Ok(db) => {
+                job.log(&format!("database safety check passed: {}", db.target()));
+                streams.push(Box::new(crate::dbbackup::DumpStream::new(db)));
+            }
+            Err(e) => {
+                let refused = e.kind() == caretaker_db::ErrorKind::SafetyCheck;
+                let outcome = if refused { Outcome::Refused } else { Outcome::Failed };
+                job.log(&e.to_string());
+                job.finish(outcome, serde_json::json!({}), Some(&e.to_string()))?;
+                if refused {
+                    app.store.record_event("backup_refused", &cfg.repository.to_string(), &e.to_string())?;
+                }
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(
+                            &serde_json::json!({"job": id, "outcome": outcome, "error": e.to_string()})
+                        )?
+                    );
+                }
+                return Err(e.into());
+            }
+        }
+    }
+    match repo.backup(&req, streams) {
         Ok(r) => {
             let figures = serde_json::to_value(&r)?;
             for e in &r.read_errors {

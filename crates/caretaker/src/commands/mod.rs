@@ -16,6 +16,7 @@ pub mod logs;
 pub mod maintenance;
 pub mod metrics;
 pub mod notify;
+pub mod recover;
 pub mod restart;
 pub mod schedule;
 pub mod silence;

@@ -8,6 +8,7 @@ mod demo;
 mod jobs;
 mod maintenance;
 mod observe;
+mod recover;
 mod secrets;
 mod supervisor;
 

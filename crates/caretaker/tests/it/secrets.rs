@@ -51,6 +51,13 @@ fn no_secret_in_any_output_log_or_record() {
         (&["jobs", "--json"], 0),
         (&["jobs", "show", "1"], 0),
         (&["jobs", "show", "3", "--json"], 0),
+        // The database is unreachable (port 1): its errors must not show the URL's password.
+        (&["backup", "init"], 0),
+        (&["backup", "run"], 6),
+        (&["backup", "run", "--json"], 6),
+        (&["backup", "restore", "--db-only"], 6),
+        (&["recover"], 6),
+        (&["recover", "--json"], 6),
     ];
     let mut seen = String::new();
     for (args, code) in runs {

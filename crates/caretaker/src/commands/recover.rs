@@ -1,0 +1,209 @@
+//! `caretaker recover`: disaster recovery on a fresh machine that has only the config file.
+//!
+//! Steps, each timed and logged to one `recover` job: pick the snapshot (the newest complete
+//! one, or `--snapshot`); refuse if live data exists (a database with tables, a non-empty file
+//! tree) unless `--force`, which moves it aside (`<db>__old_<time>`, `<path>.caretaker-old-<time>`)
+//! and never deletes; restore the file trees to their paths (not the config file: the one given
+//! is the one in force) and the database dump into the database; run `app.migrate`; start the
+//! app (a background daemon unless one runs) and wait until every health check passes; clear
+//! the failed flag.
+
+use crate::appenv::{app_env, working_dir};
+use crate::cli::{Global, RecoverArgs};
+use crate::commands::backup::{resolve_snapshot, restore_db, to_failure};
+use crate::context::open_app;
+use crate::control::{request, start_background_daemon, wait_until_up};
+use crate::exit::{Code, Failure};
+use crate::runner::run_logged;
+use anyhow::{Context, Result};
+use caretaker_backup::{location, BackupEngine, RestoreRequest, RestoreWhat};
+use caretaker_core::job::{kind, Outcome, Trigger};
+use caretaker_state::JobHandle;
+use caretaker_supervisor::protocol::Request;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+struct Steps {
+    done: Vec<(String, f64, String)>,
+}
+
+impl Steps {
+    fn record(&mut self, job: &mut JobHandle<'_>, step: &str, started: Instant, what: String) {
+        let secs = started.elapsed().as_secs_f64();
+        job.log(&format!("{step}: {what} ({secs:.2} s)"));
+        self.done.push((step.to_string(), secs, what));
+    }
+}
+
+pub fn run(global: &Global, args: &RecoverArgs) -> Result<Code> {
+    let app = open_app(global)?;
+    let Some(cfg) = app.config.backup.clone() else {
+        return Err(Failure::new(Code::Config, "the config has no `backup:` section: nothing to recover from").into());
+    };
+    let repo = location::repository(&cfg).map_err(to_failure)?;
+    let all = Instant::now();
+    let mut job = app.store.start_job(kind::RECOVER, Trigger::Cli, true)?;
+    let job_id = job.id();
+    let mut steps = Steps { done: Vec::new() };
+    let res = recover(global, &app, &repo, args, &mut job, &mut steps);
+    let total = all.elapsed().as_secs_f64();
+    let figures = json!({
+        "steps": steps.done.iter().map(|(s, secs, what)| json!({"step": s, "seconds": secs, "what": what})).collect::<Vec<_>>(),
+        "seconds": total,
+    });
+    match res {
+        Ok(snapshot) => {
+            let mut figures = figures;
+            figures["snapshot"] = json!(snapshot);
+            job.finish(Outcome::Succeeded, figures.clone(), None)?;
+            if app.store.fact(caretaker_core::mode::FACT_FAILED)?.is_some() {
+                crate::appmode::reset_failed(&app.store, &app.config)?;
+            }
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&json!({"job": job_id, "figures": figures}))?);
+            } else {
+                println!("recovered {} from snapshot {} (job {job_id})", app.config.app.name, &snapshot[..8]);
+                for (step, secs, what) in &steps.done {
+                    println!("  {step:<10} {secs:>7.2} s  {what}");
+                }
+                println!("  {:<10} {total:>7.2} s", "total");
+            }
+            Ok(Code::Ok)
+        }
+        Err(e) => {
+            let code = crate::exit::classify(&e).0;
+            let outcome = if code == Code::Refused { Outcome::Refused } else { Outcome::Failed };
+            job.log(&format!("{e:#}"));
+            job.finish(outcome, figures, Some(&format!("{e:#}")))?;
+            if outcome == Outcome::Refused {
+                app.store.record_event("recover_refused", &app.config.app.name, &format!("{e:#}"))?;
+            }
+            Err(e)
+        }
+    }
+}
+
+fn recover(
+    global: &Global,
+    app: &crate::context::AppContext,
+    repo: &caretaker_backup::ResticRepository,
+    args: &RecoverArgs,
+    job: &mut JobHandle<'_>,
+    steps: &mut Steps,
+) -> Result<String> {
+    // 1. The snapshot.
+    let t = Instant::now();
+    let snap = resolve_snapshot(repo, args.snapshot.as_deref())?;
+    if !snap.complete && args.snapshot.is_none() {
+        return Err(Failure::new(Code::Failure, format!("the newest snapshot {} is partial", snap.short_id))
+            .hint("name a snapshot with --snapshot ID to recover from it anyway")
+            .into());
+    }
+    steps.record(job, "snapshot", t, format!("{} of {}", snap.short_id, snap.time));
+
+    // 2. Live data?
+    let t = Instant::now();
+    let db = match &app.config.database {
+        Some(d) => Some(caretaker_db::open(d, &app.redactor)?),
+        None => None,
+    };
+    let mut live = Vec::new();
+    if let Some(db) = &db {
+        let c = db.contents()?;
+        if c.exists && !c.is_blank() {
+            live.push(format!("{} has {} tables", db.target(), c.tables.len()));
+        }
+    }
+    let trees: Vec<PathBuf> = app.config.files.iter().map(|t| t.path.clone()).collect();
+    let mut live_trees = Vec::new();
+    for p in &trees {
+        if non_empty(p)? {
+            live.push(format!("{} is not empty", p.display()));
+            live_trees.push(p.clone());
+        }
+    }
+    if !live.is_empty() && !args.force {
+        return Err(Failure::new(Code::Refused, format!("live data exists: {}", live.join("; ")))
+            .hint("recover is for a fresh machine; add --force to move the live data aside (nothing is deleted)")
+            .into());
+    }
+    let stamp = jiff::Zoned::now().strftime("%Y%m%d-%H%M%S").to_string();
+    for p in &live_trees {
+        let aside = PathBuf::from(format!("{}.caretaker-old-{stamp}", p.display()));
+        std::fs::rename(p, &aside).with_context(|| format!("moving {} aside to {}", p.display(), aside.display()))?;
+        job.log(&format!("moved {} aside to {}", p.display(), aside.display()));
+        eprintln!("moved {} aside to {}", p.display(), aside.display());
+    }
+    steps.record(
+        job,
+        "inspect",
+        t,
+        if live.is_empty() { "no live data".into() } else { format!("forced over: {}", live.join("; ")) },
+    );
+
+    // 3. Files, to their own paths; the config file in force stays as it is.
+    let t = Instant::now();
+    let config_path = std::fs::canonicalize(&app.config_path).unwrap_or_else(|_| app.config_path.clone());
+    let req = RestoreRequest {
+        snapshot: Some(snap.id.clone()),
+        what: RestoreWhat::FilesOnly,
+        target: None,
+        skip: vec![config_path],
+    };
+    let r = repo.restore(&req).map_err(to_failure)?;
+    if !r.errors.is_empty() {
+        return Err(Failure::new(Code::Failure, format!("restoring files: {}", r.errors.join("; "))).into());
+    }
+    let listed: Vec<String> = r.restored.iter().map(|p| p.display().to_string()).collect();
+    steps.record(job, "files", t, if listed.is_empty() { "none".into() } else { listed.join(", ") });
+
+    // 4. The database.
+    if db.is_some() {
+        let t = Instant::now();
+        let d = restore_db(app, repo, &snap.id, args.force)?;
+        let mut what = format!("{} ({} bytes)", d.target, d.bytes);
+        if let Some(old) = &d.kept_aside {
+            what.push_str(&format!(", previous contents kept as {old}"));
+        }
+        steps.record(job, "database", t, what);
+    }
+
+    // 5. Migrations.
+    if !app.config.app.migrate.is_empty() {
+        let t = Instant::now();
+        let cwd = working_dir(&app.config.app, &app.config_path);
+        let env = app_env(&app.config.app, None, &cwd)?;
+        let redactor = app.redactor.clone();
+        for cmd in &app.config.app.migrate {
+            job.log(&format!("$ {cmd}"));
+            let ended = run_logged(cmd, &env, &cwd, Duration::from_secs(3600), job, &|s| redactor.redact(s), false)?;
+            if !ended.success() {
+                return Err(Failure::new(Code::Failure, format!("migration `{cmd}` {}", ended.describe())).into());
+            }
+        }
+        steps.record(job, "migrate", t, format!("{} command(s)", app.config.app.migrate.len()));
+    }
+
+    // 6. Start the app and wait until every health check passes.
+    if !app.config.services.is_empty() {
+        let t = Instant::now();
+        let state_dir = app.store.dir().to_path_buf();
+        if request(&state_dir, &Request::Up, Duration::from_secs(10))?.is_none() {
+            start_background_daemon(global, &app.config_path, &state_dir)?;
+        }
+        let report = wait_until_up(&state_dir, None, Duration::from_secs(args.timeout))?;
+        steps.record(job, "start", t, format!("{} service(s) healthy", report.services.len()));
+    }
+    Ok(snap.id)
+}
+
+/// A tree counts as live data when it holds anything.
+fn non_empty(p: &Path) -> Result<bool> {
+    match std::fs::read_dir(p) {
+        Ok(mut d) => Ok(d.next().is_some()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Ok(true),
+        Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
+    }
+}

@@ -1,0 +1,95 @@
+//! The database inside backups: its dump as a [`StreamSource`] of the snapshot (named
+//! [`STREAM_NAME`]), and restoring that stream into the database through the adapter — both
+//! streamed, never through a temporary file or memory.
+
+use caretaker_backup::{BackupEngine, StreamSource};
+use caretaker_db::{Database, RestoreMode, Restored};
+use std::io::Write;
+
+/// The name of the database dump inside a snapshot (`/caretaker-streams/database`).
+pub const STREAM_NAME: &str = "database";
+
+/// The database dump, produced on the fly while the archiver reads it.
+pub struct DumpStream {
+    db: Box<dyn Database>,
+}
+
+impl DumpStream {
+    pub fn new(db: Box<dyn Database>) -> Self {
+        DumpStream { db }
+    }
+}
+
+impl StreamSource for DumpStream {
+    fn name(&self) -> &str {
+        STREAM_NAME
+    }
+
+    fn write_to(&mut self, out: &mut dyn Write) -> std::io::Result<u64> {
+        self.db.dump(out).map_err(|e| std::io::Error::other(format!("database dump: {e}")))
+    }
+}
+
+/// Why restoring the database stream failed: the engine (reading the snapshot) or the
+/// adapter (writing the database). When both fail, the adapter's error is the cause (the
+/// engine then only saw the pipe close).
+pub enum RestoreDbError {
+    Engine(caretaker_backup::Error),
+    Db(caretaker_db::Error),
+    Io(std::io::Error),
+}
+
+/// Streams the snapshot's database dump into the database: the engine writes into a pipe on
+/// this thread, the adapter reads the other end on its own thread.
+pub fn restore_database(
+    repo: &dyn BackupEngine,
+    snapshot: &str,
+    db: &dyn Database,
+    mode: RestoreMode,
+) -> Result<(Restored, u64), RestoreDbError> {
+    let (mut reader, writer) = std::io::pipe().map_err(RestoreDbError::Io)?;
+    std::thread::scope(|s| {
+        let restorer = s.spawn(move || db.restore(&mut reader, mode));
+        let mut writer = std::io::BufWriter::with_capacity(1 << 20, writer);
+        let streamed = repo.restore_stream(Some(snapshot), STREAM_NAME, &mut writer).and_then(|n| {
+            writer.flush().map_err(|e| {
+                caretaker_backup::Error::new(
+                    caretaker_backup::ErrorKind::Other,
+                    format!("writing the dump to the database: {e}"),
+                )
+            })?;
+            Ok(n)
+        });
+        // Closing our end tells the adapter the dump has ended (or was cut short: a
+        // PostgreSQL restore then fails and rolls back; it is one transaction).
+        drop(writer);
+        let restored = restorer.join().unwrap_or_else(|_| {
+            Err(caretaker_db::Error::new(caretaker_db::ErrorKind::Other, db.target(), "the restore thread panicked"))
+        });
+        match (streamed, restored) {
+            (Ok(n), Ok(r)) => Ok((r, n)),
+            (_, Err(e)) => Err(RestoreDbError::Db(e)),
+            (Err(e), Ok(_)) => Err(RestoreDbError::Engine(e)),
+        }
+    })
+}
+
+impl RestoreDbError {
+    pub fn into_anyhow(self) -> anyhow::Error {
+        match self {
+            RestoreDbError::Engine(e) => crate::commands::backup::to_failure(e).into(),
+            RestoreDbError::Db(e) => e.into(),
+            RestoreDbError::Io(e) => anyhow::Error::new(e).context("creating a pipe for the database restore"),
+        }
+    }
+}
+
+/// The app's version for snapshot tags: the first line of `VERSION` in the app's working
+/// directory (the current release), when there is one.
+pub fn app_version(cfg: &caretaker_core::config::Config, config_path: &std::path::Path) -> Option<String> {
+    let dir = crate::appenv::working_dir(&cfg.app, config_path);
+    let text = std::fs::read_to_string(dir.join("VERSION")).ok()?;
+    let v = text.lines().next()?.trim();
+    let ok = !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_graphic() && c != ',');
+    ok.then(|| v.to_string())
+}

@@ -1,0 +1,250 @@
+//! `caretaker recover`: disaster recovery of the demo app on PostgreSQL with a file tree, from
+//! only the config, into a new empty database and empty directories.
+
+use crate::{stderr_of, BIN};
+use caretaker_testkit::{require_service, unique_name, Caretaker};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+fn psql(url: &str, sql: &str) {
+    let out = std::process::Command::new("psql").args([url, "-v", "ON_ERROR_STOP=1", "-qc", sql]).output().unwrap();
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn http(port: u16, req: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(req.as_bytes()).ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, buf.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default()))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Stops the background daemons of the caretakers when the test ends, however it ends.
+struct Down(std::path::PathBuf, Vec<std::path::PathBuf>);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        for state in &self.1 {
+            let _ = Caretaker::new(BIN, &self.0, state).run(&["down", "--daemon"]);
+        }
+    }
+}
+
+fn config(dir: &Path, db_url: &str, port: u16) -> String {
+    let d = dir.display();
+    format!(
+        r#"version: 1
+app:
+  name: rec
+  working_dir: "{d}/release"
+  migrate:
+    - ["{BIN}", "demo-app", "migrate"]
+  env:
+    DEMO_DATABASE_URL: "{db_url}"
+    DEMO_FILES_DIR: "{d}/files"
+    DEMO_LISTEN: "127.0.0.1:{port}"
+services:
+  web:
+    command: ["{BIN}", "demo-app", "serve"]
+    health: {{ http: "http://127.0.0.1:{port}/healthz", interval: 1s, timeout: 1s, start_period: 20s }}
+    stop_timeout: 5s
+database:
+  kind: postgres
+  url: "{db_url}"
+files:
+  - {{ path: "{d}/files" }}
+backup:
+  repository: "{d}/repo"
+  password: "a long test password"
+  schedule: daily
+  keep: {{ last: 3 }}
+"#
+    )
+}
+
+#[test]
+fn recover_from_only_the_config_serves_the_old_data() {
+    let Some(base) = require_service("CARETAKER_TEST_PG_URL") else { return };
+    let (server, _) = base.rsplit_once('/').unwrap();
+    let db1 = unique_name("rec_old");
+    let db2 = unique_name("rec_new");
+    psql(&base, &format!("CREATE DATABASE {db1}"));
+    psql(&base, &format!("CREATE DATABASE {db2}"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    caretaker_demo_app::write_default_release(&d.join("release")).unwrap();
+    std::fs::create_dir_all(d.join("files/sous-dossier")).unwrap();
+    std::fs::write(d.join("files/sous-dossier/reçu.txt"), "kept in the file tree").unwrap();
+    let port = free_port();
+    let cfg = d.join("caretaker.yml");
+    let write_cfg = |db: &str| {
+        std::fs::write(&cfg, config(d, &format!("{server}/{db}"), port)).unwrap();
+        std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    };
+
+    // The old machine: migrate, start, add an entry, back up, stop.
+    write_cfg(&db1);
+    let old = Caretaker::new(BIN, &cfg, &d.join("state-old"));
+    let new = Caretaker::new(BIN, &cfg, &d.join("state-new"));
+    let _down = Down(cfg.clone(), vec![d.join("state-old"), d.join("state-new")]);
+    let body = "author=alice&body=written-before-the-backup";
+    let out = std::process::Command::new(BIN)
+        .args(["demo-app", "migrate"])
+        .env("DEMO_DATABASE_URL", format!("{server}/{db1}"))
+        .current_dir(d.join("release"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    old.expect(&["up"], 0);
+    let post = format!(
+        "POST /entries HTTP/1.0\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    assert_eq!(http(port, &post).map(|r| r.0), Some(303));
+    old.expect(&["backup", "init"], 0);
+    let run = old.json(&["backup", "run", "--json"]);
+    assert_eq!(run["outcome"], "succeeded", "{run}");
+    old.expect(&["down", "--daemon"], 0);
+
+    // The new machine: only the config (pointing at a new, empty database), empty directories.
+    std::fs::remove_dir_all(d.join("files")).unwrap();
+    std::fs::create_dir_all(d.join("files")).unwrap();
+    write_cfg(&db2);
+    let out = new.run(&["recover"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    for step in ["files", "database", "migrate", "start"] {
+        assert!(printed.contains(step), "{printed}");
+    }
+    let (status, entries) = http(port, "GET /api/entries HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(status, 200);
+    assert!(entries.contains("written-before-the-backup"), "{entries}");
+    assert_eq!(std::fs::read_to_string(d.join("files/sous-dossier/reçu.txt")).unwrap(), "kept in the file tree");
+    let jobs = new.json(&["jobs", "--json"]);
+    let job = jobs.as_array().unwrap().iter().find(|j| j["kind"] == "recover").unwrap().clone();
+    assert_eq!(job["outcome"], "succeeded", "{job}");
+
+    // Live data now exists: a second recover refuses (exit 5) and changes nothing.
+    new.expect(&["down", "--daemon"], 0);
+    let out = new.run(&["recover"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("live data"), "{}", stderr_of(&out));
+    // --force moves the tree aside (never deleted) and keeps the database aside.
+    let out = new.run(&["recover", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let aside: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("files.caretaker-old-"))
+        .collect();
+    assert_eq!(aside.len(), 1);
+    assert!(aside[0].path().join("sous-dossier/reçu.txt").exists());
+    let (_, entries) = http(port, "GET /api/entries HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    assert!(entries.contains("written-before-the-backup"), "{entries}");
+}
+
+/// Children of `pid` whose command name is `comm`.
+fn children_named(pid: u32, comm: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let name = &stat[open + 1..close];
+        let rest: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        if name == comm && rest.first() != Some(&"Z") && rest.get(1) == Some(&pid.to_string().as_str()) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// `caretaker backup run` SIGKILLed while `pg_dump` streams into the snapshot: the job is
+/// marked interrupted, the next run succeeds, and the repository checks clean (caretaker's
+/// check and stock restic's).
+#[test]
+fn backup_run_killed_while_pg_dump_streams_leaves_a_consistent_repository() {
+    let Some(base) = require_service("CARETAKER_TEST_PG_URL") else { return };
+    let (server, _) = base.rsplit_once('/').unwrap();
+    let name = unique_name("bk_kill");
+    psql(&base, &format!("CREATE DATABASE {name}"));
+    let url = format!("{server}/{name}");
+    // ~60 MB of barely compressible rows: pg_dump takes seconds.
+    psql(
+        &url,
+        "CREATE TABLE t (id int PRIMARY KEY, a text); INSERT INTO t SELECT g, md5(random()::text) || md5(random()::text) || md5(random()::text) FROM generate_series(1, 600000) g",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("files")).unwrap();
+    std::fs::write(d.join("files/a.txt"), "a file").unwrap();
+    let cfg = d.join("caretaker.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 1\napp:\n  name: bkkill\ndatabase: {{ kind: postgres, url: \"{url}\" }}\nfiles: [ \"{f}\" ]\nbackup:\n  repository: \"{r}\"\n  password: \"a long test password\"\n  schedule: daily\n  keep: {{ last: 3 }}\n",
+            f = d.join("files").display(),
+            r = d.join("repo").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let ct = Caretaker::new(BIN, &cfg, &d.join("state"));
+    ct.expect(&["backup", "init"], 0);
+
+    let mut run = ct.command(&["backup", "run"]).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let started = std::time::Instant::now();
+    let dumper = loop {
+        if let Some(p) = children_named(run.id(), "pg_dump").first() {
+            break *p;
+        }
+        assert!(run.try_wait().unwrap().is_none(), "backup run ended before pg_dump was seen");
+        assert!(started.elapsed() < Duration::from_secs(60), "no pg_dump within 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(run.try_wait().unwrap().is_none(), "the dump was too quick to be interrupted");
+    run.kill().unwrap(); // SIGKILL
+    run.wait().unwrap();
+    // pg_dump loses its reader and ends.
+    let gone = std::time::Instant::now();
+    while std::path::Path::new(&format!("/proc/{dumper}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{dumper}/stat")).unwrap_or_default().contains(") Z")
+    {
+        assert!(gone.elapsed() < Duration::from_secs(30), "pg_dump outlived the killed backup");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    assert_eq!(ct.json(&["backup", "list", "--json"]).as_array().unwrap().len(), 0, "no snapshot of the killed run");
+    let next = ct.json(&["backup", "run", "--json"]);
+    assert_eq!(next["outcome"], "succeeded", "{next}");
+    let jobs = ct.json(&["jobs", "--json"]);
+    let outcomes: Vec<&str> = jobs.as_array().unwrap().iter().map(|j| j["outcome"].as_str().unwrap()).collect();
+    assert!(outcomes.contains(&"interrupted"), "the killed job is marked interrupted: {jobs}");
+    ct.expect(&["backup", "check", "--read-data"], 0);
+
+    if let Some(restic) =
+        std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|p| p.join("restic")).find(|p| p.is_file()))
+    {
+        let pw = d.join("pw");
+        std::fs::write(&pw, "a long test password").unwrap();
+        let out = std::process::Command::new(restic)
+            .args(["check", "--read-data"])
+            .env("RESTIC_REPOSITORY", d.join("repo"))
+            .env("RESTIC_PASSWORD_FILE", &pw)
+            .env("RESTIC_CACHE_DIR", d.join("restic-cache"))
+            .env_remove("RESTIC_PASSWORD")
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && text.contains("no errors were found"), "restic check: {text}");
+    }
+    psql(&base, &format!("DROP DATABASE {name}"));
+}
