@@ -74,6 +74,16 @@ pub fn restore_database(
     })
 }
 
+impl std::fmt::Display for RestoreDbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RestoreDbError::Engine(e) => write!(f, "{}", e.message),
+            RestoreDbError::Db(e) => write!(f, "{e}"),
+            RestoreDbError::Io(e) => write!(f, "creating a pipe for the database restore: {e}"),
+        }
+    }
+}
+
 impl RestoreDbError {
     pub fn into_anyhow(self) -> anyhow::Error {
         match self {

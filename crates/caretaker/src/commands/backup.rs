@@ -69,7 +69,7 @@ pub fn run(global: &Global, args: &BackupArgs) -> Result<Code> {
                 (true, None) => ReadData::All,
                 (false, None) => ReadData::None,
             };
-            let mut job = app.store.start_job(kind::BACKUP_CHECK, Trigger::Cli, false)?;
+            let mut job = app.store.start_job(kind::BACKUP_CHECK, crate::context::trigger(), false)?;
             let res = repo.check(read);
             match res {
                 Ok(r) => {
@@ -103,7 +103,7 @@ pub fn run(global: &Global, args: &BackupArgs) -> Result<Code> {
             }
         }
         BackupCommand::Prune { json } => {
-            let job = app.store.start_job(kind::PRUNE, Trigger::Cli, true)?;
+            let job = app.store.start_job(kind::PRUNE, crate::context::trigger(), true)?;
             match repo.prune(&cfg.keep) {
                 Ok(r) => {
                     let figures = serde_json::to_value(&r)?;
@@ -190,6 +190,15 @@ pub fn restore_db(app: &AppContext, repo: &dyn BackupEngine, snapshot: &str, for
     }
     let started = std::time::Instant::now();
     let res = crate::dbbackup::restore_database(repo, snapshot, db.as_ref(), mode);
+    if let Err(e) = &res {
+        // The database may now be empty or partly restored: never expose that silently.
+        // Service mode keeps visitors on the service page until an operator clears it.
+        crate::appmode::set_failed(
+            &app.store,
+            &app.config,
+            &format!("restoring the database from a backup failed: {e}"),
+        )?;
+    }
     if !was_on {
         crate::appmode::maintenance_off(&app.store, &app.config, "restore")?;
     }
@@ -315,7 +324,7 @@ fn run_backup(
             max_shrink_percent: cfg.max_shrink_percent,
         },
     };
-    let mut job = app.store.start_job(kind::BACKUP, Trigger::Cli, true)?;
+    let mut job = app.store.start_job(kind::BACKUP, crate::context::trigger(), true)?;
     let id = job.id();
     job.log(&format!("backing up to {}", cfg.repository));
     // The database: its safety check comes before anything is written; its dump is streamed
