@@ -8,6 +8,7 @@ mod jobs;
 mod maintenance;
 mod observe;
 mod secrets;
+mod status_page;
 mod supervisor;
 
 use caretaker_testkit::Caretaker;
