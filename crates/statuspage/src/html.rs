@@ -81,6 +81,8 @@ pub fn human_bytes(b: f64) -> String {
 fn human_secs_f(v: f64) -> String {
     if v < 10.0 {
         format!("{v:.1} s")
+    } else if v < 600.0 {
+        format!("{v:.0} s")
     } else {
         human_seconds(v.round() as i64)
     }
@@ -249,7 +251,10 @@ pub fn render(d: &StatusData, link_suffix: &str) -> String {
                 esc(&s.task),
                 esc(&s.schedule),
                 when(now, s.last_run),
-                when(now, s.next_run)
+                match s.next_run {
+                    Some(t) if t <= now => format!(r#"<span class="pill warn" title="{}">due now</span>"#, esc(&ts(t))),
+                    other => when(now, other),
+                }
             );
         }
         o.push_str("</table>");
