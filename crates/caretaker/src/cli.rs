@@ -81,6 +81,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Print the Prometheus metrics, or serve them on an address
     Metrics(MetricsArgs),
+    /// Serve the status page (mode, services, jobs, backups, alerts, charts); hash a password for it
+    StatusPage(StatusPageArgs),
     /// List scheduled tasks and when they run next
     Schedule(ScheduleArgs),
     /// Hold back alert notifications for a while
@@ -239,6 +241,23 @@ pub struct MetricsArgs {
     /// Serve /metrics on this address (host:port) until stopped, instead of printing once
     #[arg(long, value_name = "ADDR")]
     pub serve: Option<String>,
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct StatusPageArgs {
+    /// Serve /status, /status/api and /status/jobs/ID/log on this address (host:port) until
+    /// stopped; the daemon serves the same on its `http.listen` address
+    #[arg(long, value_name = "ADDR")]
+    pub serve: Option<String>,
+    #[command(subcommand)]
+    pub command: Option<StatusPageCommand>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StatusPageCommand {
+    /// Read a password from stdin and print its argon2 hash for `status.users.NAME.password_hash`
+    HashPassword,
 }
 
 #[derive(Args, Debug)]

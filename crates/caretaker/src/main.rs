@@ -45,6 +45,7 @@ fn main() {
         Command::Demo(a) => commands::demo::run(&cli.global, a),
         Command::Check(a) => commands::check::run(&cli.global, a),
         Command::Metrics(a) => commands::metrics::run(&cli.global, a),
+        Command::StatusPage(a) => commands::status_page::run(&cli.global, a),
         Command::Schedule(a) => commands::schedule::run(&cli.global, a),
         Command::Silence(c) => commands::silence::run(&cli.global, c),
         Command::Alerts(a) => commands::alerts::run(&cli.global, a),

@@ -21,4 +21,5 @@ pub mod restart;
 pub mod schedule;
 pub mod silence;
 pub mod status;
+pub mod status_page;
 pub mod up;

@@ -10,6 +10,7 @@ mod maintenance;
 mod observe;
 mod recover;
 mod secrets;
+mod status_page;
 mod supervisor;
 
 use caretaker_testkit::Caretaker;

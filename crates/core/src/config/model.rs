@@ -62,6 +62,9 @@ pub struct Config {
     /// Custom deployment checks run by `caretaker check` next to the built-in ones.
     pub checks: Vec<CustomCheck>,
     pub scheduler: Scheduler,
+    /// Who may read the status page (served on the `http` listener under `/status`); `None`:
+    /// nobody (every request is refused).
+    pub status: Option<StatusPage>,
 }
 
 impl Config {
@@ -512,6 +515,16 @@ pub struct Maintenance {
 pub struct Http {
     /// `host:port`; loopback by default, so metrics are not exposed by accident.
     pub listen: String,
+}
+
+/// The status page's credentials. Passwords are stored only as argon2 PHC strings
+/// (`caretaker status-page hash-password` makes one); the token is read from a file.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusPage {
+    /// User name → argon2 PHC hash (`$argon2id$v=19$...`), for HTTP Basic auth.
+    pub users: BTreeMap<String, String>,
+    /// A file holding a bearer token (`Authorization: Bearer ...` or `?token=`).
+    pub token_file: Option<PathBuf>,
 }
 
 /// A custom deployment check: a probe that must succeed.

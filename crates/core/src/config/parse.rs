@@ -78,6 +78,7 @@ pub fn config(cx: &mut Cx, root: &Node) -> Option<Config> {
     let http = m.opt(cx, "http", http).unwrap_or_else(http_defaults);
     let checks = m.opt(cx, "checks", checks).unwrap_or_default();
     let scheduler = m.opt(cx, "scheduler", scheduler).unwrap_or(Scheduler { random_delay: Duration::ZERO });
+    let status = m.opt(cx, "status", status_page);
     m.finish(cx);
 
     let cfg = Config {
@@ -98,6 +99,7 @@ pub fn config(cx: &mut Cx, root: &Node) -> Option<Config> {
         http,
         checks,
         scheduler,
+        status,
     };
     Some(cfg)
 }
@@ -1180,6 +1182,64 @@ fn http(cx: &mut Cx, node: &Node, path: &str) -> Option<Http> {
     let listen = m.opt(cx, "listen", host_port).unwrap_or_else(|| DEFAULT_HTTP_LISTEN.to_string());
     m.finish(cx);
     Some(Http { listen })
+}
+
+fn status_page(cx: &mut Cx, node: &Node, path: &str) -> Option<StatusPage> {
+    let mut m = cx.map(node, path)?;
+    let span = *m.span();
+    let has_users = m.get("users").is_some();
+    let users = m
+        .opt(cx, "users", |cx, n, p| {
+            entries(cx, n, p, |cx, k, v, p| {
+                let mut u = cx.map(v, p)?;
+                let hash = u.req(
+                    cx,
+                    "password_hash",
+                    "make one with `caretaker status-page hash-password` (reads the password from stdin)",
+                    password_hash,
+                );
+                u.finish(cx);
+                Some((k.as_str().to_string(), hash?))
+            })
+        })
+        .map(|v| v.into_iter().collect::<BTreeMap<_, _>>())
+        .unwrap_or_default();
+    let token_file = m.opt(cx, "token_file", |cx, n, p| nonempty(cx, n, p).map(|s| cx.resolve_path(&s)));
+    m.finish(cx);
+    if !has_users && token_file.is_none() {
+        cx.error(
+            &span,
+            path,
+            format!("`{path}` needs `users` or `token_file`, or nobody can read the status page"),
+            Some("e.g. `status: { users: { admin: { password_hash: \"$argon2id$...\" } } }`".into()),
+        );
+    }
+    Some(StatusPage { users, token_file })
+}
+
+/// An argon2 hash in PHC string format. Plain passwords are refused: the config is read by
+/// more people and tools than the page is.
+fn password_hash(cx: &mut Cx, node: &Node, path: &str) -> Option<String> {
+    let s = nonempty(cx, node, path)?;
+    let fields: Vec<&str> = s.split('$').collect();
+    let ok = fields.len() == 6
+        && fields[0].is_empty()
+        && matches!(fields[1], "argon2id" | "argon2i" | "argon2d")
+        && fields[2].starts_with("v=")
+        && fields[3].contains("m=")
+        && fields[4..]
+            .iter()
+            .all(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/'));
+    if !ok {
+        cx.error(
+            node.span(),
+            path,
+            format!("`{path}` must be an argon2 hash like \"$argon2id$v=19$m=19456,t=2,p=1$...$...\", not a password"),
+            Some("make one with `caretaker status-page hash-password` (reads the password from stdin)".into()),
+        );
+        return None;
+    }
+    Some(s)
 }
 
 fn scheduler(cx: &mut Cx, node: &Node, path: &str) -> Option<Scheduler> {

@@ -375,3 +375,64 @@ fn service_backoff_defaults_and_limits() {
     let diags = load_str(&text).unwrap_err();
     assert!(diags.render(&text).contains("`services.web.backoff.max` is shorter than"), "{}", diags.render(&text));
 }
+
+#[test]
+fn status_page_section() {
+    let text = "version: 1\napp: { name: a }\nstatus:\n  users:\n    admin: { password_hash: \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo\" }\n  token_file: /etc/caretaker/status.token\n";
+    let cfg = load_str(text).unwrap().config;
+    let status = cfg.status.unwrap();
+    assert!(status.users["admin"].starts_with("$argon2id$"));
+    assert_eq!(status.token_file.unwrap(), std::path::PathBuf::from("/etc/caretaker/status.token"));
+    assert!(load_str(MINIMAL).unwrap().config.status.is_none());
+}
+
+#[test]
+fn bad_status_page_sections_are_reported() {
+    check_errors(
+        "version: 1\napp: { name: a }\nstatus:\n  users:\n    admin: { password_hash: hunter2, password: x }\n    bob: {}\n  token: abc\n",
+        expect![[r#"
+            error: `status.users.admin.password_hash` must be an argon2 hash like "$argon2id$v=19$m=19456,t=2,p=1$...$...", not a password
+              --> /etc/caretaker/caretaker.yml:5:29
+              |
+            5 |     admin: { password_hash: hunter2, password: x }
+              |                             ^
+               = hint: make one with `caretaker status-page hash-password` (reads the password from stdin)
+
+            error: unknown key `password` in `status.users.admin`
+              --> /etc/caretaker/caretaker.yml:5:38
+              |
+            5 |     admin: { password_hash: hunter2, password: x }
+              |                                      ^
+               = hint: did you mean `password_hash`?
+
+            error: `status.users.bob` is missing the required key `password_hash`
+              --> /etc/caretaker/caretaker.yml:6:5
+              |
+            6 |     bob: {}
+              |     ^
+               = hint: make one with `caretaker status-page hash-password` (reads the password from stdin)
+
+            error: unknown key `token` in `status`
+              --> /etc/caretaker/caretaker.yml:7:3
+              |
+            7 |   token: abc
+              |   ^
+               = hint: did you mean `token_file`?
+
+            4 errors, 0 warnings
+        "#]],
+    );
+    check_errors(
+        "version: 1\napp: { name: a }\nstatus: {}\n",
+        expect![[r#"
+            error: `status` needs `users` or `token_file`, or nobody can read the status page
+              --> /etc/caretaker/caretaker.yml:3:1
+              |
+            3 | status: {}
+              | ^
+               = hint: e.g. `status: { users: { admin: { password_hash: "$argon2id$..." } } }`
+
+            1 error, 0 warnings
+        "#]],
+    );
+}

@@ -1,0 +1,508 @@
+//! The status page: what an operator wants to know at a glance — the app's mode, its services
+//! and their health, recent jobs with their logs, backups and the current RPO, alerts, the next
+//! scheduled runs, and two charts (repository size, job durations) rendered on the server as
+//! SVG. The same data as JSON. Everything behind password (argon2, HTTP Basic) or token auth.
+//!
+//! Paths (see docs/status-page.md):
+//! - `GET /status` — the HTML page;
+//! - `GET /status/api` — the same data as JSON ([`StatusData`]);
+//! - `GET /status/jobs/{id}/log` — one job's log, plain text.
+//!
+//! The daemon merges [`router`] into its HTTP listener; `caretaker status-page --serve ADDR`
+//! serves it alone.
+
+pub mod auth;
+pub mod html;
+pub mod svg;
+
+use auth::Auth;
+use axum::extract::{Path as UrlPath, Request, State};
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use caretaker_core::config::Config;
+use caretaker_core::job::{kind, Outcome, Trigger};
+use caretaker_core::mode::Mode;
+use caretaker_core::scheduler::{next_start, tasks_from_config};
+use caretaker_state::{StateError, Store};
+use caretaker_supervisor::protocol::StatusReport;
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+use serde::Serialize;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::{Arc, Mutex};
+
+/// How many recent jobs the page lists.
+pub const RECENT_JOBS: usize = 25;
+/// How many finished jobs the duration chart shows.
+pub const CHART_JOBS: usize = 40;
+/// How many backup runs the repository size chart goes back.
+pub const CHART_BACKUPS: usize = 200;
+/// The largest part of a job log served (its end).
+pub const MAX_LOG_BYTES: u64 = 1 << 20;
+
+/// Everything the page shows; also the JSON of `/status/api`.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusData {
+    pub app: String,
+    pub generated_at: Timestamp,
+    pub mode: Mode,
+    pub services: Services,
+    pub jobs: Vec<JobRow>,
+    /// `None` when the config has no `backup` section.
+    pub backups: Option<BackupSummary>,
+    pub alerts: Vec<AlertRow>,
+    pub schedule: Vec<ScheduleRow>,
+    pub charts: Charts,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Services {
+    /// The daemon answered: states and health are live. Otherwise the configured services are
+    /// listed with state `unknown`.
+    pub live: bool,
+    pub daemon_pid: Option<u32>,
+    pub rows: Vec<ServiceRow>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ServiceRow {
+    pub name: String,
+    pub state: String,
+    pub health: String,
+    pub pid: Option<u32>,
+    pub uptime_seconds: Option<u64>,
+    pub restarts: u32,
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct JobRow {
+    pub id: i64,
+    pub kind: String,
+    pub trigger: Trigger,
+    pub outcome: Outcome,
+    pub started_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    pub duration_seconds: Option<f64>,
+    pub error: Option<String>,
+    /// Path of the job's log on this page (`/status/jobs/{id}/log`).
+    pub log_url: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BackupSummary {
+    /// Successful (or partial) backup runs recorded in the job log.
+    pub count: u64,
+    /// End of the newest successful backup.
+    pub newest: Option<Timestamp>,
+    pub newest_job: Option<i64>,
+    pub newest_snapshot: Option<String>,
+    /// Bytes read by the newest backup (the size of the app's data it saved).
+    pub newest_size_bytes: Option<u64>,
+    /// Repository size: the engine's figure when it reports one, else the sum of the bytes
+    /// each backup added (an upper bound once prune has run).
+    pub repository_size_bytes: Option<u64>,
+    /// Age of the newest successful backup: the data loss if the machine died now (RPO).
+    pub age_seconds: Option<i64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AlertRow {
+    pub rule: String,
+    pub subject: String,
+    pub severity: String,
+    pub status: String,
+    pub summary: String,
+    pub active_since: Timestamp,
+    pub fired_at: Option<Timestamp>,
+    pub resolved_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ScheduleRow {
+    pub task: String,
+    pub schedule: String,
+    pub last_run: Option<Timestamp>,
+    pub next_run: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Charts {
+    /// (end of backup, repository size in bytes), oldest first.
+    pub repository_size: Vec<SizePoint>,
+    /// Finished jobs, oldest first.
+    pub job_durations: Vec<DurationPoint>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SizePoint {
+    pub at: Timestamp,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DurationPoint {
+    pub job: i64,
+    pub kind: String,
+    pub outcome: Outcome,
+    pub ended_at: Timestamp,
+    pub seconds: f64,
+}
+
+fn fig_u64(f: &serde_json::Value, keys: &[&str]) -> Option<u64> {
+    keys.iter().find_map(|k| f.get(*k).and_then(|v| v.as_u64()))
+}
+
+fn label<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "unknown".into(),
+    }
+}
+
+/// The zone schedules are read in (the config's `timezone`, else the machine's).
+fn time_zone(cfg: &Config) -> TimeZone {
+    cfg.timezone.as_deref().and_then(|z| TimeZone::get(z).ok()).unwrap_or_else(TimeZone::system)
+}
+
+/// Gathers the page's data from the state store, the config and (when a daemon runs) the
+/// supervisor's live report.
+pub fn gather(
+    cfg: &Config,
+    store: &Store,
+    live: Option<StatusReport>,
+    now: Timestamp,
+) -> Result<StatusData, StateError> {
+    let mode = store.mode()?;
+    let services = match live {
+        Some(r) => Services {
+            live: true,
+            daemon_pid: Some(r.daemon_pid),
+            rows: r
+                .services
+                .into_iter()
+                .map(|s| ServiceRow {
+                    name: s.name,
+                    state: if s.waiting { "waiting".into() } else { label(&s.state) },
+                    health: label(&s.health),
+                    pid: s.pid,
+                    uptime_seconds: s.uptime_seconds,
+                    restarts: s.restarts,
+                    reason: s.reason.or(s.last_exit),
+                })
+                .collect(),
+        },
+        None => Services {
+            live: false,
+            daemon_pid: None,
+            rows: cfg
+                .services
+                .iter()
+                .map(|s| ServiceRow {
+                    name: s.name.clone(),
+                    state: "unknown".into(),
+                    health: "unknown".into(),
+                    pid: None,
+                    uptime_seconds: None,
+                    restarts: 0,
+                    reason: Some("the daemon is not running or did not answer".into()),
+                })
+                .collect(),
+        },
+    };
+
+    let job_row = |j: &caretaker_state::JobRecord| JobRow {
+        id: j.id,
+        kind: j.kind.clone(),
+        trigger: j.trigger,
+        outcome: j.outcome,
+        started_at: j.started_at,
+        ended_at: j.ended_at,
+        duration_seconds: j.duration().map(|d| d.as_secs_f64()),
+        error: j.error.clone(),
+        log_url: format!("/status/jobs/{}/log", j.id),
+    };
+    let recent = store.jobs(None, CHART_JOBS.max(RECENT_JOBS))?;
+    let jobs = recent.iter().take(RECENT_JOBS).map(job_row).collect();
+    let mut job_durations: Vec<DurationPoint> = recent
+        .iter()
+        .filter_map(|j| {
+            Some(DurationPoint {
+                job: j.id,
+                kind: j.kind.clone(),
+                outcome: j.outcome,
+                ended_at: j.ended_at?,
+                seconds: j.duration()?.as_secs_f64(),
+            })
+        })
+        .take(CHART_JOBS)
+        .collect();
+    job_durations.reverse();
+
+    let mut repository_size = Vec::new();
+    let backups = if cfg.backup.is_some() {
+        let mut runs: Vec<_> = store
+            .jobs(Some(kind::BACKUP), CHART_BACKUPS)?
+            .into_iter()
+            .filter(|j| matches!(j.outcome, Outcome::Succeeded | Outcome::Partial) && j.ended_at.is_some())
+            .collect();
+        runs.reverse();
+        let mut added_sum = 0u64;
+        for j in &runs {
+            added_sum = added_sum.saturating_add(fig_u64(&j.figures, &["bytes_added", "added_bytes"]).unwrap_or(0));
+            let size = fig_u64(&j.figures, &["repository_size_bytes", "repository_bytes"]).unwrap_or(added_sum);
+            repository_size.push(SizePoint { at: j.ended_at.expect("filtered"), bytes: size });
+        }
+        let newest = runs.iter().rev().find(|j| j.outcome == Outcome::Succeeded);
+        Some(BackupSummary {
+            count: runs.len() as u64,
+            newest: newest.and_then(|j| j.ended_at),
+            newest_job: newest.map(|j| j.id),
+            newest_snapshot: newest.and_then(|j| j.figures.get("snapshot_id")?.as_str().map(str::to_string)),
+            newest_size_bytes: newest.and_then(|j| fig_u64(&j.figures, &["bytes_read", "size_bytes", "total_bytes"])),
+            repository_size_bytes: repository_size.last().map(|p| p.bytes),
+            age_seconds: newest.and_then(|j| j.ended_at).map(|t| now.duration_since(t).as_secs().max(0)),
+        })
+    } else {
+        None
+    };
+
+    let alerts = store
+        .alert_states()?
+        .into_iter()
+        .map(|a| AlertRow {
+            rule: a.rule,
+            subject: a.subject,
+            severity: a.severity.as_str().into(),
+            status: label(&a.status),
+            summary: a.summary,
+            active_since: a.active_since,
+            fired_at: a.fired_at,
+            resolved_at: a.resolved_at,
+        })
+        .collect();
+
+    let states = store.task_states()?;
+    let tz = time_zone(cfg);
+    let schedule = tasks_from_config(cfg)
+        .into_iter()
+        .map(|t| {
+            let state = states.get(&t.name).copied().unwrap_or_default();
+            ScheduleRow {
+                schedule: t.schedule.to_string(),
+                last_run: state.last_run,
+                next_run: next_start(&t, &state, now, &tz).map(|(_, start)| start),
+                task: t.name,
+            }
+        })
+        .collect();
+
+    Ok(StatusData {
+        app: cfg.app.name.clone(),
+        generated_at: now,
+        mode,
+        services,
+        jobs,
+        backups,
+        alerts,
+        schedule,
+        charts: Charts { repository_size, job_durations },
+    })
+}
+
+/// What the router serves from: the config, the state store, the supervisor's live view
+/// (when a daemon runs) and the credentials.
+pub struct StatusSource {
+    pub config: Config,
+    pub store: Mutex<Store>,
+    /// The supervisor's live report; `None` when there is no daemon (services show `unknown`).
+    #[allow(clippy::type_complexity)]
+    pub services: Box<dyn Fn() -> Option<StatusReport> + Send + Sync>,
+    pub auth: Auth,
+}
+
+impl StatusSource {
+    /// A source without live service status. `token`: the content of the config's
+    /// `status.token_file` (read by the caller; see [`read_token_file`]).
+    pub fn new(config: Config, store: Store, token: Option<String>) -> StatusSource {
+        let users = config.status.as_ref().map(|s| s.users.clone()).unwrap_or_default();
+        StatusSource { auth: Auth::new(users, token), config, store: Mutex::new(store), services: Box::new(|| None) }
+    }
+
+    /// Sets where live service status comes from (the daemon passes its supervisor's view).
+    pub fn with_services(mut self, f: impl Fn() -> Option<StatusReport> + Send + Sync + 'static) -> StatusSource {
+        self.services = Box::new(f);
+        self
+    }
+
+    pub fn data(&self) -> Result<StatusData, StateError> {
+        let live = (self.services)();
+        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        gather(&self.config, &store, live, Timestamp::now())
+    }
+
+    /// The end of a job's log (at most [`MAX_LOG_BYTES`]); `None` if there is no such job.
+    pub fn job_log(&self, id: i64) -> Result<Option<String>, StateError> {
+        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let job = match store.job(id) {
+            Ok(j) => j,
+            Err(StateError::NoSuchJob(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        // Only files inside the state directory's jobs/ are served, whatever the row says.
+        let jobs_dir = store.dir().join("jobs");
+        drop(store);
+        let path = match (std::fs::canonicalize(&job.log_path), std::fs::canonicalize(&jobs_dir)) {
+            (Ok(p), Ok(d)) if p.starts_with(&d) => p,
+            _ => return Ok(Some(String::new())),
+        };
+        let Ok(mut f) = std::fs::File::open(&path) else { return Ok(Some(String::new())) };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut out = String::new();
+        if len > MAX_LOG_BYTES {
+            let _ = f.seek(SeekFrom::Start(len - MAX_LOG_BYTES));
+            out.push_str(&format!("[… first {} bytes not shown …]\n", len - MAX_LOG_BYTES));
+        }
+        let mut buf = Vec::new();
+        let _ = f.take(MAX_LOG_BYTES).read_to_end(&mut buf);
+        out.push_str(&String::from_utf8_lossy(&buf));
+        Ok(Some(out))
+    }
+}
+
+/// Reads the token file of the config's `status` section (trimmed); `Ok(None)` without one.
+pub fn read_token_file(cfg: &Config) -> std::io::Result<Option<String>> {
+    match cfg.status.as_ref().and_then(|s| s.token_file.as_ref()) {
+        None => Ok(None),
+        Some(p) => std::fs::read_to_string(p)
+            .map(|t| Some(t.trim().to_string()))
+            .map_err(|e| std::io::Error::new(e.kind(), format!("status token file {}: {e}", p.display()))),
+    }
+}
+
+/// The `token` query parameter, if any.
+fn query_token(q: Option<&str>) -> Option<String> {
+    q?.split('&').find_map(|kv| {
+        let v = kv.strip_prefix("token=")?;
+        Some(percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn require_auth(State(source): State<Arc<StatusSource>>, req: Request, next: Next) -> Response {
+    let header = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let token = query_token(req.uri().query());
+    let s = source.clone();
+    // argon2 verification is deliberately slow: keep it off the async workers.
+    let ok =
+        tokio::task::spawn_blocking(move || s.auth.allows(header.as_deref(), token.as_deref())).await.unwrap_or(false);
+    if !ok {
+        let mut r = (StatusCode::UNAUTHORIZED, "caretaker status page: credentials required\n").into_response();
+        r.headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"caretaker status\", charset=\"UTF-8\""));
+        return r;
+    }
+    let mut r = next.run(req).await;
+    let h = r.headers_mut();
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'",
+        ),
+    );
+    r
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::warn!("status page: {e}");
+    (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read the state store: {e}\n")).into_response()
+}
+
+async fn page(State(source): State<Arc<StatusSource>>, req: Request) -> Response {
+    // Links keep the token when the page was opened with `?token=` (no header to reuse).
+    let suffix = query_token(req.uri().query()).map(|t| format!("?token={}", percent_encode(&t))).unwrap_or_default();
+    match tokio::task::spawn_blocking(move || source.data()).await {
+        Ok(Ok(d)) => ([(CONTENT_TYPE, "text/html; charset=utf-8")], html::render(&d, &suffix)).into_response(),
+        Ok(Err(e)) => internal(e),
+        Err(e) => internal(e),
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn api(State(source): State<Arc<StatusSource>>) -> Response {
+    match tokio::task::spawn_blocking(move || source.data()).await {
+        Ok(Ok(d)) => axum::Json(d).into_response(),
+        Ok(Err(e)) => internal(e),
+        Err(e) => internal(e),
+    }
+}
+
+async fn job_log(State(source): State<Arc<StatusSource>>, UrlPath(id): UrlPath<i64>) -> Response {
+    match tokio::task::spawn_blocking(move || source.job_log(id)).await {
+        Ok(Ok(Some(text))) => ([(CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response(),
+        Ok(Ok(None)) => (StatusCode::NOT_FOUND, format!("no job with id {id}\n")).into_response(),
+        Ok(Err(e)) => internal(e),
+        Err(e) => internal(e),
+    }
+}
+
+/// The status page's routes (`/status`, `/status/api`, `/status/jobs/{id}/log`), all behind
+/// the source's auth. Merge it into any axum listener.
+pub fn router(source: Arc<StatusSource>) -> Router {
+    Router::new()
+        .route("/status", get(page))
+        .route("/status/", get(page))
+        .route("/status/api", get(api))
+        .route("/status/jobs/{id}/log", get(job_log))
+        .route_layer(axum::middleware::from_fn_with_state(source.clone(), require_auth))
+        .with_state(source)
+}
+
+/// Serves the router on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    source: Arc<StatusSource>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(source)).with_graceful_shutdown(shutdown).await
+}
+
+#[cfg(test)]
+mod tests;

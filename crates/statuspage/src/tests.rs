@@ -1,0 +1,224 @@
+use super::*;
+use axum::body::Body;
+use axum::http::Request as HttpRequest;
+use base64::Engine;
+use caretaker_core::alert::{AlertState, Severity, Status};
+use caretaker_core::config::{Redactor, SecretSource};
+use caretaker_core::mode::{Maintenance, FACT_MAINTENANCE};
+use tower::ServiceExt;
+
+struct NoSecrets;
+impl SecretSource for NoSecrets {
+    fn read_file(&self, _: &std::path::Path) -> Result<String, String> {
+        Err("none".into())
+    }
+    fn env_var(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn file_mode(&self, _: &std::path::Path) -> Option<u32> {
+        None
+    }
+    fn exists(&self, _: &std::path::Path) -> bool {
+        true
+    }
+}
+
+fn config(hash: &str) -> Config {
+    let text = format!(
+        "version: 1\napp: {{ name: shop }}\nservices:\n  web: {{ command: \"true\" }}\nfiles: [/srv/shop]\nbackup:\n  repository: /srv/backups\n  password: \"a long enough password\"\n  schedule: daily\nstatus:\n  users:\n    admin: {{ password_hash: \"{hash}\" }}\n"
+    );
+    caretaker_core::config::load(&text, std::path::Path::new("/c.yml"), None, &NoSecrets).unwrap().config
+}
+
+fn seeded(dir: &std::path::Path) -> Store {
+    let mut store = Store::open(dir, Redactor::new(Vec::new())).unwrap();
+    let mut j = store.start_job(kind::BACKUP, Trigger::Schedule, false).unwrap();
+    j.log("backing up <everything>");
+    j.finish(
+        Outcome::Succeeded,
+        serde_json::json!({"snapshot_id": "0123456789abcdef", "bytes_read": 5000, "bytes_added": 3000, "files": 3}),
+        None,
+    )
+    .unwrap();
+    let j = store.start_job(kind::BACKUP, Trigger::Cli, false).unwrap();
+    j.finish(Outcome::Succeeded, serde_json::json!({"bytes_read": 6000, "bytes_added": 1000}), None).unwrap();
+    let j = store.start_job(kind::UPDATE, Trigger::Cli, false).unwrap();
+    j.finish(Outcome::RolledBack, serde_json::json!({}), Some("migration <failed>")).unwrap();
+    store
+        .set_fact(
+            FACT_MAINTENANCE,
+            &serde_json::to_string(&Maintenance {
+                message: "back at <5>".into(),
+                since: Timestamp::UNIX_EPOCH,
+                by: "operator".into(),
+            })
+            .unwrap(),
+        )
+        .unwrap();
+    store
+        .replace_alert_states(&[AlertState {
+            rule: "backup_age".into(),
+            subject: String::new(),
+            severity: Severity::Critical,
+            status: Status::Firing,
+            summary: "no backup for 3 days".into(),
+            value: Some(3.0),
+            active_since: Timestamp::UNIX_EPOCH,
+            fired_at: Some(Timestamp::UNIX_EPOCH),
+            resolved_at: None,
+            last_notified: None,
+            notified_severity: None,
+        }])
+        .unwrap();
+    store
+}
+
+#[test]
+fn gather_collects_every_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = seeded(dir.path());
+    let cfg = config(&auth::hash_password("pw").unwrap());
+    let now = Timestamp::now();
+    let d = gather(&cfg, &store, None, now).unwrap();
+    assert_eq!(d.app, "shop");
+    assert_eq!(d.mode.name(), "maintenance");
+    assert!(!d.services.live);
+    assert_eq!(d.services.rows[0].name, "web");
+    assert_eq!(d.services.rows[0].state, "unknown");
+    assert_eq!(d.jobs.len(), 3);
+    assert_eq!(d.jobs[0].kind, "update", "newest first");
+    assert_eq!(d.jobs[0].log_url, format!("/status/jobs/{}/log", d.jobs[0].id));
+    let b = d.backups.as_ref().unwrap();
+    assert_eq!(b.count, 2);
+    assert_eq!(b.newest_size_bytes, Some(6000));
+    assert_eq!(b.repository_size_bytes, Some(4000), "sum of bytes added");
+    assert!(b.age_seconds.unwrap() < 60);
+    assert_eq!(d.charts.repository_size.iter().map(|p| p.bytes).collect::<Vec<_>>(), vec![3000, 4000]);
+    assert_eq!(d.charts.job_durations.len(), 3);
+    assert_eq!(d.charts.job_durations[0].kind, "backup", "oldest first");
+    assert_eq!(d.alerts[0].status, "firing");
+    assert_eq!(d.alerts[0].severity, "critical");
+    let tasks: Vec<&str> = d.schedule.iter().map(|s| s.task.as_str()).collect();
+    assert_eq!(tasks, ["backup", "check"]);
+    assert!(d.schedule.iter().all(|s| s.next_run.is_some()));
+
+    let live = StatusReport {
+        app: "shop".into(),
+        daemon_pid: 42,
+        service_mode: None,
+        services: vec![caretaker_supervisor::protocol::ServiceStatus {
+            name: "web".into(),
+            state: caretaker_supervisor::machine::Phase::Running,
+            pid: Some(7),
+            uptime_seconds: Some(90),
+            restarts: 1,
+            health: caretaker_supervisor::machine::Health::Healthy,
+            last_exit: None,
+            reason: None,
+            waiting: false,
+        }],
+    };
+    let d = gather(&cfg, &store, Some(live), now).unwrap();
+    assert!(d.services.live);
+    assert_eq!(d.services.rows[0].state, "running");
+    assert_eq!(d.services.rows[0].health, "healthy");
+}
+
+#[test]
+fn html_escapes_and_has_every_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = seeded(dir.path());
+    let cfg = config(&auth::hash_password("pw").unwrap());
+    let d = gather(&cfg, &store, None, Timestamp::now()).unwrap();
+    let page = html::render(&d, "");
+    for id in ["mode", "services", "backups", "alerts", "schedule", "chart-repository", "chart-durations", "jobs"] {
+        assert!(page.contains(&format!("id=\"{id}\"")), "missing {id}");
+    }
+    assert_eq!(page.matches("<svg").count(), 2);
+    assert!(page.contains("back at &lt;5&gt;"));
+    assert!(page.contains("migration &lt;failed&gt;"));
+    assert!(!page.contains("<failed>") && !page.contains("<5>"));
+    assert!(!page.contains("<script"));
+    let page = html::render(&d, "?token=a%26b");
+    assert!(page.contains("/log?token=a%26b\""));
+}
+
+fn source(dir: &std::path::Path) -> Arc<StatusSource> {
+    let store = seeded(dir);
+    let cfg = config(&auth::hash_password("secret pw").unwrap());
+    Arc::new(StatusSource::new(cfg, store, Some("tok-1".into())))
+}
+
+async fn get(app: &Router, uri: &str, auth: Option<String>) -> (StatusCode, axum::http::HeaderMap, String) {
+    let mut req = HttpRequest::builder().uri(uri);
+    if let Some(a) = auth {
+        req = req.header(AUTHORIZATION, a);
+    }
+    let resp = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 24).await.unwrap();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn basic(user: &str, pass: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")))
+}
+
+#[tokio::test]
+async fn routes_require_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = router(source(dir.path()));
+    for uri in ["/status", "/status/api", "/status/jobs/1/log"] {
+        let (st, h, body) = get(&app, uri, None).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{uri}");
+        assert!(h[WWW_AUTHENTICATE].to_str().unwrap().starts_with("Basic realm="), "{uri}");
+        assert!(!body.contains("shop"));
+        let (st, _, _) = get(&app, uri, Some(basic("admin", "wrong"))).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{uri}");
+        let (st, _, _) = get(&app, uri, Some("Bearer nope".into())).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{uri}");
+    }
+    let (st, h, body) = get(&app, "/status", Some(basic("admin", "secret pw"))).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(h[CONTENT_TYPE], "text/html; charset=utf-8");
+    assert_eq!(h[CACHE_CONTROL], "no-store");
+    assert!(body.contains("id=\"jobs\""));
+
+    let (st, h, body) = get(&app, "/status/api", Some("Bearer tok-1".into())).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(h[CONTENT_TYPE], "application/json");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["app"], "shop");
+    assert_eq!(v["mode"]["mode"], "maintenance");
+    assert_eq!(v["backups"]["count"], 2);
+    assert_eq!(v["jobs"].as_array().unwrap().len(), 3);
+
+    let (st, _, body) = get(&app, "/status/jobs/1/log?token=tok-1", None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(body.contains("backing up <everything>"), "{body}");
+    let (st, _, _) = get(&app, "/status/jobs/999/log?token=tok-1", None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _, body) = get(&app, "/status?token=tok-1", None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(body.contains("/log?token=tok-1\""));
+}
+
+#[tokio::test]
+async fn without_credentials_configured_everything_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = seeded(dir.path());
+    let text = "version: 1\napp: { name: shop }\n";
+    let cfg = caretaker_core::config::load(text, std::path::Path::new("/c.yml"), None, &NoSecrets).unwrap().config;
+    let app = router(Arc::new(StatusSource::new(cfg, store, None)));
+    let (st, _, _) = get(&app, "/status?token=", None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn query_token_is_decoded() {
+    assert_eq!(query_token(Some("a=1&token=x%2By%20z+w")), Some("x+y z w".into()));
+    assert_eq!(query_token(Some("token=%zz%4")), Some("%zz%4".into()));
+    assert_eq!(query_token(None), None);
+    assert_eq!(percent_encode("a&b c"), "a%26b%20c");
+}
