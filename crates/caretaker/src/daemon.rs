@@ -142,7 +142,6 @@ async fn run_async(app: AppContext, allow_world_readable_config: bool) -> Result
     crate::web::follow_mode(open_store()?, mode_tx.clone(), shutdown.clone());
     let web = WebContext {
         config: config.clone(),
-        config_path: app.config_path.clone(),
         state_dir: state_dir.clone(),
         redactor: app.redactor.clone(),
         services: view_rx.clone(),

@@ -12,7 +12,7 @@ use caretaker_core::config::{Config, Redactor};
 use caretaker_core::mode::Mode;
 use caretaker_observe::MetricsSource;
 use caretaker_state::Store;
-use caretaker_supervisor::protocol::ServiceStatus;
+use caretaker_supervisor::protocol::{ServiceStatus, StatusReport};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
@@ -23,7 +23,6 @@ use tokio::sync::watch;
 #[derive(Clone, Debug, Default)]
 pub struct ServicesView {
     /// As `caretaker status` shows them.
-    #[allow(dead_code)] // for the status page (see `extra_routes`)
     pub statuses: Vec<ServiceStatus>,
     /// As the alert rules and `/metrics` take them.
     pub observations: Vec<ServiceObs>,
@@ -35,14 +34,11 @@ pub struct ServicesView {
 #[derive(Clone)]
 pub struct WebContext {
     pub config: Arc<Config>,
-    #[allow(dead_code)] // for the status page (see `extra_routes`)
-    pub config_path: PathBuf,
     pub state_dir: PathBuf,
     pub redactor: Redactor,
     /// The services as the supervisor sees them, updated as they change.
     pub services: watch::Receiver<ServicesView>,
     /// The app's mode (normal / maintenance / service), read from the state store every second.
-    #[allow(dead_code)] // for the status page (see `extra_routes`)
     pub mode: watch::Receiver<Mode>,
 }
 
@@ -84,8 +80,29 @@ pub fn router(ctx: &WebContext) -> Result<Router> {
 /// status page crate plugs in here, e.g.
 /// `Ok(caretaker_statuspage::router(ctx.clone()))` or with its own settings built from
 /// `ctx.config`; it gets the live services and mode through `ctx`.
-pub fn extra_routes(_ctx: &WebContext) -> Result<Router> {
-    Ok(Router::new())
+pub fn extra_routes(ctx: &WebContext) -> Result<Router> {
+    // The status page (`/status`, `/status/api`, `/status/jobs/{id}/log`), fed with the
+    // supervisor's live view; it refuses every request unless `status:` names users or a token.
+    let token = caretaker_statuspage::read_token_file(&ctx.config).map_err(|e| {
+        Failure::new(Code::Config, e.to_string()).hint("create the file with a long random token, mode 0600")
+    })?;
+    let services = ctx.services.clone();
+    let mode = ctx.mode.clone();
+    let app = ctx.config.app.name.clone();
+    let source = caretaker_statuspage::StatusSource::new((*ctx.config).clone(), ctx.open_store()?, token)
+        .with_services(move || {
+            let service_mode = match &*mode.borrow() {
+                Mode::Service(f) => Some(f.reason.clone()),
+                _ => None,
+            };
+            Some(StatusReport {
+                app: app.clone(),
+                daemon_pid: std::process::id(),
+                service_mode,
+                services: services.borrow().statuses.clone(),
+            })
+        });
+    Ok(caretaker_statuspage::router(Arc::new(source)))
 }
 
 /// Serves the HTTP listener until `shutdown` is set.

@@ -108,3 +108,28 @@ fn a_due_scheduled_job_runs_as_a_recorded_job() {
     let last = store.task_states().unwrap()["job:report"].last_run.unwrap();
     assert!(jiff::Timestamp::now().duration_since(last) < jiff::SignedDuration::from_mins(5), "{last}");
 }
+
+#[test]
+fn daemon_serves_the_status_page_with_live_services_behind_auth() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("status.token");
+    std::fs::write(&token_file, "a-long-random-status-token\n").unwrap();
+    let app = App::new(
+        "  idle: \"exec sleep 3174\"",
+        &format!("http: {{ listen: \"127.0.0.1:{port}\" }}\nstatus: {{ token_file: \"{}\" }}", token_file.display()),
+    );
+    let _d = app.daemon();
+    let api = wait_until(Duration::from_secs(20), "the status API to show the service running", || {
+        let (status, body) = http_get(port, "/status/api?token=a-long-random-status-token")?;
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (v.to_string().contains("\"idle\"") && v.to_string().contains("running")).then_some(v)
+    });
+    assert!(api.to_string().contains("normal"), "the mode is shown: {api}");
+    assert_eq!(http_get(port, "/status").unwrap().0, 401, "no credentials, no page");
+    assert_eq!(http_get(port, "/status?token=wrong").unwrap().0, 401);
+    let (status, html) = http_get(port, "/status?token=a-long-random-status-token").unwrap();
+    assert_eq!(status, 200);
+    assert!(html.contains("<svg") && html.contains("idle"), "{html}");
+}
