@@ -33,6 +33,11 @@ pub fn run(global: &Global, args: &DemoArgs) -> Result<Code> {
     if !key.exists() {
         write_private(&key, &format!("{}\n", super::init::fresh_secret()))?;
     }
+    // The status page's token: read from a 0600 file, never printed.
+    let token = dir.join("status.token");
+    if !token.exists() {
+        write_private(&token, &format!("{}\n", super::init::fresh_secret()))?;
+    }
     let exe = std::env::current_exe().context("finding caretaker's own executable")?;
     let config_path = dir.join("caretaker.yml");
     // Rewritten on every run so it follows the binary's location; secrets stay in backup.key.
@@ -140,6 +145,11 @@ pub fn run(global: &Global, args: &DemoArgs) -> Result<Code> {
         summary.get("job").map(|v| v.to_string()).unwrap_or_else(|| "?".into())
     );
     println!("  metrics     http://{}/metrics", app.config.http.listen);
+    println!(
+        "  status page http://{}/status?token=$(cat {})",
+        app.config.http.listen,
+        dir.join("status.token").display()
+    );
     println!();
     let jobs = app.store.jobs(None, 5)?;
     let mut rows = vec![vec!["JOB".to_string(), "KIND".into(), "OUTCOME".into()]];
@@ -218,6 +228,8 @@ jobs:
 state_dir: "{d}/state"
 http:
   listen: "{http_listen}"
+status:
+  token_file: "{d}/status.token"
 "#
     )
 }

@@ -23,6 +23,7 @@ fn demo_runs_the_demo_app_and_records_jobs() {
     let text = run_demo();
     assert!(text.contains(&format!("http://{listen}/")), "{text}");
     assert!(text.contains("backup      snapshot "), "{text}");
+    assert!(text.contains("status page http://127.0.0.1:"), "{text}");
     // The app was stopped again, and its port is free.
     wait_until(Duration::from_secs(10), "the demo app to release its port", || {
         std::net::TcpListener::bind(&listen).ok().map(|_| ())
