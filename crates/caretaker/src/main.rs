@@ -14,6 +14,7 @@ mod exit;
 mod output;
 #[allow(dead_code)] // the blocking probe; the supervisor has its own async one, `check` may use this
 mod runner;
+mod update;
 
 use clap::Parser;
 use cli::{Cli, Command, ConfigCommand};
@@ -50,6 +51,9 @@ fn main() {
         Command::Up(a) => commands::up::run(&cli.global, a),
         Command::Down(a) => commands::down::run(&cli.global, a),
         Command::Restart(a) => commands::restart::run(&cli.global, a),
+        Command::Update(a) => commands::update::update(&cli.global, a),
+        Command::Rollback => commands::update::rollback(&cli.global),
+        Command::Releases(a) => commands::update::releases(&cli.global, a),
         Command::Status(a) => commands::status::run(&cli.global, a),
         Command::Logs(a) => commands::logs::run(&cli.global, a),
         Command::Exec(a) => commands::exec::run(&cli.global, a),

@@ -21,3 +21,4 @@ pub mod schedule;
 pub mod silence;
 pub mod status;
 pub mod up;
+pub mod update;

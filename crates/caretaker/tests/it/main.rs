@@ -9,6 +9,7 @@ mod maintenance;
 mod observe;
 mod secrets;
 mod supervisor;
+mod update;
 
 use caretaker_testkit::Caretaker;
 use std::os::unix::fs::PermissionsExt;
