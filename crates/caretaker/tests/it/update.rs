@@ -288,7 +288,7 @@ fn kill_and_resume(step: &str) {
     if forward && health_passed {
         assert_eq!(code, Some(0), "{}", crate::stderr_of(&out));
         assert_eq!(app.version(), "v5");
-    } else if forward && matches!(step, "fetch" | "build") {
+    } else if forward && matches!(step, "fetch" | "build" | "maintenance_on") {
         // Nothing served had changed: resume only tidies up.
         assert!(matches!(code, Some(1) | Some(7)), "{}", crate::stderr_of(&out));
         assert_eq!(app.version(), "v2");
