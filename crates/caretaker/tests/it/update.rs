@@ -64,15 +64,37 @@ fn demo_repo(repo: &Path) {
     commit_tag(repo, "v5");
 }
 
+enum Db {
+    Sqlite,
+    /// A fresh database `url` on the test server reachable through `admin`.
+    Postgres {
+        admin: String,
+        url: String,
+        name: String,
+    },
+}
+
 struct App {
     dir: tempfile::TempDir,
     ct: Caretaker,
     port: u16,
+    db: Db,
+}
+
+fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql").args([url, "-X", "-v", "ON_ERROR_STOP=1", "-At", "-c", sql]).output().unwrap();
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 impl Drop for App {
     fn drop(&mut self) {
         let _ = self.ct.run(&["down", "--daemon"]);
+        if let Db::Postgres { admin, name, .. } = &self.db {
+            let _ = Command::new("psql")
+                .args([admin, "-c", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
+                .output();
+        }
     }
 }
 
@@ -82,8 +104,27 @@ fn free_port() -> u16 {
 
 impl App {
     fn new() -> App {
+        App::with(Db::Sqlite)
+    }
+
+    fn postgres() -> Option<App> {
+        let admin = caretaker_testkit::require_service("CARETAKER_TEST_PG_URL")?;
+        let name = caretaker_testkit::unique_name("ctupd");
+        psql(&admin, &format!("CREATE DATABASE {name}"));
+        let url = format!("{}/{name}", &admin[..admin.rfind('/').unwrap()]);
+        Some(App::with(Db::Postgres { admin, url, name }))
+    }
+
+    fn with(db: Db) -> App {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
+        let (db_url, db_section) = match &db {
+            Db::Sqlite => (
+                format!("sqlite://{}/data/demo.db", d.display()),
+                format!("  kind: sqlite\n  path: \"{}/data/demo.db\"", d.display()),
+            ),
+            Db::Postgres { url, .. } => (url.clone(), format!("  kind: postgres\n  url: \"{url}\"")),
+        };
         demo_repo(&d.join("repo"));
         std::fs::create_dir_all(d.join("data/files")).unwrap();
         let port = free_port();
@@ -101,7 +142,7 @@ app:
   migrate:
     - ["{BIN}", "demo-app", "migrate"]
   env:
-    DEMO_DATABASE_URL: "sqlite://{d}/data/demo.db"
+    DEMO_DATABASE_URL: "{db_url}"
     DEMO_FILES_DIR: "{d}/data/files"
     DEMO_LISTEN: "127.0.0.1:{port}"
 services:
@@ -110,8 +151,7 @@ services:
     health: {{ http: "http://127.0.0.1:{port}/healthz", interval: 1s, timeout: 1s, start_period: 20s }}
     stop_timeout: 5s
 database:
-  kind: sqlite
-  path: "{d}/data/demo.db"
+{db_section}
 update:
   health_timeout: 6s
   keep_releases: 3
@@ -120,8 +160,9 @@ update:
             ),
         )
         .unwrap();
+        std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         let ct = Caretaker::new(BIN, &config, &d.join("state"));
-        App { dir, ct, port }
+        App { dir, ct, port, db }
     }
 
     fn db(&self) -> PathBuf {
@@ -139,6 +180,15 @@ update:
     }
 
     fn add_entries(&self) {
+        if let Db::Postgres { url, .. } = &self.db {
+            for i in 0..5 {
+                psql(
+                    url,
+                    &format!("INSERT INTO entries (author, body, created_at) VALUES ('author{i}', 'body {i}', '2026-01-01T00:00:00Z')"),
+                );
+            }
+            return;
+        }
         let c = rusqlite::Connection::open(self.db()).unwrap();
         for i in 0..5 {
             c.execute(
@@ -151,6 +201,16 @@ update:
 
     /// Every row of every table, as text, in a stable order.
     fn rows(&self) -> Vec<String> {
+        if let Db::Postgres { url, .. } = &self.db {
+            let mut out = Vec::new();
+            for t in psql(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1").lines() {
+                out.push(format!("table {t}"));
+                for r in psql(url, &format!("SELECT row_to_json(x)::text FROM \"{t}\" x ORDER BY 1")).lines() {
+                    out.push(format!("{t}: {r}"));
+                }
+            }
+            return out;
+        }
         let c = rusqlite::Connection::open(self.db()).unwrap();
         let mut tables: Vec<String> = c
             .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
@@ -224,8 +284,18 @@ fn deploy_v2(app: &App) {
 
 #[test]
 fn updates_migrate_and_failures_roll_back_code_and_data() {
-    let app = App::new();
-    deploy_v2(&app);
+    scenario(&App::new());
+}
+
+#[test]
+fn updates_and_rollbacks_on_postgres() {
+    if let Some(app) = App::postgres() {
+        scenario(&app);
+    }
+}
+
+fn scenario(app: &App) {
+    deploy_v2(app);
     let rows = app.rows();
     assert!(rows.iter().any(|r| r.contains("\"migrated\"")), "v2's data migration ran: {rows:#?}");
     assert_eq!(app.ct.expect(&["update", "--to", "v2"], 0).trim(), {
