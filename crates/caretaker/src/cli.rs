@@ -345,6 +345,9 @@ pub struct UpdateArgs {
     /// Run as the scheduler's automatic update: skipped in maintenance or service mode
     #[arg(long)]
     pub scheduled: bool,
+    /// Started by the daemon to finish an interrupted update (job trigger `recovery`)
+    #[arg(long, hide = true, requires = "resume")]
+    pub recovery: bool,
 }
 
 #[derive(Args, Debug)]

@@ -146,7 +146,7 @@ pub fn spawn_resume_if_interrupted(global: &Global, config_path: &Path, store: &
     if global.allow_world_readable_config {
         cmd.arg("--allow-world-readable-config");
     }
-    cmd.args(["update", "--resume"]).stdin(std::process::Stdio::null());
+    cmd.args(["update", "--resume", "--recovery"]).stdin(std::process::Stdio::null());
     cmd.spawn().context("starting `caretaker update --resume`")?;
     Ok(true)
 }

@@ -16,7 +16,13 @@ fn updater<'a>(global: &'a Global, app: &'a AppContext) -> Updater<'a> {
 pub fn update(global: &Global, args: &UpdateArgs) -> Result<Code> {
     let app = open_app(global)?;
     let u = updater(global, &app);
-    let trigger = if args.scheduled { Trigger::Schedule } else { Trigger::Cli };
+    let trigger = if args.recovery {
+        Trigger::Recovery
+    } else if args.scheduled {
+        Trigger::Schedule
+    } else {
+        Trigger::Cli
+    };
     if args.resume {
         return u.resume(trigger);
     }
