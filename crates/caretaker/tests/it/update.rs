@@ -104,7 +104,7 @@ fn free_port() -> u16 {
 
 impl App {
     fn new() -> App {
-        App::with(Db::Sqlite)
+        App::with(Db::Sqlite, "")
     }
 
     fn postgres() -> Option<App> {
@@ -112,10 +112,11 @@ impl App {
         let name = caretaker_testkit::unique_name("ctupd");
         psql(&admin, &format!("CREATE DATABASE {name}"));
         let url = format!("{}/{name}", &admin[..admin.rfind('/').unwrap()]);
-        Some(App::with(Db::Postgres { admin, url, name }))
+        Some(App::with(Db::Postgres { admin, url, name }, ""))
     }
 
-    fn with(db: Db) -> App {
+    /// `update_extra`: more lines for the `update:` section (indented by two spaces).
+    fn with(db: Db, update_extra: &str) -> App {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let (db_url, db_section) = match &db {
@@ -155,6 +156,7 @@ database:
 update:
   health_timeout: 6s
   keep_releases: 3
+{update_extra}
 "#,
                 d = d.display()
             ),
@@ -335,6 +337,36 @@ fn scenario(app: &App) {
     let rel = app.releases();
     assert_eq!(rel["history"].as_array().unwrap().len(), 1, "{rel}");
     assert_eq!(app.rows(), rows);
+}
+
+#[test]
+fn detection_by_command_and_scheduled_updates_skip_maintenance() {
+    let app = App::with(
+        Db::Sqlite,
+        &format!("  migrations: {{ command: [\"{BIN}\", \"demo-app\", \"migrate\", \"--check\"] }}"),
+    );
+    app.ct.expect(&["update"], 0);
+    app.add_entries();
+    let plan = app.ct.expect(&["update", "--to", "v2", "--dry-run"], 0);
+    assert!(plan.contains("detect_migrations") && plan.contains("snapshot"), "{plan}");
+    app.ct.expect(&["update", "--to", "v2"], 0);
+    let job = app.last_update_job();
+    assert_eq!(job["figures"]["migrations"], true, "{job}");
+    assert!(job["figures"]["snapshot"].is_string(), "{job}");
+    // v5 adds no migration: the command says so, no snapshot.
+    app.ct.expect(&["update", "--to", "v5"], 0);
+    let job = app.last_update_job();
+    assert_eq!(job["figures"]["migrations"], false, "{job}");
+    assert!(job["figures"]["snapshot"].is_null(), "{job}");
+    assert_eq!(app.version(), "v5");
+    // A scheduled update is skipped in maintenance mode.
+    app.ct.expect(&["maintenance", "on"], 0);
+    let out = app.ct.expect(&["update", "--to", "v2", "--scheduled", "--force"], 0);
+    assert!(out.contains("skipped"), "{out}");
+    app.ct.expect(&["maintenance", "off"], 0);
+    assert_eq!(app.version(), "v5");
+    let text = app.ct.expect(&["releases"], 0);
+    assert!(text.contains("RELEASE") && text.contains("v5") && text.contains("deployed"), "{text}");
 }
 
 /// SIGKILL caretaker right after it persisted its progress for `step`, then `update --resume`.
