@@ -339,7 +339,10 @@ impl Updater<'_> {
             has_migrate: !self.config.app.migrate.is_empty(),
             force: req.force,
         };
-        let steps = plan_update(from_commit.as_deref(), &target, &obs);
+        // A release serves but its commit is unknown (registry lost): still a redeployment,
+        // so the database is protected by a snapshot.
+        let running = from_commit.clone().or_else(|| from.as_ref().map(|_| String::new()));
+        let steps = plan_update(running.as_deref(), &target, &obs);
         let short = &target[..12.min(target.len())];
         if steps.is_empty() {
             println!("already at {reference} ({short}); nothing to do (--force updates anyway)");
@@ -500,6 +503,10 @@ impl Updater<'_> {
                 break;
             }
             p.rollback_done += 1;
+        }
+        if p.from.is_none() && p.reached(Step::Switch) && rollback_error.is_none() {
+            // A failed first deployment: nothing is current.
+            let _ = std::fs::remove_file(current_link(&self.state_dir()));
         }
         let mut registry = Registry::load(self.store)?;
         if let Some(r) = registry.record_mut(&p.to) {

@@ -369,6 +369,18 @@ fn detection_by_command_and_scheduled_updates_skip_maintenance() {
     assert!(text.contains("RELEASE") && text.contains("v5") && text.contains("deployed"), "{text}");
 }
 
+#[test]
+fn a_failed_first_deployment_leaves_nothing_current() {
+    let app = App::new();
+    let out = app.ct.run(&["update", "--to", "v3"]);
+    assert_eq!(out.status.code(), Some(1), "{}", crate::stderr_of(&out));
+    let rel = app.releases();
+    assert!(rel["current"].is_null(), "{rel}");
+    assert_eq!(app.last_update_job()["outcome"], "failed");
+    app.ct.expect(&["update", "--to", "v2"], 0);
+    assert_eq!(app.version(), "v2");
+}
+
 /// SIGKILL caretaker right after it persisted its progress for `step`, then `update --resume`.
 fn kill_and_resume(step: &str) {
     let app = App::new();
