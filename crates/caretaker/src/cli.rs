@@ -59,6 +59,12 @@ pub enum Command {
     Down(DownArgs),
     /// Restart one service, or all of them
     Restart(RestartArgs),
+    /// Update the app to a new release from its git source, rolling back on any failure
+    Update(UpdateArgs),
+    /// Return to the release deployed before the current one (code only)
+    Rollback,
+    /// List the release directories and which one is current
+    Releases(ReleasesArgs),
     /// State, pid, uptime, restarts, health and last exit of each service
     Status(StatusArgs),
     /// Show captured service output
@@ -342,6 +348,35 @@ pub struct DownArgs {
     /// Also stop the daemon
     #[arg(long)]
     pub daemon: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// Branch, tag or commit to deploy (default: app.source's)
+    #[arg(long, value_name = "REF")]
+    pub to: Option<String>,
+    /// Print the plan and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Update even when the target commit is the one running
+    #[arg(long)]
+    pub force: bool,
+    /// Finish an interrupted update (roll back, or forward if it had passed the health gate)
+    #[arg(long, conflicts_with_all = ["to", "dry_run", "force"])]
+    pub resume: bool,
+    /// Run as the scheduler's automatic update: skipped in maintenance or service mode
+    #[arg(long)]
+    pub scheduled: bool,
+    /// Started by the daemon to finish an interrupted update (job trigger `recovery`)
+    #[arg(long, hide = true, requires = "resume")]
+    pub recovery: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReleasesArgs {
+    /// JSON output
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

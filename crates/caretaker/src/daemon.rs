@@ -183,7 +183,14 @@ async fn run_async(app: AppContext, allow_world_readable_config: bool) -> Result
         mode: mode_tx,
     };
     tracing::info!(app = %d.config.app.name, pid = std::process::id(), socket = %sock.display(), "daemon started");
-    d.apply(AppEvent::Up);
+    // An update that a crash interrupted is finished (forward or back) by `update --resume`,
+    // which stops and starts the services through this daemon; starting them here could run
+    // a release on half-migrated data.
+    if crate::update::spawn_resume_if_interrupted(allow_world_readable_config, &d.config_path, &d.store)? {
+        tracing::warn!("an update was interrupted; `caretaker update --resume` finishes it before the app starts");
+    } else {
+        d.apply(AppEvent::Up);
+    }
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;

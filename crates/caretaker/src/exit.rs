@@ -22,7 +22,6 @@ pub enum Code {
     /// Something caretaker needs is missing or unreachable (a tool, a server, a target).
     Unavailable = 6,
     /// A change failed and was rolled back; the previous version runs.
-    #[allow(dead_code)] // returned by `update` (see issue: safe updates)
     RolledBack = 7,
     /// The state directory is unusable (permissions, disk, written by a newer caretaker).
     State = 8,

@@ -15,6 +15,7 @@ mod exit;
 mod output;
 mod runner;
 mod scheduled;
+mod update;
 mod web;
 
 use clap::Parser;
@@ -54,6 +55,9 @@ fn main() {
         Command::Up(a) => commands::up::run(&cli.global, a),
         Command::Down(a) => commands::down::run(&cli.global, a),
         Command::Restart(a) => commands::restart::run(&cli.global, a),
+        Command::Update(a) => commands::update::update(&cli.global, a),
+        Command::Rollback => commands::update::rollback(&cli.global),
+        Command::Releases(a) => commands::update::releases(&cli.global, a),
         Command::Status(a) => commands::status::run(&cli.global, a),
         Command::Logs(a) => commands::logs::run(&cli.global, a),
         Command::Exec(a) => commands::exec::run(&cli.global, a),

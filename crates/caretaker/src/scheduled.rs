@@ -24,7 +24,8 @@ pub fn task_argv(kind: &TaskKind) -> Vec<String> {
         TaskKind::Prune => v(&["backup", "prune"]),
         TaskKind::BackupCheck => v(&["backup", "check"]),
         TaskKind::Check => v(&["check"]),
-        TaskKind::Update => v(&["update"]),
+        // Skipped by the command itself while in maintenance or service mode.
+        TaskKind::Update => v(&["update", "--scheduled"]),
         TaskKind::Command(name) => v(&["jobs", "run", name]),
     }
 }

@@ -17,3 +17,4 @@ pub mod metrics;
 pub mod mode;
 pub mod schedule;
 pub mod scheduler;
+pub mod update;

@@ -23,3 +23,4 @@ pub mod silence;
 pub mod status;
 pub mod status_page;
 pub mod up;
+pub mod update;

@@ -12,6 +12,7 @@ mod recover;
 mod secrets;
 mod status_page;
 mod supervisor;
+mod update;
 
 use caretaker_testkit::Caretaker;
 use std::os::unix::fs::PermissionsExt;

@@ -1,0 +1,785 @@
+//! Safe updates, the effects: release directories and the `current` symlink, fetching from git,
+//! and carrying out the steps `caretaker_core::update` plans — persisting the progress in the
+//! state store before every step so that a killed caretaker can be resumed (docs/updates.md).
+
+use crate::appenv::app_env;
+use crate::cli::Global;
+use crate::control::{request, start_background_daemon, wait_until_up};
+use crate::exit::{Code, Failure};
+use crate::runner::run_logged;
+use anyhow::{anyhow, bail, Context, Result};
+use caretaker_core::config::{Command as AppCommand, Config, GitRef, MigrationDetect, Redactor};
+use caretaker_core::job::{kind, Outcome, Trigger};
+use caretaker_core::update::{
+    self as plan, migrations_from_added_files, plan_rollback, plan_update, release_name, releases_to_remove,
+    Migrations, Observations, Phase, Progress, Resume, RollbackStep, Step,
+};
+use caretaker_state::{JobHandle, Store};
+use caretaker_supervisor::protocol::Request;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// The fact holding the [`Progress`] of an unfinished update.
+pub const FACT_PROGRESS: &str = "update.progress";
+/// The fact holding the [`Registry`] of releases.
+pub const FACT_RELEASES: &str = "update.releases";
+/// Debug builds only: SIGKILL caretaker itself right after persisting the progress for this
+/// step (a forward step name such as `migrate`, or `rollback.<step>`). For the fault-injection
+/// tests; release builds ignore it.
+pub const KILL_HOOK_ENV: &str = "CARETAKER_TEST_KILL_AT_STEP";
+
+const BUILD_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Where releases live: `<state dir>/releases/<n>-<commit>`, and `<state dir>/current`, the
+/// symlink `app.working_dir` should name.
+pub fn releases_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("releases")
+}
+
+pub fn current_link(state_dir: &Path) -> PathBuf {
+    state_dir.join("current")
+}
+
+/// The release `current` points at, by directory name.
+pub fn current_release(state_dir: &Path) -> Option<String> {
+    let target = std::fs::read_link(current_link(state_dir)).ok()?;
+    target.file_name().map(|n| n.to_string_lossy().into_owned())
+}
+
+/// Points `current` at `release` atomically: a new symlink under a temporary name, renamed over
+/// the old one.
+pub fn switch_current(state_dir: &Path, release: &str) -> Result<()> {
+    let target = releases_dir(state_dir).join(release);
+    if !target.is_dir() {
+        bail!("release directory {} is missing", target.display());
+    }
+    let tmp = state_dir.join(".current.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&target, &tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    std::fs::rename(&tmp, current_link(state_dir)).context("switching the current symlink")?;
+    if let Ok(d) = std::fs::File::open(state_dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// One release as caretaker remembers it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReleaseRecord {
+    pub name: String,
+    pub commit: String,
+    pub reference: String,
+    pub created_at: String,
+    /// `building`, `deployed`, `failed` (rolled back or never served), `rolled_back` (left by
+    /// `caretaker rollback`).
+    pub state: String,
+    /// The database snapshot taken just before this release was switched in (the data of the
+    /// release before it).
+    pub snapshot: Option<String>,
+}
+
+/// Every release and the order in which releases became current.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Registry {
+    pub releases: Vec<ReleaseRecord>,
+    /// Release names in the order they were successfully deployed; the last one is current.
+    pub history: Vec<String>,
+    /// Snapshots to drop once `update.snapshot_keep` has passed: (name, unix seconds).
+    pub expiring_snapshots: Vec<(String, i64)>,
+    pub next_number: u64,
+}
+
+impl Registry {
+    pub fn load(store: &Store) -> Result<Registry> {
+        Ok(match store.fact(FACT_RELEASES)? {
+            Some(s) => serde_json::from_str(&s).context("reading the release registry")?,
+            None => Registry { next_number: 1, ..Default::default() },
+        })
+    }
+
+    pub fn save(&self, store: &Store) -> Result<()> {
+        store.set_fact(FACT_RELEASES, &serde_json::to_string(self)?)?;
+        Ok(())
+    }
+
+    fn record_mut(&mut self, name: &str) -> Option<&mut ReleaseRecord> {
+        self.releases.iter_mut().find(|r| r.name == name)
+    }
+
+    pub fn record(&self, name: &str) -> Option<&ReleaseRecord> {
+        self.releases.iter().find(|r| r.name == name)
+    }
+
+    /// The release deployed before the current one.
+    pub fn previous(&self) -> Option<&str> {
+        self.history.len().checked_sub(2).map(|i| self.history[i].as_str())
+    }
+}
+
+fn load_progress(store: &Store) -> Result<Option<Progress>> {
+    Ok(match store.fact(FACT_PROGRESS)? {
+        Some(s) => Some(serde_json::from_str(&s).context("reading the update progress")?),
+        None => None,
+    })
+}
+
+fn save_progress(store: &Store, p: &Progress) -> Result<()> {
+    store.set_fact(FACT_PROGRESS, &serde_json::to_string(p)?)?;
+    Ok(())
+}
+
+/// For the daemon, on start: when an update was interrupted (caretaker killed mid-update),
+/// start `caretaker update --resume` as a separate process, which finishes the rollback or, if
+/// the health gate had passed, finishes forward. A separate process because resuming talks to
+/// the daemon over its control socket. Call it once the control socket listens:
+/// `crate::update::spawn_resume_if_interrupted(allow_world_readable_config, &config_path, &store)?;`
+#[allow(dead_code)] // called by the daemon on start once it is wired (docs/updates.md)
+pub fn spawn_resume_if_interrupted(
+    allow_world_readable_config: bool,
+    config_path: &Path,
+    store: &Store,
+) -> Result<bool> {
+    if load_progress(store)?.is_none() {
+        return Ok(false);
+    }
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--config").arg(std::path::absolute(config_path)?).arg("--state-dir").arg(store.dir());
+    if allow_world_readable_config {
+        cmd.arg("--allow-world-readable-config");
+    }
+    cmd.args(["update", "--resume", "--recovery"]).stdin(std::process::Stdio::null());
+    cmd.spawn().context("starting `caretaker update --resume`")?;
+    Ok(true)
+}
+
+#[cfg(debug_assertions)]
+fn kill_hook(step: &str) {
+    if std::env::var(KILL_HOOK_ENV).is_ok_and(|v| v == step) {
+        // SAFETY: plain syscalls.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn kill_hook(_step: &str) {}
+
+// ---------------------------------------------------------------------------------------------
+// git
+
+fn git(args: &[&str], cwd: Option<&Path>) -> Result<String> {
+    let mut c = Command::new("git");
+    c.args(args).env("GIT_TERMINAL_PROMPT", "0");
+    if let Some(d) = cwd {
+        c.current_dir(d);
+    }
+    let out = c.output().with_context(|| "running git (is it installed?)")?;
+    if !out.status.success() {
+        bail!("git {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The bare repository caching fetched commits.
+fn git_cache(state_dir: &Path) -> Result<PathBuf> {
+    let dir = state_dir.join("cache").join("git");
+    if !dir.join("HEAD").exists() {
+        std::fs::create_dir_all(&dir)?;
+        git(&["init", "--bare", "--quiet"], Some(&dir))?;
+    }
+    Ok(dir)
+}
+
+/// A local path becomes an absolute `file://` URL (so shallow fetches work); URLs stay.
+fn source_url(src: &str, config_path: &Path) -> String {
+    if src.contains("://") || src.contains('@') {
+        return src.to_string();
+    }
+    let p = Path::new(src);
+    let p = if p.is_absolute() { p.to_path_buf() } else { config_path.parent().unwrap_or(Path::new(".")).join(p) };
+    format!("file://{}", std::path::absolute(&p).unwrap_or(p).display())
+}
+
+/// Fetches `reference` (branch, tag or commit) shallowly into the cache; returns the commit.
+fn fetch(cache: &Path, url: &str, reference: &str) -> Result<String> {
+    let shallow = git(&["fetch", "--quiet", "--depth", "1", "--no-tags", url, reference], Some(cache));
+    if let Err(e) = shallow {
+        // Servers that refuse a commit id in a want line: fetch everything, then look it up.
+        if git(
+            &["fetch", "--quiet", url, "+refs/heads/*:refs/remotes/source/*", "+refs/tags/*:refs/tags/*"],
+            Some(cache),
+        )
+        .is_err()
+        {
+            return Err(e);
+        }
+        return git(&["rev-parse", "--verify", &format!("{reference}^{{commit}}")], Some(cache))
+            .map_err(|_| anyhow!("{e}"));
+    }
+    git(&["rev-parse", "FETCH_HEAD^{commit}"], Some(cache))
+}
+
+fn has_commit(cache: &Path, commit: &str) -> bool {
+    git(&["cat-file", "-e", &format!("{commit}^{{commit}}")], Some(cache)).is_ok()
+}
+
+/// Files added between two commits.
+fn added_files(cache: &Path, from: &str, to: &str) -> Result<Vec<String>> {
+    let out = git(&["diff", "--name-only", "--no-renames", "--diff-filter=A", from, to], Some(cache))?;
+    Ok(out.lines().map(str::to_string).collect())
+}
+
+/// Writes the tree of `commit` into `dir` (created anew).
+fn export(cache: &Path, commit: &str, dir: &Path) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    let archive = Command::new("git")
+        .args(["archive", "--format=tar", commit])
+        .current_dir(cache)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("running git archive")?;
+    let tar = Command::new("tar")
+        .arg("-x")
+        .arg("-C")
+        .arg(dir)
+        .stdin(archive.stdout.ok_or_else(|| anyhow!("no pipe from git archive"))?)
+        .output()
+        .context("running tar")?;
+    if !tar.status.success() {
+        bail!("unpacking commit {commit}: {}", String::from_utf8_lossy(&tar.stderr).trim());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// the update
+
+/// What `caretaker update` was asked.
+pub struct UpdateRequest {
+    pub to: Option<String>,
+    pub dry_run: bool,
+    pub force: bool,
+    pub trigger: Trigger,
+}
+
+/// The running command's view of the app.
+pub struct Updater<'a> {
+    pub global: &'a Global,
+    pub config_path: &'a Path,
+    pub config: &'a Config,
+    pub store: &'a Store,
+    pub redactor: &'a Redactor,
+}
+
+impl Updater<'_> {
+    fn state_dir(&self) -> PathBuf {
+        self.store.dir().to_path_buf()
+    }
+
+    fn redact(&self) -> impl Fn(&str) -> String + '_ {
+        |s| self.redactor.redact(s)
+    }
+
+    fn source_reference(&self, to: Option<&str>) -> Result<(String, String)> {
+        let Some(src) = &self.config.app.source else {
+            return Err(Failure::new(Code::Config, "the config has no app.source")
+                .hint("add app: { source: { git: <url or path>, branch: main } }")
+                .into());
+        };
+        let reference = match (to, &src.reference) {
+            (Some(r), _) => r.to_string(),
+            (None, GitRef::Branch(b)) => b.clone(),
+            (None, GitRef::Tag(t)) => t.clone(),
+            (None, GitRef::Commit(c)) => c.clone(),
+        };
+        Ok((source_url(&src.git, self.config_path), reference))
+    }
+
+    /// `caretaker update`: plans, prints (dry run) or carries out the update.
+    pub fn update(&self, req: &UpdateRequest) -> Result<Code> {
+        if let Some(p) = load_progress(self.store)? {
+            return Err(Failure::new(
+                Code::Busy,
+                format!("update job {} to {} was interrupted at step {}", p.job_id, p.to, step_label(&p)),
+            )
+            .hint("run `caretaker update --resume` to finish it (roll back, or forward if it was already healthy)")
+            .into());
+        }
+        let state_dir = self.state_dir();
+        let (url, reference) = self.source_reference(req.to.as_deref())?;
+        let cache = git_cache(&state_dir)?;
+        let target = fetch(&cache, &url, &reference).with_context(|| format!("fetching {reference} from {url}"))?;
+        let mut registry = Registry::load(self.store)?;
+        let from = current_release(&state_dir);
+        let from_commit = from.as_deref().and_then(|f| registry.record(f)).map(|r| r.commit.clone());
+        let migrations = match &self.config.update.migrations {
+            MigrationDetect::Command(_) => Migrations::AskCommand,
+            MigrationDetect::Paths(globs) => match &from_commit {
+                None => Migrations::Needed,
+                Some(fc) => {
+                    if !has_commit(&cache, fc) {
+                        let _ = fetch(&cache, &url, fc);
+                    }
+                    match added_files(&cache, fc, &target) {
+                        Ok(added) if migrations_from_added_files(&added, globs) => Migrations::Needed,
+                        Ok(_) => Migrations::NotNeeded,
+                        // Cannot tell: be safe.
+                        Err(_) => Migrations::Needed,
+                    }
+                }
+            },
+        };
+        let obs = Observations {
+            migrations,
+            has_database: self.config.database.is_some(),
+            has_build: !self.config.app.build.is_empty(),
+            has_migrate: !self.config.app.migrate.is_empty(),
+            force: req.force,
+        };
+        // A release serves but its commit is unknown (registry lost): still a redeployment,
+        // so the database is protected by a snapshot.
+        let running = from_commit.clone().or_else(|| from.as_ref().map(|_| String::new()));
+        let steps = plan_update(running.as_deref(), &target, &obs);
+        let short = &target[..12.min(target.len())];
+        if steps.is_empty() {
+            println!("already at {reference} ({short}); nothing to do (--force updates anyway)");
+            return Ok(Code::Ok);
+        }
+        if req.dry_run {
+            println!(
+                "update {} -> {reference} ({short}); migrations: {}",
+                from.as_deref().unwrap_or("(nothing deployed)"),
+                match migrations {
+                    Migrations::Needed => "needed",
+                    Migrations::NotNeeded => "none",
+                    Migrations::AskCommand => "decided by the detection command",
+                }
+            );
+            for (i, s) in steps.iter().enumerate() {
+                println!("  {:>2}. {}", i + 1, s.name());
+            }
+            return Ok(Code::Ok);
+        }
+        if req.trigger == Trigger::Schedule && !self.store.mode()?.is_normal() {
+            println!("skipped: the app is in maintenance or service mode");
+            return Ok(Code::Ok);
+        }
+        let mut job = self.store.start_job(kind::UPDATE, req.trigger, true)?;
+        let name = release_name(registry.next_number, &target);
+        registry.next_number += 1;
+        registry.releases.retain(|r| r.name != name);
+        registry.releases.push(ReleaseRecord {
+            name: name.clone(),
+            commit: target.clone(),
+            reference: reference.clone(),
+            created_at: jiff::Timestamp::now().to_string(),
+            state: "building".into(),
+            snapshot: None,
+        });
+        registry.save(self.store)?;
+        job.log(&format!(
+            "update {} -> {name} ({reference}, {target}); plan: {}",
+            from.as_deref().unwrap_or("(nothing deployed)"),
+            steps.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
+        ));
+        let mut p = Progress {
+            job_id: job.id(),
+            from,
+            from_commit,
+            to: name,
+            to_commit: target,
+            reference,
+            plan: steps,
+            next: 0,
+            snapshot: None,
+            migrations_needed: match migrations {
+                Migrations::Needed => Some(true),
+                Migrations::NotNeeded => Some(false),
+                Migrations::AskCommand => None,
+            },
+            phase: Phase::Forward,
+            rollback_done: 0,
+        };
+        self.drive(&mut p, &mut job, Resume::Forward { next: 0 }).map(|(code, outcome, figures, error)| {
+            let _ = job.finish(outcome, figures, error.as_deref());
+            code
+        })
+    }
+
+    /// `caretaker update --resume`: finishes an interrupted update.
+    pub fn resume(&self, trigger: Trigger) -> Result<Code> {
+        let mut job = self.store.start_job(kind::UPDATE, trigger, true)?;
+        // Read under the lock: a concurrent resume may just have finished it.
+        let Some(mut p) = load_progress(self.store)? else {
+            println!("no interrupted update to resume");
+            job.finish(Outcome::Succeeded, serde_json::json!({"resumed": false}), None)?;
+            return Ok(Code::Ok);
+        };
+        job.log(&format!("resuming update job {} to {} at step {}", p.job_id, p.to, step_label(&p)));
+        println!("resuming update job {} to {} (stopped at {})", p.job_id, p.to, step_label(&p));
+        p.job_id = job.id();
+        let how = plan::resume(&p);
+        if let (Resume::RollBack { .. }, Phase::Forward) = (&how, &p.phase) {
+            let step = step_label(&p);
+            p.phase = Phase::RollingBack { step: step.clone(), reason: "caretaker was interrupted".into() };
+            save_progress(self.store, &p)?;
+        }
+        let (code, outcome, figures, error) = self.drive(&mut p, &mut job, how)?;
+        job.finish(outcome, figures, error.as_deref())?;
+        Ok(code)
+    }
+
+    /// Runs forward from `how`, rolling back on failure. Returns the exit code and what to
+    /// record; the progress fact is cleared when done.
+    fn drive(
+        &self,
+        p: &mut Progress,
+        job: &mut JobHandle<'_>,
+        how: Resume,
+    ) -> Result<(Code, Outcome, serde_json::Value, Option<String>)> {
+        let started = std::time::Instant::now();
+        if let Resume::Forward { next } = how {
+            p.next = next;
+            while let Some(step) = p.current_step() {
+                save_progress(self.store, p)?;
+                kill_hook(step.name());
+                job.log(&format!("step {}: {}", p.next + 1, step.name()));
+                println!("  {}", step.name());
+                match self.forward_step(step, p, job) {
+                    Ok(()) => p.next += 1,
+                    Err(e) => {
+                        let reason = format!("{e:#}");
+                        job.log(&format!("step {} failed: {reason}", step.name()));
+                        eprintln!("step {} failed: {reason}", step.name());
+                        if p.health_passed() {
+                            // The new release serves and is healthy: nothing to undo.
+                            self.store.clear_fact(FACT_PROGRESS)?;
+                            return Ok((
+                                Code::Failure,
+                                Outcome::Failed,
+                                serde_json::json!({"release": p.to, "failed_step": step.name()}),
+                                Some(format!("step {} failed after the health gate: {reason}", step.name())),
+                            ));
+                        }
+                        p.phase = Phase::RollingBack { step: step.name().into(), reason };
+                        p.rollback_done = 0;
+                        save_progress(self.store, p)?;
+                        break;
+                    }
+                }
+            }
+            if p.phase == Phase::Forward {
+                self.store.clear_fact(FACT_PROGRESS)?;
+                println!("updated to {} ({}) in {:.1}s", p.to, p.reference, started.elapsed().as_secs_f64());
+                job.log(&format!("updated to {}", p.to));
+                return Ok((
+                    Code::Ok,
+                    Outcome::Succeeded,
+                    serde_json::json!({"release": p.to, "commit": p.to_commit, "migrations": p.migrations_needed,
+                        "snapshot": p.snapshot, "seconds": started.elapsed().as_secs_f64()}),
+                    None,
+                ));
+            }
+        }
+        // Rolling back.
+        let Phase::RollingBack { step: failed_step, reason } = p.phase.clone() else { unreachable!() };
+        let steps = plan_rollback(p);
+        let rb_started = std::time::Instant::now();
+        job.log(&format!("rolling back: {}", steps.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")));
+        let mut rollback_error = None;
+        while p.rollback_done < steps.len() {
+            let s = steps[p.rollback_done];
+            save_progress(self.store, p)?;
+            kill_hook(&format!("rollback.{}", s.name()));
+            job.log(&format!("rollback step: {}", s.name()));
+            println!("  rollback: {}", s.name());
+            if let Err(e) = self.rollback_step(s, p, job) {
+                let msg = format!("{e:#}");
+                job.log(&format!("rollback step {} failed: {msg}", s.name()));
+                rollback_error = Some(format!("{}: {msg}", s.name()));
+                break;
+            }
+            p.rollback_done += 1;
+        }
+        if p.from.is_none() && p.reached(Step::Switch) && rollback_error.is_none() {
+            // A failed first deployment: nothing is current.
+            let _ = std::fs::remove_file(current_link(&self.state_dir()));
+        }
+        let mut registry = Registry::load(self.store)?;
+        if let Some(r) = registry.record_mut(&p.to) {
+            r.state = "failed".into();
+        }
+        registry.save(self.store)?;
+        let figures = serde_json::json!({
+            "release": p.to, "failed_step": failed_step, "rolled_back_to": p.from,
+            "database_reverted": p.snapshot.is_some(),
+            "rollback_seconds": rb_started.elapsed().as_secs_f64(),
+        });
+        let log_hint = format!("the job log: caretaker jobs show {}", job.id());
+        self.store.clear_fact(FACT_PROGRESS)?;
+        if let Some(err) = rollback_error {
+            let why = format!("update to {} failed at {failed_step} ({reason}) and the rollback failed at {err}", p.to);
+            let _ = crate::appmode::set_failed(self.store, self.config, &why);
+            let _ = self.store.record_event("update_failed", &self.config.app.name, &why);
+            eprintln!("{why}; the app is in service mode\n  {log_hint}");
+            return Ok((Code::Failure, Outcome::Failed, figures, Some(why)));
+        }
+        if p.from.is_none() || !p.reached(Step::Stop) {
+            let why = format!("update to {} failed at {failed_step}: {reason}", p.to);
+            let _ = self.store.record_event("update_failed", &self.config.app.name, &why);
+            eprintln!("{why}\n  nothing was changed; {log_hint}");
+            return Ok((Code::Failure, Outcome::Failed, figures, Some(why)));
+        }
+        let why = format!(
+            "update to {} failed at {failed_step} ({reason}); rolled back to {}{}",
+            p.to,
+            p.from.as_deref().unwrap_or("-"),
+            if p.snapshot.is_some() { " and the database snapshot" } else { "" }
+        );
+        let _ = self.store.record_event("update_rolled_back", &self.config.app.name, &why);
+        eprintln!("{why}\n  {log_hint}");
+        Ok((Code::RolledBack, Outcome::RolledBack, figures, Some(why)))
+    }
+
+    fn run_commands(&self, cmds: &[AppCommand], dir: &Path, job: &mut JobHandle<'_>, what: &str) -> Result<()> {
+        let env = app_env(&self.config.app, None, dir)?;
+        for c in cmds {
+            job.log(&format!("{what}: {}", c.argv().join(" ")));
+            let ended = run_logged(c, &env, dir, BUILD_TIMEOUT, job, &self.redact(), false)
+                .with_context(|| format!("starting {what} command {}", c.argv().join(" ")))?;
+            if !ended.success() {
+                bail!("{what} command `{}` {}", c.argv().join(" "), ended.describe());
+            }
+        }
+        Ok(())
+    }
+
+    fn forward_step(&self, step: Step, p: &mut Progress, job: &mut JobHandle<'_>) -> Result<()> {
+        let state_dir = self.state_dir();
+        let release = releases_dir(&state_dir).join(&p.to);
+        match step {
+            Step::Fetch => export(&git_cache(&state_dir)?, &p.to_commit, &release),
+            Step::Build => self.run_commands(&self.config.app.build, &release, job, "build"),
+            Step::DetectMigrations => {
+                let MigrationDetect::Command(c) = &self.config.update.migrations else {
+                    p.migrations_needed = Some(true);
+                    return Ok(());
+                };
+                let env = app_env(&self.config.app, None, &release)?;
+                let ended = run_logged(c, &env, &release, BUILD_TIMEOUT, job, &self.redact(), false)?;
+                p.migrations_needed = Some(!ended.success());
+                job.log(&format!("migrations needed: {}", !ended.success()));
+                Ok(())
+            }
+            Step::MaintenanceOn => crate::appmode::maintenance_on(self.store, self.config, None, "update").map(|_| ()),
+            Step::Stop => {
+                request(&state_dir, &Request::Down { exit_daemon: false }, self.stop_timeout())?;
+                Ok(())
+            }
+            Step::Snapshot => {
+                if p.migrations_needed == Some(false) {
+                    job.log("no migrations: no snapshot");
+                    return Ok(());
+                }
+                let db = self.database()?;
+                let t = std::time::Instant::now();
+                let snap = db.snapshot(Some("pre-update"))?;
+                job.log(&format!("snapshot {} in {:.2}s", snap.name, t.elapsed().as_secs_f64()));
+                p.snapshot = Some(snap.name);
+                save_progress(self.store, p)
+            }
+            Step::Switch => switch_current(&state_dir, &p.to),
+            Step::Migrate => self.run_commands(&self.config.app.migrate, &release, job, "migrate"),
+            Step::Start => self.start_services(),
+            Step::HealthGate => wait_until_up(&state_dir, None, self.config.update.health_timeout).map(|_| ()),
+            Step::MaintenanceOff => crate::appmode::maintenance_off(self.store, self.config, "update").map(|_| ()),
+            Step::Finish => self.finish(p, job),
+        }
+    }
+
+    fn rollback_step(&self, s: RollbackStep, p: &Progress, job: &mut JobHandle<'_>) -> Result<()> {
+        let state_dir = self.state_dir();
+        match s {
+            RollbackStep::StopNew => {
+                request(&state_dir, &Request::Down { exit_daemon: false }, self.stop_timeout())?;
+                Ok(())
+            }
+            RollbackStep::RevertDatabase => {
+                let name = p.snapshot.as_deref().expect("planned only with a snapshot");
+                let db = self.database()?;
+                let t = std::time::Instant::now();
+                let Some(snap) = db.list_snapshots()?.into_iter().find(|s| s.name == name) else {
+                    // A crash right after a revert consumed it: the live database is the snapshot.
+                    job.log(&format!("snapshot {name} is gone: already reverted"));
+                    return Ok(());
+                };
+                let aside = db.revert(&snap)?;
+                job.log(&format!(
+                    "reverted the database to {name} in {:.3}s; the failed state is kept as {aside}",
+                    t.elapsed().as_secs_f64()
+                ));
+                Ok(())
+            }
+            RollbackStep::SwitchBack => {
+                switch_current(&state_dir, p.from.as_deref().expect("planned only with a previous release"))
+            }
+            RollbackStep::StartOld => self.start_services(),
+            RollbackStep::VerifyOld => wait_until_up(&state_dir, None, self.config.update.health_timeout).map(|_| ()),
+            RollbackStep::MaintenanceOff => {
+                crate::appmode::maintenance_off(self.store, self.config, "update").map(|_| ())
+            }
+        }
+    }
+
+    fn stop_timeout(&self) -> Duration {
+        self.config.services.iter().map(|s| s.stop_timeout).sum::<Duration>() + Duration::from_secs(30)
+    }
+
+    fn start_services(&self) -> Result<()> {
+        let state_dir = self.state_dir();
+        if request(&state_dir, &Request::Up, Duration::from_secs(10))?.is_none() {
+            start_background_daemon(self.global, self.config_path, &state_dir)?;
+        }
+        Ok(())
+    }
+
+    fn database(&self) -> Result<Box<dyn caretaker_db::Database>> {
+        let cfg = self.config.database.as_ref().ok_or_else(|| anyhow!("no database configured"))?;
+        Ok(caretaker_db::open(cfg, self.redactor)?)
+    }
+
+    /// Records the release as deployed, schedules its snapshot's removal, drops expired
+    /// snapshots and prunes old release directories.
+    fn finish(&self, p: &Progress, job: &mut JobHandle<'_>) -> Result<()> {
+        let state_dir = self.state_dir();
+        let mut registry = Registry::load(self.store)?;
+        let now = jiff::Timestamp::now().as_second();
+        if let Some(r) = registry.record_mut(&p.to) {
+            r.state = "deployed".into();
+            r.snapshot = p.snapshot.clone();
+        }
+        if registry.history.last() != Some(&p.to) {
+            registry.history.push(p.to.clone());
+        }
+        if let Some(s) = &p.snapshot {
+            if !registry.expiring_snapshots.iter().any(|(n, _)| n == s) {
+                registry.expiring_snapshots.push((s.clone(), now + self.config.update.snapshot_keep.as_secs() as i64));
+            }
+        }
+        // Expired snapshots.
+        let (expired, kept): (Vec<_>, Vec<_>) = registry.expiring_snapshots.drain(..).partition(|(_, t)| *t <= now);
+        registry.expiring_snapshots = kept;
+        if !expired.is_empty() {
+            if let Ok(db) = self.database() {
+                let all = db.list_snapshots().unwrap_or_default();
+                for (name, _) in expired {
+                    if let Some(s) = all.iter().find(|s| s.name == name) {
+                        match db.drop_snapshot(s) {
+                            Ok(()) => job.log(&format!("dropped expired snapshot {name}")),
+                            Err(e) => job.log(&format!("could not drop snapshot {name}: {e}")),
+                        }
+                    }
+                }
+            }
+        }
+        // Old releases.
+        let names: Vec<String> = std::fs::read_dir(releases_dir(&state_dir))?
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect();
+        let remove =
+            releases_to_remove(&names, self.config.update.keep_releases as usize, Some(&p.to), registry.previous());
+        for r in &remove {
+            job.log(&format!("removing old release {r}"));
+            let _ = std::fs::remove_dir_all(releases_dir(&state_dir).join(r));
+            registry.releases.retain(|x| &x.name != r);
+            registry.history.retain(|x| x != r);
+        }
+        registry.save(self.store)
+    }
+
+    /// `caretaker rollback`: back to the release deployed before the current one, code only.
+    pub fn rollback(&self) -> Result<Code> {
+        if load_progress(self.store)?.is_some() {
+            return Err(Failure::new(Code::Busy, "an update was interrupted")
+                .hint("run `caretaker update --resume` first")
+                .into());
+        }
+        let mut job = self.store.start_job(kind::ROLLBACK, Trigger::Cli, true)?;
+        let state_dir = self.state_dir();
+        let mut registry = Registry::load(self.store)?;
+        let current = current_release(&state_dir);
+        let Some(prev) = registry.previous().map(str::to_string) else {
+            job.finish(Outcome::Refused, serde_json::json!({}), Some("no previous release"))?;
+            return Err(Failure::new(Code::Refused, "there is no previous release to roll back to").into());
+        };
+        if !releases_dir(&state_dir).join(&prev).is_dir() {
+            job.finish(Outcome::Refused, serde_json::json!({}), Some("previous release directory missing"))?;
+            return Err(Failure::new(Code::Refused, format!("the previous release {prev} was removed")).into());
+        }
+        job.log(&format!("rollback {} -> {prev} (code only)", current.as_deref().unwrap_or("-")));
+        let attempt = (|| -> Result<()> {
+            crate::appmode::maintenance_on(self.store, self.config, None, "rollback")?;
+            request(&state_dir, &Request::Down { exit_daemon: false }, self.stop_timeout())?;
+            switch_current(&state_dir, &prev)?;
+            self.start_services()?;
+            wait_until_up(&state_dir, None, self.config.update.health_timeout)?;
+            Ok(())
+        })();
+        if let Err(e) = attempt {
+            let why = format!("rollback to {prev} failed: {e:#}");
+            job.log(&why);
+            // Back to what served before.
+            let back = (|| -> Result<()> {
+                let cur = current.as_deref().ok_or_else(|| anyhow!("nothing was current"))?;
+                request(&state_dir, &Request::Down { exit_daemon: false }, self.stop_timeout())?;
+                switch_current(&state_dir, cur)?;
+                self.start_services()?;
+                wait_until_up(&state_dir, None, self.config.update.health_timeout)?;
+                Ok(())
+            })();
+            match back {
+                Ok(()) => {
+                    crate::appmode::maintenance_off(self.store, self.config, "rollback")?;
+                    job.finish(Outcome::RolledBack, serde_json::json!({"release": current}), Some(&why))?;
+                    return Err(Failure::new(
+                        Code::RolledBack,
+                        format!("{why}; {} serves again", current.unwrap_or_default()),
+                    )
+                    .into());
+                }
+                Err(e2) => {
+                    let why = format!("{why}; returning to the current release failed too: {e2:#}");
+                    let _ = crate::appmode::set_failed(self.store, self.config, &why);
+                    job.finish(Outcome::Failed, serde_json::json!({}), Some(&why))?;
+                    return Err(Failure::new(Code::Failure, why).into());
+                }
+            }
+        }
+        crate::appmode::maintenance_off(self.store, self.config, "rollback")?;
+        if let Some(cur) = &current {
+            if let Some(r) = registry.record_mut(cur) {
+                r.state = "rolled_back".into();
+            }
+        }
+        registry.history.pop();
+        registry.save(self.store)?;
+        let _ = self.store.record_event("rollback", &self.config.app.name, &format!("rolled back to {prev}"));
+        job.finish(Outcome::Succeeded, serde_json::json!({"release": prev, "from": current}), None)?;
+        println!("rolled back to {prev} (code only; the database was not changed)");
+        Ok(Code::Ok)
+    }
+}
+
+fn step_label(p: &Progress) -> String {
+    match &p.phase {
+        Phase::Forward => p.current_step().map(|s| s.name().to_string()).unwrap_or_else(|| "end".into()),
+        Phase::RollingBack { step, .. } => format!("rollback after {step}"),
+    }
+}
