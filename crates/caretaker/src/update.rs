@@ -144,6 +144,12 @@ pub fn spawn_resume_if_interrupted(
     if load_progress(store)?.is_none() {
         return Ok(false);
     }
+    // Progress while an update process holds the app lock is an update under way (it may be
+    // the one that started this daemon), not an interrupted one.
+    let lock = store.dir().join("locks").join("app.lock");
+    if matches!(caretaker_state::AppLock::try_acquire(&lock), Err(caretaker_state::LockError::Busy { .. })) {
+        return Ok(false);
+    }
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
     cmd.arg("--config").arg(std::path::absolute(config_path)?).arg("--state-dir").arg(store.dir());

@@ -65,7 +65,9 @@ backup:
   password: "a long test password"
   schedule: daily
   keep: {{ last: 3 }}
-"#
+http: {{ listen: "127.0.0.1:{http_port}" }}
+"#,
+        http_port = crate::supervisor::free_port()
     )
 }
 

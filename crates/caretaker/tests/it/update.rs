@@ -129,6 +129,8 @@ impl App {
         demo_repo(&d.join("repo"));
         std::fs::create_dir_all(d.join("data/files")).unwrap();
         let port = free_port();
+        // The daemon's own HTTP listener: a port of this test's own (tests run in parallel).
+        let http_port = free_port();
         let config = d.join("caretaker.yml");
         std::fs::write(
             &config,
@@ -157,6 +159,7 @@ update:
   health_timeout: 6s
   keep_releases: 3
 {update_extra}
+http: {{ listen: "127.0.0.1:{http_port}" }}
 "#,
                 d = d.display()
             ),
