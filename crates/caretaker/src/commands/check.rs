@@ -23,10 +23,22 @@ fn paint(status: CheckStatus, text: &str, color: bool) -> String {
     format!("\x1b[{code}m{text}\x1b[0m")
 }
 
+/// "Reachable and not empty", through the database adapter: the same safety check that
+/// backups run (tables with rows, and `min_rows` when configured).
+fn database_contents(app: &crate::context::AppContext) -> Vec<caretaker_observe::check::CheckResult> {
+    let Some(cfg) = &app.config.database else { return Vec::new() };
+    let outcome = caretaker_db::open(cfg, &app.redactor).and_then(|db| db.safety_check(&cfg.min_rows));
+    let (status, message) = match outcome {
+        Ok(_) => (CheckStatus::Ok, "reachable, has tables with rows (the backup safety check passes)".to_string()),
+        Err(e) => (CheckStatus::Critical, e.to_string()),
+    };
+    vec![caretaker_observe::check::CheckResult { name: "database contents".into(), status, message }]
+}
+
 pub fn run(global: &Global, args: &CheckArgs) -> Result<Code> {
     let app = open_app(global)?;
     let now = jiff::Timestamp::now();
-    let results = run_checks(&app.config, &app.store, Vec::new(), now)?;
+    let results = run_checks(&app.config, &app.store, database_contents(&app), now)?;
     let worst = overall(&results);
     // Recording is best effort: a check must answer even when another job holds the lock.
     if let Ok(mut job) = app.store.start_job(kind::CHECK, crate::context::trigger(), false) {

@@ -57,3 +57,31 @@ fn db_check_of_a_missing_database_is_unavailable_with_a_hint() {
     assert_eq!(out.status.code(), Some(6), "{}", stderr_of(&out));
     assert!(stderr_of(&out).contains("hint: check database.path"), "{}", stderr_of(&out));
 }
+
+/// `caretaker check` runs the database's safety check ("reachable and not empty"), like the
+/// backups do, and a failure is critical (exit 2, Nagios style).
+#[test]
+fn deployment_check_reports_an_empty_database_as_critical() {
+    let s = Scratch::new();
+    let db = s.path().join("app.sqlite3");
+    rusqlite::Connection::open(&db).unwrap().execute_batch("CREATE TABLE items (v TEXT);").unwrap();
+    let ct = s.write_config(&config(&db));
+    let contents = |v: &serde_json::Value| {
+        v.as_array()
+            .or_else(|| v["checks"].as_array())
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "database contents")
+            .cloned()
+            .unwrap_or_else(|| panic!("no database contents check in {v}"))
+    };
+    let out = ct.run(&["check", "--json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(contents(&v)["status"], "critical", "{v}");
+
+    rusqlite::Connection::open(&db).unwrap().execute_batch("INSERT INTO items VALUES ('a'), ('b');").unwrap();
+    let out = ct.run(&["check", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(contents(&v)["status"], "ok", "{v}");
+}
