@@ -4,11 +4,11 @@
 //! previous release, and an update SIGKILLed at any step is finished by `update --resume`.
 
 use caretaker_testkit::{wait_until, Caretaker};
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::supervisor::http_get;
 use crate::BIN;
 
 fn git(repo: &Path, args: &[&str]) {
@@ -265,16 +265,6 @@ fn show(v: rusqlite::types::ValueRef<'_>) -> String {
         ValueRef::Text(t) => format!("{:?}", String::from_utf8_lossy(t)),
         other => format!("{other:?}"),
     }
-}
-
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, buf.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default()))
 }
 
 fn deploy_v2(app: &App) {
