@@ -530,35 +530,10 @@ fn parse_component(text: &str, lo: u8, hi: u8) -> Result<Bits, String> {
             _ => Err(range_msg()),
         }
     };
-    let mut set = Bits::EMPTY;
-    for item in text.split(',') {
-        let (base, step) = match item.split_once('/') {
-            Some((b, s)) => {
-                let step: u8 = s
-                    .parse()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or_else(|| format!("need a positive step after `/`, got \"{s}\""))?;
-                (b, step)
-            }
-            None => (item, 1),
-        };
-        let (a, b) = if base == "*" {
-            (lo, hi)
-        } else if let Some((a, b)) = base.split_once("..").or_else(|| base.split_once('-')) {
-            let (a, b) = (num(a)?, num(b)?);
-            if a > b {
-                return Err(format!("range {a}..{b} goes backwards"));
-            }
-            (a, b)
-        } else {
-            let a = num(base)?;
-            // `0/15` repeats from 0 to the end, as in systemd.
-            (a, if step > 1 { hi } else { a })
-        };
-        set = set.union(Bits::stepped(a, b, step));
+    fn range(base: &str) -> Option<(&str, &str)> {
+        base.split_once("..").or_else(|| base.split_once('-'))
     }
-    Ok(set)
+    parse_stepped_list(text, lo, hi, range, "..", num)
 }
 
 fn is_weekday_spec(word: &str) -> bool {
@@ -628,6 +603,22 @@ fn parse_cron_field(text: &str, lo: u8, hi: u8, names: fn(&str) -> Option<u8>) -
         };
         n.filter(|n| (lo..=hi).contains(n)).ok_or_else(|| format!("{s} is out of range: values go from {lo} to {hi}"))
     };
+    fn range(base: &str) -> Option<(&str, &str)> {
+        base.split_once('-')
+    }
+    parse_stepped_list(text, lo, hi, range, "-", value)
+}
+
+/// A comma-separated list of `*`, `N` or `A<sep>B`, each with an optional `/STEP`: the shape
+/// shared by systemd time components and cron fields. `N/STEP` repeats from N to `hi`.
+fn parse_stepped_list(
+    text: &str,
+    lo: u8,
+    hi: u8,
+    range: fn(&str) -> Option<(&str, &str)>,
+    sep: &str,
+    value: impl Fn(&str) -> Result<u8, String>,
+) -> Result<Bits, String> {
     let mut set = Bits::EMPTY;
     for item in text.split(',') {
         let (base, step) = match item.split_once('/') {
@@ -643,15 +634,14 @@ fn parse_cron_field(text: &str, lo: u8, hi: u8, names: fn(&str) -> Option<u8>) -
         };
         let (a, b) = if base == "*" {
             (lo, hi)
-        } else if let Some((a, b)) = base.split_once('-') {
+        } else if let Some((a, b)) = range(base) {
             let (a, b) = (value(a)?, value(b)?);
             if a > b {
-                return Err(format!("range {a}-{b} goes backwards"));
+                return Err(format!("range {a}{sep}{b} goes backwards"));
             }
             (a, b)
         } else {
             let a = value(base)?;
-            // `5/15` means from 5 to the end in steps of 15 (cronie, systemd).
             (a, if step > 1 { hi } else { a })
         };
         set = set.union(Bits::stepped(a, b, step));
