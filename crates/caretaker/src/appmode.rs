@@ -14,11 +14,6 @@ use std::os::unix::fs::OpenOptionsExt;
 
 pub const PAGE_FILE: &str = "maintenance.html";
 
-/// The current mode from the store.
-pub fn current(store: &Store) -> Result<Mode> {
-    Ok(store.mode()?)
-}
-
 pub fn maintenance_on(store: &Store, cfg: &Config, message: Option<&str>, by: &str) -> Result<Mode> {
     let m = Maintenance {
         message: message.unwrap_or(&cfg.maintenance.default_message).to_string(),
@@ -54,7 +49,7 @@ pub fn reset_failed(store: &Store, cfg: &Config) -> Result<Mode> {
 /// where nginx serves the 503 page (docs/maintenance.md). Written atomically: nginx never sees
 /// a half-written page.
 pub fn sync_page(store: &Store, cfg: &Config) -> Result<Mode> {
-    let mode = current(store)?;
+    let mode = store.mode()?;
     let Some(dir) = &cfg.maintenance.page_dir else { return Ok(mode) };
     let page = dir.join(PAGE_FILE);
     let retry = cfg.front_door.as_ref().map(|f| f.retry_after.as_secs()).unwrap_or(30);

@@ -15,7 +15,7 @@ pub fn run(global: &Global, cmd: &MaintenanceCommand) -> Result<Code> {
         }
         MaintenanceCommand::Off => appmode::maintenance_off(&app.store, &app.config, "operator")?,
         MaintenanceCommand::Status { json } => {
-            let mode = appmode::current(&app.store)?;
+            let mode = app.store.mode()?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&mode)?);
                 return Ok(Code::Ok);
@@ -34,7 +34,7 @@ pub fn run(global: &Global, cmd: &MaintenanceCommand) -> Result<Code> {
 
 pub fn reset_failed(global: &Global) -> Result<Code> {
     let app = open_app(global)?;
-    let before = appmode::current(&app.store)?;
+    let before = app.store.mode()?;
     let mode = appmode::reset_failed(&app.store, &app.config)?;
     match before {
         Mode::Service(f) => println!("cleared the failed flag (was: {}, since {})", f.reason, f.since),
