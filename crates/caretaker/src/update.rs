@@ -130,12 +130,11 @@ fn save_progress(store: &Store, p: &Progress) -> Result<()> {
     Ok(())
 }
 
-/// For the daemon, on start: when an update was interrupted (caretaker killed mid-update),
-/// start `caretaker update --resume` as a separate process, which finishes the rollback or, if
-/// the health gate had passed, finishes forward. A separate process because resuming talks to
-/// the daemon over its control socket. Call it once the control socket listens:
-/// `crate::update::spawn_resume_if_interrupted(allow_world_readable_config, &config_path, &store)?;`
-#[allow(dead_code)] // called by the daemon on start once it is wired (docs/updates.md)
+/// For the daemon, on start (once its control socket listens): when an update was interrupted
+/// (caretaker killed mid-update), start `caretaker update --resume` as a separate process,
+/// which finishes the rollback or, if the health gate had passed, finishes forward. A separate
+/// process because resuming talks to the daemon over its control socket. Returns whether it
+/// started one; then the daemon leaves starting the services to it.
 pub fn spawn_resume_if_interrupted(
     allow_world_readable_config: bool,
     config_path: &Path,

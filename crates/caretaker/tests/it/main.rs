@@ -13,6 +13,7 @@ mod secrets;
 mod status_page;
 mod supervisor;
 mod update;
+mod update_django;
 
 use caretaker_testkit::Caretaker;
 use std::os::unix::fs::PermissionsExt;

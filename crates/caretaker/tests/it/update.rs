@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::supervisor::http_get;
 use crate::BIN;
 
-fn git(repo: &Path, args: &[&str]) {
+pub(crate) fn git(repo: &Path, args: &[&str]) {
     let out = Command::new("git")
         .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid", "-c", "commit.gpgsign=false"])
         .args(args)
@@ -21,7 +21,7 @@ fn git(repo: &Path, args: &[&str]) {
     assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn commit_tag(repo: &Path, tag: &str) {
+pub(crate) fn commit_tag(repo: &Path, tag: &str) {
     git(repo, &["add", "-A"]);
     git(repo, &["commit", "-q", "-m", tag]);
     git(repo, &["tag", tag]);
@@ -81,7 +81,7 @@ struct App {
     db: Db,
 }
 
-fn psql(url: &str, sql: &str) -> String {
+pub(crate) fn psql(url: &str, sql: &str) -> String {
     let out = Command::new("psql").args([url, "-X", "-v", "ON_ERROR_STOP=1", "-At", "-c", sql]).output().unwrap();
     assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -91,14 +91,35 @@ impl Drop for App {
     fn drop(&mut self) {
         let _ = self.ct.run(&["down", "--daemon"]);
         if let Db::Postgres { admin, name, .. } = &self.db {
-            let _ = Command::new("psql")
-                .args([admin, "-c", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
-                .output();
+            drop_pg_database(admin, name);
         }
     }
 }
 
-fn free_port() -> u16 {
+/// Drops a test database and every copy caretaker made of it (`<name>__snap_...` snapshots,
+/// `<name>__old_...` failed states kept aside by a revert).
+pub(crate) fn drop_pg_database(admin: &str, name: &str) {
+    let Ok(out) = Command::new("psql")
+        .args([
+            admin,
+            "-X",
+            "-At",
+            "-c",
+            &format!("SELECT datname FROM pg_database WHERE datname LIKE '{name}\\_\\_%'"),
+        ])
+        .output()
+    else {
+        return;
+    };
+    let copies = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect::<Vec<_>>();
+    for db in std::iter::once(name.to_string()).chain(copies) {
+        let _ = Command::new("psql")
+            .args([admin, "-c", &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")])
+            .output();
+    }
+}
+
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -206,42 +227,10 @@ http: {{ listen: "127.0.0.1:{http_port}" }}
 
     /// Every row of every table, as text, in a stable order.
     fn rows(&self) -> Vec<String> {
-        if let Db::Postgres { url, .. } = &self.db {
-            let mut out = Vec::new();
-            for t in psql(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1").lines() {
-                out.push(format!("table {t}"));
-                for r in psql(url, &format!("SELECT row_to_json(x)::text FROM \"{t}\" x ORDER BY 1")).lines() {
-                    out.push(format!("{t}: {r}"));
-                }
-            }
-            return out;
+        match &self.db {
+            Db::Postgres { url, .. } => pg_rows(url),
+            Db::Sqlite => sqlite_rows(&self.db()),
         }
-        let c = rusqlite::Connection::open(self.db()).unwrap();
-        let mut tables: Vec<String> = c
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        tables.retain(|t| t != "sqlite_sequence");
-        let mut out = Vec::new();
-        for t in tables {
-            let mut st = c.prepare(&format!("SELECT * FROM \"{t}\" ORDER BY rowid")).unwrap();
-            let n = st.column_count();
-            let names: Vec<String> = st.column_names().iter().map(|s| s.to_string()).collect();
-            out.push(format!("table {t} ({})", names.join(", ")));
-            let rows = st
-                .query_map([], |r| {
-                    let vals: Vec<String> = (0..n).map(|i| show(r.get_ref(i).unwrap())).collect::<Vec<_>>();
-                    Ok(vals.join(" | "))
-                })
-                .unwrap();
-            for r in rows {
-                out.push(format!("{t}: {}", r.unwrap()));
-            }
-        }
-        out
     }
 
     fn releases(&self) -> serde_json::Value {
@@ -265,6 +254,56 @@ fn show(v: rusqlite::types::ValueRef<'_>) -> String {
         ValueRef::Text(t) => format!("{:?}", String::from_utf8_lossy(t)),
         other => format!("{other:?}"),
     }
+}
+
+/// Every table of the `public` schema with its columns, then every row, as text in a stable
+/// order: two calls compare equal only if schema and data are the same.
+pub(crate) fn pg_rows(url: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in psql(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1").lines() {
+        let cols = psql(
+            url,
+            &format!(
+                "SELECT string_agg(column_name || ' ' || data_type || ' ' || is_nullable, ', ' ORDER BY ordinal_position) \
+                 FROM information_schema.columns WHERE table_schema = 'public' AND table_name = '{t}'"
+            ),
+        );
+        out.push(format!("table {t} ({})", cols.trim()));
+        for r in psql(url, &format!("SELECT row_to_json(x)::text FROM \"{t}\" x ORDER BY 1")).lines() {
+            out.push(format!("{t}: {r}"));
+        }
+    }
+    out
+}
+
+/// The same for an SQLite database file.
+pub(crate) fn sqlite_rows(path: &Path) -> Vec<String> {
+    let c = rusqlite::Connection::open(path).unwrap();
+    let mut tables: Vec<String> = c
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    tables.retain(|t| t != "sqlite_sequence");
+    let mut out = Vec::new();
+    for t in tables {
+        let mut st = c.prepare(&format!("SELECT * FROM \"{t}\" ORDER BY rowid")).unwrap();
+        let n = st.column_count();
+        let names: Vec<String> = st.column_names().iter().map(|s| s.to_string()).collect();
+        out.push(format!("table {t} ({})", names.join(", ")));
+        let rows = st
+            .query_map([], |r| {
+                let vals: Vec<String> = (0..n).map(|i| show(r.get_ref(i).unwrap())).collect::<Vec<_>>();
+                Ok(vals.join(" | "))
+            })
+            .unwrap();
+        for r in rows {
+            out.push(format!("{t}: {}", r.unwrap()));
+        }
+    }
+    out
 }
 
 fn deploy_v2(app: &App) {
