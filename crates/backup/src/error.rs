@@ -14,6 +14,8 @@ pub enum ErrorKind {
     AlreadyInitialized,
     /// The target cannot be reached (network, permissions, missing mount).
     Unreachable,
+    /// An SSH server's host key is unknown or has changed: strict host-key checking refused it.
+    HostKey,
     /// No space left on the target or restore destination.
     DiskFull,
     /// A safety check refused the backup.

@@ -5,6 +5,7 @@
 //! - [`restic`]: the one implementation;
 //! - [`location`]: from the config's `backup.repository` to a storage backend;
 //! - [`s3`]: S3-compatible repositories over opendal's S3 service;
+//! - [`sftp`]: SFTP repositories through the system's `ssh`;
 //! - [`source`]: the snapshot source (file trees + config file + streams) that records errors;
 //! - [`stream`]: [`StreamSource`], what the database adapter implements;
 //! - [`safety`], [`retention`]: pure decisions, no I/O.
@@ -15,6 +16,7 @@ pub mod location;
 pub mod restic;
 pub mod retention;
 pub mod s3;
+pub mod sftp;
 pub mod safety;
 mod source;
 pub mod stream;
