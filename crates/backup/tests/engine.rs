@@ -600,3 +600,156 @@ fn s3_round_trip_against_a_local_s3_server_and_stock_restic_checks_it() {
         assert!(out.status.success() && text.contains("no errors were found"), "restic check: {text}");
     }
 }
+
+/// An SFTP target on the test sshd for a repository at `path`, with the test's key and
+/// known_hosts file unless given others.
+fn sftp_target<'a>(
+    sshd: &'a caretaker_testkit::TestSshd,
+    path: &'a str,
+    key: Option<&'a Path>,
+    known_hosts: Option<&'a Path>,
+) -> sftp::SftpTarget<'a> {
+    sftp::SftpTarget {
+        user: Some(&sshd.user),
+        host: "127.0.0.1",
+        port: Some(sshd.port),
+        path,
+        key_file: Some(key.unwrap_or(&sshd.key)),
+        known_hosts_file: Some(known_hosts.unwrap_or(&sshd.known_hosts)),
+    }
+}
+
+/// The realistic tree and a dump through a real sshd: backup, a deduplicated second run,
+/// check with data, restore; then stock `restic -r sftp:` lists, checks and restores it.
+#[test]
+fn sftp_round_trip_against_a_real_sshd_and_stock_restic_reads_it() {
+    let Some(sshd) = caretaker_testkit::TestSshd::from_env() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let media = app_tree(dir.path());
+    let repo_path = dir.path().join("remote/apps/one");
+    let repo_str = repo_path.to_str().unwrap().to_string();
+    let repo = location::sftp(&sftp_target(&sshd, &repo_str, None, None), PASSWORD).unwrap();
+    let err = repo.snapshots().unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NoRepository, "{err}");
+    repo.init().unwrap();
+    assert_eq!(files_under(&repo_path.join("keys")), 1);
+    assert!(repo_path.join("data/ff").is_dir(), "restic's layout: data/00..ff");
+
+    let db = dump(40_000);
+    let report =
+        repo.backup(&request(&[&media], &[]), vec![Box::new(Bytes { name: "db.sql", data: db.clone() })]).unwrap();
+    assert!(report.complete, "{:?}", report.read_errors);
+    let again =
+        repo.backup(&request(&[&media], &[]), vec![Box::new(Bytes { name: "db.sql", data: db.clone() })]).unwrap();
+    assert!(again.bytes_added < report.bytes_added / 4, "{} vs {}", again.bytes_added, report.bytes_added);
+    assert_eq!(repo.snapshots().unwrap().len(), 2);
+    let check = repo.check(ReadData::All).unwrap();
+    assert!(check.errors.is_empty(), "{:?}", check.errors);
+    let tmp_left: Vec<_> = walk(&repo_path).into_iter().filter(|p| p.to_string_lossy().contains("-tmp-")).collect();
+    assert!(tmp_left.is_empty(), "temporary files left: {tmp_left:?}");
+
+    let out_dir = dir.path().join("restored");
+    let r = repo
+        .restore(&RestoreRequest { snapshot: None, what: RestoreWhat::All, target: Some(out_dir.clone()), skip: vec![] })
+        .unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(listing(&out_dir.join(media.strip_prefix("/").unwrap())), listing(&media));
+    assert_eq!(std::fs::read(out_dir.join("caretaker-streams/db.sql")).unwrap(), db);
+    let mut out = Vec::new();
+    assert_eq!(repo.restore_stream(None, "db.sql", &mut out).unwrap(), db.len() as u64);
+    assert_eq!(out, db);
+
+    let Some(restic) = restic() else { return };
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, PASSWORD).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(&restic)
+            .args(["-o", &format!("sftp.command={}", sshd.restic_sftp_command())])
+            .args(args)
+            .env("RESTIC_REPOSITORY", format!("sftp:{}@127.0.0.1:{}", sshd.user, repo_str))
+            .env("RESTIC_PASSWORD_FILE", &pw)
+            .env("RESTIC_CACHE_DIR", dir.path().join("restic-cache"))
+            .env_remove("RESTIC_PASSWORD")
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "restic {args:?}: {text}");
+        text
+    };
+    let list = run(&["snapshots", "--json"]);
+    assert!(list.contains(&report.snapshot_id) && list.contains(&again.snapshot_id), "{list}");
+    let checked = run(&["check", "--read-data"]);
+    assert!(checked.contains("no errors were found"), "{checked}");
+    let target = dir.path().join("restic-restored");
+    run(&["restore", &again.snapshot_id, "--target", target.to_str().unwrap()]);
+    assert_eq!(listing(&target.join(media.strip_prefix("/").unwrap())), listing(&media));
+    assert_eq!(std::fs::read(target.join("caretaker-streams/db.sql")).unwrap(), db);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else { return vec![] };
+    rd.flatten().flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path()] }).collect()
+}
+
+fn ssh_keygen(path: &Path) {
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// Strict host-key checking: an unknown host and a changed host key are refused with a
+/// message naming the host and what to do, and nothing is written on the server.
+#[test]
+fn sftp_unknown_or_changed_host_key_is_refused() {
+    let Some(sshd) = caretaker_testkit::TestSshd::from_env() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let repo_path = dir.path().join("remote");
+    let repo_str = repo_path.to_str().unwrap().to_string();
+    let host = format!("[127.0.0.1]:{}", sshd.port);
+
+    let empty = dir.path().join("known_hosts_empty");
+    std::fs::write(&empty, "").unwrap();
+    let err = location::sftp(&sftp_target(&sshd, &repo_str, None, Some(&empty)), PASSWORD).err().expect("refused");
+    assert_eq!(err.kind, ErrorKind::HostKey, "{err}");
+    assert!(err.message.contains(&host) && err.message.contains("unknown"), "{}", err.message);
+    let hint = err.hint.unwrap();
+    assert!(hint.contains(&format!("ssh-keyscan -p {} 127.0.0.1 >> {}", sshd.port, empty.display())), "{hint}");
+
+    // The right host name with another key: what a man in the middle looks like.
+    let other = dir.path().join("other_host_key");
+    ssh_keygen(&other);
+    let pubkey = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let changed = dir.path().join("known_hosts_changed");
+    let key_part: Vec<&str> = pubkey.split_whitespace().take(2).collect();
+    std::fs::write(&changed, format!("{host} {}\n", key_part.join(" "))).unwrap();
+    let err = location::sftp(&sftp_target(&sshd, &repo_str, None, Some(&changed)), PASSWORD).err().expect("refused");
+    assert_eq!(err.kind, ErrorKind::HostKey, "{err}");
+    assert!(err.message.contains(&host) && err.message.contains("CHANGED"), "{}", err.message);
+    assert!(err.hint.unwrap().contains("ssh-keygen -R"));
+    assert!(!repo_path.exists(), "nothing was written");
+}
+
+/// A login the server refuses and a server that is down are named as such.
+#[test]
+fn sftp_refused_login_and_unreachable_server_are_named() {
+    let Some(sshd) = caretaker_testkit::TestSshd::from_env() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let repo_str = dir.path().join("remote").to_str().unwrap().to_string();
+    let stranger = dir.path().join("stranger_key");
+    ssh_keygen(&stranger);
+    let err = location::sftp(&sftp_target(&sshd, &repo_str, Some(&stranger), None), PASSWORD).err().expect("refused");
+    assert_eq!(err.kind, ErrorKind::Unreachable, "{err}");
+    assert!(err.message.contains("refused the login"), "{}", err.message);
+    assert!(err.hint.unwrap().contains("authorized_keys"));
+
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut t = sftp_target(&sshd, &repo_str, None, None);
+    t.port = Some(free);
+    let err = location::sftp(&t, PASSWORD).err().expect("refused");
+    assert_eq!(err.kind, ErrorKind::Unreachable, "{err}");
+    assert!(err.message.contains("cannot reach the SFTP server"), "{}", err.message);
+}
