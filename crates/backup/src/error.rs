@@ -81,6 +81,9 @@ impl Error {
             "failed to lookup address",
             "permission denied",
             "connection reset",
+            "read-only file system",
+            "connection was lost",
+            "error sending request",
         ];
         if unreachable.iter().any(|s| lower.contains(s)) {
             return Error::new(

@@ -48,7 +48,11 @@ pub fn repository(cfg: &Backup) -> Result<ResticRepository> {
         }
     };
     let backends = RepositoryBackends::new(backend, None);
-    Ok(ResticRepository::new(backends, name, cfg.password.expose()))
+    let repo = ResticRepository::new(backends, name, cfg.password.expose());
+    Ok(match &cfg.repository {
+        Repository::Local(path) => repo.with_local_root(path.clone()),
+        _ => repo,
+    })
 }
 
 /// A repository in a local directory (tests, the demo, `backup.repository: /path`).
@@ -56,7 +60,7 @@ pub fn local(path: &std::path::Path, password: &str) -> Result<ResticRepository>
     let name = format!("local:{}", path.display());
     let be = LocalBackend::new(path.to_string_lossy(), Vec::<(String, String)>::new())
         .map_err(|e| Error::rustic("opening repository", &name, &e))?;
-    Ok(ResticRepository::new(RepositoryBackends::new(Arc::new(be), None), name, password))
+    Ok(ResticRepository::new(RepositoryBackends::new(Arc::new(be), None), name, password).with_local_root(path.into()))
 }
 
 /// A repository in an S3 bucket (tests; the config goes through [`repository`]).

@@ -416,7 +416,11 @@ fn run_backup(
 pub fn to_failure(e: caretaker_backup::Error) -> Failure {
     let code = match e.kind {
         ErrorKind::Refused => Code::Refused,
-        ErrorKind::Unreachable | ErrorKind::NoRepository | ErrorKind::DiskFull => Code::Unavailable,
+        ErrorKind::Unreachable
+        | ErrorKind::NoRepository
+        | ErrorKind::DiskFull
+        | ErrorKind::WrongPassword
+        | ErrorKind::HostKey => Code::Unavailable,
         ErrorKind::Invalid => Code::Usage,
         _ => Code::Failure,
     };
