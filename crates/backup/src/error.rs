@@ -71,6 +71,10 @@ impl Error {
             return Error::new(ErrorKind::DiskFull, format!("{what}: no space left ({})", one_line(&log)))
                 .hint("free space on the backup target (or prune old snapshots: `caretaker backup prune`)");
         }
+        if lower.contains("permission denied") || lower.contains("read-only file system") {
+            return Error::new(ErrorKind::Unreachable, format!("{what}: cannot write to backup target {repo} ({})", one_line(&log)))
+                .hint("check that caretaker's user may write there (owner, mode, a read-only mount or a full quota), then run again");
+        }
         let unreachable = [
             "connection refused",
             "timed out",
@@ -79,9 +83,7 @@ impl Error {
             "network is unreachable",
             "dns error",
             "failed to lookup address",
-            "permission denied",
             "connection reset",
-            "read-only file system",
             "connection was lost",
             "error sending request",
         ];

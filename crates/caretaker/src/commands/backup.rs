@@ -21,7 +21,17 @@ pub fn run(global: &Global, args: &BackupArgs) -> Result<Code> {
             .hint("add `backup: { repository: ..., password: ... }` (see `caretaker init`)")
             .into());
     };
-    let repo = location::repository(&cfg).map_err(to_failure)?;
+    let repo = match location::repository(&cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            // An SFTP target is reached here: a backup that cannot start is still a failed job.
+            if matches!(args.command, BackupCommand::Run { .. }) {
+                let job = app.store.start_job(kind::BACKUP, crate::context::trigger(), true)?;
+                job.finish(Outcome::Failed, serde_json::json!({}), Some(&e.message))?;
+            }
+            return Err(to_failure(e).into());
+        }
+    };
     match &args.command {
         BackupCommand::Init => {
             repo.init().map_err(to_failure)?;
