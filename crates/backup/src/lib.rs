@@ -26,3 +26,6 @@ pub use error::{Error, ErrorKind, Result};
 pub use restic::ResticRepository;
 pub use safety::{Measurement, Refusal, SafetyPolicy};
 pub use stream::StreamSource;
+/// rustic_core's progress hook ([`ResticRepository::with_progress`]): the binary implements it
+/// with terminal bars.
+pub use rustic_core::{Progress, ProgressBars, ProgressType, RusticProgress};

@@ -32,6 +32,15 @@ pub fn run(global: &Global, args: &BackupArgs) -> Result<Code> {
             return Err(to_failure(e).into());
         }
     };
+    let json = match &args.command {
+        BackupCommand::Init => false,
+        BackupCommand::Run { json }
+        | BackupCommand::List { json }
+        | BackupCommand::Check { json, .. }
+        | BackupCommand::Prune { json }
+        | BackupCommand::Restore { json, .. } => *json,
+    };
+    let repo = crate::progress::attach(repo, json);
     match &args.command {
         BackupCommand::Init => {
             repo.init().map_err(to_failure)?;
@@ -73,28 +82,45 @@ pub fn run(global: &Global, args: &BackupArgs) -> Result<Code> {
             }
             Ok(Code::Ok)
         }
-        BackupCommand::Check { read_data, read_data_subset } => {
+        BackupCommand::Check { read_data, read_data_subset, json } => {
             let read = match (read_data, read_data_subset) {
                 (_, Some(p)) => ReadData::Percent(parse_percent(p)?),
                 (true, None) => ReadData::All,
                 (false, None) => ReadData::None,
             };
             let mut job = app.store.start_job(kind::BACKUP_CHECK, crate::context::trigger(), false)?;
+            let job_id = job.id();
             let res = repo.check(read);
             match res {
                 Ok(r) => {
                     for w in &r.warnings {
-                        eprintln!("warning: {w}");
+                        if !json {
+                            eprintln!("warning: {w}");
+                        }
                         job.log(&format!("warning: {w}"));
                     }
                     for e in &r.errors {
-                        eprintln!("error: {e}");
+                        if !json {
+                            eprintln!("error: {e}");
+                        }
                         job.log(&format!("error: {e}"));
                     }
                     let figures = serde_json::json!({"errors": r.errors.len(), "warnings": r.warnings.len()});
+                    if *json {
+                        let summary = serde_json::json!({
+                            "job": job_id,
+                            "repository": cfg.repository.to_string(),
+                            "consistent": r.errors.is_empty(),
+                            "errors": r.errors,
+                            "warnings": r.warnings,
+                        });
+                        println!("{}", serde_json::to_string_pretty(&summary)?);
+                    }
                     if r.errors.is_empty() {
                         job.finish(Outcome::Succeeded, figures, None)?;
-                        eprintln!("repository {} is consistent", cfg.repository);
+                        if !json {
+                            eprintln!("repository {} is consistent", cfg.repository);
+                        }
                         Ok(Code::Ok)
                     } else {
                         job.finish(Outcome::Failed, figures, Some("check found errors"))?;
