@@ -16,16 +16,16 @@ pub mod location;
 pub mod restic;
 pub mod retention;
 pub mod s3;
-pub mod sftp;
 pub mod safety;
+pub mod sftp;
 mod source;
 pub mod stream;
 
 pub use engine::*;
 pub use error::{Error, ErrorKind, Result};
 pub use restic::ResticRepository;
-pub use safety::{Measurement, Refusal, SafetyPolicy};
-pub use stream::StreamSource;
 /// rustic_core's progress hook ([`ResticRepository::with_progress`]): the binary implements it
 /// with terminal bars.
 pub use rustic_core::{Progress, ProgressBars, ProgressType, RusticProgress};
+pub use safety::{Measurement, Refusal, SafetyPolicy};
+pub use stream::StreamSource;

@@ -102,7 +102,9 @@ pub fn classify_ssh_failure(t: &SftpTarget<'_>, stderr: &str) -> Error {
     let text = stderr.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("@@@")).collect::<Vec<_>>();
     let last = text.last().copied().unwrap_or("ssh exited without a message");
     let lower = stderr.to_lowercase();
-    if lower.contains("remote host identification has changed") || lower.contains("host key for") && lower.contains("has changed") {
+    if lower.contains("remote host identification has changed")
+        || lower.contains("host key for") && lower.contains("has changed")
+    {
         return Error::new(
             Kind::HostKey,
             format!(
@@ -253,9 +255,11 @@ impl SftpBackend {
                 }
             });
             let cfg = russh_sftp::client::Config { request_timeout_secs: 120, ..Default::default() };
-            let opened =
-                tokio::time::timeout(Duration::from_secs(90), SftpSession::new_with_config(tokio::io::join(out, inp), cfg))
-                    .await;
+            let opened = tokio::time::timeout(
+                Duration::from_secs(90),
+                SftpSession::new_with_config(tokio::io::join(out, inp), cfg),
+            )
+            .await;
             match opened {
                 Ok(Ok(session)) => Ok((child, session)),
                 failed => {
@@ -271,8 +275,11 @@ impl SftpBackend {
                             Ok(Err(e)) => e.to_string(),
                             _ => "no answer in 90 s".to_string(),
                         };
-                        return Err(Error::new(Kind::Unreachable, format!("cannot open an SFTP session on {location}: {why}"))
-                            .hint("check that the server is up and offers SFTP, then run again"));
+                        return Err(Error::new(
+                            Kind::Unreachable,
+                            format!("cannot open an SFTP session on {location}: {why}"),
+                        )
+                        .hint("check that the server is up and offers SFTP, then run again"));
                     }
                     Err(classify_ssh_failure(t, &printed))
                 }

@@ -650,7 +650,12 @@ fn sftp_round_trip_against_a_real_sshd_and_stock_restic_reads_it() {
 
     let out_dir = dir.path().join("restored");
     let r = repo
-        .restore(&RestoreRequest { snapshot: None, what: RestoreWhat::All, target: Some(out_dir.clone()), skip: vec![] })
+        .restore(&RestoreRequest {
+            snapshot: None,
+            what: RestoreWhat::All,
+            target: Some(out_dir.clone()),
+            skip: vec![],
+        })
         .unwrap();
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert_eq!(listing(&out_dir.join(media.strip_prefix("/").unwrap())), listing(&media));

@@ -16,7 +16,9 @@ pub fn wanted(json: bool) -> bool {
 /// The repository with terminal progress bars when [`wanted`], unchanged otherwise.
 pub fn attach(repo: ResticRepository, json: bool) -> ResticRepository {
     if wanted(json) {
-        repo.with_progress(Arc::new(TerminalBars { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()) }))
+        repo.with_progress(Arc::new(TerminalBars {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+        }))
     } else {
         repo
     }

@@ -100,12 +100,8 @@ fn missing_or_read_only_local_repository_is_unreachable_not_a_new_repository() {
     ct.expect(&["backup", "init"], 0);
     ct.expect(&["backup", "run"], 0);
     std::fs::write(media.join("b.txt"), "b").unwrap();
-    let ct_cmd = format!(
-        "'{}' --config '{}' --state-dir '{}'",
-        ct.bin.display(),
-        ct.config.display(),
-        ct.state_dir.display()
-    );
+    let ct_cmd =
+        format!("'{}' --config '{}' --state-dir '{}'", ct.bin.display(), ct.config.display(), ct.state_dir.display());
     let out_dir = s.path().join("ns");
     std::fs::create_dir_all(&out_dir).unwrap();
     let o = out_dir.display();
@@ -193,12 +189,8 @@ fn full_disk_fails_clearly_and_leaves_a_consistent_repository() {
     let repo = s.path().join("repo");
     std::fs::create_dir_all(&repo).unwrap();
     let ct = s.write_config(&local_config(&media, &repo, PASSWORD));
-    let ct_cmd = format!(
-        "'{}' --config '{}' --state-dir '{}'",
-        ct.bin.display(),
-        ct.config.display(),
-        ct.state_dir.display()
-    );
+    let ct_cmd =
+        format!("'{}' --config '{}' --state-dir '{}'", ct.bin.display(), ct.config.display(), ct.state_dir.display());
     let o = s.path().join("ns");
     std::fs::create_dir_all(&o).unwrap();
     let step = |name: &str, args: &str| {

@@ -40,7 +40,12 @@ pub fn listing(root: &Path) -> Vec<(String, String, u32, Vec<u8>)> {
                 out.push((rel, "dir".into(), mode, vec![]));
                 stack.push(p);
             } else if m.file_type().is_symlink() {
-                out.push((rel, "link".into(), 0, std::fs::read_link(&p).unwrap().as_os_str().as_encoded_bytes().to_vec()));
+                out.push((
+                    rel,
+                    "link".into(),
+                    0,
+                    std::fs::read_link(&p).unwrap().as_os_str().as_encoded_bytes().to_vec(),
+                ));
             } else {
                 out.push((rel, "file".into(), mode, std::fs::read(&p).unwrap()));
             }
@@ -161,14 +166,21 @@ fn backup_run_and_restore_of_a_mariadb_database() {
     let target = s.path().join("out");
     ct.expect(&["backup", "restore", "--db-only", "--target", target.to_str().unwrap()], 0);
     let dump = std::fs::read_to_string(target.join("caretaker-streams/database")).unwrap();
-    assert!(dump.contains("CREATE TABLE `notes`") && dump.contains("mariadb ünïcode"), "{}", &dump[..dump.len().min(2000)]);
+    assert!(
+        dump.contains("CREATE TABLE `notes`") && dump.contains("mariadb ünïcode"),
+        "{}",
+        &dump[..dump.len().min(2000)]
+    );
 
     // Into the database: refused while it has tables, restored once emptied.
     let out = ct.run(&["backup", "restore", "--db-only"]);
     assert_eq!(out.status.code(), Some(5), "{}", stderr_of(&out));
     mariadb(&base, None, &format!("DROP DATABASE {name}"));
     ct.expect(&["backup", "restore", "--db-only"], 0);
-    assert_eq!(mariadb(&base, Some(&name), "SELECT group_concat(body ORDER BY id SEPARATOR '|') FROM notes"), "mariadb ünïcode|second");
+    assert_eq!(
+        mariadb(&base, Some(&name), "SELECT group_concat(body ORDER BY id SEPARATOR '|') FROM notes"),
+        "mariadb ünïcode|second"
+    );
     assert_eq!(mariadb(&base, Some(&name), "SELECT n FROM note_count"), "2");
     mariadb(&base, None, &format!("DROP DATABASE {name}"));
 }
