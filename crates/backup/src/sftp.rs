@@ -103,7 +103,7 @@ pub fn classify_ssh_failure(t: &SftpTarget<'_>, stderr: &str) -> Error {
     let last = text.last().copied().unwrap_or("ssh exited without a message");
     let lower = stderr.to_lowercase();
     if lower.contains("remote host identification has changed")
-        || lower.contains("host key for") && lower.contains("has changed")
+        || (lower.contains("host key for") && lower.contains("has changed"))
     {
         return Error::new(
             Kind::HostKey,
@@ -134,8 +134,21 @@ pub fn classify_ssh_failure(t: &SftpTarget<'_>, stderr: &str) -> Error {
             t.host
         ));
     }
+    let key = t.key_file.map_or_else(|| "ssh's default keys".to_string(), |k| k.display().to_string());
+    if lower.contains("unprotected private key file") || lower.contains("bad permissions") {
+        return Error::new(Kind::Unreachable, format!("ssh refuses the key {key}: other users can read it"))
+            .hint(format!("make it private: `chmod 600 {key}` (owned by caretaker's user)"));
+    }
+    if lower.contains("identity file") && (lower.contains("not accessible") || lower.contains("no such file")) {
+        return Error::new(Kind::Unreachable, format!("cannot read the SSH key {key} for {host} ({last})"))
+            .hint("check backup.sftp.key_file: the private key, readable by caretaker's user, mode 0600");
+    }
+    if lower.contains("load key") {
+        return Error::new(Kind::Unreachable, format!("ssh cannot use the key {key} ({last})")).hint(
+            "check backup.sftp.key_file (an OpenSSH private key; one with a passphrase must be loaded in ssh-agent)",
+        );
+    }
     if lower.contains("permission denied") || lower.contains("too many authentication failures") {
-        let key = t.key_file.map_or_else(|| "ssh's default keys".to_string(), |k| k.display().to_string());
         let user = t.user.unwrap_or("(your login name)");
         return Error::new(
             Kind::Unreachable,
@@ -164,10 +177,6 @@ pub fn classify_ssh_failure(t: &SftpTarget<'_>, stderr: &str) -> Error {
     if down.iter().any(|s| lower.contains(s)) {
         return Error::new(Kind::Unreachable, format!("cannot reach the SFTP server {host} ({last})"))
             .hint("check that the server is up and reachable from this machine (network, firewall, host name), then run again");
-    }
-    if lower.contains("no such file") && lower.contains("identity file") || lower.contains("load key") {
-        return Error::new(Kind::Invalid, format!("cannot use the SSH key for {host} ({last})"))
-            .hint("check backup.sftp.key_file (the private key, readable by caretaker's user, mode 0600)");
     }
     Error::new(Kind::Unreachable, format!("cannot open an SFTP session on {host}: {last}"))
         .hint("try `ssh` with the same key and known_hosts file by hand to see what fails")
@@ -311,7 +320,10 @@ impl SftpBackend {
 
     /// `what` failed: adds what ssh printed when the connection is gone.
     fn fail(&self, what: String, err: russh_sftp::client::error::Error) -> Box<RusticError> {
-        let gone = self.child.lock().unwrap().try_wait().ok().flatten().is_some();
+        let gone = {
+            let _rt = runtime().enter();
+            self.child.lock().unwrap().try_wait().ok().flatten().is_some()
+        };
         if gone {
             let printed = self.stderr.lock().unwrap().clone();
             let last = printed.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
@@ -585,6 +597,20 @@ mod tests {
         let denied = classify_ssh_failure(&t, "backup@backup.example.org: Permission denied (publickey).\r\n");
         assert_eq!(denied.kind, Kind::Unreachable);
         assert!(denied.message.contains("refused the login of user backup"), "{}", denied.message);
+
+        let with_key = target(Some(kh), Some(Path::new("/k/id")));
+        let missing = classify_ssh_failure(
+            &with_key,
+            "Warning: Identity file /k/id not accessible: No such file or directory.\r\nbackup@backup.example.org: Permission denied (publickey).\r\n",
+        );
+        assert_eq!(missing.kind, Kind::Unreachable);
+        assert!(missing.message.contains("cannot read the SSH key /k/id"), "{}", missing.message);
+        let open = classify_ssh_failure(
+            &with_key,
+            "@@@@\r\n@         WARNING: UNPROTECTED PRIVATE KEY FILE!          @\r\nPermissions 0644 for '/k/id' are too open.\r\nLoad key \"/k/id\": bad permissions\r\nbackup@backup.example.org: Permission denied (publickey).\r\n",
+        );
+        assert_eq!(open.kind, Kind::Unreachable);
+        assert!(open.hint.unwrap().contains("chmod 600 /k/id"));
 
         let down =
             classify_ssh_failure(&t, "ssh: connect to host backup.example.org port 2222: Connection refused\r\n");
