@@ -246,10 +246,17 @@ fn rustix_is_root() -> bool {
 #[test]
 fn wrong_password_and_missing_repository_are_named() {
     let dir = tempfile::tempdir().unwrap();
-    let missing = location::local(&dir.path().join("nothing"), PASSWORD).unwrap();
+    // An empty directory: no repository yet, `init` is the answer.
+    std::fs::create_dir(dir.path().join("empty")).unwrap();
+    let missing = location::local(&dir.path().join("empty"), PASSWORD).unwrap();
     let err = missing.snapshots().unwrap_err();
     assert_eq!(err.kind, ErrorKind::NoRepository, "{err}");
     assert!(err.hint.unwrap().contains("caretaker backup init"));
+    // No directory at all (an unmounted disk): unreachable, not "run init".
+    let gone = location::local(&dir.path().join("nothing"), PASSWORD).unwrap();
+    let err = gone.snapshots().unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unreachable, "{err}");
+    assert!(err.message.contains("does not exist"), "{err}");
     new_repo(dir.path());
     let wrong = location::local(&dir.path().join("repo"), "wrong").unwrap();
     assert_eq!(wrong.snapshots().unwrap_err().kind, ErrorKind::WrongPassword);
