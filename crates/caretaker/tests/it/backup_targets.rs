@@ -108,6 +108,17 @@ fn backup_run_check_and_restore_postgres_and_files_on_an_sftp_repository() {
     psql(&db_url, "DROP TABLE notes");
     ct.expect(&["backup", "restore", "--db-only"], 0);
     assert_eq!(psql(&db_url, "SELECT string_agg(body, '|' ORDER BY id) FROM notes"), "über SFTP|second");
+
+    // Retention over SFTP (keep: last 2): the third run's prune removes the first snapshot and
+    // its unreferenced data, and the repository stays consistent.
+    psql(&db_url, "INSERT INTO notes (body) VALUES ('third')");
+    ct.expect(&["backup", "run"], 0);
+    std::fs::write(media.join("new.txt"), "after the first snapshot").unwrap();
+    ct.expect(&["backup", "run"], 0);
+    let pruned = ct.json(&["backup", "prune", "--json"]);
+    assert_eq!(pruned["removed_snapshots"].as_array().unwrap().len(), 1, "{pruned}");
+    assert_eq!(ct.json(&["backup", "list", "--json"]).as_array().unwrap().len(), 2);
+    ct.expect(&["backup", "check", "--read-data"], 0);
     psql(&base, &format!("DROP DATABASE {name}"));
 }
 
