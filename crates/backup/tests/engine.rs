@@ -765,3 +765,72 @@ fn sftp_refused_login_and_unreachable_server_are_named() {
     assert_eq!(err.kind, ErrorKind::Unreachable, "{err}");
     assert!(err.message.contains("cannot reach the SFTP server"), "{}", err.message);
 }
+
+const SFTP_SIGKILL_CHILD: &str = "CARETAKER_TEST_SFTP_SIGKILL_CHILD";
+
+/// A backup to an SFTP repository SIGKILLed while it uploads (a child process: this test re-run
+/// with `SFTP_SIGKILL_CHILD` set; its `ssh` dies with it) leaves the repository consistent: no
+/// snapshot of the killed run, no truncated file under a valid name (uploads are renamed into
+/// place), the next run succeeds, and stock `restic check --read-data` over SFTP is clean.
+#[test]
+fn sftp_sigkill_mid_backup_leaves_a_consistent_repository() {
+    let Some(sshd) = caretaker_testkit::TestSshd::from_env() else { return };
+    if let Ok(dir) = std::env::var(SFTP_SIGKILL_CHILD) {
+        let dir = PathBuf::from(dir);
+        let repo_str = dir.join("remote").to_str().unwrap().to_string();
+        let repo = location::sftp(&sftp_target(&sshd, &repo_str, None, None), PASSWORD).unwrap();
+        let r = repo.backup(&request(&[&dir.join("media")], &[]), vec![Box::new(Endless)]);
+        panic!("the endless backup ended: {:?}", r.map(|r| r.snapshot_id));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let media = app_tree(dir.path());
+    let remote = dir.path().join("remote");
+    let repo_str = remote.to_str().unwrap().to_string();
+    let repo = location::sftp(&sftp_target(&sshd, &repo_str, None, None), PASSWORD).unwrap();
+    repo.init().unwrap();
+    let db = dump(30_000);
+    repo.backup(&request(&[&media], &[]), vec![Box::new(Bytes { name: "db.sql", data: db.clone() })]).unwrap();
+    let packs_before = files_under(&remote.join("data"));
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "sftp_sigkill_mid_backup_leaves_a_consistent_repository", "--nocapture", "--test-threads=1"])
+        .env(SFTP_SIGKILL_CHILD, dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while files_under(&remote.join("data")) < packs_before + 3 {
+        assert!(child.try_wait().unwrap().is_none(), "the child backup ended before it was killed");
+        assert!(std::time::Instant::now() < deadline, "the child wrote no packs in 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let again = dump(30_001);
+    let report =
+        repo.backup(&request(&[&media], &[]), vec![Box::new(Bytes { name: "db.sql", data: again.clone() })]).unwrap();
+    assert!(report.complete);
+    let snaps = repo.snapshots().unwrap();
+    assert_eq!(snaps.len(), 2, "{snaps:?}");
+    assert!(snaps.iter().all(|s| s.complete && !s.pending), "{snaps:?}");
+    let check = repo.check(ReadData::All).unwrap();
+    assert!(check.errors.is_empty(), "{:?}", check.errors);
+    let mut out = Vec::new();
+    repo.restore_stream(None, "db.sql", &mut out).unwrap();
+    assert_eq!(out, again);
+    // Every file with a valid id as its name is whole: restic reads all of them.
+    let Some(restic) = restic() else { return };
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, PASSWORD).unwrap();
+    let out = Command::new(&restic)
+        .args(["-o", &format!("sftp.command={}", sshd.restic_sftp_command()), "check", "--read-data"])
+        .env("RESTIC_REPOSITORY", format!("sftp:{}@127.0.0.1:{}", sshd.user, repo_str))
+        .env("RESTIC_PASSWORD_FILE", &pw)
+        .env("RESTIC_CACHE_DIR", dir.path().join("restic-cache"))
+        .env_remove("RESTIC_PASSWORD")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("no errors were found"), "restic check: {text}");
+}
