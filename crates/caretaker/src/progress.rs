@@ -1,10 +1,12 @@
 //! Progress bars for the backup engine on a terminal (indicatif), through rustic_core's
-//! `ProgressBars` hook. Only when both stdout and stderr are terminals and no `--json` was
-//! asked for: scheduled runs, pipes, logs and JSON output stay quiet. Bars draw on stderr.
+//! `ProgressBars` hook, and a byte counter for the database dump streamed into the database
+//! ([`writer`]). Only when both stdout and stderr are terminals and no `--json` was asked for:
+//! scheduled runs, pipes, logs and JSON output stay quiet. Bars draw on stderr.
 
 use caretaker_backup::{Progress, ProgressBars, ProgressType, ResticRepository, RusticProgress};
 use indicatif::{HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,11 +18,58 @@ pub fn wanted(json: bool) -> bool {
 /// The repository with terminal progress bars when [`wanted`], unchanged otherwise.
 pub fn attach(repo: ResticRepository, json: bool) -> ResticRepository {
     if wanted(json) {
+        SHOWN.store(true, Ordering::Relaxed);
         repo.with_progress(Arc::new(TerminalBars {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
         }))
     } else {
         repo
+    }
+}
+
+/// Set once a command attached bars: [`writer`] then shows one too.
+static SHOWN: AtomicBool = AtomicBool::new(false);
+
+/// `inner`, counting what goes through on a bar labelled `prefix` when this command shows bars.
+pub fn writer<W: Write>(inner: W, prefix: &str) -> BarWriter<W> {
+    let bar = SHOWN.load(Ordering::Relaxed).then(|| {
+        let style =
+            ProgressStyle::with_template("{prefix:32} [{elapsed_precise}] {bytes:>10} {bytes_per_sec:>12} {spinner}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+            .with_style(style)
+            .with_prefix(prefix.to_string());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    });
+    BarWriter { inner, bar }
+}
+
+/// See [`writer`]; the bar leaves one summary line when dropped.
+pub struct BarWriter<W: Write> {
+    inner: W,
+    bar: Option<ProgressBar>,
+}
+
+impl<W: Write> Write for BarWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(b) = &self.bar {
+            b.inc(n as u64);
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Drop for BarWriter<W> {
+    fn drop(&mut self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+            eprintln!("{}: {} in {}", b.prefix(), HumanBytes(b.position()), HumanDuration(b.elapsed()));
+        }
     }
 }
 

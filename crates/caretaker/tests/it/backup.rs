@@ -199,7 +199,8 @@ fn on_a_terminal(ct: &caretaker_testkit::Caretaker, args: &str) -> String {
     shown
 }
 
-/// Progress bars show on a terminal (backup run, check with data, restore, prune) and stay
+/// Progress bars show on a terminal (backup run, check with data, restore of files and of the
+/// database, prune) and stay
 /// away from pipes and JSON output; `check --json` prints a summary.
 #[test]
 fn progress_bars_on_a_terminal_and_quiet_otherwise() {
@@ -208,8 +209,14 @@ fn progress_bars_on_a_terminal_and_quiet_otherwise() {
     std::fs::create_dir_all(&media).unwrap();
     let data: Vec<u8> = (0..4_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     std::fs::write(media.join("data.bin"), data).unwrap();
+    let db = s.path().join("app.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes (body) VALUES ('x')")
+        .unwrap();
     let ct = s.write_config(&format!(
-        "version: 1\napp:\n  name: bars\nfiles: [ {} ]\nbackup:\n  repository: {}\n  password: \"a long test password\"\n  keep: {{ last: 1 }}\n",
+        "version: 1\napp:\n  name: bars\ndatabase: {{ kind: sqlite, path: {} }}\nfiles: [ {} ]\nbackup:\n  repository: {}\n  password: \"a long test password\"\n  keep: {{ last: 1 }}\n",
+        db.display(),
         media.display(),
         s.path().join("repo").display()
     ));
@@ -221,6 +228,8 @@ fn progress_bars_on_a_terminal_and_quiet_otherwise() {
     assert!(shown.contains("reading pack data"), "{shown:?}");
     let shown = on_a_terminal(&ct, &format!("backup restore --target '{}'", s.path().join("t").display()));
     assert!(shown.contains("restoring file contents"), "{shown:?}");
+    let shown = on_a_terminal(&ct, "backup restore --db-only --force");
+    assert!(shown.contains("restoring the database: "), "{shown:?}");
     on_a_terminal(&ct, "backup run");
     let shown = on_a_terminal(&ct, "backup prune");
     assert!(shown.contains("removed 1 snapshot(s)"), "{shown:?}");
