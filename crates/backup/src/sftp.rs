@@ -438,13 +438,15 @@ impl ReadBackend for SftpBackend {
                 Err(e) if is_not_found(&e) => return Ok(Vec::new()),
                 Err(e) => return Err(self.fail(format!("listing {dir}"), e)),
             };
+            let subs: Vec<String> =
+                subdirs.filter(|e| e.file_type().is_dir()).map(|e| format!("{dir}/{}", e.file_name())).collect();
+            // 256 directories: 16 listings in flight at a time, not one round trip after another.
             let mut out = Vec::new();
-            for sub in subdirs {
-                if !sub.file_type().is_dir() {
-                    continue;
+            for chunk in subs.chunks(16) {
+                let listed = futures_join(chunk.iter().map(|sub| self.list_dir(sub, tpe))).await;
+                for (sub, r) in chunk.iter().zip(listed) {
+                    out.extend(r.map_err(|e| self.fail(format!("listing {sub}"), e))?);
                 }
-                let sub = format!("{dir}/{}", sub.file_name());
-                out.extend(self.list_dir(&sub, tpe).await.map_err(|e| self.fail(format!("listing {sub}"), e))?);
             }
             Ok(out)
         })
