@@ -14,6 +14,8 @@ pub enum ErrorKind {
     AlreadyInitialized,
     /// The target cannot be reached (network, permissions, missing mount).
     Unreachable,
+    /// An SSH server's host key is unknown or has changed: strict host-key checking refused it.
+    HostKey,
     /// No space left on the target or restore destination.
     DiskFull,
     /// A safety check refused the backup.
@@ -69,6 +71,10 @@ impl Error {
             return Error::new(ErrorKind::DiskFull, format!("{what}: no space left ({})", one_line(&log)))
                 .hint("free space on the backup target (or prune old snapshots: `caretaker backup prune`)");
         }
+        if lower.contains("permission denied") || lower.contains("read-only file system") {
+            return Error::new(ErrorKind::Unreachable, format!("{what}: cannot write to backup target {repo} ({})", one_line(&log)))
+                .hint("check that caretaker's user may write there (owner, mode, a read-only mount or a full quota), then run again");
+        }
         let unreachable = [
             "connection refused",
             "timed out",
@@ -77,8 +83,9 @@ impl Error {
             "network is unreachable",
             "dns error",
             "failed to lookup address",
-            "permission denied",
             "connection reset",
+            "connection was lost",
+            "error sending request",
         ];
         if unreachable.iter().any(|s| lower.contains(s)) {
             return Error::new(

@@ -5,6 +5,7 @@
 //! - [`restic`]: the one implementation;
 //! - [`location`]: from the config's `backup.repository` to a storage backend;
 //! - [`s3`]: S3-compatible repositories over opendal's S3 service;
+//! - [`sftp`]: SFTP repositories through the system's `ssh`;
 //! - [`source`]: the snapshot source (file trees + config file + streams) that records errors;
 //! - [`stream`]: [`StreamSource`], what the database adapter implements;
 //! - [`safety`], [`retention`]: pure decisions, no I/O.
@@ -16,11 +17,15 @@ pub mod restic;
 pub mod retention;
 pub mod s3;
 pub mod safety;
+pub mod sftp;
 mod source;
 pub mod stream;
 
 pub use engine::*;
 pub use error::{Error, ErrorKind, Result};
 pub use restic::ResticRepository;
+/// rustic_core's progress hook ([`ResticRepository::with_progress`]): the binary implements it
+/// with terminal bars.
+pub use rustic_core::{Progress, ProgressBars, ProgressType, RusticProgress};
 pub use safety::{Measurement, Refusal, SafetyPolicy};
 pub use stream::StreamSource;

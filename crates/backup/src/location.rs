@@ -3,12 +3,14 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::restic::ResticRepository;
 use crate::s3::{S3Backend, S3Target};
+use crate::sftp::{SftpBackend, SftpTarget};
 use caretaker_core::config::{Backup, Repository};
 use rustic_backend::local::LocalBackend;
 use rustic_core::RepositoryBackends;
 use std::sync::Arc;
 
-/// Opens (without touching it yet) the repository the config names.
+/// Opens the repository the config names: local and S3 ones without touching them yet; an
+/// SFTP one connects here, so that a refused host key or login is a clear error.
 pub fn repository(cfg: &Backup) -> Result<ResticRepository> {
     let name = cfg.repository.to_string();
     let backend: Arc<dyn rustic_core::WriteBackend> = match &cfg.repository {
@@ -32,15 +34,25 @@ pub fn repository(cfg: &Backup) -> Result<ResticRepository> {
             };
             Arc::new(S3Backend::new(&target).map_err(|e| Error::rustic("opening repository", &name, &e))?)
         }
-        Repository::Sftp { .. } => {
-            return Err(Error::new(
-                ErrorKind::Invalid,
-                format!("{name}: this caretaker build supports local and S3 repositories, not SFTP yet"),
-            ));
+        Repository::Sftp { user, host, port, path } => {
+            let opts = cfg.sftp.as_ref();
+            let target = SftpTarget {
+                user: user.as_deref(),
+                host,
+                port: *port,
+                path,
+                key_file: opts.and_then(|o| o.key_file.as_deref()),
+                known_hosts_file: opts.and_then(|o| o.known_hosts_file.as_deref()),
+            };
+            Arc::new(SftpBackend::connect(&target)?)
         }
     };
     let backends = RepositoryBackends::new(backend, None);
-    Ok(ResticRepository::new(backends, name, cfg.password.expose()))
+    let repo = ResticRepository::new(backends, name, cfg.password.expose());
+    Ok(match &cfg.repository {
+        Repository::Local(path) => repo.with_local_root(path.clone()),
+        _ => repo,
+    })
 }
 
 /// A repository in a local directory (tests, the demo, `backup.repository: /path`).
@@ -48,12 +60,19 @@ pub fn local(path: &std::path::Path, password: &str) -> Result<ResticRepository>
     let name = format!("local:{}", path.display());
     let be = LocalBackend::new(path.to_string_lossy(), Vec::<(String, String)>::new())
         .map_err(|e| Error::rustic("opening repository", &name, &e))?;
-    Ok(ResticRepository::new(RepositoryBackends::new(Arc::new(be), None), name, password))
+    Ok(ResticRepository::new(RepositoryBackends::new(Arc::new(be), None), name, password).with_local_root(path.into()))
 }
 
 /// A repository in an S3 bucket (tests; the config goes through [`repository`]).
 pub fn s3(target: &S3Target<'_>, password: &str) -> Result<ResticRepository> {
     let name = format!("s3:{}/{}/{}", target.endpoint, target.bucket, target.prefix);
     let be = S3Backend::new(target).map_err(|e| Error::rustic("opening repository", &name, &e))?;
+    Ok(ResticRepository::new(RepositoryBackends::new(Arc::new(be), None), name, password))
+}
+
+/// A repository on an SFTP server (tests; the config goes through [`repository`]).
+pub fn sftp(target: &SftpTarget<'_>, password: &str) -> Result<ResticRepository> {
+    let be = SftpBackend::connect(target)?;
+    let name = be.location_name();
     Ok(ResticRepository::new(RepositoryBackends::new(Arc::new(be), None), name, password))
 }

@@ -51,6 +51,9 @@ pub struct ResticRepository {
     password: String,
     bars: Bars,
     cache_dir: Option<PathBuf>,
+    /// For a local repository: its directory, so that a missing one (an unmounted disk) is
+    /// told apart from an empty one.
+    local_root: Option<PathBuf>,
     /// The master key after the first successful open: reopening (needed to see new
     /// snapshots) then skips the deliberately slow password key derivation.
     key: std::sync::Mutex<Option<MasterKey>>,
@@ -66,12 +69,19 @@ impl ResticRepository {
             password: password.into(),
             bars: Bars(Arc::new(NoProgressBars)),
             cache_dir: None,
+            local_root: None,
             key: std::sync::Mutex::new(None),
         }
     }
 
     pub fn with_progress(mut self, bars: Arc<dyn ProgressBars>) -> Self {
         self.bars = Bars(bars);
+        self
+    }
+
+    /// A local repository's directory (see `open`).
+    pub fn with_local_root(mut self, dir: PathBuf) -> Self {
+        self.local_root = Some(dir);
         self
     }
 
@@ -99,6 +109,13 @@ impl ResticRepository {
         let raw = self.raw()?;
         let config = raw.config_id().map_err(self.err("reading repository"))?;
         if config.is_none() {
+            if let Some(root) = self.local_root.as_ref().filter(|r| !r.exists()) {
+                return Err(Error::new(
+                    ErrorKind::Unreachable,
+                    format!("the backup repository directory {} does not exist", root.display()),
+                )
+                .hint("is the backup disk mounted? fix backup.repository, or create a new repository there with `caretaker backup init`"));
+            }
             return Err(Error::new(ErrorKind::NoRepository, format!("no backup repository at {}", self.name))
                 .hint("create it with `caretaker backup init` (or fix backup.repository in the config)"));
         }

@@ -246,10 +246,17 @@ fn rustix_is_root() -> bool {
 #[test]
 fn wrong_password_and_missing_repository_are_named() {
     let dir = tempfile::tempdir().unwrap();
-    let missing = location::local(&dir.path().join("nothing"), PASSWORD).unwrap();
+    // An empty directory: no repository yet, `init` is the answer.
+    std::fs::create_dir(dir.path().join("empty")).unwrap();
+    let missing = location::local(&dir.path().join("empty"), PASSWORD).unwrap();
     let err = missing.snapshots().unwrap_err();
     assert_eq!(err.kind, ErrorKind::NoRepository, "{err}");
     assert!(err.hint.unwrap().contains("caretaker backup init"));
+    // No directory at all (an unmounted disk): unreachable, not "run init".
+    let gone = location::local(&dir.path().join("nothing"), PASSWORD).unwrap();
+    let err = gone.snapshots().unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unreachable, "{err}");
+    assert!(err.message.contains("does not exist"), "{err}");
     new_repo(dir.path());
     let wrong = location::local(&dir.path().join("repo"), "wrong").unwrap();
     assert_eq!(wrong.snapshots().unwrap_err().kind, ErrorKind::WrongPassword);
@@ -599,4 +606,231 @@ fn s3_round_trip_against_a_local_s3_server_and_stock_restic_checks_it() {
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success() && text.contains("no errors were found"), "restic check: {text}");
     }
+}
+
+/// An SFTP target on the test sshd for a repository at `path`, with the test's key and
+/// known_hosts file unless given others.
+fn sftp_target<'a>(
+    sshd: &'a caretaker_testkit::TestSshd,
+    path: &'a str,
+    key: Option<&'a Path>,
+    known_hosts: Option<&'a Path>,
+) -> sftp::SftpTarget<'a> {
+    sftp::SftpTarget {
+        user: Some(&sshd.user),
+        host: "127.0.0.1",
+        port: Some(sshd.port),
+        path,
+        key_file: Some(key.unwrap_or(&sshd.key)),
+        known_hosts_file: Some(known_hosts.unwrap_or(&sshd.known_hosts)),
+    }
+}
+
+/// The realistic tree and a dump through a real sshd: backup, a deduplicated second run,
+/// check with data, restore; then stock `restic -r sftp:` lists, checks and restores it.
+#[test]
+fn sftp_round_trip_against_a_real_sshd_and_stock_restic_reads_it() {
+    let Some(sshd) = caretaker_testkit::TestSshd::from_env() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let media = app_tree(dir.path());
+    let repo_path = dir.path().join("remote/apps/one");
+    let repo_str = repo_path.to_str().unwrap().to_string();
+    let repo = location::sftp(&sftp_target(&sshd, &repo_str, None, None), PASSWORD).unwrap();
+    let err = repo.snapshots().unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NoRepository, "{err}");
+    repo.init().unwrap();
+    assert_eq!(files_under(&repo_path.join("keys")), 1);
+    assert!(repo_path.join("data/ff").is_dir(), "restic's layout: data/00..ff");
+
+    let db = dump(40_000);
+    let report =
+        repo.backup(&request(&[&media], &[]), vec![Box::new(Bytes { name: "db.sql", data: db.clone() })]).unwrap();
+    assert!(report.complete, "{:?}", report.read_errors);
+    let again =
+        repo.backup(&request(&[&media], &[]), vec![Box::new(Bytes { name: "db.sql", data: db.clone() })]).unwrap();
+    assert!(again.bytes_added < report.bytes_added / 4, "{} vs {}", again.bytes_added, report.bytes_added);
+    assert_eq!(repo.snapshots().unwrap().len(), 2);
+    let check = repo.check(ReadData::All).unwrap();
+    assert!(check.errors.is_empty(), "{:?}", check.errors);
+    let tmp_left: Vec<_> = walk(&repo_path).into_iter().filter(|p| p.to_string_lossy().contains("-tmp-")).collect();
+    assert!(tmp_left.is_empty(), "temporary files left: {tmp_left:?}");
+
+    let out_dir = dir.path().join("restored");
+    let r = repo
+        .restore(&RestoreRequest {
+            snapshot: None,
+            what: RestoreWhat::All,
+            target: Some(out_dir.clone()),
+            skip: vec![],
+        })
+        .unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(listing(&out_dir.join(media.strip_prefix("/").unwrap())), listing(&media));
+    assert_eq!(std::fs::read(out_dir.join("caretaker-streams/db.sql")).unwrap(), db);
+    let mut out = Vec::new();
+    assert_eq!(repo.restore_stream(None, "db.sql", &mut out).unwrap(), db.len() as u64);
+    assert_eq!(out, db);
+
+    let Some(restic) = restic() else { return };
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, PASSWORD).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(&restic)
+            .args(["-o", &format!("sftp.command={}", sshd.restic_sftp_command())])
+            .args(args)
+            .env("RESTIC_REPOSITORY", format!("sftp:{}@127.0.0.1:{}", sshd.user, repo_str))
+            .env("RESTIC_PASSWORD_FILE", &pw)
+            .env("RESTIC_CACHE_DIR", dir.path().join("restic-cache"))
+            .env_remove("RESTIC_PASSWORD")
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "restic {args:?}: {text}");
+        text
+    };
+    let list = run(&["snapshots", "--json"]);
+    assert!(list.contains(&report.snapshot_id) && list.contains(&again.snapshot_id), "{list}");
+    let checked = run(&["check", "--read-data"]);
+    assert!(checked.contains("no errors were found"), "{checked}");
+    let target = dir.path().join("restic-restored");
+    run(&["restore", &again.snapshot_id, "--target", target.to_str().unwrap()]);
+    assert_eq!(listing(&target.join(media.strip_prefix("/").unwrap())), listing(&media));
+    assert_eq!(std::fs::read(target.join("caretaker-streams/db.sql")).unwrap(), db);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else { return vec![] };
+    rd.flatten().flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path()] }).collect()
+}
+
+fn ssh_keygen(path: &Path) {
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// Strict host-key checking: an unknown host and a changed host key are refused with a
+/// message naming the host and what to do, and nothing is written on the server.
+#[test]
+fn sftp_unknown_or_changed_host_key_is_refused() {
+    let Some(sshd) = caretaker_testkit::TestSshd::from_env() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let repo_path = dir.path().join("remote");
+    let repo_str = repo_path.to_str().unwrap().to_string();
+    let host = format!("[127.0.0.1]:{}", sshd.port);
+
+    let empty = dir.path().join("known_hosts_empty");
+    std::fs::write(&empty, "").unwrap();
+    let err = location::sftp(&sftp_target(&sshd, &repo_str, None, Some(&empty)), PASSWORD).err().expect("refused");
+    assert_eq!(err.kind, ErrorKind::HostKey, "{err}");
+    assert!(err.message.contains(&host) && err.message.contains("unknown"), "{}", err.message);
+    let hint = err.hint.unwrap();
+    assert!(hint.contains(&format!("ssh-keyscan -p {} 127.0.0.1 >> {}", sshd.port, empty.display())), "{hint}");
+
+    // The right host name with another key: what a man in the middle looks like.
+    let other = dir.path().join("other_host_key");
+    ssh_keygen(&other);
+    let pubkey = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let changed = dir.path().join("known_hosts_changed");
+    let key_part: Vec<&str> = pubkey.split_whitespace().take(2).collect();
+    std::fs::write(&changed, format!("{host} {}\n", key_part.join(" "))).unwrap();
+    let err = location::sftp(&sftp_target(&sshd, &repo_str, None, Some(&changed)), PASSWORD).err().expect("refused");
+    assert_eq!(err.kind, ErrorKind::HostKey, "{err}");
+    assert!(err.message.contains(&host) && err.message.contains("CHANGED"), "{}", err.message);
+    assert!(err.hint.unwrap().contains("ssh-keygen -R"));
+    assert!(!repo_path.exists(), "nothing was written");
+}
+
+/// A login the server refuses and a server that is down are named as such.
+#[test]
+fn sftp_refused_login_and_unreachable_server_are_named() {
+    let Some(sshd) = caretaker_testkit::TestSshd::from_env() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let repo_str = dir.path().join("remote").to_str().unwrap().to_string();
+    let stranger = dir.path().join("stranger_key");
+    ssh_keygen(&stranger);
+    let err = location::sftp(&sftp_target(&sshd, &repo_str, Some(&stranger), None), PASSWORD).err().expect("refused");
+    assert_eq!(err.kind, ErrorKind::Unreachable, "{err}");
+    assert!(err.message.contains("refused the login"), "{}", err.message);
+    assert!(err.hint.unwrap().contains("authorized_keys"));
+
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut t = sftp_target(&sshd, &repo_str, None, None);
+    t.port = Some(free);
+    let err = location::sftp(&t, PASSWORD).err().expect("refused");
+    assert_eq!(err.kind, ErrorKind::Unreachable, "{err}");
+    assert!(err.message.contains("cannot reach the SFTP server"), "{}", err.message);
+}
+
+const SFTP_SIGKILL_CHILD: &str = "CARETAKER_TEST_SFTP_SIGKILL_CHILD";
+
+/// A backup to an SFTP repository SIGKILLed while it uploads (a child process: this test re-run
+/// with `SFTP_SIGKILL_CHILD` set; its `ssh` dies with it) leaves the repository consistent: no
+/// snapshot of the killed run, no truncated file under a valid name (uploads are renamed into
+/// place), the next run succeeds, and stock `restic check --read-data` over SFTP is clean.
+#[test]
+fn sftp_sigkill_mid_backup_leaves_a_consistent_repository() {
+    let Some(sshd) = caretaker_testkit::TestSshd::from_env() else { return };
+    if let Ok(dir) = std::env::var(SFTP_SIGKILL_CHILD) {
+        let dir = PathBuf::from(dir);
+        let repo_str = dir.join("remote").to_str().unwrap().to_string();
+        let repo = location::sftp(&sftp_target(&sshd, &repo_str, None, None), PASSWORD).unwrap();
+        let r = repo.backup(&request(&[&dir.join("media")], &[]), vec![Box::new(Endless)]);
+        panic!("the endless backup ended: {:?}", r.map(|r| r.snapshot_id));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let media = app_tree(dir.path());
+    let remote = dir.path().join("remote");
+    let repo_str = remote.to_str().unwrap().to_string();
+    let repo = location::sftp(&sftp_target(&sshd, &repo_str, None, None), PASSWORD).unwrap();
+    repo.init().unwrap();
+    let db = dump(30_000);
+    repo.backup(&request(&[&media], &[]), vec![Box::new(Bytes { name: "db.sql", data: db.clone() })]).unwrap();
+    let packs_before = files_under(&remote.join("data"));
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "sftp_sigkill_mid_backup_leaves_a_consistent_repository", "--nocapture", "--test-threads=1"])
+        .env(SFTP_SIGKILL_CHILD, dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while files_under(&remote.join("data")) < packs_before + 3 {
+        assert!(child.try_wait().unwrap().is_none(), "the child backup ended before it was killed");
+        assert!(std::time::Instant::now() < deadline, "the child wrote no packs in 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let again = dump(30_001);
+    let report =
+        repo.backup(&request(&[&media], &[]), vec![Box::new(Bytes { name: "db.sql", data: again.clone() })]).unwrap();
+    assert!(report.complete);
+    let snaps = repo.snapshots().unwrap();
+    assert_eq!(snaps.len(), 2, "{snaps:?}");
+    assert!(snaps.iter().all(|s| s.complete && !s.pending), "{snaps:?}");
+    let check = repo.check(ReadData::All).unwrap();
+    assert!(check.errors.is_empty(), "{:?}", check.errors);
+    let mut out = Vec::new();
+    repo.restore_stream(None, "db.sql", &mut out).unwrap();
+    assert_eq!(out, again);
+    // Every file with a valid id as its name is whole: restic reads all of them.
+    let Some(restic) = restic() else { return };
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, PASSWORD).unwrap();
+    let out = Command::new(&restic)
+        .args(["-o", &format!("sftp.command={}", sshd.restic_sftp_command()), "check", "--read-data"])
+        .env("RESTIC_REPOSITORY", format!("sftp:{}@127.0.0.1:{}", sshd.user, repo_str))
+        .env("RESTIC_PASSWORD_FILE", &pw)
+        .env("RESTIC_CACHE_DIR", dir.path().join("restic-cache"))
+        .env_remove("RESTIC_PASSWORD")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("no errors were found"), "restic check: {text}");
 }

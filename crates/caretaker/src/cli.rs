@@ -453,6 +453,9 @@ pub enum BackupCommand {
         /// Read and verify a random subset, e.g. 10%
         #[arg(long, value_name = "PERCENT", conflicts_with = "read_data")]
         read_data_subset: Option<String>,
+        /// Print the result (errors, warnings) as JSON
+        #[arg(long)]
+        json: bool,
     },
     /// Apply the retention policy (backup.keep) and free unused space
     Prune {

@@ -50,7 +50,8 @@ pub fn restore_database(
     let (mut reader, writer) = std::io::pipe().map_err(RestoreDbError::Io)?;
     std::thread::scope(|s| {
         let restorer = s.spawn(move || db.restore(&mut reader, mode));
-        let mut writer = std::io::BufWriter::with_capacity(1 << 20, writer);
+        let mut writer =
+            crate::progress::writer(std::io::BufWriter::with_capacity(1 << 20, writer), "restoring the database");
         let streamed = repo.restore_stream(Some(snapshot), STREAM_NAME, &mut writer).and_then(|n| {
             writer.flush().map_err(|e| {
                 caretaker_backup::Error::new(

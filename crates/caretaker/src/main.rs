@@ -13,6 +13,7 @@ mod daemon;
 mod dbbackup;
 mod exit;
 mod output;
+mod progress;
 mod runner;
 mod scheduled;
 mod update;
@@ -89,11 +90,12 @@ fn exit_code_number(code: std::process::ExitCode) -> i32 {
 }
 
 /// caretaker's own log goes to stderr, one line per event, without ANSI colours when not on a
-/// terminal (journald-friendly). `CARETAKER_LOG` sets the filter (default: info).
+/// terminal (journald-friendly). `CARETAKER_LOG` sets the filter (default: info, with the
+/// backup engine's step-by-step chatter only from warnings on: progress bars show the steps).
 fn init_logging() {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("CARETAKER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rustic_core=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

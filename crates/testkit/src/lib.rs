@@ -92,3 +92,43 @@ impl Caretaker {
         serde_json::from_str(&s).unwrap_or_else(|e| panic!("caretaker {args:?}: not JSON ({e}): {s}"))
     }
 }
+
+/// The private sshd that `scripts/services` starts (SFTP backup repositories): loopback port,
+/// the user to log in as, the client's private key and a known_hosts file with its host key.
+#[derive(Clone, Debug)]
+pub struct TestSshd {
+    pub port: u16,
+    pub user: String,
+    pub key: PathBuf,
+    pub known_hosts: PathBuf,
+}
+
+impl TestSshd {
+    /// From the `CARETAKER_TEST_SSHD_*` variables; `None` (a loud skip) outside CI when unset.
+    pub fn from_env() -> Option<TestSshd> {
+        let port = require_service("CARETAKER_TEST_SSHD_PORT")?;
+        let get = |v: &str| std::env::var(v).unwrap_or_else(|_| panic!("{v} is not set (scripts/services writes it)"));
+        Some(TestSshd {
+            port: port.parse().expect("CARETAKER_TEST_SSHD_PORT is a port number"),
+            user: get("CARETAKER_TEST_SSHD_USER"),
+            key: get("CARETAKER_TEST_SSHD_KEY").into(),
+            known_hosts: get("CARETAKER_TEST_SSHD_KNOWN_HOSTS").into(),
+        })
+    }
+
+    /// `sftp://user@127.0.0.1:port//path` for a repository at the absolute `path`.
+    pub fn url(&self, path: &Path) -> String {
+        format!("sftp://{}@127.0.0.1:{}/{}", self.user, self.port, path.display())
+    }
+
+    /// The command stock restic runs to reach this server (`-o sftp.command=...`).
+    pub fn restic_sftp_command(&self) -> String {
+        format!(
+            "ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile={} -o IdentitiesOnly=yes -i {} -p {} {}@127.0.0.1 -s sftp",
+            self.known_hosts.display(),
+            self.key.display(),
+            self.port,
+            self.user
+        )
+    }
+}

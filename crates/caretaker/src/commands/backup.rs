@@ -21,7 +21,26 @@ pub fn run(global: &Global, args: &BackupArgs) -> Result<Code> {
             .hint("add `backup: { repository: ..., password: ... }` (see `caretaker init`)")
             .into());
     };
-    let repo = location::repository(&cfg).map_err(to_failure)?;
+    let repo = match location::repository(&cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            // An SFTP target is reached here: a backup that cannot start is still a failed job.
+            if matches!(args.command, BackupCommand::Run { .. }) {
+                let job = app.store.start_job(kind::BACKUP, crate::context::trigger(), true)?;
+                job.finish(Outcome::Failed, serde_json::json!({}), Some(&e.message))?;
+            }
+            return Err(to_failure(e).into());
+        }
+    };
+    let json = match &args.command {
+        BackupCommand::Init => false,
+        BackupCommand::Run { json }
+        | BackupCommand::List { json }
+        | BackupCommand::Check { json, .. }
+        | BackupCommand::Prune { json }
+        | BackupCommand::Restore { json, .. } => *json,
+    };
+    let repo = crate::progress::attach(repo, json);
     match &args.command {
         BackupCommand::Init => {
             repo.init().map_err(to_failure)?;
@@ -63,28 +82,45 @@ pub fn run(global: &Global, args: &BackupArgs) -> Result<Code> {
             }
             Ok(Code::Ok)
         }
-        BackupCommand::Check { read_data, read_data_subset } => {
+        BackupCommand::Check { read_data, read_data_subset, json } => {
             let read = match (read_data, read_data_subset) {
                 (_, Some(p)) => ReadData::Percent(parse_percent(p)?),
                 (true, None) => ReadData::All,
                 (false, None) => ReadData::None,
             };
             let mut job = app.store.start_job(kind::BACKUP_CHECK, crate::context::trigger(), false)?;
+            let job_id = job.id();
             let res = repo.check(read);
             match res {
                 Ok(r) => {
                     for w in &r.warnings {
-                        eprintln!("warning: {w}");
+                        if !json {
+                            eprintln!("warning: {w}");
+                        }
                         job.log(&format!("warning: {w}"));
                     }
                     for e in &r.errors {
-                        eprintln!("error: {e}");
+                        if !json {
+                            eprintln!("error: {e}");
+                        }
                         job.log(&format!("error: {e}"));
                     }
                     let figures = serde_json::json!({"errors": r.errors.len(), "warnings": r.warnings.len()});
+                    if *json {
+                        let summary = serde_json::json!({
+                            "job": job_id,
+                            "repository": cfg.repository.to_string(),
+                            "consistent": r.errors.is_empty(),
+                            "errors": r.errors,
+                            "warnings": r.warnings,
+                        });
+                        println!("{}", serde_json::to_string_pretty(&summary)?);
+                    }
                     if r.errors.is_empty() {
                         job.finish(Outcome::Succeeded, figures, None)?;
-                        eprintln!("repository {} is consistent", cfg.repository);
+                        if !json {
+                            eprintln!("repository {} is consistent", cfg.repository);
+                        }
                         Ok(Code::Ok)
                     } else {
                         job.finish(Outcome::Failed, figures, Some("check found errors"))?;
@@ -416,7 +452,11 @@ fn run_backup(
 pub fn to_failure(e: caretaker_backup::Error) -> Failure {
     let code = match e.kind {
         ErrorKind::Refused => Code::Refused,
-        ErrorKind::Unreachable | ErrorKind::NoRepository | ErrorKind::DiskFull => Code::Unavailable,
+        ErrorKind::Unreachable
+        | ErrorKind::NoRepository
+        | ErrorKind::DiskFull
+        | ErrorKind::WrongPassword
+        | ErrorKind::HostKey => Code::Unavailable,
         ErrorKind::Invalid => Code::Usage,
         _ => Code::Failure,
     };

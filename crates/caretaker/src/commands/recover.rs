@@ -41,7 +41,7 @@ pub fn run(global: &Global, args: &RecoverArgs) -> Result<Code> {
     let Some(cfg) = app.config.backup.clone() else {
         return Err(Failure::new(Code::Config, "the config has no `backup:` section: nothing to recover from").into());
     };
-    let repo = location::repository(&cfg).map_err(to_failure)?;
+    let repo = crate::progress::attach(location::repository(&cfg).map_err(to_failure)?, args.json);
     let all = Instant::now();
     let mut job = app.store.start_job(kind::RECOVER, Trigger::Cli, true)?;
     let job_id = job.id();

@@ -179,3 +179,67 @@ fn backup_run_list_and_restore_on_an_s3_repository() {
     ct.expect(&["backup", "restore", "--db-only"], 0);
     assert_eq!(sqlite_rows(&db), ["in s3"]);
 }
+
+/// Runs caretaker under a pseudo-terminal (`script`), returning what the terminal showed.
+fn on_a_terminal(ct: &caretaker_testkit::Caretaker, args: &str) -> String {
+    let cmd = format!(
+        "'{}' --config '{}' --state-dir '{}' {args}",
+        ct.bin.display(),
+        ct.config.display(),
+        ct.state_dir.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .env("COLUMNS", "120")
+        .env("LINES", "40")
+        .output()
+        .expect("`script` (util-linux) runs commands under a pseudo-terminal");
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "caretaker {args} on a terminal: {shown}");
+    shown
+}
+
+/// Progress bars show on a terminal (backup run, check with data, restore of files and of the
+/// database, prune) and stay
+/// away from pipes and JSON output; `check --json` prints a summary.
+#[test]
+fn progress_bars_on_a_terminal_and_quiet_otherwise() {
+    let s = Scratch::new();
+    let media = s.path().join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    let data: Vec<u8> = (0..4_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(media.join("data.bin"), data).unwrap();
+    let db = s.path().join("app.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes (body) VALUES ('x')")
+        .unwrap();
+    let ct = s.write_config(&format!(
+        "version: 1\napp:\n  name: bars\ndatabase: {{ kind: sqlite, path: {} }}\nfiles: [ {} ]\nbackup:\n  repository: {}\n  password: \"a long test password\"\n  keep: {{ last: 1 }}\n",
+        db.display(),
+        media.display(),
+        s.path().join("repo").display()
+    ));
+    ct.expect(&["backup", "init"], 0);
+    let shown = on_a_terminal(&ct, "backup run");
+    assert!(shown.contains("backing up") && shown.contains("\x1b[2K"), "no progress bar on the terminal: {shown:?}");
+    assert!(shown.contains("backing up: ") && shown.contains("MiB in "), "no summary line of the bar: {shown:?}");
+    let shown = on_a_terminal(&ct, "backup check --read-data");
+    assert!(shown.contains("reading pack data"), "{shown:?}");
+    let shown = on_a_terminal(&ct, &format!("backup restore --target '{}'", s.path().join("t").display()));
+    assert!(shown.contains("restoring file contents"), "{shown:?}");
+    let shown = on_a_terminal(&ct, "backup restore --db-only --force");
+    assert!(shown.contains("restoring the database: "), "{shown:?}");
+    on_a_terminal(&ct, "backup run");
+    let shown = on_a_terminal(&ct, "backup prune");
+    assert!(shown.contains("removed 1 snapshot(s)"), "{shown:?}");
+
+    // Not on a terminal: no bars, no escape sequences, no engine chatter.
+    let out = ct.run(&["backup", "run"]);
+    assert_eq!(out.status.code(), Some(0));
+    let err = stderr_of(&out);
+    assert!(!err.contains("backing up") && !err.contains('\x1b') && !err.contains("INFO"), "{err}");
+    let check = ct.json(&["backup", "check", "--json"]);
+    assert_eq!(check["consistent"], true, "{check}");
+    assert!(check["errors"].as_array().unwrap().is_empty(), "{check}");
+}

@@ -1,6 +1,8 @@
 //! Integration tests of the `caretaker` binary: one test binary, one module per area.
 
 mod backup;
+mod backup_failures;
+mod backup_targets;
 mod config;
 mod daemon;
 mod db;

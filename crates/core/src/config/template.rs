@@ -75,6 +75,9 @@ files:
 backup:
   # A local path, sftp:user@host:/path or s3:https://host/bucket/prefix
   repository: /var/backups/caretaker/{app}
+  # For SFTP: the key to log in with and the known_hosts file with the server's host key
+  # (`ssh-keyscan HOST >> FILE`, then compare its fingerprint); host keys are checked strictly.
+  # sftp: {{ key_file: /etc/caretaker/backup_ed25519, known_hosts_file: /etc/caretaker/known_hosts }}
   password: "{backup_password}"
   schedule: "daily 00:30"
   keep: {{ daily: 7, weekly: 5, monthly: 12 }}
