@@ -302,10 +302,15 @@ fn logs_are_rotated_by_size() {
     wait_until(Duration::from_secs(20), "all output captured", || {
         std::fs::read_to_string(logs.join("chatty.log")).ok()?.contains("done-writing").then_some(())
     });
-    for f in ["chatty.log", "chatty.log.1", "chatty.log.2"] {
-        let len = std::fs::metadata(logs.join(f)).unwrap().len();
-        assert!(len <= 2048 && len > 0, "{f}: {len} bytes");
-    }
+    // caretaker writes lines of its own into the service's log (started, healthy...), which
+    // may rotate it while we look: read the three files until a look sees no rotation under way.
+    wait_until(Duration::from_secs(10), "three log files of at most 2 KiB", || {
+        let lens: Vec<u64> = ["chatty.log", "chatty.log.1", "chatty.log.2"]
+            .iter()
+            .map(|f| std::fs::metadata(logs.join(f)).map(|m| m.len()).ok())
+            .collect::<Option<_>>()?;
+        lens.iter().all(|&len| len <= 2048 && len > 0).then_some(())
+    });
     assert!(!logs.join("chatty.log.3").exists(), "keeps 2 rotated files");
     let tail = app.ct.expect(&["logs", "chatty", "-n", "3"], 0);
     let lines: Vec<&str> = tail.lines().collect();
