@@ -42,6 +42,8 @@ pub struct Config {
     pub app: App,
     /// In dependency order as written (start order is computed by the supervisor).
     pub services: Vec<Service>,
+    /// The app runs as a docker compose project instead of `services` (docs/compose.md).
+    pub compose: Option<Compose>,
     pub database: Option<Database>,
     pub files: Vec<FileTree>,
     pub backup: Option<Backup>,
@@ -194,6 +196,73 @@ pub struct Service {
     pub user: Option<String>,
     pub crash_loop: CrashLoop,
     pub backoff: Backoff,
+}
+
+/// A docker compose project that runs the app (docs/compose.md). Its services are the compose
+/// file's; caretaker watches them, health-checks them and counts their restarts.
+#[derive(Clone, Debug, Serialize)]
+pub struct Compose {
+    /// Compose files (`-f`), relative to `project_dir`; empty: compose's own default
+    /// (`docker-compose.yml`, `compose.yaml`, ...) in `project_dir`.
+    pub files: Vec<PathBuf>,
+    /// The compose project name (`-p`): containers, networks and volumes are named after it.
+    pub project: String,
+    /// The project directory; `None`: the app's working directory (so that with
+    /// `caretaker update` the compose files come from the current release).
+    pub project_dir: Option<PathBuf>,
+    pub cli: ComposeCli,
+    /// The service whose image runs the app's one-off commands: `app.migrate`, the migration
+    /// check, `caretaker exec`.
+    pub app_service: Option<String>,
+    /// caretaker's settings for some of the compose file's services.
+    pub services: Vec<ComposeService>,
+    /// Grace time of `stop` before the containers are killed.
+    #[serde(serialize_with = "ser_duration")]
+    pub stop_timeout: Duration,
+    /// Named volumes (as the compose file names them) that belong in the app's snapshot.
+    pub volumes: Vec<String>,
+    /// How `caretaker update` gets the new release's images.
+    pub images: ImageSource,
+    /// Services kept running while an update stops the app (in addition to the database's).
+    pub keep_running: Vec<String>,
+}
+
+impl Compose {
+    pub fn service(&self, name: &str) -> Option<&ComposeService> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+/// Which compose command line to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ComposeCli {
+    /// `docker compose` (v2) if the docker CLI has it, else `docker-compose` (v1).
+    Auto,
+    /// `docker compose` (the v2 plugin).
+    DockerCompose,
+    /// `docker-compose` (the v1 program, as Debian ships it).
+    DockerDashCompose,
+}
+
+/// Where an update's images come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageSource {
+    /// `compose build` in the new release (services with a `build:` section).
+    Build,
+    /// `compose pull` (services with an `image:`; tags from the new release's compose files).
+    Pull,
+}
+
+/// caretaker's settings for one compose service.
+#[derive(Clone, Debug, Serialize)]
+pub struct ComposeService {
+    pub name: String,
+    /// caretaker's own health check; without it, the container's health status (its
+    /// `HEALTHCHECK`) counts, if it has one.
+    pub health: Option<HealthCheck>,
+    pub crash_loop: CrashLoop,
 }
 
 /// Delay before restarting a service that exited: `initial`, doubled after every restart up
