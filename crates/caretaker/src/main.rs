@@ -7,6 +7,8 @@ mod appenv;
 mod appmode;
 mod cli;
 mod commands;
+mod compose;
+mod compose_daemon;
 mod context;
 mod control;
 mod daemon;

@@ -586,7 +586,7 @@ impl Updater<'_> {
             }
             Step::MaintenanceOn => crate::appmode::maintenance_on(self.store, self.config, None, "update").map(|_| ()),
             Step::Stop => {
-                request(&state_dir, &Request::Down { exit_daemon: false }, self.stop_timeout())?;
+                request(&state_dir, &Request::StopApp, self.stop_timeout())?;
                 Ok(())
             }
             Step::Snapshot => {
@@ -614,7 +614,7 @@ impl Updater<'_> {
         let state_dir = self.state_dir();
         match s {
             RollbackStep::StopNew => {
-                request(&state_dir, &Request::Down { exit_daemon: false }, self.stop_timeout())?;
+                request(&state_dir, &Request::StopApp, self.stop_timeout())?;
                 Ok(())
             }
             RollbackStep::RevertDatabase => {
@@ -645,7 +645,7 @@ impl Updater<'_> {
     }
 
     fn stop_timeout(&self) -> Duration {
-        self.config.services.iter().map(|s| s.stop_timeout).sum::<Duration>() + Duration::from_secs(30)
+        self.config.stop_timeout_total() + Duration::from_secs(30)
     }
 
     fn start_services(&self) -> Result<()> {
@@ -732,7 +732,7 @@ impl Updater<'_> {
         job.log(&format!("rollback {} -> {prev} (code only)", current.as_deref().unwrap_or("-")));
         let attempt = (|| -> Result<()> {
             crate::appmode::maintenance_on(self.store, self.config, None, "rollback")?;
-            request(&state_dir, &Request::Down { exit_daemon: false }, self.stop_timeout())?;
+            request(&state_dir, &Request::StopApp, self.stop_timeout())?;
             switch_current(&state_dir, &prev)?;
             self.start_services()?;
             wait_until_up(&state_dir, None, self.config.update.health_timeout)?;
@@ -744,7 +744,7 @@ impl Updater<'_> {
             // Back to what served before.
             let back = (|| -> Result<()> {
                 let cur = current.as_deref().ok_or_else(|| anyhow!("nothing was current"))?;
-                request(&state_dir, &Request::Down { exit_daemon: false }, self.stop_timeout())?;
+                request(&state_dir, &Request::StopApp, self.stop_timeout())?;
                 switch_current(&state_dir, cur)?;
                 self.start_services()?;
                 wait_until_up(&state_dir, None, self.config.update.health_timeout)?;

@@ -114,6 +114,19 @@ impl Docker {
         Ok(out.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
     }
 
+    /// The last `n` lines a container wrote: (`out` or `err`, line), stdout's first.
+    pub fn container_logs(&self, id: &str, n: usize) -> Result<Vec<(&'static str, String)>> {
+        let n = n.to_string();
+        let out = self
+            .command(&["logs", "--tail", &n, id])
+            .output()
+            .map_err(|e| Error::new(ErrorKind::Io, "docker logs", format!("cannot run it: {e}")))?;
+        let mut lines: Vec<(&'static str, String)> =
+            String::from_utf8_lossy(&out.stdout).lines().map(|l| ("out", (self.redact)(l))).collect();
+        lines.extend(String::from_utf8_lossy(&out.stderr).lines().map(|l| ("err", (self.redact)(l))));
+        Ok(lines)
+    }
+
     pub fn remove_containers(&self, ids: &[String]) -> Result<()> {
         if ids.is_empty() {
             return Ok(());

@@ -16,14 +16,18 @@
 //!   built-in supervisor: probed every 250 ms while starting, failures inside `start_period`
 //!   do not count, `retries` failures in a row → restart, counted as a crash); otherwise the
 //!   container's own health status when its image or compose file defines a `HEALTHCHECK`
-//!   (`unhealthy` → restart, counted as a crash); otherwise running = healthy.
+//!   (`unhealthy` → restart, counted as a crash); otherwise a container counts as running once
+//!   it has run for [`SETTLE`] without a restart, so one that dies at once is not reported up.
 
 use crate::model::Container;
 use caretaker_core::config::CrashLoop;
 use caretaker_supervisor::machine::{Exit, Health, HealthSpec, Phase, STARTING_PROBE_INTERVAL};
 use caretaker_supervisor::protocol::ServiceStatus;
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long a container without any health check must run before it counts as running.
+pub const SETTLE: Duration = Duration::from_secs(1);
 
 /// What caretaker knows about one compose service from its config.
 #[derive(Clone, Debug)]
@@ -113,9 +117,14 @@ struct Service {
     generation: u64,
     generation_key: Option<(String, String)>,
     running_since: Option<Instant>,
+    /// Running for [`SETTLE`] in this run (matters only without health checks).
+    settled: bool,
     probe_reason: Option<String>,
     /// The container's own health check reported `unhealthy` and caretaker acted on it.
     docker_unhealthy_handled: bool,
+    /// How the container last ended, as seen while it was down (docker resets the exit code
+    /// when it starts the container again).
+    last_exit: Option<String>,
 }
 
 impl Service {
@@ -138,8 +147,10 @@ impl Service {
             generation: 0,
             generation_key: None,
             running_since: None,
+            settled: false,
             probe_reason: None,
             docker_unhealthy_handled: false,
+            last_exit: None,
         }
     }
 
@@ -163,29 +174,22 @@ impl Service {
         if self.failed.is_some() {
             return Phase::Failed;
         }
-        if self.busy == Some(Busy::Stopping) {
-            return Phase::Stopping;
+        match self.busy {
+            Some(Busy::Stopping) => return Phase::Stopping,
+            // Being (re)started: not ready before the operation has ended.
+            Some(Busy::Starting) => return Phase::Starting,
+            None => {}
         }
-        let starting = self.busy == Some(Busy::Starting);
         match self.container.as_ref().map(|c| c.state.status.as_str()) {
-            Some("running") => {
-                if matches!(self.health(), Health::None | Health::Healthy) {
-                    Phase::Running
-                } else {
-                    Phase::Starting
-                }
-            }
+            Some("running") => match self.health() {
+                Health::Healthy => Phase::Running,
+                Health::None if self.settled => Phase::Running,
+                _ => Phase::Starting,
+            },
             Some("restarting") => Phase::Backoff,
             Some("removing") => Phase::Stopping,
-            _ if starting => Phase::Starting,
             _ => Phase::Stopped,
         }
-    }
-
-    fn last_exit(&self) -> Option<Exit> {
-        let c = self.container.as_ref()?;
-        c.finished_at()?;
-        Some(if c.state.oom_killed { Exit::Signal(9) } else { Exit::Code(c.state.exit_code) })
     }
 
     fn describe_exit(&self) -> Option<String> {
@@ -397,6 +401,9 @@ impl ComposeWatch {
             // First sight of this container (daemon start, or recreated): nothing to count.
             _ => {}
         }
+        if finished.is_some() && matches!(c.state.status.as_str(), "exited" | "dead" | "restarting") {
+            s.last_exit = Some(exit_text.clone());
+        }
         s.seen = Some(Seen { id: c.id.clone(), restart_count: c.restart_count, finished_at: finished });
         let running = c.state.status == "running";
         let key = (c.id.clone(), c.state.started_at.clone());
@@ -405,6 +412,7 @@ impl ComposeWatch {
             s.generation += 1;
             s.generation_key = Some(key);
             s.running_since = Some(now);
+            s.settled = false;
             s.failures = 0;
             s.probing = false;
             s.probe_reason = None;
@@ -418,6 +426,9 @@ impl ComposeWatch {
             s.next_probe = None;
             s.running_since = None;
             s.generation_key = None;
+            s.settled = false;
+        } else if s.running_since.is_some_and(|t| now.saturating_duration_since(t) >= SETTLE) {
+            s.settled = true;
         }
         let docker_unhealthy = s.spec.health.is_none() && c.health_status() == Some("unhealthy");
         s.container = Some(c);
@@ -539,10 +550,7 @@ impl ComposeWatch {
                         .map(|t| now.duration_since(t).as_secs().max(0) as u64),
                     restarts: s.restarts,
                     health: s.health(),
-                    last_exit: s.last_exit().map(|e| match e {
-                        Exit::Signal(9) if c.is_some_and(|c| c.state.oom_killed) => "killed: out of memory".into(),
-                        e => e.to_string(),
-                    }),
+                    last_exit: s.last_exit.clone(),
                     reason: s.reason(),
                     waiting: false,
                 }
@@ -613,11 +621,14 @@ mod tests {
     }
 
     /// Brings the watcher up: request, operation done with the container running.
+    /// (The containers are observed again after [`SETTLE`]: sequence `seq + 1`.)
     fn up(w: &mut ComposeWatch, t: Instant, seq: u64, cs: &[Container]) -> Vec<Action> {
         let acts = w.request(Request::Up);
         assert_eq!(acts, vec![Action::Run(Op::Up(vec![]))]);
         assert_eq!(w.phase(0), Phase::Starting);
-        w.op_done(t, &Op::Up(vec![]), Ok(()), seq, cs)
+        let mut acts = w.op_done(t, &Op::Up(vec![]), Ok(()), seq, cs);
+        acts.extend(w.observed(t + SETTLE, seq + 1, cs));
+        acts
     }
 
     #[test]
@@ -625,14 +636,16 @@ mod tests {
         let c = Clock(Instant::now());
         let mut w = ComposeWatch::new(vec![spec("web")]);
         // A daemon starting next to a container that restarted 7 times before: not counted.
-        w.observed(c.at(0.0), 1, &[container("web", "a", "running", 7)]);
+        w.observed(c.at(0.0), 10, &[container("web", "a", "running", 7)]);
+        assert_eq!((w.phase(0), w.restarts(0)), (Phase::Starting, 0), "running, but not yet for long");
+        w.observed(c.at(1.0), 20, &[container("web", "a", "running", 7)]);
         assert_eq!((w.phase(0), w.restarts(0)), (Phase::Running, 0));
         let st = &w.statuses("2026-11-30T10:01:00Z".parse().unwrap())[0];
         assert_eq!((st.pid, st.uptime_seconds, st.health), (Some(100), Some(60), Health::None));
         // One-off containers of the service do not count as the service.
         let mut oneoff = container("web", "b", "exited", 0);
         oneoff.config.labels.as_mut().unwrap().insert(crate::model::LABEL_ONEOFF.into(), "True".into());
-        w.observed(c.at(1.0), 2, &[container("web", "a", "running", 7), oneoff]);
+        w.observed(c.at(2.0), 30, &[container("web", "a", "running", 7), oneoff]);
         assert_eq!(w.container(0).unwrap().id, "a");
     }
 
@@ -640,26 +653,26 @@ mod tests {
     fn docker_restarts_are_crashes_and_too_many_are_a_crash_loop() {
         let c = Clock(Instant::now());
         let mut w = ComposeWatch::new(vec![spec("web"), spec("db")]);
-        up(&mut w, c.at(0.0), 1, &[container("web", "a", "running", 0), container("db", "d", "running", 0)]);
+        up(&mut w, c.at(0.0), 10, &[container("web", "a", "running", 0), container("db", "d", "running", 0)]);
         assert_eq!(w.phase(0), Phase::Running);
         let mut restarting = exited(container("web", "a", "restarting", 2), 1, "2026-11-30T10:00:01Z");
         restarting.state.status = "restarting".into();
-        assert!(w.observed(c.at(1.0), 2, &[restarting.clone(), container("db", "d", "running", 0)]).is_empty());
+        assert!(w.observed(c.at(1.0), 20, &[restarting.clone(), container("db", "d", "running", 0)]).is_empty());
         assert_eq!((w.phase(0), w.restarts(0)), (Phase::Backoff, 2));
         assert!(w.statuses(jiff::Timestamp::now())[0].reason.as_deref().unwrap().contains("docker restarts it"));
         restarting.restart_count = 4;
-        let acts = w.observed(c.at(2.0), 3, &[restarting.clone(), container("db", "d", "running", 0)]);
+        let acts = w.observed(c.at(2.0), 30, &[restarting.clone(), container("db", "d", "running", 0)]);
         assert!(matches!(&acts[0], Action::Failed { service: 0, reason } if reason.contains("crash loop: 4 crashes")));
         assert_eq!(acts[1], Action::Run(Op::Stop(vec!["web".into()])));
         assert_eq!(w.phase(0), Phase::Failed);
         assert_eq!(w.phase(1), Phase::Running, "the other service is not touched");
         // Stopping it is no further crash; it stays failed until an operator asks.
         let stopped = exited(container("web", "a", "exited", 4), 137, "2026-11-30T10:00:03Z");
-        let acts = w.op_done(c.at(3.0), &Op::Stop(vec!["web".into()]), Ok(()), 4, std::slice::from_ref(&stopped));
+        let acts = w.op_done(c.at(3.0), &Op::Stop(vec!["web".into()]), Ok(()), 40, std::slice::from_ref(&stopped));
         assert!(acts.is_empty());
         assert_eq!(w.phase(0), Phase::Failed);
         // `up` clears it.
-        up(&mut w, c.at(10.0), 5, &[container("web", "a", "running", 4)]);
+        up(&mut w, c.at(10.0), 50, &[container("web", "a", "running", 4)]);
         assert_eq!(w.phase(0), Phase::Running);
     }
 
@@ -667,23 +680,23 @@ mod tests {
     fn an_exit_docker_does_not_restart_counts_once_and_a_stop_does_not_count() {
         let c = Clock(Instant::now());
         let mut w = ComposeWatch::new(vec![spec("worker")]);
-        up(&mut w, c.at(0.0), 1, &[container("worker", "w", "running", 0)]);
+        up(&mut w, c.at(0.0), 10, &[container("worker", "w", "running", 0)]);
         let dead = exited(container("worker", "w", "running", 0), 3, "2026-11-30T10:00:05Z");
-        w.observed(c.at(5.0), 2, std::slice::from_ref(&dead));
-        w.observed(c.at(6.0), 3, std::slice::from_ref(&dead));
+        w.observed(c.at(5.0), 20, std::slice::from_ref(&dead));
+        w.observed(c.at(6.0), 30, std::slice::from_ref(&dead));
         assert_eq!((w.phase(0), w.restarts(0)), (Phase::Stopped, 1));
         assert_eq!(w.statuses(jiff::Timestamp::now())[0].last_exit.as_deref(), Some("exited with status 3"));
         // A clean exit (status 0) is not a crash.
-        up(&mut w, c.at(7.0), 4, &[container("worker", "w", "running", 0)]);
-        w.observed(c.at(8.0), 5, &[exited(container("worker", "w", "running", 0), 0, "2026-11-30T10:00:08Z")]);
+        up(&mut w, c.at(7.0), 40, &[container("worker", "w", "running", 0)]);
+        w.observed(c.at(8.0), 50, &[exited(container("worker", "w", "running", 0), 0, "2026-11-30T10:00:08Z")]);
         assert_eq!(w.restarts(0), 1);
         // Neither is an operator's stop.
-        up(&mut w, c.at(9.0), 6, &[container("worker", "w", "running", 0)]);
+        up(&mut w, c.at(9.0), 60, &[container("worker", "w", "running", 0)]);
         assert_eq!(w.request(Request::Down), vec![Action::Run(Op::Stop(vec![]))]);
         assert_eq!(w.phase(0), Phase::Stopping);
         let stopped = exited(container("worker", "w", "running", 0), 143, "2026-11-30T10:00:10Z");
-        w.observed(c.at(10.0), 7, std::slice::from_ref(&stopped));
-        w.op_done(c.at(10.5), &Op::Stop(vec![]), Ok(()), 8, &[stopped]);
+        w.observed(c.at(10.0), 70, std::slice::from_ref(&stopped));
+        w.op_done(c.at(10.5), &Op::Stop(vec![]), Ok(()), 80, &[stopped]);
         assert_eq!((w.phase(0), w.restarts(0)), (Phase::Stopped, 1));
         assert!(w.all_down());
     }
@@ -693,14 +706,14 @@ mod tests {
         let c = Clock(Instant::now());
         let mut w = ComposeWatch::new(vec![spec("web")]);
         let old = exited(container("web", "a", "exited", 0), 1, "2026-11-30T09:00:00Z");
-        w.observed(c.at(0.0), 5, std::slice::from_ref(&old));
+        w.observed(c.at(0.0), 50, std::slice::from_ref(&old));
         w.request(Request::Up);
-        w.op_done(c.at(1.0), &Op::Up(vec![]), Ok(()), 7, &[container("web", "a", "running", 0)]);
+        w.op_done(c.at(1.0), &Op::Up(vec![]), Ok(()), 70, &[container("web", "a", "running", 0)]);
         // An observation started before the operation ended arrives late: ignored.
-        w.observed(c.at(1.1), 6, &[old]);
-        assert_eq!(w.phase(0), Phase::Running);
+        w.observed(c.at(1.1), 60, &[old]);
+        assert_eq!(w.phase(0), Phase::Starting, "running, not stopped (and not yet settled)");
         w.request(Request::Restart(Some("web".into())));
-        w.op_done(c.at(2.0), &Op::Restart(vec!["web".into()]), Err("no such image".into()), 8, &[]);
+        w.op_done(c.at(2.0), &Op::Restart(vec!["web".into()]), Err("no such image".into()), 80, &[]);
         let st = &w.statuses(jiff::Timestamp::now())[0];
         assert_eq!((st.state, st.reason.as_deref()), (Phase::Stopped, Some("no such image")));
     }
@@ -709,7 +722,7 @@ mod tests {
     fn caretaker_probe_gates_readiness_and_restarts_an_unhealthy_container() {
         let c = Clock(Instant::now());
         let mut w = ComposeWatch::new(vec![probed_spec("web")]);
-        let acts = up(&mut w, c.at(0.0), 1, &[container("web", "a", "running", 0)]);
+        let acts = up(&mut w, c.at(0.0), 10, &[container("web", "a", "running", 0)]);
         assert_eq!(acts, vec![Action::Probe { service: 0, generation: 1 }]);
         assert_eq!(w.phase(0), Phase::Starting);
         // Failures within the start period do not count; probing goes on quickly.
@@ -728,7 +741,7 @@ mod tests {
         // A report about the previous run of the container is ignored.
         let mut again = container("web", "a", "running", 0);
         again.state.started_at = "2026-11-30T10:00:11Z".into();
-        let acts = w.op_done(c.at(11.0), &Op::Restart(vec!["web".into()]), Ok(()), 2, &[again]);
+        let acts = w.op_done(c.at(11.0), &Op::Restart(vec!["web".into()]), Ok(()), 20, &[again]);
         assert_eq!(acts, vec![Action::Probe { service: 0, generation: 2 }]);
         assert!(w.probed(c.at(11.1), 0, 1, true, String::new()).is_empty());
         assert_eq!(w.health(0), Health::Unknown);
@@ -740,13 +753,13 @@ mod tests {
         let mut w = ComposeWatch::new(vec![spec("db")]);
         let mut db = container("db", "d", "running", 0);
         db.state.health = Some(ContainerHealth { status: "starting".into(), failing_streak: 0 });
-        up(&mut w, c.at(0.0), 1, &[db.clone()]);
+        up(&mut w, c.at(0.0), 10, &[db.clone()]);
         assert_eq!((w.phase(0), w.health(0)), (Phase::Starting, Health::Unknown));
         db.state.health = Some(ContainerHealth { status: "healthy".into(), failing_streak: 0 });
-        w.observed(c.at(1.0), 2, &[db.clone()]);
+        w.observed(c.at(1.0), 20, &[db.clone()]);
         assert_eq!((w.phase(0), w.health(0)), (Phase::Running, Health::Healthy));
         db.state.health = Some(ContainerHealth { status: "unhealthy".into(), failing_streak: 3 });
-        let acts = w.observed(c.at(2.0), 3, &[db.clone()]);
+        let acts = w.observed(c.at(2.0), 30, &[db.clone()]);
         assert_eq!(acts, vec![Action::Run(Op::Restart(vec!["db".into()]))]);
         assert_eq!(w.restarts(0), 1);
     }

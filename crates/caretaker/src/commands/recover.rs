@@ -186,7 +186,7 @@ fn recover(
     }
 
     // 6. Start the app and wait until every health check passes.
-    if !app.config.services.is_empty() {
+    if !app.config.services.is_empty() || app.config.compose.is_some() {
         let t = Instant::now();
         let state_dir = app.store.dir().to_path_buf();
         if request(&state_dir, &Request::Up, Duration::from_secs(10))?.is_none() {

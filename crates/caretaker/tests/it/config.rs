@@ -23,6 +23,8 @@ fn every_example_config_parses() {
             "COURSYS_BACKUP_PASSWORD",
             "COURSYS_S3_KEY_ID",
             "COURSYS_S3_SECRET",
+            "TOPOBANK_DB_PASSWORD",
+            "TOPOBANK_BACKUP_PASSWORD",
         ] {
             cmd.env(var, "example-secret-value");
         }

@@ -1,6 +1,7 @@
 //! Integration tests of the `caretaker` binary: one test binary, one module per area.
 
 mod backup;
+mod compose;
 mod config;
 mod daemon;
 mod db;

@@ -106,6 +106,15 @@ impl Config {
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.services.iter().find(|s| s.name == name)
     }
+
+    /// How long stopping the whole app may take: each service's stop timeout, one after the
+    /// other (a compose project: its stop timeout, compose stops containers in parallel).
+    pub fn stop_timeout_total(&self) -> Duration {
+        match &self.compose {
+            Some(c) => c.stop_timeout,
+            None => self.services.iter().map(|s| s.stop_timeout).sum(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -220,7 +229,7 @@ pub struct Compose {
     #[serde(serialize_with = "ser_duration")]
     pub stop_timeout: Duration,
     /// Named volumes (as the compose file names them) that belong in the app's snapshot.
-    pub volumes: Vec<String>,
+    pub volumes: Vec<ComposeVolume>,
     /// How `caretaker update` gets the new release's images.
     pub images: ImageSource,
     /// Services kept running while an update stops the app (in addition to the database's).
@@ -231,6 +240,15 @@ impl Compose {
     pub fn service(&self, name: &str) -> Option<&ComposeService> {
         self.services.iter().find(|s| s.name == name)
     }
+}
+
+/// A named volume in the app's snapshot.
+#[derive(Clone, Debug, Serialize)]
+pub struct ComposeVolume {
+    /// The volume's key in the compose file (compose names the docker volume `<project>_<key>`).
+    pub name: String,
+    /// An empty volume is normally a sign of lost data; allow it only when it is expected.
+    pub allow_empty: bool,
 }
 
 /// Which compose command line to use.

@@ -464,7 +464,21 @@ fn compose(cx: &mut Cx, node: &Node, path: &str) -> Option<Compose> {
         .unwrap_or_default();
     let stop_timeout = m.opt(cx, "stop_timeout", duration).unwrap_or(Duration::from_secs(10));
     let volumes = m
-        .opt(cx, "volumes", |cx, n, p| list(cx, n, p, |cx, n, p| compose_name(cx, n, p, "volume name")))
+        .opt(cx, "volumes", |cx, n, p| {
+            list(cx, n, p, |cx, n, p| {
+                if let Node::Scalar(_) = n {
+                    return compose_name(cx, n, p, "volume name")
+                        .map(|name| ComposeVolume { name, allow_empty: false });
+                }
+                let mut m = cx.map(n, p)?;
+                let name = m.req(cx, "name", "the volume's key in the compose file", |cx, n, p| {
+                    compose_name(cx, n, p, "volume name")
+                });
+                let allow_empty = m.opt(cx, "allow_empty", boolean).unwrap_or(false);
+                m.finish(cx);
+                Some(ComposeVolume { name: name?, allow_empty })
+            })
+        })
         .unwrap_or_default();
     let images = m
         .opt(cx, "images", |cx, n, p| choice(cx, n, p, &[("build", ImageSource::Build), ("pull", ImageSource::Pull)]))

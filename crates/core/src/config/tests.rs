@@ -439,7 +439,7 @@ fn bad_status_page_sections_are_reported() {
 
 #[test]
 fn compose_section_defaults_and_settings() {
-    let text = "version: 1\napp:\n  name: guestbook\n  migrate: [\"demo migrate\"]\ncompose:\n  files: [docker-compose.yml, prod.yml]\n  app_service: web\n  services:\n    web: { health: { http: \"http://127.0.0.1:8001/healthz\" }, crash_loop: { restarts: 3, within: 30s } }\n  volumes: [media]\n";
+    let text = "version: 1\napp:\n  name: guestbook\n  migrate: [\"demo migrate\"]\ncompose:\n  files: [docker-compose.yml, prod.yml]\n  app_service: web\n  services:\n    web: { health: { http: \"http://127.0.0.1:8001/healthz\" }, crash_loop: { restarts: 3, within: 30s } }\n  volumes: [media, { name: static, allow_empty: true }]\n";
     let cfg = load_str(text).unwrap().config;
     let c = cfg.compose.as_ref().unwrap();
     assert_eq!(c.project, "guestbook", "the project is named after the app by default");
@@ -450,7 +450,10 @@ fn compose_section_defaults_and_settings() {
     let web = c.service("web").unwrap();
     assert!(web.health.is_some());
     assert_eq!(web.crash_loop.restarts, 3);
-    assert_eq!(c.volumes, vec!["media".to_string()]);
+    assert_eq!(
+        c.volumes.iter().map(|v| (v.name.as_str(), v.allow_empty)).collect::<Vec<_>>(),
+        [("media", false), ("static", true)]
+    );
     let minimal = load_str("version: 1\napp:\n  name: g\ncompose: { project: other, cli: docker-compose }\n").unwrap();
     let c = minimal.config.compose.unwrap();
     assert_eq!((c.project.as_str(), c.cli), ("other", ComposeCli::DockerDashCompose));

@@ -1,0 +1,297 @@
+//! The compose runtime against the real docker engine (docs/compose.md): a compose project of
+//! the demo app with a named volume, run by `caretaker up`/`status`/`logs`/`exec`/`restart`/
+//! `down`, a crash-looping container, updates with rollback, volume backup and restore.
+//!
+//! No image can be pulled here: each test builds its own base image from this caretaker binary
+//! (which embeds the demo app as `caretaker demo-app`), its shared libraries and `/bin/sh`,
+//! imported with `docker import`; its compose files build on that. Each test uses its own
+//! project name and removes its containers, volumes, networks and images when it ends, also
+//! when it fails (`Drop`). Without docker the tests fail under CI and are skipped loudly
+//! otherwise (`CARETAKER_TEST_DOCKER`, set by `scripts/services`).
+
+use crate::supervisor::{free_port, http_get};
+use crate::BIN;
+use caretaker_testkit::{require_service, wait_until, Caretaker};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// A compose app in a scratch directory, with its own project name and base image.
+pub(crate) struct ComposeApp {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) project: String,
+    pub(crate) base: String,
+    pub(crate) ct: Caretaker,
+    pub(crate) http_port: u16,
+}
+
+impl ComposeApp {
+    /// `None` when docker is missing (a failure under CI).
+    pub(crate) fn new() -> Option<ComposeApp> {
+        require_service("CARETAKER_TEST_DOCKER")?;
+        let project = caretaker_testkit::unique_name("ctc").replace('_', "");
+        let base = format!("{project}-base:1");
+        let dir = tempfile::tempdir().unwrap();
+        let ct = Caretaker::new(BIN, &dir.path().join("caretaker.yml"), &dir.path().join("state"));
+        let app = ComposeApp { dir, project, base, ct, http_port: free_port() };
+        app.build_base_image();
+        Some(app)
+    }
+
+    pub(crate) fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    pub(crate) fn write(&self, name: &str, text: &str) {
+        let p = self.path(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    /// Writes caretaker.yml: the app named after the project, its own HTTP port, and `body`.
+    pub(crate) fn config(&self, body: &str) {
+        self.config_with("", body)
+    }
+
+    /// Like [`ComposeApp::config`], with `app_keys` (indented lines) under `app:`.
+    pub(crate) fn config_with(&self, app_keys: &str, body: &str) {
+        let text = format!(
+            "version: 1\napp:\n  name: {}\n{app_keys}\nhttp: {{ listen: \"127.0.0.1:{}\" }}\n{body}\n",
+            self.project, self.http_port
+        );
+        self.write("caretaker.yml", &text);
+        std::fs::set_permissions(self.path("caretaker.yml"), std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+    }
+
+    pub(crate) fn status(&self) -> Value {
+        self.ct.json(&["status", "--json"])
+    }
+
+    pub(crate) fn service(&self, name: &str) -> Value {
+        let s = self.status();
+        s["services"].as_array().unwrap().iter().find(|v| v["name"] == name).cloned().unwrap_or(Value::Null)
+    }
+
+    /// The base image: this caretaker binary as `/caretaker` (entrypoint), the libraries it
+    /// links, and `/bin/sh` for shell commands.
+    fn build_base_image(&self) {
+        let root = self.path("rootfs");
+        for d in ["tmp", "bin", "data"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::set_permissions(root.join("tmp"), std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
+        std::fs::copy(BIN, root.join("caretaker")).unwrap();
+        let sh = std::fs::canonicalize("/bin/sh").unwrap();
+        std::fs::copy(&sh, root.join("bin/sh")).unwrap();
+        for exe in [Path::new(BIN), sh.as_path()] {
+            let out = Command::new("ldd").arg(exe).output().unwrap();
+            for lib in String::from_utf8_lossy(&out.stdout).split_whitespace().filter(|w| w.starts_with('/')) {
+                let to = root.join(lib.trim_start_matches('/'));
+                std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+                std::fs::copy(lib, &to).unwrap();
+            }
+        }
+        let mut tar =
+            Command::new("tar").arg("-C").arg(&root).args(["-c", "."]).stdout(Stdio::piped()).spawn().unwrap();
+        let import = Command::new("docker")
+            .args(["import", "-c", "ENTRYPOINT [\"/caretaker\"]", "-", &self.base])
+            .stdin(tar.stdout.take().unwrap())
+            .output()
+            .unwrap();
+        assert!(tar.wait().unwrap().success());
+        assert!(import.status.success(), "docker import: {}", String::from_utf8_lossy(&import.stderr));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Stops the daemon, then removes everything docker holds for this project.
+    fn clean_up(&self) {
+        let _ = self.ct.command(&["down", "--daemon"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let p = &self.project;
+        let ids = |args: &[&str]| -> Vec<String> {
+            let out = Command::new("docker").args(args).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|l| !l.is_empty()).collect()
+        };
+        let rm = |what: &[&str], ids: Vec<String>| {
+            if !ids.is_empty() {
+                let _ = Command::new("docker").args(what).args(&ids).output();
+            }
+        };
+        for label in [format!("label=com.docker.compose.project={p}"), format!("label=org.caretaker.project={p}")] {
+            rm(&["rm", "-f"], ids(&["ps", "-aq", "--filter", &label]));
+        }
+        let mut volumes = ids(&["volume", "ls", "-q", "--filter", &format!("label=com.docker.compose.project={p}")]);
+        volumes.extend(ids(&["volume", "ls", "-q", "--filter", &format!("label=org.caretaker.project={p}")]));
+        volumes.extend(ids(&["volume", "ls", "-q", "--filter", &format!("name={p}_")]));
+        rm(&["volume", "rm", "-f"], volumes);
+        rm(
+            &["network", "rm"],
+            ids(&["network", "ls", "-q", "--filter", &format!("label=com.docker.compose.project={p}")]),
+        );
+        let mut images = Vec::new();
+        for pattern in [format!("{p}*"), format!("caretaker-{p}*"), format!("{p}*/*")] {
+            images.extend(ids(&[
+                "image",
+                "ls",
+                "--format",
+                "{{.Repository}}:{{.Tag}}",
+                "--filter",
+                &format!("reference={pattern}"),
+            ]));
+        }
+        rm(&["image", "rm", "-f"], images);
+    }
+}
+
+impl Drop for ComposeApp {
+    fn drop(&mut self) {
+        self.clean_up();
+    }
+}
+
+/// Output of `docker ARGS`, trimmed.
+pub(crate) fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A release of the demo app as a docker build context: the migrations and VERSION of
+/// `write_default_release`, on top of the test's base image.
+pub(crate) fn write_demo_build(app: &ComposeApp, dir: &Path) {
+    caretaker_demo_app::write_default_release(dir).unwrap();
+    std::fs::write(dir.join("Dockerfile"), format!("FROM {}\nCOPY . /app\nENV DEMO_RELEASE_DIR=/app\n", app.base))
+        .unwrap();
+}
+
+#[test]
+fn compose_app_up_status_logs_exec_restart_and_down() {
+    let Some(app) = ComposeApp::new() else { return };
+    let port = free_port();
+    write_demo_build(&app, &app.path("build"));
+    app.write(
+        "docker-compose.yml",
+        &format!(
+            r#"version: "3.7"
+services:
+  web:
+    build: ./build
+    entrypoint: ["/bin/sh", "-c", "/caretaker demo-app migrate && exec /caretaker demo-app serve --listen 0.0.0.0:8000"]
+    environment:
+      DEMO_DATABASE_URL: sqlite:///data/demo.db
+      DEMO_FILES_DIR: /data/files
+      GREETING: "${{GREETING}}"
+    ports: ["127.0.0.1:{port}:8000"]
+    volumes: ["data:/data"]
+    restart: unless-stopped
+volumes:
+  data:
+"#
+        ),
+    );
+    app.config_with(
+        "  env: { GREETING: \"hello from caretaker's env\" }",
+        &format!(
+            r#"compose:
+  app_service: web
+  services:
+    web: {{ health: {{ http: "http://127.0.0.1:{port}/healthz", interval: 1s, timeout: 1s, start_period: 30s }} }}"#
+        ),
+    );
+    app.ct.expect(&["config", "check"], 0);
+
+    let out = app.ct.expect(&["up", "--timeout", "120"], 0);
+    assert!(out.contains("web") && out.contains("healthy"), "{out}");
+    let web = app.service("web");
+    assert_eq!((web["state"].as_str(), web["health"].as_str()), (Some("running"), Some("healthy")), "{web}");
+    let pid = web["pid"].as_u64().unwrap();
+    // The app serves through the published port and keeps its data in the named volume.
+    let (code, _) = http_get(port, "/healthz").unwrap();
+    assert_eq!(code, 200);
+    let volume = format!("{}_data", app.project);
+    assert_eq!(docker(&["volume", "inspect", "--format", "{{.Name}}", &volume]), volume);
+    // The app's env reaches compose for `${VAR}` interpolation.
+    let env = docker(&[
+        "inspect",
+        "--format",
+        "{{range .Config.Env}}{{println .}}{{end}}",
+        &format!("{}_web_1", app.project),
+    ]);
+    assert!(env.contains("GREETING=hello from caretaker's env"), "{env}");
+
+    let logs = app.ct.expect(&["logs", "web", "-n", "50"], 0);
+    assert!(logs.contains("listening on http://0.0.0.0:8000"), "{logs}");
+    let status = app.ct.expect(&["exec", "--", "/caretaker", "demo-app", "status"], 0);
+    let status: Value = serde_json::from_str(&status).unwrap_or_else(|e| panic!("{e}: {status}"));
+    assert!(status["applied"].as_array().is_some_and(|a| !a.is_empty()), "{status}");
+
+    app.ct.expect(&["restart", "web", "--timeout", "60"], 0);
+    let web = app.service("web");
+    assert_eq!(web["state"], "running", "{web}");
+    assert_ne!(web["pid"].as_u64().unwrap(), pid, "a new process after restart");
+    assert_eq!(web["restarts"], 0, "an operator's restart is no crash");
+
+    app.ct.expect(&["down"], 0);
+    assert_eq!(app.service("web")["state"], "stopped");
+    app.ct.expect(&["down", "--daemon"], 0);
+    // Without a daemon, status shows what docker reports.
+    let st = app.status();
+    assert_eq!(st["daemon_pid"], 0, "{st}");
+    assert_eq!(st["services"][0]["state"], "stopped", "{st}");
+    assert_eq!(docker(&["volume", "inspect", "--format", "{{.Name}}", &volume]), volume, "down keeps volumes");
+}
+
+#[test]
+fn a_crash_looping_container_is_reported_and_the_app_goes_into_service_mode() {
+    let Some(app) = ComposeApp::new() else { return };
+    app.write(
+        "docker-compose.yml",
+        &format!(
+            r#"version: "3.7"
+services:
+  web:
+    image: {base}
+    command: ["demo-app", "serve", "--listen", "127.0.0.1:8000", "--allow-pending"]
+    restart: unless-stopped
+  broken:
+    image: {base}
+    entrypoint: ["/bin/sh", "-c", "echo 'cannot open settings.py' >&2; exit 2"]
+    restart: always
+"#,
+            base = app.base
+        ),
+    );
+    app.config("compose:\n  services:\n    broken: { crash_loop: { restarts: 2, within: 60s } }");
+    let out = app.ct.run(&["up", "--timeout", "60"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("service broken is failed: crash loop: 3 crashes"), "{err}");
+    assert!(err.contains("cannot open settings.py"), "the container's last lines are shown: {err}");
+    let st = app.status();
+    let broken = st["services"].as_array().unwrap().iter().find(|s| s["name"] == "broken").unwrap().clone();
+    assert_eq!(broken["state"], "failed", "{st}");
+    assert!(broken["restarts"].as_u64().unwrap() >= 3, "{broken}");
+    assert!(st["service_mode"].as_str().unwrap().contains("broken failed"), "{st}");
+    let mode = app.ct.json(&["maintenance", "status", "--json"]);
+    assert_eq!(mode["mode"], "service", "{mode}");
+    // caretaker stopped the container, so docker restarts it no more; the other service runs.
+    let container = format!("{}_broken_1", app.project);
+    wait_until(Duration::from_secs(30), "the broken container to be stopped", || {
+        (docker(&["inspect", "--format", "{{.State.Status}}", &container]) == "exited").then_some(())
+    });
+    let count = docker(&["inspect", "--format", "{{.RestartCount}}", &container]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(docker(&["inspect", "--format", "{{.RestartCount}}", &container]), count, "no more restarts");
+    assert_eq!(app.service("web")["state"], "running");
+    // As the built-in supervisor: metrics and the alert rules see it.
+    let (code, metrics) = http_get(app.http_port, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    assert!(metrics.contains("caretaker_service_up{service=\"broken\"} 0"), "{metrics}");
+    assert!(metrics.contains("caretaker_service_up{service=\"web\"} 1"), "{metrics}");
+    assert!(metrics.contains("caretaker_service_mode 1"), "{metrics}");
+    let log = std::fs::read_to_string(app.path("state/logs/broken.log")).unwrap();
+    assert!(log.contains("failed: crash loop"), "{log}");
+    // `up` clears the failed state (and starts it again; it fails again the same way).
+    app.ct.expect(&["reset-failed"], 0);
+    assert_eq!(app.ct.json(&["maintenance", "status", "--json"])["mode"], "normal");
+}
