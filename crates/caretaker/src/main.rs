@@ -18,6 +18,7 @@ mod output;
 mod runner;
 mod scheduled;
 mod update;
+mod volbackup;
 mod web;
 
 use clap::Parser;

@@ -4,7 +4,7 @@
 //! crash loops) and [`model`] (reading `docker inspect` and `compose config` output). The
 //! effects are thin: [`cli`] runs the compose command line (v2 `docker compose` or v1
 //! `docker-compose`) on one project, [`docker`] the docker command line for observing
-//! containers, images and volumes.
+//! containers, images and volumes, [`volume`] named volumes in and out as tar streams.
 //!
 //! Architecture invariant: secrets reach compose and docker only through their environment
 //! (compose interpolates them into the containers' environment); every line of their output
@@ -15,6 +15,7 @@ pub mod docker;
 pub mod error;
 pub mod model;
 pub mod run;
+pub mod volume;
 pub mod watch;
 
 pub use cli::{Cli, Flavour, Project};

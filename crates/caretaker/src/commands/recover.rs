@@ -2,9 +2,10 @@
 //!
 //! Steps, each timed and logged to one `recover` job: pick the snapshot (the newest complete
 //! one, or `--snapshot`); refuse if live data exists (a database with tables, a non-empty file
-//! tree) unless `--force`, which moves it aside (`<db>__old_<time>`, `<path>.caretaker-old-<time>`)
-//! and never deletes; restore the file trees to their paths (not the config file: the one given
-//! is the one in force) and the database dump into the database; run `app.migrate`; start the
+//! tree, a non-empty compose volume) unless `--force`, which moves it aside (`<db>__old_<time>`,
+//! `<path>.caretaker-old-<time>`, volume `<name>__old_<time>`) and never deletes; restore the file
+//! trees to their paths (not the config file: the one given is the one in force), the database
+//! dump into the database and a compose app's volumes; run `app.migrate`; start the
 //! app (a background daemon unless one runs) and wait until every health check passes; clear
 //! the failed flag.
 
@@ -123,6 +124,8 @@ fn recover(
             live_trees.push(p.clone());
         }
     }
+    // A compose app's named volumes (a forced restore keeps their contents aside, below).
+    live.extend(crate::volbackup::live(app)?);
     if !live.is_empty() && !args.force {
         return Err(Failure::new(Code::Refused, format!("live data exists: {}", live.join("; ")))
             .hint("recover is for a fresh machine; add --force to move the live data aside (nothing is deleted)")
@@ -167,6 +170,22 @@ fn recover(
             what.push_str(&format!(", previous contents kept as {old}"));
         }
         steps.record(job, "database", t, what);
+    }
+
+    // 4b. A compose app's named volumes.
+    let streams: Vec<String> =
+        snap.measurement.as_ref().map(|m| m.streams.keys().cloned().collect()).unwrap_or_default();
+    if streams.iter().any(|s| s.starts_with(crate::volbackup::STREAM_PREFIX)) {
+        let t = Instant::now();
+        let v = crate::volbackup::restore(app, repo, &snap.id, &streams, args.force)?;
+        let what: Vec<String> = v
+            .iter()
+            .map(|v| match &v.kept_aside {
+                Some(old) => format!("{} ({} bytes; previous contents kept as {old})", v.volume, v.bytes),
+                None => format!("{} ({} bytes)", v.volume, v.bytes),
+            })
+            .collect();
+        steps.record(job, "volumes", t, if what.is_empty() { "none".into() } else { what.join(", ") });
     }
 
     // 5. Migrations.

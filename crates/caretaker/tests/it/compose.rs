@@ -295,3 +295,118 @@ services:
     app.ct.expect(&["reset-failed"], 0);
     assert_eq!(app.ct.json(&["maintenance", "status", "--json"])["mode"], "normal");
 }
+
+/// Sends a raw HTTP request to 127.0.0.1:`port`; the status code and body.
+pub(crate) fn http_raw(port: u16, request: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    s.write_all(request.as_bytes()).ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, buf.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default()))
+}
+
+/// Adds a guestbook entry through the demo app's form.
+pub(crate) fn post_entry(port: u16, body: &str) {
+    let form = format!("author=tester&body={body}");
+    let req = format!(
+        "POST /entries HTTP/1.0\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    );
+    assert_eq!(http_raw(port, &req).map(|r| r.0), Some(303), "POST /entries");
+}
+
+/// A compose app of the demo app whose SQLite database and files live in the named volume
+/// `data`, published on `port`.
+fn demo_app_with_volume(app: &ComposeApp, port: u16, extra_config: &str) {
+    write_demo_build(app, &app.path("build"));
+    app.write(
+        "docker-compose.yml",
+        &format!(
+            r#"version: "3.7"
+services:
+  web:
+    build: ./build
+    entrypoint: ["/bin/sh", "-c", "/caretaker demo-app migrate && exec /caretaker demo-app serve --listen 0.0.0.0:8000"]
+    environment:
+      DEMO_DATABASE_URL: sqlite:///data/demo.db
+      DEMO_FILES_DIR: /data/files
+    ports: ["127.0.0.1:{port}:8000"]
+    volumes: ["data:/data"]
+    restart: unless-stopped
+volumes:
+  data:
+"#
+        ),
+    );
+    app.config(&format!(
+        r#"compose:
+  services:
+    web: {{ health: {{ http: "http://127.0.0.1:{port}/healthz", interval: 1s, timeout: 1s, start_period: 30s }} }}
+  volumes: [data]
+backup:
+  repository: "{repo}"
+  password: "a long enough test password"
+{extra_config}"#,
+        repo = app.path("repo").display()
+    ));
+}
+
+#[test]
+fn named_volume_backup_wipe_restore_round_trip() {
+    let Some(app) = ComposeApp::new() else { return };
+    let port = free_port();
+    demo_app_with_volume(&app, port, "");
+    let volume = format!("{}_data", app.project);
+    app.ct.expect(&["up", "--timeout", "120"], 0);
+    post_entry(port, "kept-in-the-volume");
+    app.ct.expect(&["backup", "init"], 0);
+    let run = app.ct.json(&["backup", "run", "--json"]);
+    assert_eq!(run["outcome"], "succeeded", "{run}");
+    assert!(run["figures"]["measurement"]["streams"]["volume-data"].as_u64().unwrap() > 0, "{run}");
+
+    // The stream is a plain tar archive of the volume.
+    let out = app.path("out");
+    app.ct.expect(&["backup", "restore", "--db-only", "--target", out.to_str().unwrap()], 0);
+    let tar = Command::new("tar").arg("-tf").arg(out.join("caretaker-streams/volume-data")).output().unwrap();
+    let listing = String::from_utf8_lossy(&tar.stdout);
+    assert!(listing.contains("caretaker-volume/demo.db"), "{listing}");
+
+    // Wipe: the containers and the volume are gone.
+    app.ct.expect(&["down", "--daemon"], 0);
+    let containers = docker(&["ps", "-aq", "--filter", &format!("label=com.docker.compose.project={}", app.project)]);
+    let ids: Vec<&str> = containers.lines().collect();
+    assert!(Command::new("docker").args(["rm", "-f"]).args(&ids).output().unwrap().status.success());
+    docker(&["volume", "rm", &volume]);
+    assert_eq!(docker(&["volume", "ls", "-q", "--filter", &format!("name=^{volume}$")]), "");
+    // A backup now would overwrite good data with nothing: refused.
+    let refused = app.ct.run(&["backup", "run"]);
+    assert_eq!(refused.status.code(), Some(5), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("does not exist"));
+
+    // Restore: the volume is created (compose adopts it) and filled.
+    app.ct.expect(&["backup", "restore"], 0);
+    let labels = docker(&["volume", "inspect", "--format", "{{json .Labels}}", &volume]);
+    assert!(labels.contains(&format!("\"com.docker.compose.project\":\"{}\"", app.project)), "{labels}");
+    app.ct.expect(&["up", "--timeout", "120"], 0);
+    let (code, entries) = http_get(port, "/api/entries").unwrap();
+    assert_eq!(code, 200);
+    assert!(entries.contains("kept-in-the-volume"), "the entry came back: {entries}");
+
+    // Over a volume with data: refused, unless --force, which keeps the old contents aside.
+    post_entry(port, "written-after-the-backup");
+    let out = app.ct.run(&["backup", "restore"]);
+    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
+    let out = app.ct.run(&["backup", "restore", "--force"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let aside = docker(&["volume", "ls", "-q", "--filter", &format!("name={volume}__old_")]);
+    assert!(!aside.is_empty(), "the previous contents are kept as a volume: {err}");
+    app.ct.expect(&["up", "--timeout", "120"], 0);
+    let (_, entries) = http_get(port, "/api/entries").unwrap();
+    assert!(entries.contains("kept-in-the-volume") && !entries.contains("written-after-the-backup"), "{entries}");
+    assert_eq!(app.ct.json(&["maintenance", "status", "--json"])["mode"], "normal");
+}
