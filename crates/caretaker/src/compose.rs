@@ -55,12 +55,9 @@ pub fn project_at(config: &Config, config_path: &Path, redactor: &Redactor, dir:
     // The app's env (env files, `env:`) is compose's environment, so `${VAR}` in the compose
     // file reaches secrets without writing them anywhere.
     let env = app_env(&config.app, None, &working_dir(&config.app, config_path))?;
-    let mut p = Project::new(cli, &c.project, dir, &c.files, redact(redactor)).with_env(env);
-    let pins = dir.join(IMAGES_OVERRIDE);
-    if pins.is_file() {
-        p = p.with_override(&pins);
-    }
-    Ok(p)
+    Ok(Project::new(cli, &c.project, dir, &c.files, redact(redactor))
+        .with_env(env)
+        .with_pins(&dir.join(IMAGES_OVERRIDE)))
 }
 
 /// The watcher's settings for these services (the compose file's), from `compose.services`.
@@ -107,4 +104,116 @@ pub fn unknown_services(config: &Config, model: &ProjectModel) -> Vec<String> {
     out.sort();
     out.dedup();
     out
+}
+
+/// How long one-off commands (migrations, the migration check) may run.
+pub const ONE_OFF_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Builds (or pulls) the images of the release in `dir` under the release's own tags and
+/// writes the pin file there (`IMAGES_OVERRIDE`), so that this release runs exactly these
+/// images and the previous release's stay for a rollback. Returns (service, image) pairs.
+pub fn prepare_release_images(
+    config: &Config,
+    config_path: &Path,
+    redactor: &Redactor,
+    dir: &Path,
+    release: &str,
+    each_line: &mut dyn FnMut(&str),
+) -> Result<Vec<(String, String)>> {
+    let c = section(config)?;
+    // Pins of an earlier attempt at this release would hide the compose file's own images.
+    let pins_file = dir.join(IMAGES_OVERRIDE);
+    let _ = std::fs::remove_file(&pins_file);
+    let project = project_at(config, config_path, redactor, dir)?;
+    let model = project.model()?;
+    let docker = caretaker_compose::Docker::new(redact(redactor));
+    let write_pins = |pins: &[(String, String)]| -> Result<()> {
+        let text = caretaker_compose::images::pins_yaml(model.version.as_deref(), release, pins);
+        std::fs::write(&pins_file, text).map_err(|e| anyhow::anyhow!("writing {}: {e}", pins_file.display()))
+    };
+    let image = |service: &str| caretaker_compose::images::release_image(&c.project, service, release);
+    let pins: Vec<(String, String)> = match c.images {
+        ImageSource::Build => {
+            let services: Vec<String> = model.services.iter().filter(|s| s.build).map(|s| s.name.clone()).collect();
+            let pins: Vec<(String, String)> = services.iter().map(|s| (s.clone(), image(s))).collect();
+            // Compose tags what it builds with the pinned names.
+            write_pins(&pins)?;
+            if !services.is_empty() {
+                project.build(&services, each_line)?;
+            }
+            pins
+        }
+        ImageSource::Pull => {
+            let pulled: Vec<(String, String)> = model
+                .services
+                .iter()
+                .filter(|s| !s.build)
+                .filter_map(|s| s.image.clone().map(|i| (s.name.clone(), i)))
+                .collect();
+            let names: Vec<String> = pulled.iter().map(|(s, _)| s.clone()).collect();
+            if !names.is_empty() {
+                project.pull(&names, each_line)?;
+            }
+            let mut pins = Vec::new();
+            for (service, reference) in &pulled {
+                docker.tag(reference, &image(service))?;
+                each_line(&format!("{reference} → {}", image(service)));
+                pins.push((service.clone(), image(service)));
+            }
+            write_pins(&pins)?;
+            pins
+        }
+    };
+    for (service, img) in &pins {
+        if docker.image_id(img)?.is_none() {
+            anyhow::bail!("the image {img} of service {service} was not made");
+        }
+    }
+    Ok(pins)
+}
+
+/// Runs the app's one-off commands (`app.migrate`) each in a new container of
+/// `compose.app_service` of the project in `dir` (`compose run --rm --no-deps -T`); output
+/// goes to `each_line`. A command that fails ends the run with an error.
+pub fn run_one_off_commands(
+    config: &Config,
+    config_path: &Path,
+    redactor: &Redactor,
+    dir: &Path,
+    cmds: &[caretaker_core::config::Command],
+    what: &str,
+    each_line: &mut dyn FnMut(&str),
+) -> Result<()> {
+    for cmd in cmds {
+        let status = run_one_off(config, config_path, redactor, dir, cmd, what, ONE_OFF_TIMEOUT, each_line)?;
+        if !status.success() {
+            anyhow::bail!("{what} command `{cmd}` failed in a one-off container ({status})");
+        }
+    }
+    Ok(())
+}
+
+/// One one-off command (at most `limit`); how it ended.
+#[allow(clippy::too_many_arguments)]
+pub fn run_one_off(
+    config: &Config,
+    config_path: &Path,
+    redactor: &Redactor,
+    dir: &Path,
+    cmd: &caretaker_core::config::Command,
+    what: &str,
+    limit: Duration,
+    each_line: &mut dyn FnMut(&str),
+) -> Result<std::process::ExitStatus> {
+    let c = section(config)?;
+    let Some(service) = &c.app_service else {
+        anyhow::bail!("compose.app_service is not set: no service to run `{cmd}` in");
+    };
+    let project = project_at(config, config_path, redactor, dir)?;
+    each_line(&format!("{what}: compose run --rm {service} {cmd}"));
+    let ended = project.run_oneoff(service, &cmd.argv(), limit, each_line)?;
+    if !ended.success() {
+        each_line(&format!("{what}: `{cmd}` ended with {}", ended.status));
+    }
+    Ok(ended.status)
 }

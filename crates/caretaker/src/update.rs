@@ -345,7 +345,8 @@ impl Updater<'_> {
         let obs = Observations {
             migrations,
             has_database: self.config.database.is_some(),
-            has_build: !self.config.app.build.is_empty(),
+            // A compose app always makes its release's images (docs/compose.md).
+            has_build: !self.config.app.build.is_empty() || self.config.compose.is_some(),
             has_migrate: !self.config.app.migrate.is_empty(),
             force: req.force,
         };
@@ -572,12 +573,38 @@ impl Updater<'_> {
         let release = releases_dir(&state_dir).join(&p.to);
         match step {
             Step::Fetch => export(&git_cache(&state_dir)?, &p.to_commit, &release),
-            Step::Build => self.run_commands(&self.config.app.build, &release, job, "build"),
+            Step::Build => {
+                self.run_commands(&self.config.app.build, &release, job, "build")?;
+                if self.config.compose.is_some() {
+                    let pins = crate::compose::prepare_release_images(
+                        self.config,
+                        self.config_path,
+                        self.redactor,
+                        &release,
+                        &p.to,
+                        &mut |l| job.log(l),
+                    )?;
+                    for (service, image) in pins {
+                        job.log(&format!("service {service}: image {image}"));
+                    }
+                }
+                Ok(())
+            }
             Step::DetectMigrations => {
                 let MigrationDetect::Command(c) = &self.config.update.migrations else {
                     p.migrations_needed = Some(true);
                     return Ok(());
                 };
+                if self.config.compose.is_some() {
+                    let (cfg, path, r) = (self.config, self.config_path, self.redactor);
+                    let limit = crate::compose::ONE_OFF_TIMEOUT;
+                    let ok =
+                        crate::compose::run_one_off(cfg, path, r, &release, c, "detect", limit, &mut |l| job.log(l))?
+                            .success();
+                    p.migrations_needed = Some(!ok);
+                    job.log(&format!("migrations needed: {}", !ok));
+                    return Ok(());
+                }
                 let env = app_env(&self.config.app, None, &release)?;
                 let ended = run_logged(c, &env, &release, BUILD_TIMEOUT, job, &self.redact(), false)?;
                 p.migrations_needed = Some(!ended.success());
@@ -602,6 +629,12 @@ impl Updater<'_> {
                 save_progress(self.store, p)
             }
             Step::Switch => switch_current(&state_dir, &p.to),
+            Step::Migrate if self.config.compose.is_some() => {
+                let (cfg, path, r) = (self.config, self.config_path, self.redactor);
+                crate::compose::run_one_off_commands(cfg, path, r, &release, &cfg.app.migrate, "migrate", &mut |l| {
+                    job.log(l)
+                })
+            }
             Step::Migrate => self.run_commands(&self.config.app.migrate, &release, job, "migrate"),
             Step::Start => self.start_services(),
             Step::HealthGate => wait_until_up(&state_dir, None, self.config.update.health_timeout).map(|_| ()),

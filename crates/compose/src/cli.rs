@@ -104,6 +104,9 @@ pub struct Project {
     pub files: Vec<PathBuf>,
     /// The environment compose runs with (for `${VAR}` in compose files): the app's env.
     pub env: Vec<(String, String)>,
+    /// A compose file passed last *if it exists when a command runs* (caretaker's image pins
+    /// in the project directory: a release switch changes them under a running daemon).
+    pub pins: Option<PathBuf>,
     pub redact: Redact,
 }
 
@@ -111,12 +114,12 @@ impl Project {
     /// `files` relative to `dir` are made absolute; an override file, when it exists, comes last.
     pub fn new(cli: Cli, name: &str, dir: &Path, files: &[PathBuf], redact: Redact) -> Project {
         let files = files.iter().map(|f| if f.is_absolute() { f.clone() } else { dir.join(f) }).collect();
-        Project { cli, name: name.to_string(), dir: dir.to_path_buf(), files, env: Vec::new(), redact }
+        Project { cli, name: name.to_string(), dir: dir.to_path_buf(), files, env: Vec::new(), pins: None, redact }
     }
 
-    /// Adds a compose file after the others (it overrides them), e.g. caretaker's image pins.
-    pub fn with_override(mut self, file: &Path) -> Project {
-        self.files.push(file.to_path_buf());
+    /// Passes `file` after the others whenever it exists (see [`Project::pins`]).
+    pub fn with_pins(mut self, file: &Path) -> Project {
+        self.pins = Some(file.to_path_buf());
         self
     }
 
@@ -129,7 +132,10 @@ impl Project {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = self.cli.command();
         c.arg("-p").arg(&self.name).arg("--project-directory").arg(&self.dir);
-        for f in &self.files {
+        let pins: Vec<&PathBuf> = self.pins.iter().filter(|p| p.is_file()).collect();
+        // With any `-f`, compose no longer looks for its default files: name them.
+        let defaults = if self.files.is_empty() && !pins.is_empty() { default_files(&self.dir) } else { Vec::new() };
+        for f in self.files.iter().chain(&defaults).chain(pins) {
             c.arg("-f").arg(f);
         }
         c.args(args).current_dir(&self.dir).envs(self.env.iter().map(|(k, v)| (k, v)));
@@ -231,4 +237,24 @@ impl Project {
         }
         self.command(&args)
     }
+}
+
+/// The files compose reads by default in `dir` (the first of its default names, and that
+/// file's `.override` companion when present).
+pub fn default_files(dir: &Path) -> Vec<PathBuf> {
+    for (name, over) in [
+        ("compose.yaml", "compose.override.yaml"),
+        ("compose.yml", "compose.override.yml"),
+        ("docker-compose.yml", "docker-compose.override.yml"),
+        ("docker-compose.yaml", "docker-compose.override.yaml"),
+    ] {
+        if dir.join(name).is_file() {
+            let mut v = vec![dir.join(name)];
+            if dir.join(over).is_file() {
+                v.push(dir.join(over));
+            }
+            return v;
+        }
+    }
+    Vec::new()
 }

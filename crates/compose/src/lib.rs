@@ -1,7 +1,8 @@
 //! caretaker's docker compose runtime (docs/compose.md).
 //!
 //! The decisions are pure: [`watch`] (supervising the project's containers: health, crashes,
-//! crash loops) and [`model`] (reading `docker inspect` and `compose config` output). The
+//! crash loops), [`model`] (reading `docker inspect` and `compose config` output) and
+//! [`images`] (release image names, the pin file, what a cleanup removes). The
 //! effects are thin: [`cli`] runs the compose command line (v2 `docker compose` or v1
 //! `docker-compose`) on one project, [`docker`] the docker command line for observing
 //! containers, images and volumes, [`volume`] named volumes in and out as tar streams.
@@ -13,6 +14,7 @@
 pub mod cli;
 pub mod docker;
 pub mod error;
+pub mod images;
 pub mod model;
 pub mod run;
 pub mod volume;

@@ -185,6 +185,8 @@ pub struct VolumeModel {
 /// The parts of a compose project caretaker needs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProjectModel {
+    /// The file format `version:` (compose v1 prints it and wants override files to match).
+    pub version: Option<String>,
     pub services: Vec<ServiceModel>,
     pub volumes: Vec<VolumeModel>,
 }
@@ -230,7 +232,7 @@ fn truthy(node: Option<&Node>) -> bool {
 /// (`<project>_<key>`) when the file does not name them itself.
 pub fn parse_config(yaml: &str, project: &str) -> Result<ProjectModel, String> {
     let root = marked_yaml::parse_yaml(0, yaml).map_err(|e| format!("cannot read `compose config` output: {e}"))?;
-    let mut model = ProjectModel::default();
+    let mut model = ProjectModel { version: scalar(get(&root, "version")), ..Default::default() };
     if let Some(Node::Mapping(vols)) = get(&root, "volumes") {
         for (k, v) in vols.iter() {
             let key = k.as_str().to_string();
@@ -312,6 +314,7 @@ volumes:
     name: shared-static
 "#;
         let m = parse_config(yaml, "gb").unwrap();
+        assert_eq!(m.version.as_deref(), Some("3.7"));
         assert_eq!(m.service_names(), ["db", "web"]);
         let web = m.service("web").unwrap();
         assert!(web.build);

@@ -20,6 +20,8 @@ pub fn no_redact() -> Redact {
 #[derive(Debug)]
 pub struct Ended {
     pub status: ExitStatus,
+    /// As printed, *not* redacted (it is parsed: `compose config`, `docker inspect` hold the
+    /// containers' environment). Never log or show it as it is.
     pub stdout: String,
     /// The last lines of stderr, redacted.
     pub stderr: String,
@@ -37,7 +39,7 @@ enum Line {
 }
 
 /// Runs `cmd` (stdin closed) for at most `limit`; every output line goes to `each_line`
-/// (redacted) as it comes, stdout is also returned when `keep_stdout`. Killed at the limit.
+/// (redacted) as it comes, stdout is also returned (raw) when `keep_stdout`. Killed at the limit.
 pub fn run(
     mut cmd: Command,
     what: &str,
@@ -62,8 +64,7 @@ pub fn run(
     loop {
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(Line::Out(l)) => {
-                let l = redact(&l);
-                each_line(&l);
+                each_line(&redact(&l));
                 if keep_stdout {
                     stdout.push_str(&l);
                     stdout.push('\n');
@@ -96,6 +97,7 @@ pub fn run(
 }
 
 /// Like [`run`] without a line callback; fails with the stderr tail when the command fails.
+/// The output is raw (see [`Ended::stdout`]).
 pub fn output(cmd: Command, what: &str, limit: Duration, redact: &Redact) -> Result<String> {
     let ended = run(cmd, what, limit, redact, true, &mut |_| {})?;
     if !ended.success() {

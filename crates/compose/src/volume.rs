@@ -34,9 +34,9 @@ pub struct Volumes<'a> {
 }
 
 impl Volumes<'_> {
-    /// The empty image helper containers are made from: `caretaker-<project>-helper:empty`.
+    /// The empty image helper containers are made from ([`crate::images::helper_image`]).
     pub fn helper_image(&self) -> String {
-        format!("caretaker-{}-helper:empty", self.project)
+        crate::images::helper_image(self.project)
     }
 
     fn ensure_helper_image(&self) -> Result<String> {

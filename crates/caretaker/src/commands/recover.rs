@@ -188,8 +188,14 @@ fn recover(
         steps.record(job, "volumes", t, if what.is_empty() { "none".into() } else { what.join(", ") });
     }
 
-    // 5. Migrations.
-    if !app.config.app.migrate.is_empty() {
+    // 5. Migrations (a compose app's in one-off containers).
+    if !app.config.app.migrate.is_empty() && app.config.compose.is_some() {
+        let t = Instant::now();
+        let dir = crate::compose::project_dir(&app.config, &app.config_path);
+        let (cfg, path, r) = (&app.config, &app.config_path, &app.redactor);
+        crate::compose::run_one_off_commands(cfg, path, r, &dir, &cfg.app.migrate, "migrate", &mut |l| job.log(l))?;
+        steps.record(job, "migrate", t, format!("{} command(s)", app.config.app.migrate.len()));
+    } else if !app.config.app.migrate.is_empty() {
         let t = Instant::now();
         let cwd = working_dir(&app.config.app, &app.config_path);
         let env = app_env(&app.config.app, None, &cwd)?;

@@ -130,7 +130,7 @@ impl ComposeApp {
             ids(&["network", "ls", "-q", "--filter", &format!("label=com.docker.compose.project={p}")]),
         );
         let mut images = Vec::new();
-        for pattern in [format!("{p}*"), format!("caretaker-{p}*"), format!("{p}*/*")] {
+        for pattern in [format!("{p}*"), format!("caretaker/{p}"), format!("caretaker/{p}/*")] {
             images.extend(ids(&[
                 "image",
                 "ls",
@@ -408,5 +408,217 @@ fn named_volume_backup_wipe_restore_round_trip() {
     app.ct.expect(&["up", "--timeout", "120"], 0);
     let (_, entries) = http_get(port, "/api/entries").unwrap();
     assert!(entries.contains("kept-in-the-volume") && !entries.contains("written-after-the-backup"), "{entries}");
+    assert_eq!(app.ct.json(&["maintenance", "status", "--json"])["mode"], "normal");
+}
+
+fn git(repo: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .current_dir(repo)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn commit_tag(repo: &Path, tag: &str) {
+    git(repo, &["add", "-A"]);
+    git(repo, &["commit", "-q", "-m", tag]);
+    git(repo, &["tag", tag]);
+}
+
+fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql").args([url, "-X", "-v", "ON_ERROR_STOP=1", "-At", "-c", sql]).output().unwrap();
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A database of its own on the test PostgreSQL server, dropped at the end.
+struct TestDb {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl TestDb {
+    fn new() -> Option<TestDb> {
+        let admin = require_service("CARETAKER_TEST_PG_URL")?;
+        let name = caretaker_testkit::unique_name("ctcompose");
+        psql(&admin, &format!("CREATE DATABASE {name}"));
+        let url = format!("{}/{name}", &admin[..admin.rfind('/').unwrap()]);
+        Some(TestDb { admin, name, url })
+    }
+}
+
+impl Drop for TestDb {
+    /// Drops the database and the snapshots and copies updates kept of it.
+    fn drop(&mut self) {
+        let list = Command::new("psql")
+            .args([
+                &self.admin,
+                "-At",
+                "-c",
+                &format!("SELECT datname FROM pg_database WHERE datname LIKE '{}%'", self.name),
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for db in list.lines().filter(|d| *d == self.name || d.starts_with(&format!("{}__", self.name))) {
+            let _ = Command::new("psql")
+                .args([&self.admin, "-c", &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")])
+                .output();
+        }
+    }
+}
+
+/// The demo app as a compose project in a git repository, its image built from the release:
+/// v1; v2 adds a migration; v3 a migration that changes data, then one that fails. The app
+/// uses the host's network (the test database listens on the host's loopback).
+fn compose_repo(app: &ComposeApp, repo: &Path, port: u16) {
+    std::fs::create_dir_all(repo).unwrap();
+    git(repo, &["init", "-q", "-b", "main"]);
+    caretaker_demo_app::write_release(repo, "v1").unwrap();
+    std::fs::write(
+        repo.join("Dockerfile"),
+        format!("FROM {}\nCOPY . /app\nENV DEMO_RELEASE_DIR=/app\nENTRYPOINT []\n", app.base),
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("docker-compose.yml"),
+        format!(
+            r#"version: "3.7"
+services:
+  web:
+    build: .
+    command: ["/caretaker", "demo-app", "serve", "--listen", "127.0.0.1:{port}"]
+    network_mode: host
+    environment:
+      DEMO_DATABASE_URL: "${{DATABASE_URL}}"
+      DEMO_FILES_DIR: /data/files
+    volumes: ["files:/data/files"]
+    restart: unless-stopped
+volumes:
+  files:
+"#
+        ),
+    )
+    .unwrap();
+    commit_tag(repo, "v1");
+    std::fs::write(
+        repo.join("migrations/0003_entry_tags.sql"),
+        "ALTER TABLE entries ADD COLUMN tags TEXT;\nUPDATE entries SET tags = 'migrated';\n",
+    )
+    .unwrap();
+    std::fs::write(repo.join("VERSION"), "v2\n").unwrap();
+    commit_tag(repo, "v2");
+    std::fs::write(repo.join("migrations/0004_rewrite.sql"), "UPDATE entries SET body = 'clobbered';\n").unwrap();
+    std::fs::write(repo.join("migrations/0005_broken.sql"), "SELECT * FROM no_such_table;\n").unwrap();
+    std::fs::write(repo.join("VERSION"), "v3\n").unwrap();
+    commit_tag(repo, "v3");
+}
+
+/// The image the service's container runs (its reference).
+fn running_image(app: &ComposeApp) -> String {
+    docker(&["inspect", "--format", "{{.Config.Image}}", &format!("{}_web_1", app.project)])
+}
+
+#[test]
+fn compose_update_builds_release_images_migrates_in_a_one_off_container_and_rolls_back_a_failed_migration() {
+    let Some(db) = TestDb::new() else { return };
+    let Some(app) = ComposeApp::new() else { return };
+    let port = free_port();
+    let d = app.dir.path().to_path_buf();
+    compose_repo(&app, &d.join("repo"), port);
+    app.config_with(
+        &format!(
+            r#"  working_dir: "{d}/state/current"
+  source: {{ git: "{d}/repo", tag: v1 }}
+  migrate: [["/caretaker", "demo-app", "migrate"]]
+  env: {{ DATABASE_URL: "{url}" }}"#,
+            d = d.display(),
+            url = db.url
+        ),
+        &format!(
+            r#"compose:
+  app_service: web
+  services:
+    web: {{ health: {{ http: "http://127.0.0.1:{port}/healthz", interval: 1s, timeout: 1s, start_period: 20s }} }}
+database: {{ kind: postgres, url: "{url}" }}
+update: {{ health_timeout: 30s, keep_releases: 3 }}"#,
+            url = db.url
+        ),
+    );
+    let version = || {
+        wait_until(Duration::from_secs(30), "the app to answer /version", || {
+            http_get(port, "/version").filter(|(s, _)| *s == 200).map(|(_, b)| b.trim().to_string())
+        })
+    };
+
+    // The first deployment: build, migrate in a one-off container, start, health gate.
+    let out = app.ct.run(&["update", "--to", "v1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(version(), "v1");
+    let v1_image = running_image(&app);
+    assert!(v1_image.starts_with(&format!("caretaker/{}/web:1-", app.project)), "{v1_image}");
+    for i in 0..5 {
+        psql(
+            &db.url,
+            &format!("INSERT INTO entries (author, body, created_at) VALUES ('a{i}', 'b{i}', '2026-01-01T00:00:00Z')"),
+        );
+    }
+
+    // v2: a new image under a new tag; the old one stays for a rollback.
+    app.ct.expect(&["update", "--to", "v2"], 0);
+    assert_eq!(version(), "v2");
+    let v2_image = running_image(&app);
+    assert!(v2_image.starts_with(&format!("caretaker/{}/web:2-", app.project)), "{v2_image}");
+    assert!(!docker(&["image", "inspect", "--format", "{{.Id}}", &v1_image]).is_empty(), "v1's image is kept");
+    assert_eq!(psql(&db.url, "SELECT DISTINCT tags FROM entries").trim(), "migrated");
+    let job = app.ct.json(&["jobs", "--kind", "update", "-n", "1", "--json"]);
+    let log = app.ct.expect(&["jobs", "show", &job[0]["id"].to_string()], 0);
+    assert!(log.contains("compose run --rm web"), "the migration ran in a one-off container: {log}");
+    let oneoffs = docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=com.docker.compose.project={}", app.project),
+        "--filter",
+        "label=com.docker.compose.oneoff=True",
+    ]);
+    assert_eq!(oneoffs, "", "one-off containers are removed");
+    let rows = psql(&db.url, "SELECT id, author, body, tags FROM entries ORDER BY id");
+
+    // v3: a data-changing migration, then a failing one → everything back as it was.
+    let out = app.ct.run(&["update", "--to", "v3"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "rolled back: {err}");
+    assert!(err.contains("failed at migrate"), "{err}");
+    assert_eq!(version(), "v2");
+    assert_eq!(running_image(&app), v2_image, "the previous image serves again");
+    assert_eq!(
+        psql(&db.url, "SELECT id, author, body, tags FROM entries ORDER BY id"),
+        rows,
+        "the database is reverted"
+    );
+    let st = app.status();
+    assert_eq!(st["services"][0]["state"], "running", "{st}");
+    assert_eq!(app.ct.json(&["maintenance", "status", "--json"])["mode"], "normal");
+
+    // `rollback` returns to v1's code (its image), keeping the data.
+    app.ct.expect(&["rollback"], 0);
+    assert_eq!(version(), "v1");
+    assert_eq!(running_image(&app), v1_image);
+
+    // caretaker killed in the middle of an update (before migrating): `update --resume` rolls
+    // back to the release and image that served.
+    let killed =
+        app.ct.command(&["update", "--to", "v2"]).env("CARETAKER_TEST_KILL_AT_STEP", "migrate").output().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&killed.status), Some(9), "killed at migrate");
+    let out = app.ct.run(&["update"]);
+    assert_eq!(out.status.code(), Some(4), "an interrupted update must be resumed first");
+    let out = app.ct.run(&["update", "--resume"]);
+    assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(version(), "v1");
+    assert_eq!(running_image(&app), v1_image);
     assert_eq!(app.ct.json(&["maintenance", "status", "--json"])["mode"], "normal");
 }
