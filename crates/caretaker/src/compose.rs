@@ -132,6 +132,10 @@ pub fn prepare_release_images(
         std::fs::write(&pins_file, text).map_err(|e| anyhow::anyhow!("writing {}: {e}", pins_file.display()))
     };
     let image = |service: &str| caretaker_compose::images::release_image(&c.project, service, release);
+    // An earlier attempt at this release made images under the same tags: once replaced they
+    // would be left dangling, so they are removed below.
+    let earlier: Vec<String> =
+        model.service_names().iter().filter_map(|s| docker.image_id(&image(s)).ok().flatten()).collect();
     let pins: Vec<(String, String)> = match c.images {
         ImageSource::Build => {
             let services: Vec<String> = model.services.iter().filter(|s| s.build).map(|s| s.name.clone()).collect();
@@ -164,12 +168,63 @@ pub fn prepare_release_images(
             pins
         }
     };
+    let mut now = Vec::new();
     for (service, img) in &pins {
-        if docker.image_id(img)?.is_none() {
-            anyhow::bail!("the image {img} of service {service} was not made");
+        match docker.image_id(img)? {
+            Some(id) => now.push(id),
+            None => anyhow::bail!("the image {img} of service {service} was not made"),
+        }
+    }
+    for id in earlier.iter().filter(|id| !now.contains(id)) {
+        if docker.remove_image(id).is_ok() {
+            each_line(&format!("removed {id}, an earlier build of this release"));
         }
     }
     Ok(pins)
+}
+
+/// Removes what updates leave behind and no rollback needs: release images of releases not in
+/// `keep` (the release directories that remain) and not used by a container, one-off
+/// containers that ended (a killed caretaker's migration), and volume helper containers.
+/// Problems are reported through `each_line`, not failed on: the update itself succeeded.
+pub fn clean_up(config: &Config, redactor: &Redactor, keep: &[String], each_line: &mut dyn FnMut(&str)) -> Result<()> {
+    let c = section(config)?;
+    let docker = caretaker_compose::Docker::new(redact(redactor));
+    let containers = docker.project_containers(&c.project)?;
+    let ended: Vec<String> = containers
+        .iter()
+        .filter(|c| c.is_oneoff() && matches!(c.state.status.as_str(), "exited" | "dead" | "created"))
+        .map(|c| c.id.clone())
+        .collect();
+    if !ended.is_empty() {
+        each_line(&format!("removing {} ended one-off container(s)", ended.len()));
+        docker.remove_containers(&ended)?;
+    }
+    caretaker_compose::volume::Volumes { docker: &docker, project: &c.project }.remove_leftover_helpers()?;
+    let prefix = caretaker_compose::images::release_prefix(&c.project);
+    let images: Vec<String> = docker.images(&format!("{prefix}*"))?.into_iter().map(|(r, _)| r).collect();
+    let in_use: Vec<String> = containers.iter().map(|c| c.config.image.clone()).collect();
+    for image in caretaker_compose::images::images_to_remove(&images, &c.project, keep, &in_use) {
+        match docker.remove_image(&image) {
+            Ok(()) => each_line(&format!("removed image {image}")),
+            Err(e) => each_line(&format!("could not remove image {image}: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// Stops and removes the project's one-off containers (a migration a killed caretaker left
+/// running must not go on while its database is reverted).
+pub fn remove_one_off_containers(config: &Config, redactor: &Redactor, each_line: &mut dyn FnMut(&str)) -> Result<()> {
+    let c = section(config)?;
+    let docker = caretaker_compose::Docker::new(redact(redactor));
+    let ids: Vec<String> =
+        docker.project_containers(&c.project)?.iter().filter(|c| c.is_oneoff()).map(|c| c.id.clone()).collect();
+    if !ids.is_empty() {
+        each_line(&format!("removing {} one-off container(s) left by an interrupted run", ids.len()));
+        docker.remove_containers(&ids)?;
+    }
+    Ok(())
 }
 
 /// Runs the app's one-off commands (`app.migrate`) each in a new container of

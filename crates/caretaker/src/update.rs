@@ -648,6 +648,9 @@ impl Updater<'_> {
         match s {
             RollbackStep::StopNew => {
                 request(&state_dir, &Request::StopApp, self.stop_timeout())?;
+                if self.config.compose.is_some() {
+                    crate::compose::remove_one_off_containers(self.config, self.redactor, &mut |l| job.log(l))?;
+                }
                 Ok(())
             }
             RollbackStep::RevertDatabase => {
@@ -739,6 +742,13 @@ impl Updater<'_> {
             let _ = std::fs::remove_dir_all(releases_dir(&state_dir).join(r));
             registry.releases.retain(|x| &x.name != r);
             registry.history.retain(|x| x != r);
+        }
+        if self.config.compose.is_some() {
+            // Images and containers of releases that are gone; the remaining ones' stay.
+            let keep: Vec<String> = names.iter().filter(|n| !remove.contains(n)).cloned().collect();
+            if let Err(e) = crate::compose::clean_up(self.config, self.redactor, &keep, &mut |l| job.log(l)) {
+                job.log(&format!("cleaning up after the update: {e:#}"));
+            }
         }
         registry.save(self.store)
     }

@@ -472,7 +472,8 @@ impl Drop for TestDb {
 }
 
 /// The demo app as a compose project in a git repository, its image built from the release:
-/// v1; v2 adds a migration; v3 a migration that changes data, then one that fails. The app
+/// v1; v2 adds a migration; v3 a migration that changes data, then one that fails; v4 is v2
+/// again under a new version. The app
 /// uses the host's network (the test database listens on the host's loopback).
 fn compose_repo(app: &ComposeApp, repo: &Path, port: u16) {
     std::fs::create_dir_all(repo).unwrap();
@@ -515,6 +516,10 @@ volumes:
     std::fs::write(repo.join("migrations/0005_broken.sql"), "SELECT * FROM no_such_table;\n").unwrap();
     std::fs::write(repo.join("VERSION"), "v3\n").unwrap();
     commit_tag(repo, "v3");
+    std::fs::remove_file(repo.join("migrations/0004_rewrite.sql")).unwrap();
+    std::fs::remove_file(repo.join("migrations/0005_broken.sql")).unwrap();
+    std::fs::write(repo.join("VERSION"), "v4\n").unwrap();
+    commit_tag(repo, "v4");
 }
 
 /// The image the service's container runs (its reference).
@@ -544,7 +549,7 @@ fn compose_update_builds_release_images_migrates_in_a_one_off_container_and_roll
   services:
     web: {{ health: {{ http: "http://127.0.0.1:{port}/healthz", interval: 1s, timeout: 1s, start_period: 20s }} }}
 database: {{ kind: postgres, url: "{url}" }}
-update: {{ health_timeout: 30s, keep_releases: 3 }}"#,
+update: {{ health_timeout: 30s, keep_releases: 1 }}"#,
             url = db.url
         ),
     );
@@ -621,4 +626,28 @@ update: {{ health_timeout: 30s, keep_releases: 3 }}"#,
     assert_eq!(version(), "v1");
     assert_eq!(running_image(&app), v1_image);
     assert_eq!(app.ct.json(&["maintenance", "status", "--json"])["mode"], "normal");
+
+    // A good update cleans up: only the images rollback needs (the current and the previous
+    // release's) remain; the failed and interrupted releases' images are gone, not left dangling.
+    let release_images = || -> Vec<(String, String)> {
+        let filter = format!("reference=caretaker/{}/*", app.project);
+        let out =
+            docker(&["image", "ls", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}", "--filter", &filter]);
+        let mut v: Vec<(String, String)> =
+            out.lines().filter_map(|l| l.split_once(' ')).map(|(r, i)| (r.to_string(), i.to_string())).collect();
+        v.sort();
+        v
+    };
+    let before = release_images();
+    assert!(before.len() >= 3, "{before:?}");
+    app.ct.expect(&["update", "--to", "v4"], 0);
+    assert_eq!(version(), "v4");
+    let v4_image = running_image(&app);
+    let after = release_images();
+    let mut want = vec![v1_image.clone(), v4_image];
+    want.sort();
+    assert_eq!(after.iter().map(|(r, _)| r.clone()).collect::<Vec<_>>(), want);
+    for (reference, id) in before.iter().filter(|(r, _)| !want.contains(r)) {
+        assert_eq!(docker(&["image", "inspect", "--format", "{{.Id}}", id]), "", "{reference}'s image {id} is gone");
+    }
 }
