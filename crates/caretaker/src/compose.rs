@@ -82,12 +82,13 @@ pub fn watch_specs(config: &Config, names: &[String]) -> Vec<WatchSpec> {
         .collect()
 }
 
-/// The services an update keeps running while it stops the app: `compose.keep_running`, and
-/// when images are built, every service that is not built from the app's sources (databases,
+/// The services an update keeps running while it stops the app: the database's
+/// (`database.compose_service`), `compose.keep_running`, and when images are built, every service that is not built from the app's sources (databases,
 /// caches, queues use images made elsewhere).
 pub fn keep_running(config: &Config, model: &ProjectModel) -> Vec<String> {
     let Some(c) = &config.compose else { return Vec::new() };
     let mut keep = c.keep_running.clone();
+    keep.extend(config.database.as_ref().and_then(|d| d.compose_service.clone()));
     if c.images == ImageSource::Build {
         keep.extend(model.services.iter().filter(|s| !s.build).map(|s| s.name.clone()));
     }
@@ -271,4 +272,99 @@ pub fn run_one_off(
         each_line(&format!("{what}: `{cmd}` ended with {}", ended.status));
     }
     Ok(ended.status)
+}
+
+/// The app's database adapter. For a database in a compose service (`database.compose_service`)
+/// the adapter connects to that service's running container (SQL to its address, client tools
+/// inside it); otherwise it is `caretaker_db::open`.
+pub fn open_database(config: &Config, redactor: &Redactor) -> caretaker_db::Result<Box<dyn caretaker_db::Database>> {
+    use caretaker_db::{Error, ErrorKind};
+    let Some(db) = &config.database else {
+        return Err(Error::new(ErrorKind::Other, "database", "no database configured"));
+    };
+    let Some(service) = &db.compose_service else { return caretaker_db::open(db, redactor) };
+    let what = format!("database service {service}");
+    let project = config.compose.as_ref().map(|c| c.project.as_str()).unwrap_or_default();
+    let docker = caretaker_compose::Docker::new(redact(redactor));
+    let containers =
+        docker.project_containers(project).map_err(|e| Error::new(ErrorKind::Unreachable, &what, e.to_string()))?;
+    let c = containers
+        .iter()
+        .filter(|c| c.service() == Some(service.as_str()) && !c.is_oneoff() && c.state.status == "running")
+        .min_by_key(|c| c.number())
+        .ok_or_else(|| {
+            Error::new(ErrorKind::Unreachable, &what, format!("no running container of service {service}"))
+                .hint("start the app (`caretaker up`): the database runs in its compose project")
+        })?;
+    // A container on the host's network has no address of its own: it listens on the host's.
+    let address = c.ip_address().unwrap_or("127.0.0.1");
+    caretaker_db::open_in_container(db, redactor, &c.id, address)
+}
+
+/// Starts the database's compose service (and only it) and waits until the database answers,
+/// for `recover` on a machine where nothing runs yet.
+pub fn start_database_service(config: &Config, config_path: &Path, redactor: &Redactor) -> Result<()> {
+    let Some(service) = config.database.as_ref().and_then(|d| d.compose_service.clone()) else { return Ok(()) };
+    let project = project(config, config_path, redactor)?;
+    let c = section(config)?;
+    project.up(std::slice::from_ref(&service), c.stop_timeout, &mut |_| {})?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let answer = open_database(config, redactor).and_then(|db| {
+            db.size().map(|_| ()).or_else(|e| match e.kind() {
+                // The server answers; the database itself may not exist yet.
+                caretaker_db::ErrorKind::NotFound | caretaker_db::ErrorKind::AuthFailed => Ok(()),
+                _ => Err(e),
+            })
+        });
+        match answer {
+            Ok(()) => return Ok(()),
+            Err(e) if std::time::Instant::now() > deadline => return Err(e.into()),
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use caretaker_compose::model::parse_config;
+
+    fn config(yaml: &str) -> Config {
+        let text = format!("version: 1\napp: {{ name: gb }}\n{yaml}");
+        caretaker_core::config::load(
+            &text,
+            Path::new("/srv/gb/caretaker.yml"),
+            None,
+            &caretaker_core::config::NoSecrets,
+        )
+        .unwrap()
+        .config
+    }
+
+    #[test]
+    fn an_update_keeps_the_database_and_what_is_not_built_from_the_sources_running() {
+        let model = parse_config(
+            "services:\n  db: { image: postgres }\n  redis: { image: redis }\n  web: { build: { context: . } }\n  worker: { build: { context: . } }\n",
+            "gb",
+        )
+        .unwrap();
+        let built = config("compose: { keep_running: [worker] }\n");
+        assert_eq!(keep_running(&built, &model), ["db", "redis", "worker"]);
+        let pulled = config(
+            "compose: { images: pull }\ndatabase: { kind: postgres, url: \"postgres://a:b@db/gb\", compose_service: db }\n",
+        );
+        assert_eq!(keep_running(&pulled, &model), ["db"]);
+        assert_eq!(unknown_services(&built, &model), Vec::<String>::new());
+        assert_eq!(unknown_services(&config("compose: { app_service: django }\n"), &model), ["django"]);
+    }
+
+    #[test]
+    fn watch_specs_take_the_compose_services_settings() {
+        let c = config("compose:\n  services:\n    web: { health: { tcp: \"127.0.0.1:8000\" }, crash_loop: { restarts: 2, within: 10s } }\n");
+        let specs = watch_specs(&c, &["web".into(), "db".into()]);
+        assert!(specs[0].health.is_some() && specs[0].crash_loop.restarts == 2);
+        assert!(specs[1].health.is_none() && specs[1].crash_loop.restarts == 5);
+        assert_eq!(project_dir(&c, Path::new("/srv/gb/caretaker.yml")), PathBuf::from("/srv/gb"));
+    }
 }

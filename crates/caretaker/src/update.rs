@@ -693,8 +693,8 @@ impl Updater<'_> {
     }
 
     fn database(&self) -> Result<Box<dyn caretaker_db::Database>> {
-        let cfg = self.config.database.as_ref().ok_or_else(|| anyhow!("no database configured"))?;
-        Ok(caretaker_db::open(cfg, self.redactor)?)
+        self.config.database.as_ref().ok_or_else(|| anyhow!("no database configured"))?;
+        Ok(crate::compose::open_database(self.config, self.redactor)?)
     }
 
     /// Records the release as deployed, schedules its snapshot's removal, drops expired

@@ -153,6 +153,8 @@ pub fn run_checks(
                     Err(e) => out.push(result("database", CheckStatus::Critical, format!("{}: {e}", p.display()))),
                 }
             }
+            // In a compose service: reachable through its container only (the adapter's check).
+            DbKind::Postgres | DbKind::Mariadb if db.compose_service.is_some() => {}
             DbKind::Postgres | DbKind::Mariadb => {
                 let default_port = if db.kind == DbKind::Postgres { 5432 } else { 3306 };
                 let addr = db.url.as_ref().and_then(|u| url_host_port(u.expose(), default_port));

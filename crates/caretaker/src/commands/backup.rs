@@ -168,10 +168,10 @@ pub struct DbRestored {
 /// (switched back off afterwards unless it was on before). A database with tables is refused
 /// unless `force`, which keeps its contents aside.
 pub fn restore_db(app: &AppContext, repo: &dyn BackupEngine, snapshot: &str, force: bool) -> Result<DbRestored> {
-    let Some(dbcfg) = &app.config.database else {
+    let Some(_) = &app.config.database else {
         return Err(Failure::new(Code::Config, "the config has no `database:` section").into());
     };
-    let db = caretaker_db::open(dbcfg, &app.redactor)?;
+    let db = crate::compose::open_database(&app.config, &app.redactor)?;
     let contents = db.contents()?;
     if contents.exists && !contents.is_blank() && !force {
         return Err(Failure::new(
@@ -356,7 +356,7 @@ fn run_backup(
     // into the snapshot as `/caretaker-streams/database`.
     let mut streams: Vec<Box<dyn caretaker_backup::StreamSource>> = Vec::new();
     if let Some(dbcfg) = &config.database {
-        let checked = caretaker_db::open(dbcfg, &app.redactor).and_then(|db| {
+        let checked = crate::compose::open_database(config, &app.redactor).and_then(|db| {
             db.safety_check(&dbcfg.min_rows)?;
             Ok(db)
         });

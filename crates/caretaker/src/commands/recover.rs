@@ -103,10 +103,11 @@ fn recover(
     }
     steps.record(job, "snapshot", t, format!("{} of {}", snap.short_id, snap.time));
 
-    // 2. Live data?
+    // 2. Live data? (A database in a compose service must run first: start only it.)
     let t = Instant::now();
+    crate::compose::start_database_service(&app.config, &app.config_path, &app.redactor)?;
     let db = match &app.config.database {
-        Some(d) => Some(caretaker_db::open(d, &app.redactor)?),
+        Some(_) => Some(crate::compose::open_database(&app.config, &app.redactor)?),
         None => None,
     };
     let mut live = Vec::new();

@@ -105,6 +105,105 @@ impl ComposeApp {
         std::fs::remove_dir_all(&root).unwrap();
     }
 
+    /// A PostgreSQL server image made from this machine's PostgreSQL (`CARETAKER_TEST_PG_BIN`):
+    /// its binaries and libraries, `/bin/sh` and an entry script that runs `initdb` on first
+    /// start (user `POSTGRES_USER`, password `POSTGRES_PASSWORD`) and then the server.
+    pub(crate) fn build_postgres_image(&self) -> Option<String> {
+        let bin = PathBuf::from(require_service("CARETAKER_TEST_PG_BIN")?);
+        let version = bin.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned();
+        let tag = format!("{}-postgres:1", self.project);
+        let root = self.path("pgroot");
+        let pg = root.join(format!("usr/lib/postgresql/{version}"));
+        for d in ["tmp", "bin", "etc", "var/lib/postgresql", "var/run/postgresql", "usr/share/zoneinfo"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::create_dir_all(pg.join("bin")).unwrap();
+        let mut exes = Vec::new();
+        for b in ["postgres", "initdb", "pg_dump", "pg_restore", "psql"] {
+            std::fs::copy(bin.join(b), pg.join("bin").join(b)).unwrap();
+            exes.push(pg.join("bin").join(b));
+        }
+        let cp = |from: &Path, to: &Path| {
+            assert!(Command::new("cp").arg("-rL").arg(from).arg(to).status().unwrap().success());
+        };
+        cp(&bin.parent().unwrap().join("lib"), &pg);
+        for e in std::fs::read_dir(pg.join("lib")).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name == "bitcode" || name.starts_with("llvmjit") {
+                let _ = std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
+            } else if name.ends_with(".so") {
+                exes.push(e.path());
+            }
+        }
+        std::fs::create_dir_all(root.join("usr/share/postgresql")).unwrap();
+        cp(Path::new(&format!("/usr/share/postgresql/{version}")), &root.join("usr/share/postgresql"));
+        std::fs::copy("/usr/share/zoneinfo/UTC", root.join("usr/share/zoneinfo/UTC")).unwrap();
+        let sh = std::fs::canonicalize("/bin/sh").unwrap();
+        std::fs::copy(&sh, root.join("bin/sh")).unwrap();
+        exes.push(sh);
+        for exe in &exes {
+            let out = Command::new("ldd").arg(exe).output().unwrap();
+            for lib in String::from_utf8_lossy(&out.stdout).split_whitespace().filter(|w| w.starts_with('/')) {
+                let to = root.join(lib.trim_start_matches('/'));
+                if !to.exists() {
+                    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+                    std::fs::copy(lib, &to).unwrap();
+                }
+            }
+        }
+        std::fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\npostgres:x:999:999::/var/lib/postgresql:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("etc/group"), "root:x:0:\npostgres:x:999:\n").unwrap();
+        let entry = r#"#!/bin/sh
+set -e
+D=/var/lib/postgresql/data
+if [ ! -s "$D/PG_VERSION" ]; then
+  printf '%s\n' "$POSTGRES_PASSWORD" > /tmp/pw
+  initdb -D "$D" -U "$POSTGRES_USER" --pwfile=/tmp/pw --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C >/dev/null
+  : > /tmp/pw
+  echo "host all all 0.0.0.0/0 scram-sha-256" >> "$D/pg_hba.conf"
+  postgres --single -D "$D" postgres <<SQL >/dev/null
+CREATE DATABASE "$POSTGRES_USER";
+SQL
+fi
+exec postgres -D "$D" -c listen_addresses='*' -c unix_socket_directories=/var/run/postgresql -c fsync=off
+"#;
+        std::fs::write(root.join("entry.sh"), entry).unwrap();
+        for (p, mode) in [("entry.sh", 0o755), ("tmp", 0o1777)] {
+            std::fs::set_permissions(root.join(p), std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+        }
+        for d in ["var/lib/postgresql", "var/run/postgresql"] {
+            assert!(Command::new("chown").arg("999:999").arg(root.join(d)).status().unwrap().success());
+        }
+        let path_env = format!("ENV PATH=/usr/lib/postgresql/{version}/bin:/bin");
+        let mut tar =
+            Command::new("tar").arg("-C").arg(&root).args(["-c", "."]).stdout(Stdio::piped()).spawn().unwrap();
+        let import = Command::new("docker")
+            .args([
+                "import",
+                "-c",
+                "ENTRYPOINT [\"/entry.sh\"]",
+                "-c",
+                "USER 999",
+                "-c",
+                "ENV TZ=UTC",
+                "-c",
+                &path_env,
+                "-",
+                &tag,
+            ])
+            .stdin(tar.stdout.take().unwrap())
+            .output()
+            .unwrap();
+        assert!(tar.wait().unwrap().success());
+        assert!(import.status.success(), "docker import: {}", String::from_utf8_lossy(&import.stderr));
+        std::fs::remove_dir_all(&root).unwrap();
+        Some(tag)
+    }
+
     /// Stops the daemon, then removes everything docker holds for this project.
     fn clean_up(&self) {
         let _ = self.ct.command(&["down", "--daemon"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
@@ -650,4 +749,95 @@ update: {{ health_timeout: 30s, keep_releases: 1 }}"#,
     for (reference, id) in before.iter().filter(|(r, _)| !want.contains(r)) {
         assert_eq!(docker(&["image", "inspect", "--format", "{{.Id}}", id]), "", "{reference}'s image {id} is gone");
     }
+}
+
+#[test]
+fn a_database_in_a_compose_service_is_dumped_restored_snapshotted_and_reverted_through_its_container() {
+    let Some(app) = ComposeApp::new() else { return };
+    let Some(pg_image) = app.build_postgres_image() else { return };
+    let port = free_port();
+    let password = "pw-in-the-container-only-7713";
+    write_demo_build(&app, &app.path("build"));
+    app.write(
+        "docker-compose.yml",
+        &format!(
+            r#"version: "3.7"
+services:
+  db:
+    image: {pg_image}
+    environment:
+      POSTGRES_USER: app
+      POSTGRES_PASSWORD: "${{DB_PASSWORD}}"
+    volumes: ["pgdata:/var/lib/postgresql"]
+    restart: unless-stopped
+  web:
+    build: ./build
+    entrypoint: ["/bin/sh", "-c", "/caretaker demo-app migrate && exec /caretaker demo-app serve --listen 0.0.0.0:8000"]
+    environment:
+      DEMO_DATABASE_URL: "postgres://app:${{DB_PASSWORD}}@db:5432/app"
+      DEMO_FILES_DIR: /tmp
+    depends_on: [db]
+    ports: ["127.0.0.1:{port}:8000"]
+    restart: unless-stopped
+volumes:
+  pgdata:
+"#
+        ),
+    );
+    app.config_with(
+        &format!("  env: {{ DB_PASSWORD: {{ secret: \"{password}\" }} }}"),
+        &format!(
+            r#"compose:
+  services:
+    # The app retries until the database has started.
+    web: {{ health: {{ http: "http://127.0.0.1:{port}/healthz", interval: 1s, timeout: 1s, start_period: 60s }}, crash_loop: {{ restarts: 30, within: 60s }} }}
+database:
+  kind: postgres
+  url: "postgres://app:{password}@db:5432/app"
+  compose_service: db
+backup:
+  repository: "{repo}"
+  password: "a long enough test password""#,
+            repo = app.path("repo").display()
+        ),
+    );
+    app.ct.expect(&["up", "--timeout", "120"], 0);
+    let entries = || http_get(port, "/api/entries").map(|(_, b)| b).unwrap_or_default();
+    post_entry(port, "before-the-backup");
+
+    // The client tools run in the server's container: nothing needed on this machine.
+    let check = app.ct.json(&["db", "check", "--json"]);
+    assert!(check.to_string().contains("in container"), "{check}");
+    app.ct.expect(&["backup", "init"], 0);
+    let run = app.ct.json(&["backup", "run", "--json"]);
+    assert_eq!(run["outcome"], "succeeded", "{run}");
+    assert!(run["figures"]["measurement"]["streams"]["database"].as_u64().unwrap() > 0, "{run}");
+
+    // Restore over live data (forced): pg_restore in the container; the old contents kept.
+    post_entry(port, "after-the-backup");
+    app.ct.expect(&["backup", "restore", "--db-only", "--force"], 0);
+    wait_until(Duration::from_secs(30), "the restored entries", || {
+        let e = entries();
+        (e.contains("before-the-backup") && !e.contains("after-the-backup")).then_some(())
+    });
+    let snaps = app.ct.json(&["db", "snapshots", "--json"]);
+    assert!(snaps.to_string().contains("app__old_"), "the previous contents are kept: {snaps}");
+
+    // Snapshot and revert, through a connection to the container's address.
+    let snap = app.ct.json(&["db", "snapshot", "--label", "t", "--json"]);
+    let name = snap["name"].as_str().unwrap().to_string();
+    post_entry(port, "after-the-snapshot");
+    assert!(entries().contains("after-the-snapshot"));
+    app.ct.expect(&["db", "revert", &name, "--yes"], 0);
+    wait_until(Duration::from_secs(30), "the reverted entries", || {
+        let e = entries();
+        (e.contains("before-the-backup") && !e.contains("after-the-snapshot")).then_some(())
+    });
+
+    // The password was never on a command line or in any output caretaker kept.
+    let mut logs = String::new();
+    for e in std::fs::read_dir(app.path("state/jobs")).unwrap().flatten() {
+        logs.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+    }
+    assert!(!logs.contains(password), "a job log holds the password");
 }

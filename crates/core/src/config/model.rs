@@ -356,6 +356,10 @@ pub struct Database {
     pub path: Option<PathBuf>,
     /// Safety check: backups refuse to run unless each table has at least this many rows.
     pub min_rows: BTreeMap<String, u64>,
+    /// The compose service the database server runs in (a compose app): SQL connections go to
+    /// that container's address instead of the URL's host, and the client tools (dump,
+    /// restore) run inside the container (docs/compose.md).
+    pub compose_service: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -642,9 +642,18 @@ fn database(cx: &mut Cx, node: &Node, path: &str) -> Option<Database> {
                 .map(|v| v.into_iter().collect())
         })
         .unwrap_or_default();
+    let compose_service = m.opt(cx, "compose_service", |cx, n, p| compose_name(cx, n, p, "service name"));
     let span = *m.span();
     m.finish(cx);
     let kind = kind?;
+    if compose_service.is_some() && kind == DbKind::Sqlite {
+        cx.error(
+            &span,
+            path,
+            "`compose_service` is for PostgreSQL and MariaDB servers in a container".to_string(),
+            Some("a SQLite file in a volume is backed up with `compose.volumes`".into()),
+        );
+    }
     match kind {
         DbKind::Postgres | DbKind::Mariadb => {
             if url.is_none() && path_.is_none() {
@@ -699,7 +708,7 @@ fn database(cx: &mut Cx, node: &Node, path: &str) -> Option<Database> {
             Some("remove it, and create the MariaDB user and database once by hand".into()),
         );
     }
-    Some(Database { kind, url, admin_url, path: path_, min_rows })
+    Some(Database { kind, url, admin_url, path: path_, min_rows, compose_service })
 }
 
 fn file_tree(cx: &mut Cx, node: &Node, path: &str) -> Option<FileTree> {
@@ -1271,6 +1280,14 @@ pub fn cross_checks(cx: &mut Cx, cfg: &Config, root: &Node) {
             "backup",
             "`backup` is configured but there is nothing to back up".to_string(),
             Some("add `database:` and/or `files:` (or `compose.volumes`)".into()),
+        );
+    }
+    if cfg.compose.is_none() && cfg.database.as_ref().is_some_and(|d| d.compose_service.is_some()) {
+        cx.error(
+            &span_of("database"),
+            "database.compose_service",
+            "`database.compose_service` names a compose service, but the app has no `compose:` section".to_string(),
+            None,
         );
     }
     if let Some(c) = &cfg.compose {
