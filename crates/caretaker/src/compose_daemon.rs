@@ -54,8 +54,9 @@ enum Msg {
         seq: u64,
         containers: Vec<Container>,
     },
+    /// A probe of the service named `service` (indices change when the compose file does).
     Probed {
-        service: usize,
+        service: String,
         generation: u64,
         result: Result<(), String>,
     },
@@ -318,15 +319,16 @@ impl ComposeDaemon {
                 }
             }
             Msg::Probed { service, generation, result } => {
+                let Some(i) = self.watch.index(&service) else { return };
                 let (ok, detail) = match result {
                     Ok(()) => (true, String::new()),
                     Err(e) => (false, e),
                 };
-                let before = self.watch.health(service.min(self.watch.names().len().saturating_sub(1)));
-                let acts = self.watch.probed(Instant::now(), service, generation, ok, detail.clone());
-                if service < self.watch.names().len() && self.watch.health(service) != before {
-                    let name = &self.watch.names()[service];
-                    tracing::info!(service = %name, "health: {:?}{}{}", self.watch.health(service), if ok { "" } else { ": " }, detail);
+                let before = self.watch.health(i);
+                let acts = self.watch.probed(Instant::now(), i, generation, ok, detail.clone());
+                if self.watch.health(i) != before {
+                    let h = self.watch.health(i);
+                    tracing::info!(service = %service, "health: {h:?}{}{detail}", if ok { "" } else { ": " });
                 }
                 self.execute(acts);
             }
@@ -477,8 +479,9 @@ impl ComposeDaemon {
         };
         let tx = self.tx.clone();
         let timeout = h.timeout;
+        let probed = name.clone();
         let send = move |result| {
-            let _ = tx.send(Msg::Probed { service, generation, result });
+            let _ = tx.send(Msg::Probed { service: probed, generation, result });
         };
         match h.probe {
             Probe::Http { url, expect_status, expect_body } => {

@@ -550,7 +550,12 @@ impl ComposeWatch {
                         .map(|t| now.duration_since(t).as_secs().max(0) as u64),
                     restarts: s.restarts,
                     health: s.health(),
-                    last_exit: s.last_exit.clone(),
+                    // A compose command that failed before any container ran: `up` must not
+                    // wait for it to become healthy.
+                    last_exit: s
+                        .last_exit
+                        .clone()
+                        .or_else(|| (s.op_error.is_some() && c.is_none()).then(|| "not started".to_string())),
                     reason: s.reason(),
                     waiting: false,
                 }
@@ -714,8 +719,10 @@ mod tests {
         assert_eq!(w.phase(0), Phase::Starting, "running, not stopped (and not yet settled)");
         w.request(Request::Restart(Some("web".into())));
         w.op_done(c.at(2.0), &Op::Restart(vec!["web".into()]), Err("no such image".into()), 80, &[]);
+        // No container (the observation after the failure found none): `up` must not wait.
         let st = &w.statuses(jiff::Timestamp::now())[0];
         assert_eq!((st.state, st.reason.as_deref()), (Phase::Stopped, Some("no such image")));
+        assert!(st.last_exit.is_some(), "{st:?}");
     }
 
     #[test]

@@ -31,6 +31,7 @@ fn every_example_config_parses() {
         cmd.env("GUESTBOOK_WEBHOOK_URL", "https://ntfy.example.org/guestbook");
         cmd.env("GUESTBOOK_DATABASE_URL", "postgres://g:pw@127.0.0.1/guestbook");
         cmd.env("COURSYS_DATABASE_URL", "mysql://c:pw@127.0.0.1/coursys");
+        cmd.env("TOPOBANK_DATABASE_URL", "postgres://topobank:pw@postgres:5432/topobank");
         let out = cmd.output().unwrap();
         assert!(out.status.success(), "{}: {}", path.display(), stderr_of(&out));
     }

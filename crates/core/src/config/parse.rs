@@ -1299,12 +1299,14 @@ pub fn cross_checks(cx: &mut Cx, cfg: &Config, root: &Node) {
                 Some("with `compose:`, the services are the compose file's; settings for them go under `compose.services`".into()),
             );
         }
-        let one_off = !cfg.app.migrate.is_empty() || matches!(cfg.update.migrations, MigrationDetect::Command(_));
+        let one_off = !cfg.app.migrate.is_empty()
+            || !cfg.jobs.is_empty()
+            || matches!(cfg.update.migrations, MigrationDetect::Command(_));
         if one_off && c.app_service.is_none() {
             cx.error(
                 &span_of("compose"),
                 "compose.app_service",
-                "the app's migrations run in a one-off container, but `compose.app_service` does not say of which service".to_string(),
+                "the app's migrations and jobs run in one-off containers, but `compose.app_service` does not say of which service".to_string(),
                 Some("e.g. `app_service: web` (the service whose image holds the app's code)".into()),
             );
         }

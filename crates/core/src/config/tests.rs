@@ -472,7 +472,7 @@ fn bad_compose_sections_are_reported() {
               | ^
                = hint: with `compose:`, the services are the compose file's; settings for them go under `compose.services`
 
-            error: the app's migrations run in a one-off container, but `compose.app_service` does not say of which service
+            error: the app's migrations and jobs run in one-off containers, but `compose.app_service` does not say of which service
               --> /etc/caretaker/caretaker.yml:7:1
               |
             7 | compose:
@@ -509,4 +509,29 @@ fn bad_compose_sections_are_reported() {
             6 errors, 0 warnings
         "#]],
     );
+}
+
+#[test]
+fn database_compose_service_needs_a_compose_app_and_a_server() {
+    check_errors(
+        "version: 1\napp:\n  name: g\ndatabase: { kind: sqlite, path: /srv/g.db, compose_service: db }\n",
+        expect![[r#"
+            error: `compose_service` is for PostgreSQL and MariaDB servers in a container
+              --> /etc/caretaker/caretaker.yml:4:1
+              |
+            4 | database: { kind: sqlite, path: /srv/g.db, compose_service: db }
+              | ^
+               = hint: a SQLite file in a volume is backed up with `compose.volumes`
+
+            error: `database.compose_service` names a compose service, but the app has no `compose:` section
+              --> /etc/caretaker/caretaker.yml:4:1
+              |
+            4 | database: { kind: sqlite, path: /srv/g.db, compose_service: db }
+              | ^
+
+            2 errors, 0 warnings
+        "#]],
+    );
+    let ok = load_str("version: 1\napp:\n  name: g\ncompose: {}\ndatabase: { kind: postgres, url: \"postgres://a:b@db/g\", compose_service: db }\n");
+    assert_eq!(ok.unwrap().config.database.unwrap().compose_service.as_deref(), Some("db"));
 }
