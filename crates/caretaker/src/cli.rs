@@ -409,6 +409,9 @@ pub struct LogsArgs {
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {
+    /// Compose apps: the service whose container runs the command (default: compose.app_service)
+    #[arg(long, short = 's')]
+    pub service: Option<String>,
     /// The command and its arguments (after `--`)
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
     pub command: Vec<OsString>,

@@ -86,13 +86,12 @@ pub fn run(app: AppContext, allow_world_readable_config: bool) -> Result<()> {
 }
 
 async fn run_async(app: AppContext, allow_world_readable_config: bool) -> Result<()> {
-    let state_dir = app.store.dir().to_path_buf();
     // Bind the listeners first: a port in use ends the daemon before anything starts.
-    let http_listener = crate::web::bind(&app.config.http.listen, "http.listen").await?;
-    let front_door_listener = match &app.config.front_door {
-        Some(fd) => Some(crate::web::bind(&fd.listen, "front_door.listen").await?),
-        None => None,
-    };
+    let listeners = Listeners::bind(&app.config).await?;
+    if app.config.compose.is_some() {
+        return crate::compose_daemon::run(app, allow_world_readable_config, listeners).await;
+    }
+    let state_dir = app.store.dir().to_path_buf();
     let records = Records::new(&state_dir);
     // A predecessor that was SIGKILLed may have left services running: stop them first, so
     // there is never a second instance and no orphan holds a port.
@@ -125,44 +124,11 @@ async fn run_async(app: AppContext, allow_world_readable_config: bool) -> Result
         logs.push(Arc::new(Mutex::new(log)));
     }
 
-    let sock = socket_path(&state_dir);
-    // We hold the daemon lock, so a socket file left here belongs to a dead daemon.
-    let _ = std::fs::remove_file(&sock);
-    let listener = UnixListener::bind(&sock).with_context(|| format!("listening on {}", sock.display()))?;
-    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))?;
-
     let (tx, mut rx) = mpsc::unbounded_channel();
-    tokio::spawn(accept_loop(listener, tx.clone()));
-
-    let config = Arc::new(app.config.clone());
-    let (shutdown_tx, shutdown) = watch::channel(false);
-    let (view_tx, view_rx) = watch::channel(ServicesView::default());
-    let (mode_tx, mode_rx) = watch::channel(app.store.mode().unwrap_or(Mode::Normal));
-    let open_store = || caretaker_state::Store::open(&state_dir, app.redactor.clone());
-    crate::web::follow_mode(open_store()?, mode_tx.clone(), shutdown.clone());
-    let web = WebContext {
-        config: config.clone(),
-        state_dir: state_dir.clone(),
-        redactor: app.redactor.clone(),
-        services: view_rx.clone(),
-        mode: mode_rx.clone(),
-    };
-    let http_addr = http_listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    tokio::spawn(crate::web::serve_http(http_listener, crate::web::router(&web)?, shutdown.clone()));
-    tracing::info!("http listener on {http_addr} (GET /metrics)");
-    if let (Some(listener), Some(fd)) = (front_door_listener, &config.front_door) {
-        let settings = caretaker_frontdoor::Settings::from_config(&config.app.name, fd);
-        crate::web::spawn_front_door(settings, listener, mode_rx.clone(), shutdown.clone())?;
-        tracing::info!("front door on {} → {}", fd.listen, fd.upstream);
-    }
-    tokio::spawn(alerts_loop(config.clone(), open_store()?, view_rx.clone(), shutdown.clone()));
-    let invocation = crate::scheduled::Invocation {
-        exe: std::env::current_exe().context("finding caretaker's own executable")?,
-        config_path: std::path::absolute(&app.config_path).unwrap_or(app.config_path.clone()),
-        state_dir: std::path::absolute(&state_dir).unwrap_or(state_dir.clone()),
-        allow_world_readable_config,
-    };
-    tokio::spawn(crate::scheduled::run(config.clone(), open_store()?, invocation, shutdown.clone()));
+    let around = Surroundings::start(&app, allow_world_readable_config, listeners, tx.clone(), |request, reply| {
+        Msg::Control { request, reply }
+    })
+    .await?;
 
     let specs = app.config.services.iter().map(ServiceSpec::from_config).collect();
     let n = app.config.services.len();
@@ -179,10 +145,10 @@ async fn run_async(app: AppContext, allow_world_readable_config: bool) -> Result
         waiting_down: Vec::new(),
         exiting: false,
         down_since: vec![Some(jiff::Timestamp::now()); n],
-        view: view_tx,
-        mode: mode_tx,
+        view: around.view.clone(),
+        mode: around.mode.clone(),
     };
-    tracing::info!(app = %d.config.app.name, pid = std::process::id(), socket = %sock.display(), "daemon started");
+    tracing::info!(app = %d.config.app.name, pid = std::process::id(), socket = %around.socket.display(), "daemon started");
     // An update that a crash interrupted is finished (forward or back) by `update --resume`,
     // which stops and starts the services through this daemon; starting them here could run
     // a release on half-migrated data.
@@ -217,16 +183,104 @@ async fn run_async(app: AppContext, allow_world_readable_config: bool) -> Result
             break;
         }
     }
-    let _ = shutdown_tx.send(true);
     let _ = d.records.save(&[]);
-    let _ = std::fs::remove_file(&sock);
-    // Let the connection tasks deliver the answers to `down --daemon` before the runtime ends.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    tracing::info!("daemon stopped");
+    around.finish().await;
     Ok(())
 }
 
-async fn accept_loop(listener: UnixListener, tx: mpsc::UnboundedSender<Msg>) {
+/// The daemon's TCP listeners, bound before anything starts.
+pub struct Listeners {
+    http: tokio::net::TcpListener,
+    front_door: Option<tokio::net::TcpListener>,
+}
+
+impl Listeners {
+    async fn bind(config: &Config) -> Result<Listeners> {
+        let http = crate::web::bind(&config.http.listen, "http.listen").await?;
+        let front_door = match &config.front_door {
+            Some(fd) => Some(crate::web::bind(&fd.listen, "front_door.listen").await?),
+            None => None,
+        };
+        Ok(Listeners { http, front_door })
+    }
+}
+
+/// What runs around the supervisor, whichever runtime the app uses: the control socket, the
+/// HTTP listener, the front door, the mode follower, alerts and the scheduler.
+pub struct Surroundings {
+    /// The services' view the runtime publishes after every event.
+    pub view: watch::Sender<ServicesView>,
+    /// The app's mode for the front door (the runtime pushes service mode at once).
+    pub mode: watch::Sender<Mode>,
+    pub socket: PathBuf,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Surroundings {
+    /// Listens on the control socket (each request becomes `wrap(request, reply)` on `tx`) and
+    /// starts the other tasks.
+    pub async fn start<M: Send + 'static>(
+        app: &AppContext,
+        allow_world_readable_config: bool,
+        listeners: Listeners,
+        tx: mpsc::UnboundedSender<M>,
+        wrap: fn(Request, oneshot::Sender<Response>) -> M,
+    ) -> Result<Surroundings> {
+        let state_dir = app.store.dir().to_path_buf();
+        let sock = socket_path(&state_dir);
+        // We hold the daemon lock, so a socket file left here belongs to a dead daemon.
+        let _ = std::fs::remove_file(&sock);
+        let listener = UnixListener::bind(&sock).with_context(|| format!("listening on {}", sock.display()))?;
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))?;
+        tokio::spawn(accept_loop(listener, tx, wrap));
+
+        let config = Arc::new(app.config.clone());
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let (view_tx, view_rx) = watch::channel(ServicesView::default());
+        let (mode_tx, mode_rx) = watch::channel(app.store.mode().unwrap_or(Mode::Normal));
+        let open_store = || caretaker_state::Store::open(&state_dir, app.redactor.clone());
+        crate::web::follow_mode(open_store()?, mode_tx.clone(), shutdown.clone());
+        let web = WebContext {
+            config: config.clone(),
+            state_dir: state_dir.clone(),
+            redactor: app.redactor.clone(),
+            services: view_rx.clone(),
+            mode: mode_rx.clone(),
+        };
+        let http_addr = listeners.http.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        tokio::spawn(crate::web::serve_http(listeners.http, crate::web::router(&web)?, shutdown.clone()));
+        tracing::info!("http listener on {http_addr} (GET /metrics)");
+        if let (Some(listener), Some(fd)) = (listeners.front_door, &config.front_door) {
+            let settings = caretaker_frontdoor::Settings::from_config(&config.app.name, fd);
+            crate::web::spawn_front_door(settings, listener, mode_rx.clone(), shutdown.clone())?;
+            tracing::info!("front door on {} → {}", fd.listen, fd.upstream);
+        }
+        tokio::spawn(alerts_loop(config.clone(), open_store()?, view_rx.clone(), shutdown.clone()));
+        let invocation = crate::scheduled::Invocation {
+            exe: std::env::current_exe().context("finding caretaker's own executable")?,
+            config_path: std::path::absolute(&app.config_path).unwrap_or(app.config_path.clone()),
+            state_dir: std::path::absolute(&state_dir).unwrap_or(state_dir.clone()),
+            allow_world_readable_config,
+        };
+        tokio::spawn(crate::scheduled::run(config.clone(), open_store()?, invocation, shutdown.clone()));
+        Ok(Surroundings { view: view_tx, mode: mode_tx, socket: sock, shutdown: shutdown_tx })
+    }
+
+    /// Ends the tasks and removes the socket, once the services are stopped.
+    pub async fn finish(self) {
+        let _ = self.shutdown.send(true);
+        let _ = std::fs::remove_file(&self.socket);
+        // Let the connection tasks deliver the answers to `down --daemon` before the runtime ends.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tracing::info!("daemon stopped");
+    }
+}
+
+async fn accept_loop<M: Send + 'static>(
+    listener: UnixListener,
+    tx: mpsc::UnboundedSender<M>,
+    wrap: fn(Request, oneshot::Sender<Response>) -> M,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
         let tx = tx.clone();
@@ -239,7 +293,7 @@ async fn accept_loop(listener: UnixListener, tx: mpsc::UnboundedSender<Msg>) {
             let response = match serde_json::from_str::<Request>(&line) {
                 Ok(request) => {
                     let (reply, answer) = oneshot::channel();
-                    if tx.send(Msg::Control { request, reply }).is_err() {
+                    if tx.send(wrap(request, reply)).is_err() {
                         return;
                     }
                     match answer.await {
@@ -425,6 +479,11 @@ impl Daemon {
                 } else {
                     self.apply(AppEvent::Down);
                 }
+                self.waiting_down.push(reply);
+            }
+            // The built-in supervisor runs no data services of its own: all of it stops.
+            Request::StopApp => {
+                self.apply(AppEvent::Down);
                 self.waiting_down.push(reply);
             }
         }

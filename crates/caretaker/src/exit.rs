@@ -132,6 +132,15 @@ pub fn classify(err: &anyhow::Error) -> (Code, Option<String>) {
         };
         return (code, d.what_to_do().map(str::to_string));
     }
+    if let Some(c) = err.downcast_ref::<caretaker_compose::Error>() {
+        use caretaker_compose::ErrorKind as K;
+        let code = match c.kind() {
+            K::ToolMissing | K::Unreachable | K::NotFound => Code::Unavailable,
+            K::NotEmpty => Code::Refused,
+            K::Failed | K::Io => Code::Failure,
+        };
+        return (code, c.what_to_do().map(str::to_string));
+    }
     (Code::Failure, None)
 }
 

@@ -7,6 +7,8 @@ mod appenv;
 mod appmode;
 mod cli;
 mod commands;
+mod compose;
+mod compose_daemon;
 mod context;
 mod control;
 mod daemon;
@@ -17,6 +19,7 @@ mod progress;
 mod runner;
 mod scheduled;
 mod update;
+mod volbackup;
 mod web;
 
 use clap::Parser;

@@ -344,7 +344,8 @@ impl Updater<'_> {
         let obs = Observations {
             migrations,
             has_database: self.config.database.is_some(),
-            has_build: !self.config.app.build.is_empty(),
+            // A compose app always makes its release's images (docs/compose.md).
+            has_build: !self.config.app.build.is_empty() || self.config.compose.is_some(),
             has_migrate: !self.config.app.migrate.is_empty(),
             force: req.force,
         };
@@ -571,12 +572,38 @@ impl Updater<'_> {
         let release = releases_dir(&state_dir).join(&p.to);
         match step {
             Step::Fetch => export(&git_cache(&state_dir)?, &p.to_commit, &release),
-            Step::Build => self.run_commands(&self.config.app.build, &release, job, "build"),
+            Step::Build => {
+                self.run_commands(&self.config.app.build, &release, job, "build")?;
+                if self.config.compose.is_some() {
+                    let pins = crate::compose::prepare_release_images(
+                        self.config,
+                        self.config_path,
+                        self.redactor,
+                        &release,
+                        &p.to,
+                        &mut |l| job.log(l),
+                    )?;
+                    for (service, image) in pins {
+                        job.log(&format!("service {service}: image {image}"));
+                    }
+                }
+                Ok(())
+            }
             Step::DetectMigrations => {
                 let MigrationDetect::Command(c) = &self.config.update.migrations else {
                     p.migrations_needed = Some(true);
                     return Ok(());
                 };
+                if self.config.compose.is_some() {
+                    let (cfg, path, r) = (self.config, self.config_path, self.redactor);
+                    let limit = crate::compose::ONE_OFF_TIMEOUT;
+                    let ok =
+                        crate::compose::run_one_off(cfg, path, r, &release, c, "detect", limit, &mut |l| job.log(l))?
+                            .success();
+                    p.migrations_needed = Some(!ok);
+                    job.log(&format!("migrations needed: {}", !ok));
+                    return Ok(());
+                }
                 let env = app_env(&self.config.app, None, &release)?;
                 let ended = run_logged(c, &env, &release, BUILD_TIMEOUT, job, &self.redact(), false)?;
                 p.migrations_needed = Some(!ended.success());
@@ -585,7 +612,7 @@ impl Updater<'_> {
             }
             Step::MaintenanceOn => crate::appmode::maintenance_on(self.store, self.config, None, "update").map(|_| ()),
             Step::Stop => {
-                request(&state_dir, &Request::Down { exit_daemon: false }, self.stop_timeout())?;
+                request(&state_dir, &Request::StopApp, self.stop_timeout())?;
                 Ok(())
             }
             Step::Snapshot => {
@@ -601,6 +628,12 @@ impl Updater<'_> {
                 save_progress(self.store, p)
             }
             Step::Switch => switch_current(&state_dir, &p.to),
+            Step::Migrate if self.config.compose.is_some() => {
+                let (cfg, path, r) = (self.config, self.config_path, self.redactor);
+                crate::compose::run_one_off_commands(cfg, path, r, &release, &cfg.app.migrate, "migrate", &mut |l| {
+                    job.log(l)
+                })
+            }
             Step::Migrate => self.run_commands(&self.config.app.migrate, &release, job, "migrate"),
             Step::Start => self.start_services(),
             Step::HealthGate => wait_until_up(&state_dir, None, self.config.update.health_timeout).map(|_| ()),
@@ -613,7 +646,10 @@ impl Updater<'_> {
         let state_dir = self.state_dir();
         match s {
             RollbackStep::StopNew => {
-                request(&state_dir, &Request::Down { exit_daemon: false }, self.stop_timeout())?;
+                request(&state_dir, &Request::StopApp, self.stop_timeout())?;
+                if self.config.compose.is_some() {
+                    crate::compose::remove_one_off_containers(self.config, self.redactor, &mut |l| job.log(l))?;
+                }
                 Ok(())
             }
             RollbackStep::RevertDatabase => {
@@ -644,7 +680,7 @@ impl Updater<'_> {
     }
 
     fn stop_timeout(&self) -> Duration {
-        self.config.services.iter().map(|s| s.stop_timeout).sum::<Duration>() + Duration::from_secs(30)
+        self.config.stop_timeout_total() + Duration::from_secs(30)
     }
 
     fn start_services(&self) -> Result<()> {
@@ -656,8 +692,8 @@ impl Updater<'_> {
     }
 
     fn database(&self) -> Result<Box<dyn caretaker_db::Database>> {
-        let cfg = self.config.database.as_ref().ok_or_else(|| anyhow!("no database configured"))?;
-        Ok(caretaker_db::open(cfg, self.redactor)?)
+        self.config.database.as_ref().ok_or_else(|| anyhow!("no database configured"))?;
+        Ok(crate::compose::open_database(self.config, self.redactor)?)
     }
 
     /// Records the release as deployed, schedules its snapshot's removal, drops expired
@@ -706,6 +742,13 @@ impl Updater<'_> {
             registry.releases.retain(|x| &x.name != r);
             registry.history.retain(|x| x != r);
         }
+        if self.config.compose.is_some() {
+            // Images and containers of releases that are gone; the remaining ones' stay.
+            let keep: Vec<String> = names.iter().filter(|n| !remove.contains(n)).cloned().collect();
+            if let Err(e) = crate::compose::clean_up(self.config, self.redactor, &keep, &mut |l| job.log(l)) {
+                job.log(&format!("cleaning up after the update: {e:#}"));
+            }
+        }
         registry.save(self.store)
     }
 
@@ -731,7 +774,7 @@ impl Updater<'_> {
         job.log(&format!("rollback {} -> {prev} (code only)", current.as_deref().unwrap_or("-")));
         let attempt = (|| -> Result<()> {
             crate::appmode::maintenance_on(self.store, self.config, None, "rollback")?;
-            request(&state_dir, &Request::Down { exit_daemon: false }, self.stop_timeout())?;
+            request(&state_dir, &Request::StopApp, self.stop_timeout())?;
             switch_current(&state_dir, &prev)?;
             self.start_services()?;
             wait_until_up(&state_dir, None, self.config.update.health_timeout)?;
@@ -743,7 +786,7 @@ impl Updater<'_> {
             // Back to what served before.
             let back = (|| -> Result<()> {
                 let cur = current.as_deref().ok_or_else(|| anyhow!("nothing was current"))?;
-                request(&state_dir, &Request::Down { exit_daemon: false }, self.stop_timeout())?;
+                request(&state_dir, &Request::StopApp, self.stop_timeout())?;
                 switch_current(&state_dir, cur)?;
                 self.start_services()?;
                 wait_until_up(&state_dir, None, self.config.update.health_timeout)?;

@@ -14,6 +14,7 @@ fn open(url: &str) -> Box<dyn caretaker_db::Database> {
         admin_url: None,
         path: None,
         min_rows: Default::default(),
+        compose_service: None,
     };
     caretaker_db::open(&cfg, &Redactor::default()).expect("open")
 }

@@ -127,9 +127,44 @@ pub trait Database: Send + Sync {
     fn drop_snapshot(&self, snapshot: &Snapshot) -> Result<()>;
 }
 
+/// Where an adapter runs its client tools.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Tools {
+    /// Installed on this machine (found on `PATH`, and PostgreSQL's per-version directories).
+    #[default]
+    Host,
+    /// Inside this running container — the database server's own (`docker exec -i`): the
+    /// tools match the server's version and need nothing installed on the machine. Secrets
+    /// reach them as `-e NAME`, the value taken from docker's own environment, never argv.
+    Container(String),
+}
+
 /// The adapter for a configured database. Fails only when the config cannot describe a
 /// database (no URL, an unparsable URL, no path).
 pub fn open(cfg: &config::Database, redactor: &Redactor) -> Result<Box<dyn Database>> {
+    open_with(cfg, redactor, None)
+}
+
+/// The adapter for a database whose server runs in `container` (a compose service): SQL goes
+/// to `address` (the container's IP) instead of the URL's host, which names the service on the
+/// compose network, and the client tools run inside the container.
+pub fn open_in_container(
+    cfg: &config::Database,
+    redactor: &Redactor,
+    container: &str,
+    address: &str,
+) -> Result<Box<dyn Database>> {
+    open_with(cfg, redactor, Some((container, address)))
+}
+
+fn open_with(cfg: &config::Database, redactor: &Redactor, inside: Option<(&str, &str)>) -> Result<Box<dyn Database>> {
+    let tools = inside.map(|(c, _)| Tools::Container(c.to_string())).unwrap_or_default();
+    let relocate = |mut u: url::DbUrl| {
+        if let Some((_, address)) = inside {
+            u.host = Some(address.to_string());
+        }
+        u
+    };
     let url = || {
         let secret = cfg.url.as_ref().ok_or_else(|| {
             Error::new(ErrorKind::Other, "database", "no database URL configured")
@@ -150,9 +185,21 @@ pub fn open(cfg: &config::Database, redactor: &Redactor) -> Result<Box<dyn Datab
                 })?),
                 None => None,
             };
-            Box::new(postgres::Postgres::new(url()?, redactor.clone())?.with_admin(admin))
+            Box::new(
+                postgres::Postgres::new(relocate(url()?), redactor.clone())?
+                    .with_admin(admin.map(relocate))
+                    .with_tools(tools),
+            )
         }
-        DbKind::Mariadb => Box::new(mariadb::Mariadb::new(url()?, redactor.clone())?),
+        DbKind::Mariadb => Box::new(mariadb::Mariadb::new(relocate(url()?), redactor.clone())?.with_tools(tools)),
+        DbKind::Sqlite if inside.is_some() => {
+            return Err(Error::new(
+                ErrorKind::Other,
+                "database",
+                "a SQLite database cannot run in a container of its own",
+            )
+            .hint("remove database.compose_service; back up the volume holding the file with compose.volumes"))
+        }
         DbKind::Sqlite => {
             let path = cfg.path.clone().ok_or_else(|| {
                 Error::new(ErrorKind::Other, "database", "no SQLite database path configured").hint("set database.path")

@@ -15,7 +15,7 @@ use crate::postgres::not_empty;
 use crate::process::{self, SecretFile, ToolFailure};
 use crate::safety::{Contents, TableState};
 use crate::url::DbUrl;
-use crate::{quote_ident, Database, RestoreMode, Restored, ServerInfo};
+use crate::{quote_ident, Database, RestoreMode, Restored, ServerInfo, Tools};
 use caretaker_core::config::{DbKind, Redactor};
 use jiff::Timestamp;
 use std::io::{Read, Write};
@@ -30,6 +30,7 @@ pub struct Mariadb {
     database: String,
     target: String,
     redactor: Redactor,
+    tools: Tools,
 }
 
 fn q(name: &str) -> String {
@@ -78,7 +79,48 @@ impl Mariadb {
         } else {
             format!("mariadb database {database} on {host}:{port}")
         };
-        Ok(Mariadb { url, database, target, redactor })
+        Ok(Mariadb { url, database, target, redactor, tools: Tools::Host })
+    }
+
+    /// Runs the client tools where `tools` says (the server's container, for a database in a
+    /// compose project). There the password reaches them as `MYSQL_PWD` (an option file on
+    /// this machine is out of the container's reach).
+    pub fn with_tools(mut self, tools: Tools) -> Self {
+        if let Tools::Container(c) = &tools {
+            self.target = format!("{} (container {})", self.target, &c[..c.len().min(12)]);
+        }
+        self.tools = tools;
+        self
+    }
+
+    /// A client tool (`names[0]`, or the first found on the host) connected as the URL says:
+    /// on the host through the option file (`--defaults-extra-file` must come first), in a
+    /// container through arguments and `MYSQL_PWD`.
+    fn tool(&self, names: &[&str], opts: &SecretFile) -> Result<Command> {
+        match &self.tools {
+            Tools::Host => {
+                let mut c = Command::new(self.program(names)?);
+                c.arg(format!("--defaults-extra-file={}", opts.path().display()));
+                c.env_remove("MYSQL_PWD").env_remove("MYSQL_HOST").env_remove("MYSQL_TCP_PORT");
+                Ok(c)
+            }
+            Tools::Container(ctr) => {
+                let mut c = process::in_container(ctr, names[0], &["MYSQL_PWD"]);
+                if let Some(u) = &self.url.user {
+                    c.arg(format!("--user={u}"));
+                }
+                if let Some(h) = &self.url.host {
+                    c.arg(format!("--host={h}")).arg(format!("--port={}", self.url.port.unwrap_or(3306)));
+                    c.arg("--protocol=tcp");
+                }
+                c.arg("--default-character-set=utf8mb4");
+                c.env_remove("MYSQL_PWD");
+                if let Some(p) = &self.url.password {
+                    c.env("MYSQL_PWD", p);
+                }
+                Ok(c)
+            }
+        }
     }
 
     /// The option file every tool reads first: who we are and where the server is.
@@ -110,16 +152,11 @@ impl Mariadb {
 
     /// `mariadb` (or `mysql`) with the option file; `--defaults-extra-file` must come first.
     fn client(&self, opts: &SecretFile) -> Result<Command> {
-        let mut c = Command::new(self.program(&["mariadb", "mysql"])?);
-        c.arg(format!("--defaults-extra-file={}", opts.path().display()));
-        c.env_remove("MYSQL_PWD").env_remove("MYSQL_HOST").env_remove("MYSQL_TCP_PORT");
-        Ok(c)
+        self.tool(&["mariadb", "mysql"], opts)
     }
 
     fn dump_command(&self, opts: &SecretFile, database: &str) -> Result<Command> {
-        let mut c = Command::new(self.program(&["mariadb-dump", "mysqldump"])?);
-        c.arg(format!("--defaults-extra-file={}", opts.path().display()));
-        c.env_remove("MYSQL_PWD").env_remove("MYSQL_HOST").env_remove("MYSQL_TCP_PORT");
+        let mut c = self.tool(&["mariadb-dump", "mysqldump"], opts)?;
         // A consistent snapshot of InnoDB tables without locking the app out, with everything
         // that is not a table; no CREATE DATABASE / USE, so it restores under any name.
         c.args([
@@ -265,6 +302,10 @@ impl Database for Mariadb {
         let rows = self.sql(Some(&self.database), "SELECT VERSION()")?;
         let version = rows.first().and_then(|r| r.first()).cloned().unwrap_or_default();
         let mut tools = Vec::new();
+        if let Tools::Container(c) = &self.tools {
+            tools.push(format!("mariadb-dump, mariadb (in container {})", &c[..c.len().min(12)]));
+            return Ok(ServerInfo { version, tools });
+        }
         for names in [&["mariadb-dump", "mysqldump"][..], &["mariadb", "mysql"][..]] {
             let p = self.program(names)?;
             let v = Command::new(&p).arg("--version").output().ok();

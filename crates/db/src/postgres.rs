@@ -11,7 +11,7 @@ use crate::naming::{copy_name, parse_copy_name, CopyKind, Snapshot};
 use crate::process::{self, ToolFailure};
 use crate::safety::{Contents, TableState};
 use crate::url::DbUrl;
-use crate::{quote_ident, Database, RestoreMode, Restored, ServerInfo};
+use crate::{quote_ident, Database, RestoreMode, Restored, ServerInfo, Tools};
 use caretaker_core::config::{DbKind, Redactor};
 use jiff::Timestamp;
 use postgres::error::SqlState;
@@ -35,6 +35,7 @@ pub struct Postgres {
     /// Administrator credentials (`database.admin_url`) for creating the app's role and
     /// database and for copies; `None`: the app's own role does everything.
     admin_url: Option<DbUrl>,
+    tools: Tools,
 }
 
 fn q(name: &str) -> String {
@@ -60,7 +61,17 @@ impl Postgres {
                 .hint("connect over a Unix socket or the loopback interface with sslmode=disable (or prefer)"))
             }
         }
-        Ok(Postgres { url, database, user, host, port, target, redactor, admin_url: None })
+        Ok(Postgres { url, database, user, host, port, target, redactor, admin_url: None, tools: Tools::Host })
+    }
+
+    /// Runs `pg_dump`/`pg_restore` where `tools` says (the server's container, for a database
+    /// in a compose project).
+    pub fn with_tools(mut self, tools: Tools) -> Self {
+        if let Tools::Container(c) = &tools {
+            self.target = format!("{} (container {})", self.target, &c[..c.len().min(12)]);
+        }
+        self.tools = tools;
+        self
     }
 
     /// Uses an administrator's credentials for CREATE ROLE / CREATE DATABASE and copies.
@@ -227,6 +238,10 @@ impl Postgres {
 
     /// The `pg_dump` / `pg_restore` to use for a server of `server_major`.
     fn tool(&self, name: &str, server_major: u32) -> Result<PgTool> {
+        // The server's own container has the tools of its version.
+        if let Tools::Container(_) = self.tools {
+            return Ok(PgTool { major: server_major, path: PathBuf::from(name) });
+        }
         let candidates = tool_candidates(name);
         choose_tool(server_major, &candidates).map_err(|newest| match newest {
             None => Error::new(ErrorKind::ToolMissing, &self.target, format!("{name} is not installed"))
@@ -245,7 +260,14 @@ impl Postgres {
     /// A command for a client tool connected to `dbname`, with the password in its
     /// environment and nothing of the caller's PG* environment leaking in.
     fn tool_command(&self, tool: &Path, dbname: &str) -> Command {
-        let mut c = Command::new(tool);
+        let mut c = match &self.tools {
+            Tools::Host => Command::new(tool),
+            Tools::Container(ctr) => process::in_container(
+                ctr,
+                &tool.to_string_lossy(),
+                &["PGHOST", "PGPORT", "PGUSER", "PGCONNECT_TIMEOUT", "PGAPPNAME", "PGSSLMODE", "PGPASSWORD"],
+            ),
+        };
         for v in [
             "PGSERVICE",
             "PGSERVICEFILE",
@@ -344,7 +366,10 @@ impl Database for Postgres {
         let mut tools = Vec::new();
         for name in ["pg_dump", "pg_restore"] {
             let t = self.tool(name, major)?;
-            tools.push(format!("{name} {} ({})", t.major, t.path.display()));
+            match &self.tools {
+                Tools::Host => tools.push(format!("{name} {} ({})", t.major, t.path.display())),
+                Tools::Container(c) => tools.push(format!("{name} (in container {})", &c[..c.len().min(12)])),
+            }
         }
         Ok(ServerInfo { version, tools })
     }

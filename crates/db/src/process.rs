@@ -29,6 +29,19 @@ pub(crate) fn is_executable(p: &Path) -> bool {
     p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
 }
 
+/// `docker exec -i [-e NAME]... CONTAINER PROGRAM`: a client tool inside the database server's
+/// container. Each variable in `env_names` is passed by name only; the caller sets its value on
+/// the returned command (docker's own environment), so no value is ever on a command line.
+pub(crate) fn in_container(container: &str, program: &str, env_names: &[&str]) -> Command {
+    let mut c = Command::new("docker");
+    c.args(["exec", "-i"]);
+    for name in env_names {
+        c.args(["-e", name]);
+    }
+    c.arg(container).arg(program);
+    c
+}
+
 /// A temporary file readable only by us (mode 0600), removed when dropped: a MariaDB option
 /// file or a pgpass file.
 pub(crate) struct SecretFile {

@@ -59,6 +59,7 @@ fn db_config(kind: DbKind, url: Option<String>, path: Option<PathBuf>) -> config
         admin_url: None,
         path,
         min_rows: BTreeMap::new(),
+        compose_service: None,
     }
 }
 

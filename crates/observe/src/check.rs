@@ -7,7 +7,7 @@
 use crate::gather::watched_paths;
 use crate::host::host_stats;
 use crate::probe;
-use caretaker_core::config::{Config, DbKind, Threshold};
+use caretaker_core::config::{Config, DbKind, Probe, Threshold};
 use caretaker_core::duration::format_duration;
 use caretaker_core::job::kind;
 use caretaker_state::{StateError, Store};
@@ -153,6 +153,8 @@ pub fn run_checks(
                     Err(e) => out.push(result("database", CheckStatus::Critical, format!("{}: {e}", p.display()))),
                 }
             }
+            // In a compose service: reachable through its container only (the adapter's check).
+            DbKind::Postgres | DbKind::Mariadb if db.compose_service.is_some() => {}
             DbKind::Postgres | DbKind::Mariadb => {
                 let default_port = if db.kind == DbKind::Postgres { 5432 } else { 3306 };
                 let addr = db.url.as_ref().and_then(|u| url_host_port(u.expose(), default_port));
@@ -171,11 +173,14 @@ pub fn run_checks(
         }
     }
     out.extend(extra);
-    for s in &cfg.services {
-        if let Some(h) = &s.health {
+    let compose_checks = cfg.compose.iter().flat_map(|c| c.services.iter()).map(|s| (&s.name, &s.health));
+    for (name, health) in cfg.services.iter().map(|s| (&s.name, &s.health)).chain(compose_checks) {
+        // A compose service's `command` probe runs inside its container: only the daemon does that.
+        if let Some(h) = health.as_ref().filter(|h| cfg.compose.is_none() || !matches!(h.probe, Probe::Command { .. }))
+        {
             match probe::run(&h.probe, h.timeout) {
-                Ok(m) => out.push(result(format!("service {}", s.name), CheckStatus::Ok, m)),
-                Err(e) => out.push(result(format!("service {}", s.name), CheckStatus::Critical, e)),
+                Ok(m) => out.push(result(format!("service {name}"), CheckStatus::Ok, m)),
+                Err(e) => out.push(result(format!("service {name}"), CheckStatus::Critical, e)),
             }
         }
     }

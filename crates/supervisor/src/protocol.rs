@@ -21,6 +21,10 @@ pub enum Request {
     Down {
         exit_daemon: bool,
     },
+    /// Stop the services an update stops: every one, except (compose) the services that hold
+    /// the app's data — its database, `compose.keep_running` — which the update's snapshot and
+    /// migration need running. Answered once they are stopped.
+    StopApp,
     /// Restart one service, or all.
     Restart {
         service: Option<String>,

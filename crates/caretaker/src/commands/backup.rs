@@ -204,10 +204,10 @@ pub struct DbRestored {
 /// (switched back off afterwards unless it was on before). A database with tables is refused
 /// unless `force`, which keeps its contents aside.
 pub fn restore_db(app: &AppContext, repo: &dyn BackupEngine, snapshot: &str, force: bool) -> Result<DbRestored> {
-    let Some(dbcfg) = &app.config.database else {
+    let Some(_) = &app.config.database else {
         return Err(Failure::new(Code::Config, "the config has no `database:` section").into());
     };
-    let db = caretaker_db::open(dbcfg, &app.redactor)?;
+    let db = crate::compose::open_database(&app.config, &app.redactor)?;
     let contents = db.contents()?;
     if contents.exists && !contents.is_blank() && !force {
         return Err(Failure::new(
@@ -282,7 +282,10 @@ fn restore_cmd(
     } else {
         None
     };
-    let has_dump = snap.paths.iter().any(|p| p == caretaker_backup::stream::STREAMS_DIR);
+    let streams: Vec<String> =
+        snap.measurement.as_ref().map(|m| m.streams.keys().cloned().collect()).unwrap_or_default();
+    let has_dump = snap.paths.iter().any(|p| p == caretaker_backup::stream::STREAMS_DIR)
+        && (snap.measurement.is_none() || streams.iter().any(|s| s == crate::dbbackup::STREAM_NAME));
     let db = if target.is_none() && !files_only && app.config.database.is_some() && (has_dump || db_only) {
         match restore_db(app, repo, &snap.id, force) {
             Ok(d) => {
@@ -299,8 +302,24 @@ fn restore_cmd(
     } else {
         None
     };
+    let volumes = if target.is_none() && !files_only {
+        match crate::volbackup::restore(app, repo, &snap.id, &streams, force) {
+            Ok(v) => v,
+            Err(e) => {
+                job.log(&format!("volume restore failed: {e:#}"));
+                let figures = serde_json::json!({"snapshot": snap.id, "files": files, "database": db});
+                job.finish(Outcome::Failed, figures, Some(&format!("{e:#}")))?;
+                return Err(e);
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    for v in &volumes {
+        job.log(&format!("volume {} restored ({} bytes)", v.volume, v.bytes));
+    }
     let errors: Vec<String> = files.as_ref().map(|r| r.errors.clone()).unwrap_or_default();
-    let figures = serde_json::json!({"snapshot": snap.id, "files": files, "database": db});
+    let figures = serde_json::json!({"snapshot": snap.id, "files": files, "database": db, "volumes": volumes});
     let outcome = if errors.is_empty() { Outcome::Succeeded } else { Outcome::Partial };
     job.finish(outcome, figures.clone(), errors.first().map(String::as_str))?;
     if json {
@@ -322,6 +341,12 @@ fn restore_cmd(
             eprintln!("database {} restored ({} bytes in {:.1} s)", d.target, d.bytes, d.seconds);
             if let Some(old) = &d.kept_aside {
                 eprintln!("previous contents kept aside as {old}");
+            }
+        }
+        for v in &volumes {
+            eprintln!("volume {} restored ({} bytes)", v.volume, v.bytes);
+            if let Some(old) = &v.kept_aside {
+                eprintln!("previous contents kept aside as volume {old}");
             }
         }
     }
@@ -367,7 +392,7 @@ fn run_backup(
     // into the snapshot as `/caretaker-streams/database`.
     let mut streams: Vec<Box<dyn caretaker_backup::StreamSource>> = Vec::new();
     if let Some(dbcfg) = &config.database {
-        let checked = caretaker_db::open(dbcfg, &app.redactor).and_then(|db| {
+        let checked = crate::compose::open_database(config, &app.redactor).and_then(|db| {
             db.safety_check(&dbcfg.min_rows)?;
             Ok(db)
         });
@@ -394,6 +419,23 @@ fn run_backup(
                 }
                 return Err(e.into());
             }
+        }
+    }
+    // A compose app's named volumes (docs/compose.md): refused like empty trees.
+    match crate::volbackup::prepare(app) {
+        Ok(v) => streams.extend(v),
+        Err(e) => {
+            let refused = crate::exit::classify(&e).0 == Code::Refused;
+            job.log(&format!("{e:#}"));
+            job.finish(
+                if refused { Outcome::Refused } else { Outcome::Failed },
+                serde_json::json!({}),
+                Some(&format!("{e:#}")),
+            )?;
+            if refused {
+                app.store.record_event("backup_refused", &cfg.repository.to_string(), &format!("{e:#}"))?;
+            }
+            return Err(e);
         }
     }
     match repo.backup(&req, streams) {

@@ -27,7 +27,8 @@ fn paint(status: CheckStatus, text: &str, color: bool) -> String {
 /// backups run (tables with rows, and `min_rows` when configured).
 fn database_contents(app: &crate::context::AppContext) -> Vec<caretaker_observe::check::CheckResult> {
     let Some(cfg) = &app.config.database else { return Vec::new() };
-    let outcome = caretaker_db::open(cfg, &app.redactor).and_then(|db| db.safety_check(&cfg.min_rows));
+    let outcome =
+        crate::compose::open_database(&app.config, &app.redactor).and_then(|db| db.safety_check(&cfg.min_rows));
     let (status, message) = match outcome {
         Ok(_) => (CheckStatus::Ok, "reachable, has tables with rows (the backup safety check passes)".to_string()),
         Err(e) => (CheckStatus::Critical, e.to_string()),

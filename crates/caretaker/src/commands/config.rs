@@ -35,7 +35,10 @@ pub fn check(global: &Global, json: bool) -> Result<Code> {
 
 fn summary(cfg: &caretaker_core::config::Config) -> String {
     let mut parts = vec![format!("app {}", cfg.app.name)];
-    parts.push(format!("{} service{}", cfg.services.len(), if cfg.services.len() == 1 { "" } else { "s" }));
+    match &cfg.compose {
+        Some(c) => parts.push(format!("compose project {}", c.project)),
+        None => parts.push(format!("{} service{}", cfg.services.len(), if cfg.services.len() == 1 { "" } else { "s" })),
+    }
     if let Some(db) = &cfg.database {
         parts.push(format!(
             "{} database",

@@ -28,12 +28,12 @@ pub fn run(global: &Global, cmd: &DbCommand) -> Result<Code> {
 }
 
 fn open_db(app: &AppContext) -> Result<Box<dyn Database>> {
-    let Some(cfg) = &app.config.database else {
+    let Some(_) = &app.config.database else {
         return Err(Failure::new(Code::Config, "the config has no `database:` section")
             .hint("add database: { kind: postgres, url_file: ... } (see caretaker init)")
             .into());
     };
-    Ok(caretaker_db::open(cfg, &app.redactor)?)
+    Ok(crate::compose::open_database(&app.config, &app.redactor)?)
 }
 
 fn check(app: &AppContext, db: &dyn Database, as_json: bool) -> Result<Code> {

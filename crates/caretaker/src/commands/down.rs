@@ -15,20 +15,28 @@ pub fn run(global: &Global, args: &DownArgs) -> Result<Code> {
     let app = open_app(global)?;
     let state_dir = app.store.dir().to_path_buf();
     // Generous: every service may use its whole stop timeout, one after the other.
-    let total: Duration =
-        app.config.services.iter().map(|s| s.stop_timeout).sum::<Duration>() + Duration::from_secs(30);
+    let total: Duration = app.config.stop_timeout_total() + Duration::from_secs(30);
     let stopped = if args.daemon {
         crate::control::stop_daemon(&state_dir, total)?.then_some(())
     } else {
         request(&state_dir, &Request::Down { exit_daemon: false }, total)?.map(|_| ())
     };
     match stopped {
+        Some(()) if app.config.compose.is_some() => {
+            println!("stopped the compose project{}", if args.daemon { " and the daemon" } else { "" });
+        }
         Some(()) => {
             println!(
                 "stopped {} service(s){}",
                 app.config.services.len(),
                 if args.daemon { " and the daemon" } else { "" }
             );
+        }
+        // Docker keeps a compose app's containers running without a daemon: stop them.
+        None if app.config.compose.is_some() => {
+            let project = crate::compose::project(&app.config, &app.config_path, &app.redactor)?;
+            project.stop(&[], app.config.stop_timeout_total(), &mut |_| {})?;
+            println!("no daemon runs for {}; stopped the compose project {}", app.config.app.name, project.name);
         }
         None => {
             let records = Records::new(&state_dir);

@@ -14,8 +14,16 @@ pub fn run(global: &Global, args: &InstallSystemdArgs) -> Result<Code> {
     let exe = std::env::current_exe().context("finding caretaker's own executable")?;
     let config_path = std::path::absolute(&config_path)?;
     let state = std::path::absolute(state_dir(global.state_dir.as_deref(), &config))?;
-    let stop: Duration = config.services.iter().map(|s| s.stop_timeout).sum::<Duration>() + Duration::from_secs(30);
-    let unit = unit_text(&config.app.name, &exe, &config_path, &state, stop);
+    let stop: Duration = config.stop_timeout_total() + Duration::from_secs(30);
+    let mut unit = unit_text(&config.app.name, &exe, &config_path, &state, stop);
+    if config.compose.is_some() {
+        // A compose app's containers are docker's: start after it.
+        unit = unit.replacen(
+            "After=network-online.target\n",
+            "After=network-online.target docker.service\nWants=docker.service\n",
+            1,
+        );
+    }
     let name = format!("caretaker-{}.service", config.app.name);
     let path = args.output.clone().unwrap_or_else(|| PathBuf::from("/etc/systemd/system").join(&name));
     if let Ok(existing) = std::fs::read_to_string(&path) {

@@ -108,7 +108,34 @@ fn run_named(global: &Global, name: &str, json: bool) -> Result<Code> {
     job.log(&format!("running job `{name}`: {} (in {})", spec.command, cwd.display()));
     let redactor = app.redactor.clone();
     let started = std::time::Instant::now();
-    let ended = run_logged(&spec.command, &env, &cwd, spec.timeout, &mut job, &|s| redactor.redact(s), !json);
+    let ended = if app.config.compose.is_some() {
+        // A compose app's commands run in a one-off container of `compose.app_service`.
+        let dir = crate::compose::project_dir(&app.config, &app.config_path);
+        let mut line = |l: &str| {
+            job.log(l);
+            if !json {
+                println!("{l}");
+            }
+        };
+        crate::compose::run_one_off(
+            &app.config,
+            &app.config_path,
+            &redactor,
+            &dir,
+            &spec.command,
+            name,
+            spec.timeout,
+            &mut line,
+        )
+        .map(|st| match (st.code(), std::os::unix::process::ExitStatusExt::signal(&st)) {
+            (Some(c), _) => crate::runner::Ended::Exited(c),
+            (None, Some(s)) => crate::runner::Ended::Signalled(s),
+            (None, None) => crate::runner::Ended::Exited(-1),
+        })
+        .map_err(|e| std::io::Error::other(format!("{e:#}")))
+    } else {
+        run_logged(&spec.command, &env, &cwd, spec.timeout, &mut job, &|s| redactor.redact(s), !json)
+    };
     let seconds = started.elapsed().as_secs_f64();
     let (outcome, error, code) = match &ended {
         Ok(e) if e.success() => (Outcome::Succeeded, None, Code::Ok),

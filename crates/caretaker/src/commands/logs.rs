@@ -12,6 +12,9 @@ use std::time::Duration;
 
 pub fn run(global: &Global, args: &LogsArgs) -> Result<Code> {
     let app = open_app(global)?;
+    if app.config.compose.is_some() {
+        return compose_logs(&app, args);
+    }
     let names: Vec<String> = match &args.service {
         Some(s) if app.config.service(s).is_none() => {
             let all: Vec<&str> = app.config.services.iter().map(|s| s.name.as_str()).collect();
@@ -61,4 +64,28 @@ pub fn run(global: &Global, args: &LogsArgs) -> Result<Code> {
         drop(out);
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// `compose logs --timestamps --tail N [-f] [SERVICE]`, its output passed through (redacted).
+fn compose_logs(app: &crate::context::AppContext, args: &LogsArgs) -> Result<Code> {
+    let project = crate::compose::project(&app.config, &app.config_path, &app.redactor)?;
+    let mut cmd = project.logs_command(args.service.as_deref(), args.follow, args.lines);
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn()?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut out = std::io::stdout().lock();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let Ok(line) = line else { break };
+        if writeln!(out, "{}", app.redactor.redact(&line)).and_then(|_| out.flush()).is_err() {
+            let _ = child.kill();
+            break; // reader went away (`| head`)
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        return Err(Failure::new(Code::Failure, format!("`{} logs` failed ({status})", project.cli.name()))
+            .hint("its message is above; check the service name with `caretaker status`")
+            .into());
+    }
+    Ok(Code::Ok)
 }

@@ -2,9 +2,10 @@
 //!
 //! Steps, each timed and logged to one `recover` job: pick the snapshot (the newest complete
 //! one, or `--snapshot`); refuse if live data exists (a database with tables, a non-empty file
-//! tree) unless `--force`, which moves it aside (`<db>__old_<time>`, `<path>.caretaker-old-<time>`)
-//! and never deletes; restore the file trees to their paths (not the config file: the one given
-//! is the one in force) and the database dump into the database; run `app.migrate`; start the
+//! tree, a non-empty compose volume) unless `--force`, which moves it aside (`<db>__old_<time>`,
+//! `<path>.caretaker-old-<time>`, volume `<name>__old_<time>`) and never deletes; restore the file
+//! trees to their paths (not the config file: the one given is the one in force), the database
+//! dump into the database and a compose app's volumes; run `app.migrate`; start the
 //! app (a background daemon unless one runs) and wait until every health check passes; clear
 //! the failed flag.
 
@@ -102,10 +103,11 @@ fn recover(
     }
     steps.record(job, "snapshot", t, format!("{} of {}", snap.short_id, snap.time));
 
-    // 2. Live data?
+    // 2. Live data? (A database in a compose service must run first: start only it.)
     let t = Instant::now();
+    crate::compose::start_database_service(&app.config, &app.config_path, &app.redactor)?;
     let db = match &app.config.database {
-        Some(d) => Some(caretaker_db::open(d, &app.redactor)?),
+        Some(_) => Some(crate::compose::open_database(&app.config, &app.redactor)?),
         None => None,
     };
     let mut live = Vec::new();
@@ -123,6 +125,8 @@ fn recover(
             live_trees.push(p.clone());
         }
     }
+    // A compose app's named volumes (a forced restore keeps their contents aside, below).
+    live.extend(crate::volbackup::live(app)?);
     if !live.is_empty() && !args.force {
         return Err(Failure::new(Code::Refused, format!("live data exists: {}", live.join("; ")))
             .hint("recover is for a fresh machine; add --force to move the live data aside (nothing is deleted)")
@@ -169,8 +173,30 @@ fn recover(
         steps.record(job, "database", t, what);
     }
 
-    // 5. Migrations.
-    if !app.config.app.migrate.is_empty() {
+    // 4b. A compose app's named volumes.
+    let streams: Vec<String> =
+        snap.measurement.as_ref().map(|m| m.streams.keys().cloned().collect()).unwrap_or_default();
+    if streams.iter().any(|s| s.starts_with(crate::volbackup::STREAM_PREFIX)) {
+        let t = Instant::now();
+        let v = crate::volbackup::restore(app, repo, &snap.id, &streams, args.force)?;
+        let what: Vec<String> = v
+            .iter()
+            .map(|v| match &v.kept_aside {
+                Some(old) => format!("{} ({} bytes; previous contents kept as {old})", v.volume, v.bytes),
+                None => format!("{} ({} bytes)", v.volume, v.bytes),
+            })
+            .collect();
+        steps.record(job, "volumes", t, if what.is_empty() { "none".into() } else { what.join(", ") });
+    }
+
+    // 5. Migrations (a compose app's in one-off containers).
+    if !app.config.app.migrate.is_empty() && app.config.compose.is_some() {
+        let t = Instant::now();
+        let dir = crate::compose::project_dir(&app.config, &app.config_path);
+        let (cfg, path, r) = (&app.config, &app.config_path, &app.redactor);
+        crate::compose::run_one_off_commands(cfg, path, r, &dir, &cfg.app.migrate, "migrate", &mut |l| job.log(l))?;
+        steps.record(job, "migrate", t, format!("{} command(s)", app.config.app.migrate.len()));
+    } else if !app.config.app.migrate.is_empty() {
         let t = Instant::now();
         let cwd = working_dir(&app.config.app, &app.config_path);
         let env = app_env(&app.config.app, None, &cwd)?;
@@ -186,7 +212,7 @@ fn recover(
     }
 
     // 6. Start the app and wait until every health check passes.
-    if !app.config.services.is_empty() {
+    if !app.config.services.is_empty() || app.config.compose.is_some() {
         let t = Instant::now();
         let state_dir = app.store.dir().to_path_buf();
         if request(&state_dir, &Request::Up, Duration::from_secs(10))?.is_none() {

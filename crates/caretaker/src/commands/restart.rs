@@ -12,7 +12,8 @@ use std::time::Duration;
 pub fn run(global: &Global, args: &RestartArgs) -> Result<Code> {
     let app = open_app(global)?;
     if let Some(s) = &args.service {
-        if app.config.service(s).is_none() {
+        // A compose app's services are the compose file's: the daemon checks the name.
+        if app.config.compose.is_none() && app.config.service(s).is_none() {
             let names: Vec<&str> = app.config.services.iter().map(|s| s.name.as_str()).collect();
             return Err(Failure::new(Code::Usage, format!("no service named {s}"))
                 .hint(format!("services: {}", names.join(", ")))

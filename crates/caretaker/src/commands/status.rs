@@ -20,6 +20,31 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<Code> {
                 print!("{}", render(&report));
             }
         }
+        None if app.config.compose.is_some() => {
+            // Docker runs a compose app's containers with or without a daemon: show them.
+            let project = crate::compose::project(&app.config, &app.config_path, &app.redactor)?;
+            let docker = caretaker_compose::Docker::new(crate::compose::redact(&app.redactor));
+            let model = project.model()?;
+            let mut watch = caretaker_compose::watch::ComposeWatch::new(crate::compose::watch_specs(
+                &app.config,
+                &model.service_names(),
+            ));
+            watch.observed(std::time::Instant::now(), 1, &docker.project_containers(&project.name)?);
+            let report = StatusReport {
+                app: app.config.app.name.clone(),
+                daemon_pid: 0,
+                service_mode: match app.store.mode()? {
+                    caretaker_core::mode::Mode::Service(f) => Some(f.reason),
+                    _ => None,
+                },
+                services: watch.statuses(jiff::Timestamp::now()),
+            };
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", render(&report));
+            }
+        }
         None => {
             let service_mode = match app.store.mode()? {
                 caretaker_core::mode::Mode::Service(f) => Some(f.reason),
@@ -49,7 +74,11 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<Code> {
 }
 
 pub fn render(r: &StatusReport) -> String {
-    let mut out = format!("app {} (daemon pid {})\n", r.app, r.daemon_pid);
+    let mut out = if r.daemon_pid == 0 {
+        format!("app {} (no daemon running: containers as docker reports them)\n", r.app)
+    } else {
+        format!("app {} (daemon pid {})\n", r.app, r.daemon_pid)
+    };
     if let Some(m) = &r.service_mode {
         out.push_str(&format!("SERVICE MODE: {m}\n  (visitors see the service page until you fix the cause and run `caretaker reset-failed`)\n"));
     }

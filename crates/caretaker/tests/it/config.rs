@@ -23,12 +23,15 @@ fn every_example_config_parses() {
             "COURSYS_BACKUP_PASSWORD",
             "COURSYS_S3_KEY_ID",
             "COURSYS_S3_SECRET",
+            "TOPOBANK_DB_PASSWORD",
+            "TOPOBANK_BACKUP_PASSWORD",
         ] {
             cmd.env(var, "example-secret-value");
         }
         cmd.env("GUESTBOOK_WEBHOOK_URL", "https://ntfy.example.org/guestbook");
         cmd.env("GUESTBOOK_DATABASE_URL", "postgres://g:pw@127.0.0.1/guestbook");
         cmd.env("COURSYS_DATABASE_URL", "mysql://c:pw@127.0.0.1/coursys");
+        cmd.env("TOPOBANK_DATABASE_URL", "postgres://topobank:pw@postgres:5432/topobank");
         let out = cmd.output().unwrap();
         assert!(out.status.success(), "{}: {}", path.display(), stderr_of(&out));
     }

@@ -3,6 +3,7 @@
 mod backup;
 mod backup_failures;
 mod backup_targets;
+mod compose;
 mod config;
 mod daemon;
 mod db;

@@ -42,6 +42,8 @@ pub struct Config {
     pub app: App,
     /// In dependency order as written (start order is computed by the supervisor).
     pub services: Vec<Service>,
+    /// The app runs as a docker compose project instead of `services` (docs/compose.md).
+    pub compose: Option<Compose>,
     pub database: Option<Database>,
     pub files: Vec<FileTree>,
     pub backup: Option<Backup>,
@@ -103,6 +105,15 @@ impl Config {
 
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.services.iter().find(|s| s.name == name)
+    }
+
+    /// How long stopping the whole app may take: each service's stop timeout, one after the
+    /// other (a compose project: its stop timeout, compose stops containers in parallel).
+    pub fn stop_timeout_total(&self) -> Duration {
+        match &self.compose {
+            Some(c) => c.stop_timeout,
+            None => self.services.iter().map(|s| s.stop_timeout).sum(),
+        }
     }
 }
 
@@ -196,6 +207,82 @@ pub struct Service {
     pub backoff: Backoff,
 }
 
+/// A docker compose project that runs the app (docs/compose.md). Its services are the compose
+/// file's; caretaker watches them, health-checks them and counts their restarts.
+#[derive(Clone, Debug, Serialize)]
+pub struct Compose {
+    /// Compose files (`-f`), relative to `project_dir`; empty: compose's own default
+    /// (`docker-compose.yml`, `compose.yaml`, ...) in `project_dir`.
+    pub files: Vec<PathBuf>,
+    /// The compose project name (`-p`): containers, networks and volumes are named after it.
+    pub project: String,
+    /// The project directory; `None`: the app's working directory (so that with
+    /// `caretaker update` the compose files come from the current release).
+    pub project_dir: Option<PathBuf>,
+    pub cli: ComposeCli,
+    /// The service whose image runs the app's one-off commands: `app.migrate`, the migration
+    /// check, `caretaker exec`.
+    pub app_service: Option<String>,
+    /// caretaker's settings for some of the compose file's services.
+    pub services: Vec<ComposeService>,
+    /// Grace time of `stop` before the containers are killed.
+    #[serde(serialize_with = "ser_duration")]
+    pub stop_timeout: Duration,
+    /// Named volumes (as the compose file names them) that belong in the app's snapshot.
+    pub volumes: Vec<ComposeVolume>,
+    /// How `caretaker update` gets the new release's images.
+    pub images: ImageSource,
+    /// Services kept running while an update stops the app (in addition to the database's).
+    pub keep_running: Vec<String>,
+}
+
+impl Compose {
+    pub fn service(&self, name: &str) -> Option<&ComposeService> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+/// A named volume in the app's snapshot.
+#[derive(Clone, Debug, Serialize)]
+pub struct ComposeVolume {
+    /// The volume's key in the compose file (compose names the docker volume `<project>_<key>`).
+    pub name: String,
+    /// An empty volume is normally a sign of lost data; allow it only when it is expected.
+    pub allow_empty: bool,
+}
+
+/// Which compose command line to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ComposeCli {
+    /// `docker compose` (v2) if the docker CLI has it, else `docker-compose` (v1).
+    Auto,
+    /// `docker compose` (the v2 plugin).
+    DockerCompose,
+    /// `docker-compose` (the v1 program, as Debian ships it).
+    DockerDashCompose,
+}
+
+/// Where an update's images come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageSource {
+    /// `compose build` in the new release (services with a `build:` section).
+    Build,
+    /// `compose pull` (services with an `image:`; tags from the new release's compose files).
+    Pull,
+}
+
+/// caretaker's settings for one compose service.
+#[derive(Clone, Debug, Serialize)]
+pub struct ComposeService {
+    pub name: String,
+    /// caretaker's own health check; without it, the container's health status (its
+    /// `HEALTHCHECK`) counts, if it has one.
+    pub health: Option<HealthCheck>,
+    pub crash_loop: CrashLoop,
+}
+
 /// Delay before restarting a service that exited: `initial`, doubled after every restart up
 /// to `max`; reset once the service has run for longer than the crash-loop window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -269,6 +356,10 @@ pub struct Database {
     pub path: Option<PathBuf>,
     /// Safety check: backups refuse to run unless each table has at least this many rows.
     pub min_rows: BTreeMap<String, u64>,
+    /// The compose service the database server runs in (a compose app): SQL connections go to
+    /// that container's address instead of the URL's host, and the client tools (dump,
+    /// restore) run inside the container (docs/compose.md).
+    pub compose_service: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]

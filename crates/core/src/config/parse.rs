@@ -38,6 +38,7 @@ pub fn config(cx: &mut Cx, root: &Node) -> Option<Config> {
     });
     let app = m.req(cx, "app", "every config names its app: `app: { name: myapp }`", app);
     let services = m.opt(cx, "services", services).unwrap_or_default();
+    let mut compose = m.opt(cx, "compose", compose);
     let database = m.opt(cx, "database", database);
     let files = m.opt(cx, "files", |cx, n, p| list(cx, n, p, file_tree)).unwrap_or_default();
     let backup = m.opt(cx, "backup", backup);
@@ -80,11 +81,17 @@ pub fn config(cx: &mut Cx, root: &Node) -> Option<Config> {
     let scheduler = m.opt(cx, "scheduler", scheduler).unwrap_or(Scheduler { random_delay: Duration::ZERO });
     let status = m.opt(cx, "status", status_page);
     m.finish(cx);
+    if let (Some(c), Some(a)) = (&mut compose, &app) {
+        if c.project.is_empty() {
+            c.project = a.name.clone();
+        }
+    }
 
     let cfg = Config {
         version: version?,
         app: app?,
         services,
+        compose,
         database,
         files,
         backup,
@@ -388,6 +395,113 @@ fn service_defaults(name: &str, command: Command) -> Service {
     }
 }
 
+/// Names of compose services, volumes and projects: what compose itself accepts.
+fn compose_name(cx: &mut Cx, n: &Node, p: &str, what: &str) -> Option<String> {
+    let name = nonempty(cx, n, p)?;
+    valid_compose_name(cx, &name, n.span(), p, what).then_some(name)
+}
+
+fn valid_compose_name(cx: &mut Cx, name: &str, span: &marked_yaml::Span, p: &str, what: &str) -> bool {
+    let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        cx.error(span, p, format!("{what} \"{name}\" must use only letters, digits, `-`, `_` and `.`"), None);
+    }
+    ok
+}
+
+fn compose(cx: &mut Cx, node: &Node, path: &str) -> Option<Compose> {
+    let mut m = cx.map(node, path)?;
+    let files = m
+        .opt(cx, "files", |cx, n, p| match n {
+            Node::Sequence(_) => list(cx, n, p, |cx, n, p| nonempty(cx, n, p).map(PathBuf::from)),
+            _ => nonempty(cx, n, p).map(|f| vec![PathBuf::from(f)]),
+        })
+        .unwrap_or_default();
+    let project = m.opt(cx, "project", |cx, n, p| {
+        let name = nonempty(cx, n, p)?;
+        let ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !ok {
+            cx.error(
+                n.span(),
+                p,
+                format!("compose project name \"{name}\" is not accepted by docker compose"),
+                Some("use lowercase letters, digits, `-` and `_`, starting with a letter or digit".into()),
+            );
+            return None;
+        }
+        Some(name)
+    });
+    let project_dir = m.opt(cx, "project_dir", |cx, n, p| nonempty(cx, n, p).map(|s| cx.resolve_path(&s)));
+    let cli = m
+        .opt(cx, "cli", |cx, n, p| {
+            choice(
+                cx,
+                n,
+                p,
+                &[
+                    ("auto", ComposeCli::Auto),
+                    ("docker compose", ComposeCli::DockerCompose),
+                    ("docker-compose", ComposeCli::DockerDashCompose),
+                ],
+            )
+        })
+        .unwrap_or(ComposeCli::Auto);
+    let app_service = m.opt(cx, "app_service", |cx, n, p| compose_name(cx, n, p, "service name"));
+    let services = m
+        .opt(cx, "services", |cx, n, p| {
+            entries(cx, n, p, |cx, k, v, p| {
+                let name_ok = valid_compose_name(cx, k.as_str(), k.span(), p, "service name");
+                let mut m = cx.map(v, p)?;
+                let health = m.opt(cx, "health", health);
+                let crash_loop = m
+                    .opt(cx, "crash_loop", crash_loop)
+                    .unwrap_or(CrashLoop { restarts: 5, within: Duration::from_secs(60) });
+                m.finish(cx);
+                name_ok.then(|| ComposeService { name: k.as_str().to_string(), health, crash_loop })
+            })
+        })
+        .unwrap_or_default();
+    let stop_timeout = m.opt(cx, "stop_timeout", duration).unwrap_or(Duration::from_secs(10));
+    let volumes = m
+        .opt(cx, "volumes", |cx, n, p| {
+            list(cx, n, p, |cx, n, p| {
+                if let Node::Scalar(_) = n {
+                    return compose_name(cx, n, p, "volume name")
+                        .map(|name| ComposeVolume { name, allow_empty: false });
+                }
+                let mut m = cx.map(n, p)?;
+                let name = m.req(cx, "name", "the volume's key in the compose file", |cx, n, p| {
+                    compose_name(cx, n, p, "volume name")
+                });
+                let allow_empty = m.opt(cx, "allow_empty", boolean).unwrap_or(false);
+                m.finish(cx);
+                Some(ComposeVolume { name: name?, allow_empty })
+            })
+        })
+        .unwrap_or_default();
+    let images = m
+        .opt(cx, "images", |cx, n, p| choice(cx, n, p, &[("build", ImageSource::Build), ("pull", ImageSource::Pull)]))
+        .unwrap_or(ImageSource::Build);
+    let keep_running = m
+        .opt(cx, "keep_running", |cx, n, p| list(cx, n, p, |cx, n, p| compose_name(cx, n, p, "service name")))
+        .unwrap_or_default();
+    m.finish(cx);
+    Some(Compose {
+        files,
+        // Filled in from the app's name by `cross_checks` when not given.
+        project: project.unwrap_or_default(),
+        project_dir,
+        cli,
+        app_service,
+        services,
+        stop_timeout,
+        volumes,
+        images,
+        keep_running,
+    })
+}
+
 fn backoff(cx: &mut Cx, node: &Node, path: &str) -> Option<Backoff> {
     let mut m = cx.map(node, path)?;
     let d = Backoff::default();
@@ -528,9 +642,18 @@ fn database(cx: &mut Cx, node: &Node, path: &str) -> Option<Database> {
                 .map(|v| v.into_iter().collect())
         })
         .unwrap_or_default();
+    let compose_service = m.opt(cx, "compose_service", |cx, n, p| compose_name(cx, n, p, "service name"));
     let span = *m.span();
     m.finish(cx);
     let kind = kind?;
+    if compose_service.is_some() && kind == DbKind::Sqlite {
+        cx.error(
+            &span,
+            path,
+            "`compose_service` is for PostgreSQL and MariaDB servers in a container".to_string(),
+            Some("a SQLite file in a volume is backed up with `compose.volumes`".into()),
+        );
+    }
     match kind {
         DbKind::Postgres | DbKind::Mariadb => {
             if url.is_none() && path_.is_none() {
@@ -585,7 +708,7 @@ fn database(cx: &mut Cx, node: &Node, path: &str) -> Option<Database> {
             Some("remove it, and create the MariaDB user and database once by hand".into()),
         );
     }
-    Some(Database { kind, url, admin_url, path: path_, min_rows })
+    Some(Database { kind, url, admin_url, path: path_, min_rows, compose_service })
 }
 
 fn file_tree(cx: &mut Cx, node: &Node, path: &str) -> Option<FileTree> {
@@ -1150,13 +1273,43 @@ pub fn cross_checks(cx: &mut Cx, cfg: &Config, root: &Node) {
     let Node::Mapping(root_map) = root else { return };
     let span_of =
         |key: &str| root_map.iter().find(|(k, _)| k.as_str() == key).map(|(k, _)| *k.span()).unwrap_or(*root.span());
-    if cfg.backup.is_some() && cfg.database.is_none() && cfg.files.is_empty() {
+    let volumes = cfg.compose.as_ref().is_some_and(|c| !c.volumes.is_empty());
+    if cfg.backup.is_some() && cfg.database.is_none() && cfg.files.is_empty() && !volumes {
         cx.error(
             &span_of("backup"),
             "backup",
             "`backup` is configured but there is nothing to back up".to_string(),
-            Some("add `database:` and/or `files:`".into()),
+            Some("add `database:` and/or `files:` (or `compose.volumes`)".into()),
         );
+    }
+    if cfg.compose.is_none() && cfg.database.as_ref().is_some_and(|d| d.compose_service.is_some()) {
+        cx.error(
+            &span_of("database"),
+            "database.compose_service",
+            "`database.compose_service` names a compose service, but the app has no `compose:` section".to_string(),
+            None,
+        );
+    }
+    if let Some(c) = &cfg.compose {
+        if !cfg.services.is_empty() {
+            cx.error(
+                &span_of("services"),
+                "services",
+                "`services` and `compose` are two ways to run the app; use one".to_string(),
+                Some("with `compose:`, the services are the compose file's; settings for them go under `compose.services`".into()),
+            );
+        }
+        let one_off = !cfg.app.migrate.is_empty()
+            || !cfg.jobs.is_empty()
+            || matches!(cfg.update.migrations, MigrationDetect::Command(_));
+        if one_off && c.app_service.is_none() {
+            cx.error(
+                &span_of("compose"),
+                "compose.app_service",
+                "the app's migrations and jobs run in one-off containers, but `compose.app_service` does not say of which service".to_string(),
+                Some("e.g. `app_service: web` (the service whose image holds the app's code)".into()),
+            );
+        }
     }
     if let Some(b) = &cfg.backup {
         if matches!(b.password.origin(), SecretOrigin::Inline) && b.password.expose().len() < 12 {

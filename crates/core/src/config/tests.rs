@@ -122,7 +122,7 @@ fn bad_configs_are_reported_with_location_and_hint() {
                   |
                 4 | backup:
                   | ^
-                   = hint: add `database:` and/or `files:`
+                   = hint: add `database:` and/or `files:` (or `compose.volumes`)
 
                 error: unknown key `schedul` in `backup`
                   --> /etc/caretaker/caretaker.yml:7:3
@@ -435,4 +435,103 @@ fn bad_status_page_sections_are_reported() {
             1 error, 0 warnings
         "#]],
     );
+}
+
+#[test]
+fn compose_section_defaults_and_settings() {
+    let text = "version: 1\napp:\n  name: guestbook\n  migrate: [\"demo migrate\"]\ncompose:\n  files: [docker-compose.yml, prod.yml]\n  app_service: web\n  services:\n    web: { health: { http: \"http://127.0.0.1:8001/healthz\" }, crash_loop: { restarts: 3, within: 30s } }\n  volumes: [media, { name: static, allow_empty: true }]\n";
+    let cfg = load_str(text).unwrap().config;
+    let c = cfg.compose.as_ref().unwrap();
+    assert_eq!(c.project, "guestbook", "the project is named after the app by default");
+    assert_eq!(c.files, vec![PathBuf::from("docker-compose.yml"), PathBuf::from("prod.yml")]);
+    assert_eq!(c.cli, ComposeCli::Auto);
+    assert_eq!(c.images, ImageSource::Build);
+    assert_eq!(c.stop_timeout, std::time::Duration::from_secs(10));
+    let web = c.service("web").unwrap();
+    assert!(web.health.is_some());
+    assert_eq!(web.crash_loop.restarts, 3);
+    assert_eq!(
+        c.volumes.iter().map(|v| (v.name.as_str(), v.allow_empty)).collect::<Vec<_>>(),
+        [("media", false), ("static", true)]
+    );
+    let minimal = load_str("version: 1\napp:\n  name: g\ncompose: { project: other, cli: docker-compose }\n").unwrap();
+    let c = minimal.config.compose.unwrap();
+    assert_eq!((c.project.as_str(), c.cli), ("other", ComposeCli::DockerDashCompose));
+    assert!(c.files.is_empty());
+}
+
+#[test]
+fn bad_compose_sections_are_reported() {
+    check_errors(
+        "version: 1\napp:\n  name: g\n  migrate: [x]\nservices:\n  web: run\ncompose:\n  project: Big\n  cli: podman\n  volumes: [\"a b\"]\n  services:\n    web: { health: { tcp: \"127.0.0.1:1\" }, restart: always }\n",
+        expect![[r#"
+            error: `services` and `compose` are two ways to run the app; use one
+              --> /etc/caretaker/caretaker.yml:5:1
+              |
+            5 | services:
+              | ^
+               = hint: with `compose:`, the services are the compose file's; settings for them go under `compose.services`
+
+            error: the app's migrations and jobs run in one-off containers, but `compose.app_service` does not say of which service
+              --> /etc/caretaker/caretaker.yml:7:1
+              |
+            7 | compose:
+              | ^
+               = hint: e.g. `app_service: web` (the service whose image holds the app's code)
+
+            error: compose project name "Big" is not accepted by docker compose
+              --> /etc/caretaker/caretaker.yml:8:12
+              |
+            8 |   project: Big
+              |            ^
+               = hint: use lowercase letters, digits, `-` and `_`, starting with a letter or digit
+
+            error: `compose.cli` has an unknown value "podman"
+              --> /etc/caretaker/caretaker.yml:9:8
+              |
+            9 |   cli: podman
+              |        ^
+               = hint: use one of: auto, docker compose, docker-compose
+
+            error: volume name "a b" must use only letters, digits, `-`, `_` and `.`
+              --> /etc/caretaker/caretaker.yml:10:13
+               |
+            10 |   volumes: ["a b"]
+               |             ^
+
+            error: unknown key `restart` in `compose.services.web`
+              --> /etc/caretaker/caretaker.yml:12:44
+               |
+            12 |     web: { health: { tcp: "127.0.0.1:1" }, restart: always }
+               |                                            ^
+               = hint: known keys here: crash_loop, health
+
+            6 errors, 0 warnings
+        "#]],
+    );
+}
+
+#[test]
+fn database_compose_service_needs_a_compose_app_and_a_server() {
+    check_errors(
+        "version: 1\napp:\n  name: g\ndatabase: { kind: sqlite, path: /srv/g.db, compose_service: db }\n",
+        expect![[r#"
+            error: `compose_service` is for PostgreSQL and MariaDB servers in a container
+              --> /etc/caretaker/caretaker.yml:4:1
+              |
+            4 | database: { kind: sqlite, path: /srv/g.db, compose_service: db }
+              | ^
+               = hint: a SQLite file in a volume is backed up with `compose.volumes`
+
+            error: `database.compose_service` names a compose service, but the app has no `compose:` section
+              --> /etc/caretaker/caretaker.yml:4:1
+              |
+            4 | database: { kind: sqlite, path: /srv/g.db, compose_service: db }
+              | ^
+
+            2 errors, 0 warnings
+        "#]],
+    );
+    let ok = load_str("version: 1\napp:\n  name: g\ncompose: {}\ndatabase: { kind: postgres, url: \"postgres://a:b@db/g\", compose_service: db }\n");
+    assert_eq!(ok.unwrap().config.database.unwrap().compose_service.as_deref(), Some("db"));
 }
