@@ -28,6 +28,7 @@ pub const FACT_RELEASES: &str = "update.releases";
 /// Debug builds only: SIGKILL caretaker itself right after persisting the progress for this
 /// step (a forward step name such as `migrate`, or `rollback.<step>`). For the fault-injection
 /// tests; release builds ignore it.
+#[cfg(debug_assertions)]
 pub const KILL_HOOK_ENV: &str = "CARETAKER_TEST_KILL_AT_STEP";
 
 const BUILD_TIMEOUT: Duration = Duration::from_secs(3600);
