@@ -510,7 +510,7 @@ fn named_volume_backup_wipe_restore_round_trip() {
     assert_eq!(app.ct.json(&["maintenance", "status", "--json"])["mode"], "normal");
 }
 
-fn git(repo: &Path, args: &[&str]) {
+pub(crate) fn git(repo: &Path, args: &[&str]) {
     let out = Command::new("git")
         .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid", "-c", "commit.gpgsign=false"])
         .args(args)
@@ -520,27 +520,27 @@ fn git(repo: &Path, args: &[&str]) {
     assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn commit_tag(repo: &Path, tag: &str) {
+pub(crate) fn commit_tag(repo: &Path, tag: &str) {
     git(repo, &["add", "-A"]);
     git(repo, &["commit", "-q", "-m", tag]);
     git(repo, &["tag", tag]);
 }
 
-fn psql(url: &str, sql: &str) -> String {
+pub(crate) fn psql(url: &str, sql: &str) -> String {
     let out = Command::new("psql").args([url, "-X", "-v", "ON_ERROR_STOP=1", "-At", "-c", sql]).output().unwrap();
     assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A database of its own on the test PostgreSQL server, dropped at the end.
-struct TestDb {
+pub(crate) struct TestDb {
     admin: String,
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl TestDb {
-    fn new() -> Option<TestDb> {
+    pub(crate) fn new() -> Option<TestDb> {
         let admin = require_service("CARETAKER_TEST_PG_URL")?;
         let name = caretaker_testkit::unique_name("ctcompose");
         psql(&admin, &format!("CREATE DATABASE {name}"));
@@ -622,7 +622,7 @@ volumes:
 }
 
 /// The image the service's container runs (its reference).
-fn running_image(app: &ComposeApp) -> String {
+pub(crate) fn running_image(app: &ComposeApp) -> String {
     docker(&["inspect", "--format", "{{.Config.Image}}", &format!("{}_web_1", app.project)])
 }
 
