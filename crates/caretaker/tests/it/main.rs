@@ -4,6 +4,7 @@ mod backup;
 mod backup_failures;
 mod backup_targets;
 mod compose;
+mod compose_mariadb;
 mod compose_pull;
 mod config;
 mod daemon;
