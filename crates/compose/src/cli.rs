@@ -209,9 +209,33 @@ impl Project {
         limit: Duration,
         each_line: &mut dyn FnMut(&str),
     ) -> Result<Ended> {
-        let mut args: Vec<&str> = vec!["run", "--rm", "--no-deps", "-T", service];
+        // A name of its own: when the time limit passes, killing the compose client does not
+        // stop the container, so caretaker removes it by this name.
+        let name = oneoff_name(&self.name, service);
+        let mut args: Vec<&str> = vec!["run", "--rm", "--no-deps", "-T", "--name", &name, service];
         args.extend(argv.iter().map(String::as_str));
-        run::run(self.command(&args), &self.what("run"), limit, &self.redact, false, each_line)
+        let started = std::time::Instant::now();
+        let ended = run::run(self.command(&args), &self.what("run"), limit, &self.redact, false, each_line);
+        if !matches!(&ended, Ok(e) if e.success()) {
+            // `--rm` removed a container that ended by itself; one still running is stopped and
+            // removed (a missing one is no error).
+            let docker = crate::Docker::new(self.redact.clone());
+            let _ =
+                run::run(docker.command(&["rm", "-f", &name]), "docker rm", QUICK, &self.redact, false, &mut |_| {});
+        }
+        ended.map_err(|e| match e.kind() {
+            ErrorKind::Failed if started.elapsed() >= limit => Error::new(
+                ErrorKind::Failed,
+                &self.what("run"),
+                format!(
+                    "`{}` in a one-off container of {service} did not finish within {}s; the container was removed",
+                    argv.join(" "),
+                    limit.as_secs()
+                ),
+            )
+            .hint("raise the command's timeout, or find out why it hangs (`caretaker logs`)"),
+            _ => e,
+        })
     }
 
     /// `exec [-T] SERVICE ARGV...` as a command for the caller to run (interactive `exec`).
@@ -257,4 +281,11 @@ pub fn default_files(dir: &Path) -> Vec<PathBuf> {
         }
     }
     Vec::new()
+}
+
+/// A container name for a one-off run of `service`, unique on this host: the project and
+/// service (as compose names them) plus the process id and the time.
+fn oneoff_name(project: &str, service: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{project}_{service}_run_caretaker_{}_{:x}", std::process::id(), nanos % (1 << 40))
 }

@@ -5,6 +5,7 @@ mod backup_failures;
 mod backup_targets;
 mod compose;
 mod compose_mariadb;
+mod compose_oneoff;
 mod compose_pull;
 mod config;
 mod daemon;
