@@ -226,7 +226,7 @@ impl Project {
         ended.map_err(|e| match e.kind() {
             ErrorKind::Failed if started.elapsed() >= limit => Error::new(
                 ErrorKind::Failed,
-                &self.what("run"),
+                self.what("run"),
                 format!(
                     "`{}` in a one-off container of {service} did not finish within {}s; the container was removed",
                     argv.join(" "),
