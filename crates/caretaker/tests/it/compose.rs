@@ -85,24 +85,8 @@ impl ComposeApp {
         std::fs::copy(BIN, root.join("caretaker")).unwrap();
         let sh = std::fs::canonicalize("/bin/sh").unwrap();
         std::fs::copy(&sh, root.join("bin/sh")).unwrap();
-        for exe in [Path::new(BIN), sh.as_path()] {
-            let out = Command::new("ldd").arg(exe).output().unwrap();
-            for lib in String::from_utf8_lossy(&out.stdout).split_whitespace().filter(|w| w.starts_with('/')) {
-                let to = root.join(lib.trim_start_matches('/'));
-                std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-                std::fs::copy(lib, &to).unwrap();
-            }
-        }
-        let mut tar =
-            Command::new("tar").arg("-C").arg(&root).args(["-c", "."]).stdout(Stdio::piped()).spawn().unwrap();
-        let import = Command::new("docker")
-            .args(["import", "-c", "ENTRYPOINT [\"/caretaker\"]", "-", &self.base])
-            .stdin(tar.stdout.take().unwrap())
-            .output()
-            .unwrap();
-        assert!(tar.wait().unwrap().success());
-        assert!(import.status.success(), "docker import: {}", String::from_utf8_lossy(&import.stderr));
-        std::fs::remove_dir_all(&root).unwrap();
+        copy_libraries(&root, &[PathBuf::from(BIN), sh]);
+        import_root(&root, &self.base, &["ENTRYPOINT [\"/caretaker\"]"]);
     }
 
     /// A PostgreSQL server image made from this machine's PostgreSQL (`CARETAKER_TEST_PG_BIN`):
@@ -141,16 +125,7 @@ impl ComposeApp {
         let sh = std::fs::canonicalize("/bin/sh").unwrap();
         std::fs::copy(&sh, root.join("bin/sh")).unwrap();
         exes.push(sh);
-        for exe in &exes {
-            let out = Command::new("ldd").arg(exe).output().unwrap();
-            for lib in String::from_utf8_lossy(&out.stdout).split_whitespace().filter(|w| w.starts_with('/')) {
-                let to = root.join(lib.trim_start_matches('/'));
-                if !to.exists() {
-                    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-                    std::fs::copy(lib, &to).unwrap();
-                }
-            }
-        }
+        copy_libraries(&root, &exes);
         std::fs::write(
             root.join("etc/passwd"),
             "root:x:0:0::/root:/bin/sh\npostgres:x:999:999::/var/lib/postgresql:/bin/sh\n",
@@ -179,28 +154,7 @@ exec postgres -D "$D" -c listen_addresses='*' -c unix_socket_directories=/var/ru
             assert!(Command::new("chown").arg("999:999").arg(root.join(d)).status().unwrap().success());
         }
         let path_env = format!("ENV PATH=/usr/lib/postgresql/{version}/bin:/bin");
-        let mut tar =
-            Command::new("tar").arg("-C").arg(&root).args(["-c", "."]).stdout(Stdio::piped()).spawn().unwrap();
-        let import = Command::new("docker")
-            .args([
-                "import",
-                "-c",
-                "ENTRYPOINT [\"/entry.sh\"]",
-                "-c",
-                "USER 999",
-                "-c",
-                "ENV TZ=UTC",
-                "-c",
-                &path_env,
-                "-",
-                &tag,
-            ])
-            .stdin(tar.stdout.take().unwrap())
-            .output()
-            .unwrap();
-        assert!(tar.wait().unwrap().success());
-        assert!(import.status.success(), "docker import: {}", String::from_utf8_lossy(&import.stderr));
-        std::fs::remove_dir_all(&root).unwrap();
+        import_root(&root, &tag, &["ENTRYPOINT [\"/entry.sh\"]", "USER 999", "ENV TZ=UTC", &path_env]);
         Some(tag)
     }
 
@@ -253,6 +207,43 @@ impl Drop for ComposeApp {
 pub(crate) fn docker(args: &[&str]) -> String {
     let out = Command::new("docker").args(args).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Copies the shared libraries each of `exes` links (as `ldd` lists them) into `root`, at the
+/// same paths.
+pub(crate) fn copy_libraries(root: &Path, exes: &[PathBuf]) {
+    for exe in exes {
+        let out = Command::new("ldd").arg(exe).output().unwrap();
+        for lib in String::from_utf8_lossy(&out.stdout).split_whitespace().filter(|w| w.starts_with('/')) {
+            let to = root.join(lib.trim_start_matches('/'));
+            if !to.exists() {
+                std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+                std::fs::copy(lib, &to).unwrap();
+            }
+        }
+    }
+}
+
+/// Imports the directory `root` as the image `tag` (`docker import` with each of `changes` as a
+/// Dockerfile instruction), then removes `root`.
+pub(crate) fn import_root(root: &Path, tag: &str, changes: &[&str]) {
+    let mut tar = Command::new("tar").arg("-C").arg(root).args(["-c", "."]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut import = Command::new("docker");
+    import.arg("import");
+    for c in changes {
+        import.args(["-c", c]);
+    }
+    let import = import.args(["-", tag]).stdin(tar.stdout.take().unwrap()).output().unwrap();
+    assert!(tar.wait().unwrap().success());
+    assert!(import.status.success(), "docker import: {}", String::from_utf8_lossy(&import.stderr));
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+/// The version the demo app on `port` reports, once it answers (at most 30 s).
+pub(crate) fn app_version(port: u16) -> String {
+    wait_until(Duration::from_secs(30), "the app to answer /version", || {
+        http_get(port, "/version").filter(|(s, _)| *s == 200).map(|(_, b)| b.trim().to_string())
+    })
 }
 
 /// A release of the demo app as a docker build context: the migrations and VERSION of
@@ -652,11 +643,7 @@ update: {{ health_timeout: 30s, keep_releases: 1 }}"#,
             url = db.url
         ),
     );
-    let version = || {
-        wait_until(Duration::from_secs(30), "the app to answer /version", || {
-            http_get(port, "/version").filter(|(s, _)| *s == 200).map(|(_, b)| b.trim().to_string())
-        })
-    };
+    let version = || app_version(port);
 
     // The first deployment: build, migrate in a one-off container, start, health gate.
     let out = app.ct.run(&["update", "--to", "v1"]);

@@ -3,10 +3,10 @@
 //! on the host side of caretaker. The server image is made from this machine's MariaDB
 //! (no image can be pulled here).
 
-use crate::compose::{docker, ComposeApp};
+use crate::compose::{copy_libraries, docker, import_root, ComposeApp};
 use caretaker_testkit::require_service;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// A MariaDB server image from this machine's `mariadbd`, `mariadb` and `mariadb-dump`, their
@@ -41,16 +41,7 @@ fn build_mariadb_image(app: &ComposeApp) -> Option<String> {
         .status()
         .unwrap()
         .success());
-    for exe in &exes {
-        let out = Command::new("ldd").arg(exe).output().unwrap();
-        for lib in String::from_utf8_lossy(&out.stdout).split_whitespace().filter(|w| w.starts_with('/')) {
-            let to = root.join(lib.trim_start_matches('/'));
-            if !to.exists() {
-                std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-                std::fs::copy(lib, &to).unwrap();
-            }
-        }
-    }
+    copy_libraries(&root, &exes);
     let install = Command::new("mariadb-install-db")
         .arg("--no-defaults")
         .arg(format!("--datadir={}", root.join("var/lib/mysql").display()))
@@ -76,25 +67,7 @@ exec mariadbd --no-defaults --datadir=/var/lib/mysql --socket=/run/mysqld/mysqld
     for d in ["var/lib/mysql", "run/mysqld"] {
         assert!(Command::new("chown").args(["-R", "999:999"]).arg(root.join(d)).status().unwrap().success());
     }
-    let mut tar = Command::new("tar").arg("-C").arg(&root).args(["-c", "."]).stdout(Stdio::piped()).spawn().unwrap();
-    let import = Command::new("docker")
-        .args([
-            "import",
-            "-c",
-            "ENTRYPOINT [\"/entry.sh\"]",
-            "-c",
-            "USER 999",
-            "-c",
-            "ENV PATH=/usr/sbin:/usr/bin:/bin",
-            "-",
-            &tag,
-        ])
-        .stdin(tar.stdout.take().unwrap())
-        .output()
-        .unwrap();
-    assert!(tar.wait().unwrap().success());
-    assert!(import.status.success(), "docker import: {}", String::from_utf8_lossy(&import.stderr));
-    std::fs::remove_dir_all(&root).unwrap();
+    import_root(&root, &tag, &["ENTRYPOINT [\"/entry.sh\"]", "USER 999", "ENV PATH=/usr/sbin:/usr/bin:/bin"]);
     Some(tag)
 }
 

@@ -3,12 +3,11 @@
 //! locally, so caretaker's update really pulls them. Each release is pinned to the pulled image
 //! under caretaker's own tag, so a rollback runs the previous image without the registry.
 
-use crate::compose::{commit_tag, docker, git, psql, running_image, ComposeApp, TestDb};
-use crate::supervisor::{free_port, http_get};
-use caretaker_testkit::{require_service, wait_until};
+use crate::compose::{app_version, commit_tag, docker, git, psql, running_image, ComposeApp, TestDb};
+use crate::supervisor::free_port;
+use caretaker_testkit::require_service;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 fn run(args: &[&str]) {
     let out = Command::new("docker").args(args).output().unwrap();
@@ -137,11 +136,7 @@ update:
             url = db.url
         ),
     );
-    let version = || {
-        wait_until(Duration::from_secs(30), "the app to answer /version", || {
-            http_get(port, "/version").filter(|(s, _)| *s == 200).map(|(_, b)| b.trim().to_string())
-        })
-    };
+    let version = || app_version(port);
 
     // v1: pulled, pinned under the release's tag, migrated in a one-off container, serving.
     let out = app.ct.run(&["update", "--to", "v1"]);
