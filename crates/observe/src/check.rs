@@ -175,7 +175,8 @@ pub fn run_checks(
     out.extend(extra);
     let compose_checks = cfg.compose.iter().flat_map(|c| c.services.iter()).map(|s| (&s.name, &s.health));
     for (name, health) in cfg.services.iter().map(|s| (&s.name, &s.health)).chain(compose_checks) {
-        // A compose service's `command` probe runs inside its container: only the daemon does that.
+        // A compose service's `command` probe runs inside its container: the caller runs it
+        // (through compose) and passes its result in `extra`.
         if let Some(h) = health.as_ref().filter(|h| cfg.compose.is_none() || !matches!(h.probe, Probe::Command { .. }))
         {
             match probe::run(&h.probe, h.timeout) {

@@ -59,8 +59,16 @@ pub fn tcp(address: &str, timeout: Duration) -> Result<(), String> {
 
 fn command_probe(argv: &[String], timeout: Duration) -> Result<String, String> {
     let (prog, args) = argv.split_first().ok_or("empty command")?;
-    let mut child = Command::new(prog)
-        .args(args)
+    let mut cmd = Command::new(prog);
+    cmd.args(args);
+    command(cmd, timeout)
+}
+
+/// A command probe of a command the caller built (e.g. `compose exec -T SERVICE ...`): passes
+/// when it exits 0 within `timeout`; the detail is its last line of output.
+pub fn command(mut cmd: Command, timeout: Duration) -> Result<String, String> {
+    let prog = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -36,10 +36,46 @@ fn database_contents(app: &crate::context::AppContext) -> Vec<caretaker_observe:
     vec![caretaker_observe::check::CheckResult { name: "database contents".into(), status, message }]
 }
 
+/// The `command` health probes of compose services, run inside each service's container
+/// (`compose exec -T`), as the daemon runs them.
+fn compose_command_probes(app: &crate::context::AppContext) -> Vec<caretaker_observe::check::CheckResult> {
+    use caretaker_core::config::Probe;
+    let Some(c) = &app.config.compose else { return Vec::new() };
+    let probes: Vec<_> = c
+        .services
+        .iter()
+        .filter_map(|s| s.health.as_ref().map(|h| (&s.name, h)))
+        .filter_map(|(name, h)| match &h.probe {
+            Probe::Command { command } => Some((name, command, h.timeout)),
+            _ => None,
+        })
+        .collect();
+    if probes.is_empty() {
+        return Vec::new();
+    }
+    let project = crate::compose::project(&app.config, &app.config_path, &app.redactor);
+    probes
+        .into_iter()
+        .map(|(name, command, timeout)| {
+            let outcome = match &project {
+                Ok(p) => caretaker_observe::probe::command(p.exec_command(name, &command.argv(), false), timeout),
+                Err(e) => Err(format!("{e:#}")),
+            };
+            let (status, message) = match outcome {
+                Ok(m) => (CheckStatus::Ok, m),
+                Err(e) => (CheckStatus::Critical, format!("in its container: {}", app.redactor.redact(&e))),
+            };
+            caretaker_observe::check::CheckResult { name: format!("service {name}"), status, message }
+        })
+        .collect()
+}
+
 pub fn run(global: &Global, args: &CheckArgs) -> Result<Code> {
     let app = open_app(global)?;
     let now = jiff::Timestamp::now();
-    let results = run_checks(&app.config, &app.store, database_contents(&app), now)?;
+    let mut extra = database_contents(&app);
+    extra.extend(compose_command_probes(&app));
+    let results = run_checks(&app.config, &app.store, extra, now)?;
     let worst = overall(&results);
     // Recording is best effort: a check must answer even when another job holds the lock.
     if let Ok(mut job) = app.store.start_job(kind::CHECK, crate::context::trigger(), false) {

@@ -1,11 +1,13 @@
-//! One-off containers of a compose app (`jobs:` commands, migrations) that outlive their time
-//! limit: killing the compose client does not stop the container, so caretaker removes it.
+//! Commands inside a compose app's containers: one-off containers (`jobs:` commands,
+//! migrations) that outlive their time limit — killing the compose client does not stop the
+//! container, so caretaker removes it — and `command` health probes, which `caretaker check`
+//! runs inside the service's container like the daemon does.
 
 use crate::compose::{docker, write_demo_build, ComposeApp};
 use crate::supervisor::free_port;
 
 #[test]
-fn a_one_off_container_past_its_time_limit_is_removed() {
+fn a_one_off_container_past_its_time_limit_is_removed_and_check_runs_command_probes_in_the_container() {
     let Some(app) = ComposeApp::new() else { return };
     let port = free_port();
     write_demo_build(&app, &app.path("build"));
@@ -24,7 +26,11 @@ services:
         ),
     );
     app.config(
-        r#"compose: { app_service: web }
+        r#"compose:
+  app_service: web
+  services:
+    # Passes only inside the container (the database file is in its /tmp).
+    web: { health: { command: "test -s /tmp/demo.db && echo database present", interval: 2s, timeout: 2s, start_period: 30s } }
 jobs:
   hangs: { command: "echo started; /caretaker demo-app migrate && exec /caretaker demo-app serve --listen 127.0.0.1:18999", timeout: 5s, schedule: daily }
   quick: { command: "echo done", timeout: 60s, schedule: daily }"#,
@@ -53,4 +59,10 @@ jobs:
     assert_eq!(oneoffs(), "");
     let web = app.service("web");
     assert_eq!(web["state"], "running", "the app's own container is untouched: {web}");
+
+    let check = app.ct.json(&["check", "--json"]);
+    let probe = check["checks"].as_array().unwrap().iter().find(|c| c["name"] == "service web").cloned();
+    let probe = probe.unwrap_or_else(|| panic!("no check of service web: {check}"));
+    assert_eq!(probe["status"], "ok", "{probe}");
+    assert_eq!(probe["message"], "database present", "{probe}");
 }
