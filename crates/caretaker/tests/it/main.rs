@@ -12,6 +12,7 @@ mod jobs;
 mod maintenance;
 mod observe;
 mod recover;
+mod recover_code;
 mod secrets;
 mod status_page;
 mod supervisor;
