@@ -4,6 +4,7 @@ mod backup;
 mod backup_failures;
 mod backup_targets;
 mod compose;
+mod compose_recover;
 mod config;
 mod daemon;
 mod db;
