@@ -497,6 +497,13 @@ pub struct RecoverArgs {
     /// non-empty file trees are renamed to `<path>.caretaker-old-<time>`; nothing is deleted
     #[arg(long)]
     pub force: bool,
+    /// Deploy this branch, tag or commit of `app.source` instead of the commit the snapshot
+    /// records (built like `caretaker update` builds a release, even when a release is present)
+    #[arg(long = "ref", value_name = "REF")]
+    pub reference: Option<String>,
+    /// Build the snapshot's commit from `app.source` even when a release is present
+    #[arg(long)]
+    pub redeploy: bool,
     /// Give up waiting for the services to become healthy after this many seconds
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,

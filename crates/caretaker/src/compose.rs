@@ -304,10 +304,19 @@ pub fn open_database(config: &Config, redactor: &Redactor) -> caretaker_db::Resu
 /// Starts the database's compose service (and only it) and waits until the database answers,
 /// for `recover` on a machine where nothing runs yet.
 pub fn start_database_service(config: &Config, config_path: &Path, redactor: &Redactor) -> Result<()> {
+    start_database_service_at(config, config_path, redactor, &project_dir(config, config_path))
+}
+
+/// [`start_database_service`] with the compose files of the release in `dir`. Nothing to do
+/// without `database.compose_service`; a running service is left as it is.
+pub fn start_database_service_at(config: &Config, config_path: &Path, redactor: &Redactor, dir: &Path) -> Result<()> {
     let Some(service) = config.database.as_ref().and_then(|d| d.compose_service.clone()) else { return Ok(()) };
-    let project = project(config, config_path, redactor)?;
-    let c = section(config)?;
-    project.up(std::slice::from_ref(&service), c.stop_timeout, &mut |_| {})?;
+    // A running container of the service (an update keeps it running) is left as it is.
+    if open_database(config, redactor).is_err() {
+        let project = project_at(config, config_path, redactor, dir)?;
+        let c = section(config)?;
+        project.up(std::slice::from_ref(&service), c.stop_timeout, &mut |_| {})?;
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
         let answer = open_database(config, redactor).and_then(|db| {

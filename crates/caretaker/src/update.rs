@@ -267,6 +267,26 @@ fn export(cache: &Path, commit: &str, dir: &Path) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // the update
 
+/// A release `recover` built.
+pub struct RecoveredRelease {
+    pub name: String,
+    pub commit: String,
+}
+
+/// The commit the app runs: the current release's (as the release registry records it), else
+/// the `HEAD` of a git checkout in the app's working directory. `None` when unknown.
+pub fn deployed_commit(store: &Store, config: &Config, config_path: &Path) -> Option<String> {
+    let registry = Registry::load(store).ok()?;
+    if let Some(c) = current_release(store.dir()).and_then(|n| registry.record(&n).map(|r| r.commit.clone())) {
+        return Some(c);
+    }
+    let dir = crate::appenv::working_dir(&config.app, config_path);
+    if !dir.join(".git").exists() {
+        return None;
+    }
+    git(&["rev-parse", "--verify", "HEAD^{commit}"], Some(&dir)).ok().filter(|c| c.len() >= 7)
+}
+
 /// What `caretaker update` was asked.
 pub struct UpdateRequest {
     pub to: Option<String>,
@@ -568,28 +588,83 @@ impl Updater<'_> {
         Ok(())
     }
 
+    /// Builds the release exported into `release` (directory name `name`): `app.build` in it,
+    /// and for a compose app its images under the release's tags. The one build of `update`
+    /// and `recover`.
+    pub fn build(&self, release: &Path, name: &str, job: &mut JobHandle<'_>) -> Result<()> {
+        self.run_commands(&self.config.app.build, release, job, "build")?;
+        if self.config.compose.is_some() {
+            let pins = crate::compose::prepare_release_images(
+                self.config,
+                self.config_path,
+                self.redactor,
+                release,
+                name,
+                &mut |l| job.log(l),
+            )?;
+            for (service, image) in pins {
+                job.log(&format!("service {service}: image {image}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// For `recover`: fetches `reference` from the source, exports and builds a new release
+    /// exactly as `update` does (no services run, nothing to stop or roll back), points
+    /// `current` at it and records it as deployed. Releases whose directories are gone are
+    /// forgotten. A failed build leaves `current` as it was.
+    pub fn deploy_for_recover(&self, reference: &str, job: &mut JobHandle<'_>) -> Result<RecoveredRelease> {
+        let state_dir = self.state_dir();
+        let (url, _) = self.source_reference(Some(reference))?;
+        let cache = git_cache(&state_dir)?;
+        let commit = fetch(&cache, &url, reference)
+            .with_context(|| format!("fetching {reference} from {url}"))
+            .map_err(|e| {
+                Failure::new(Code::Failure, format!("{e:#}"))
+                    .hint("is the source reachable, and does it still have this commit? `--ref REF` deploys another")
+            })?;
+        job.log(&format!("fetched {reference}: commit {commit}"));
+        let mut registry = Registry::load(self.store)?;
+        let dir = releases_dir(&state_dir);
+        registry.releases.retain(|r| dir.join(&r.name).is_dir());
+        registry.history.retain(|n| dir.join(n).is_dir());
+        let name = release_name(registry.next_number.max(1), &commit);
+        registry.next_number = registry.next_number.max(1) + 1;
+        registry.releases.retain(|r| r.name != name);
+        registry.releases.push(ReleaseRecord {
+            name: name.clone(),
+            commit: commit.clone(),
+            reference: reference.to_string(),
+            created_at: jiff::Timestamp::now().to_string(),
+            state: "building".into(),
+            snapshot: None,
+        });
+        registry.save(self.store)?;
+        let release = dir.join(&name);
+        let built = export(&cache, &commit, &release).and_then(|()| self.build(&release, &name, job));
+        if let Err(e) = built {
+            if let Some(r) = registry.record_mut(&name) {
+                r.state = "failed".into();
+            }
+            registry.save(self.store)?;
+            return Err(e.context(format!("building release {name}")));
+        }
+        switch_current(&state_dir, &name)?;
+        if let Some(r) = registry.record_mut(&name) {
+            r.state = "deployed".into();
+        }
+        registry.history.push(name.clone());
+        registry.save(self.store)?;
+        job.log(&format!("release {name} built; current -> {name}"));
+        Ok(RecoveredRelease { name, commit })
+    }
+
     fn forward_step(&self, step: Step, p: &mut Progress, job: &mut JobHandle<'_>) -> Result<()> {
         let state_dir = self.state_dir();
         let release = releases_dir(&state_dir).join(&p.to);
         match step {
             Step::Fetch => export(&git_cache(&state_dir)?, &p.to_commit, &release),
-            Step::Build => {
-                self.run_commands(&self.config.app.build, &release, job, "build")?;
-                if self.config.compose.is_some() {
-                    let pins = crate::compose::prepare_release_images(
-                        self.config,
-                        self.config_path,
-                        self.redactor,
-                        &release,
-                        &p.to,
-                        &mut |l| job.log(l),
-                    )?;
-                    for (service, image) in pins {
-                        job.log(&format!("service {service}: image {image}"));
-                    }
-                }
-                Ok(())
-            }
+            Step::Build => self.build(&release, &p.to, job),
             Step::DetectMigrations => {
                 let MigrationDetect::Command(c) = &self.config.update.migrations else {
                     p.migrations_needed = Some(true);
@@ -631,6 +706,9 @@ impl Updater<'_> {
             Step::Switch => switch_current(&state_dir, &p.to),
             Step::Migrate if self.config.compose.is_some() => {
                 let (cfg, path, r) = (self.config, self.config_path, self.redactor);
+                // On a first deployment nothing runs yet, and one-off containers start no
+                // dependencies (`--no-deps`): the database's service must be up first.
+                crate::compose::start_database_service_at(cfg, path, r, &release)?;
                 crate::compose::run_one_off_commands(cfg, path, r, &release, &cfg.app.migrate, "migrate", &mut |l| {
                     job.log(l)
                 })

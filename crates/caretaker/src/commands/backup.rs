@@ -375,6 +375,10 @@ fn run_backup(
     if let Some(v) = crate::dbbackup::app_version(config, &app.config_path) {
         tags.push(format!("app-version:{v}"));
     }
+    // The code the data belongs to, so that `recover` can rebuild it on a fresh machine.
+    if let Some(c) = crate::update::deployed_commit(&app.store, config, &app.config_path) {
+        tags.push(caretaker_core::recover::commit_tag(&c));
+    }
     let req = BackupRequest {
         trees: config.files.iter().map(|t| TreeSpec { path: t.path.clone(), exclude: t.exclude.clone() }).collect(),
         files: vec![std::fs::canonicalize(&app.config_path).unwrap_or_else(|_| app.config_path.clone())],
