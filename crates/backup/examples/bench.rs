@@ -31,7 +31,8 @@ fn main() {
     };
     let pw_file = std::env::var_os("CARETAKER_BENCH_PASSWORD_FILE")
         .unwrap_or_else(|| fail("CARETAKER_BENCH_PASSWORD_FILE is not set"));
-    let password = std::fs::read_to_string(&pw_file).unwrap_or_else(|e| fail(&format!("reading the password file: {e}")));
+    let password =
+        std::fs::read_to_string(&pw_file).unwrap_or_else(|e| fail(&format!("reading the password file: {e}")));
     let engine = location::local(&repo, password.trim_end_matches('\n')).unwrap_or_else(|e| fail(&e.to_string()));
     match (cmd, args.get(2)) {
         ("init", None) => engine.init().unwrap_or_else(|e| fail(&e.to_string())),
@@ -45,7 +46,10 @@ fn main() {
             if !r.complete {
                 fail(&format!("partial backup: {:?}", r.read_errors));
             }
-            eprintln!("caretaker: snapshot {} read {} bytes, added {} bytes", r.snapshot_id, r.bytes_read, r.bytes_added);
+            eprintln!(
+                "caretaker: snapshot {} read {} bytes, added {} bytes",
+                r.snapshot_id, r.bytes_read, r.bytes_added
+            );
         }
         ("restore", Some(target)) => {
             let req = RestoreRequest {
