@@ -343,3 +343,36 @@ impl ReadSource for CompositeSource {
         Box::new(iters.into_iter().flatten())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(messages: Vec<io::Result<Vec<u8>>>) -> ChannelReader {
+        let (tx, rx) = sync_channel(messages.len());
+        for m in messages {
+            tx.send(m).unwrap();
+        }
+        ChannelReader { rx, buf: Vec::new(), pos: 0, failed: None }
+    }
+
+    #[test]
+    fn reads_fill_the_buffer_across_messages_then_end() {
+        let mut r = reader(vec![Ok(vec![1; 10]), Ok(vec![2; 10]), Ok(vec![3; 10])]);
+        let mut buf = [0u8; 25];
+        assert_eq!(r.read(&mut buf).unwrap(), 25, "a short read would shrink rustic's chunker buffer");
+        assert_eq!(&buf[..], &[[1u8; 10].as_slice(), &[2; 10], &[3; 5]].concat()[..]);
+        assert_eq!(r.read(&mut buf).unwrap(), 5);
+        assert_eq!(r.read(&mut buf).unwrap(), 0, "end of stream");
+    }
+
+    #[test]
+    fn a_failure_after_data_gives_the_data_then_the_error() {
+        let mut r = reader(vec![Ok(vec![7; 4]), Err(io::Error::other("pg_dump: connection lost"))]);
+        let mut buf = [0u8; 16];
+        assert_eq!(r.read(&mut buf).unwrap(), 4);
+        let e = r.read(&mut buf).unwrap_err();
+        assert!(e.to_string().contains("connection lost"), "{e}");
+        assert!(r.read(&mut buf).is_err(), "the error sticks");
+    }
+}
