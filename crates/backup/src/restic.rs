@@ -8,8 +8,8 @@
 //!    set from the index (`repair_snapshots`) and compared with the bytes the producer wrote;
 //! 3. read errors are warnings → recorded by the source wrapper, snapshot tagged partial;
 //! 4. a handle does not see its own new snapshot → reopened after each write;
-//! 5. restore panics on corrupt packs → `catch_unwind` per restored tree; streams are restored
-//!    with `dump`, blob by blob, so their memory is bounded.
+//! 5. restore panics on corrupt packs → `catch_unwind` per restored tree; streams and file
+//!    contents are restored with `dump`, blob by blob (`restore.rs`), so memory is bounded.
 
 use crate::engine::*;
 use crate::error::{Error, ErrorKind, Result};
