@@ -3,6 +3,7 @@
 //!
 //! - [`engine`]: the trait and its request/report types;
 //! - [`restic`]: the one implementation;
+//! - `restore`: file contents of a restore with bounded memory;
 //! - [`location`]: from the config's `backup.repository` to a storage backend;
 //! - [`s3`]: S3-compatible repositories over opendal's S3 service;
 //! - [`sftp`]: SFTP repositories through the system's `ssh`;
@@ -14,6 +15,7 @@ pub mod engine;
 pub mod error;
 pub mod location;
 pub mod restic;
+mod restore;
 pub mod retention;
 pub mod s3;
 pub mod safety;

@@ -8,11 +8,12 @@
 //!    set from the index (`repair_snapshots`) and compared with the bytes the producer wrote;
 //! 3. read errors are warnings → recorded by the source wrapper, snapshot tagged partial;
 //! 4. a handle does not see its own new snapshot → reopened after each write;
-//! 5. restore panics on corrupt packs → `catch_unwind` per restored tree; streams are restored
-//!    with `dump`, blob by blob, so their memory is bounded.
+//! 5. restore panics on corrupt packs → `catch_unwind` per restored tree; streams and file
+//!    contents are restored with `dump`, blob by blob (`restore.rs`), so memory is bounded.
 
 use crate::engine::*;
 use crate::error::{Error, ErrorKind, Result};
+use crate::restore;
 use crate::retention;
 use crate::safety::{self, Measurement, TreeMeasure};
 use crate::source::{CompositeSource, LocalPart, Tracker};
@@ -265,7 +266,7 @@ fn validate(req: &BackupRequest, streams: &[Box<dyn StreamSource>]) -> Result<Ve
     Ok(roots)
 }
 
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<String>()
         .cloned()
         .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
@@ -493,9 +494,28 @@ impl ResticRepository {
                 let ldest = LocalDestination::new(&dest_str, true, !node.is_dir()).map_err(self.err("restoring"))?;
                 let ls_opts = LsOptions::default().recursive(true);
                 let ls = repo.ls(&node, &ls_opts).map_err(self.err("restoring"))?;
+                // Fact 5: the file contents first, with bounded memory (restore.rs); rustic's
+                // restorer then finds them in place (size and mtime match) and only creates
+                // the rest and sets metadata.
+                let files = restore::files_of(ls.clone(), node.is_dir(), &dest).map_err(self.err("restoring"))?;
+                let damaged = restore::write_files(&repo, &files);
                 let opts = RestoreOptions::default();
-                let plan = repo.prepare_restore(&opts, ls.clone(), &ldest, false).map_err(self.err("restoring"))?;
-                repo.restore(plan, &opts, ls, &ldest).map_err(self.err("restoring"))
+                let rest = contained(|| {
+                    let plan = repo.prepare_restore(&opts, ls.clone(), &ldest, false).map_err(self.err("restoring"))?;
+                    repo.restore(plan, &opts, ls, &ldest).map_err(self.err("restoring"))
+                });
+                match damaged.len() {
+                    0 => rest,
+                    n => Err(Error::new(
+                        ErrorKind::Corrupt,
+                        format!(
+                            "{n} file(s) could not be restored: {}{}",
+                            damaged.iter().take(5).cloned().collect::<Vec<_>>().join("; "),
+                            if n > 5 { "; ..." } else { "" }
+                        ),
+                    )
+                    .hint("run `caretaker backup check --read-data` to see what is damaged")),
+                }
             });
             match res {
                 Ok(()) => report.restored.push(dest),

@@ -232,26 +232,41 @@ struct ChannelReader {
 }
 
 impl Read for ChannelReader {
+    /// Fills `out` completely unless the stream ends or fails: rustic_core's chunker shrinks
+    /// its read buffer to the size of each read it gets, so short reads at the end of each
+    /// channel message would ratchet it down to a few bytes per call (measured: this
+    /// function at 22 % of an unchanged stream backup before it filled whole buffers).
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if let Some(e) = &self.failed {
-            return Err(io::Error::other(e.clone()));
-        }
-        while self.pos >= self.buf.len() {
-            match self.rx.recv() {
-                Ok(Ok(chunk)) => {
-                    self.buf = chunk;
-                    self.pos = 0;
+        let mut n = 0;
+        while n < out.len() {
+            if self.pos >= self.buf.len() {
+                if let Some(e) = &self.failed {
+                    if n > 0 {
+                        break;
+                    }
+                    return Err(io::Error::other(e.clone()));
                 }
-                Ok(Err(e)) => {
-                    self.failed = Some(e.to_string());
-                    return Err(e);
+                match self.rx.recv() {
+                    Ok(Ok(chunk)) => {
+                        self.buf = chunk;
+                        self.pos = 0;
+                        continue;
+                    }
+                    Ok(Err(e)) => {
+                        self.failed = Some(e.to_string());
+                        if n > 0 {
+                            break;
+                        }
+                        return Err(e);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => return Ok(0),
             }
+            let k = (out.len() - n).min(self.buf.len() - self.pos);
+            out[n..n + k].copy_from_slice(&self.buf[self.pos..self.pos + k]);
+            self.pos += k;
+            n += k;
         }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
         Ok(n)
     }
 }
@@ -326,5 +341,38 @@ impl ReadSource for CompositeSource {
             }
         }
         Box::new(iters.into_iter().flatten())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(messages: Vec<io::Result<Vec<u8>>>) -> ChannelReader {
+        let (tx, rx) = sync_channel(messages.len());
+        for m in messages {
+            tx.send(m).unwrap();
+        }
+        ChannelReader { rx, buf: Vec::new(), pos: 0, failed: None }
+    }
+
+    #[test]
+    fn reads_fill_the_buffer_across_messages_then_end() {
+        let mut r = reader(vec![Ok(vec![1; 10]), Ok(vec![2; 10]), Ok(vec![3; 10])]);
+        let mut buf = [0u8; 25];
+        assert_eq!(r.read(&mut buf).unwrap(), 25, "a short read would shrink rustic's chunker buffer");
+        assert_eq!(&buf[..], &[[1u8; 10].as_slice(), &[2; 10], &[3; 5]].concat()[..]);
+        assert_eq!(r.read(&mut buf).unwrap(), 5);
+        assert_eq!(r.read(&mut buf).unwrap(), 0, "end of stream");
+    }
+
+    #[test]
+    fn a_failure_after_data_gives_the_data_then_the_error() {
+        let mut r = reader(vec![Ok(vec![7; 4]), Err(io::Error::other("pg_dump: connection lost"))]);
+        let mut buf = [0u8; 16];
+        assert_eq!(r.read(&mut buf).unwrap(), 4);
+        let e = r.read(&mut buf).unwrap_err();
+        assert!(e.to_string().contains("connection lost"), "{e}");
+        assert!(r.read(&mut buf).is_err(), "the error sticks");
     }
 }

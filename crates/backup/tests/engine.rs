@@ -834,3 +834,39 @@ fn sftp_sigkill_mid_backup_leaves_a_consistent_repository() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && text.contains("no errors were found"), "restic check: {text}");
 }
+
+/// The bounded-memory restorer (restore.rs) writes file contents itself: over a target left
+/// by an earlier restore it must replace a symlink in a file's place (never write through it),
+/// rewrite a stale file of the same size, and make a read-only leftover writable.
+#[test]
+fn restore_over_a_symlink_a_stale_file_and_a_read_only_file_writes_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let media = app_tree(dir.path());
+    std::fs::write(media.join("readonly.txt"), "kept read-only\n").unwrap();
+    std::fs::set_permissions(media.join("readonly.txt"), std::fs::Permissions::from_mode(0o444)).unwrap();
+    let repo = new_repo(dir.path());
+    repo.backup(&request(&[&media], &[]), vec![]).unwrap();
+
+    let target = dir.path().join("restored");
+    let req = RestoreRequest { snapshot: None, what: RestoreWhat::All, target: Some(target.clone()), skip: vec![] };
+    let r = repo.restore(&req).unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let restored = target.join(media.strip_prefix("/").unwrap());
+    assert_eq!(listing(&restored), listing(&media));
+
+    // Damage the restored tree: a symlink to a file outside in place of a file, a stale file
+    // of the same size, and the read-only file changed.
+    let outside = dir.path().join("outside.txt");
+    std::fs::write(&outside, "must stay\n").unwrap();
+    std::fs::remove_file(restored.join("run.sh")).unwrap();
+    symlink(&outside, restored.join("run.sh")).unwrap();
+    std::fs::write(restored.join("uploads/big.bin"), vec![8u8; 3 << 20]).unwrap();
+    std::fs::set_permissions(restored.join("readonly.txt"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(restored.join("readonly.txt"), "changed, same\n").unwrap();
+    std::fs::set_permissions(restored.join("readonly.txt"), std::fs::Permissions::from_mode(0o444)).unwrap();
+
+    let r = repo.restore(&req).unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(std::fs::read(&outside).unwrap(), b"must stay\n", "restore wrote through a symlink");
+    assert_eq!(listing(&restored), listing(&media));
+}
