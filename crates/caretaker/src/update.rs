@@ -105,6 +105,24 @@ impl Registry {
         Ok(())
     }
 
+    /// Records a new release of `commit` (asked for as `reference`) in state `building` and
+    /// returns its name; the caller saves the registry.
+    fn start_release(&mut self, commit: &str, reference: &str) -> String {
+        let number = self.next_number.max(1);
+        let name = release_name(number, commit);
+        self.next_number = number + 1;
+        self.releases.retain(|r| r.name != name);
+        self.releases.push(ReleaseRecord {
+            name: name.clone(),
+            commit: commit.to_string(),
+            reference: reference.to_string(),
+            created_at: jiff::Timestamp::now().to_string(),
+            state: "building".into(),
+            snapshot: None,
+        });
+        name
+    }
+
     fn record_mut(&mut self, name: &str) -> Option<&mut ReleaseRecord> {
         self.releases.iter_mut().find(|r| r.name == name)
     }
@@ -399,17 +417,7 @@ impl Updater<'_> {
             return Ok(Code::Ok);
         }
         let mut job = self.store.start_job(kind::UPDATE, req.trigger, true)?;
-        let name = release_name(registry.next_number, &target);
-        registry.next_number += 1;
-        registry.releases.retain(|r| r.name != name);
-        registry.releases.push(ReleaseRecord {
-            name: name.clone(),
-            commit: target.clone(),
-            reference: reference.clone(),
-            created_at: jiff::Timestamp::now().to_string(),
-            state: "building".into(),
-            snapshot: None,
-        });
+        let name = registry.start_release(&target, &reference);
         registry.save(self.store)?;
         job.log(&format!(
             "update {} -> {name} ({reference}, {target}); plan: {}",
@@ -628,17 +636,7 @@ impl Updater<'_> {
         let dir = releases_dir(&state_dir);
         registry.releases.retain(|r| dir.join(&r.name).is_dir());
         registry.history.retain(|n| dir.join(n).is_dir());
-        let name = release_name(registry.next_number.max(1), &commit);
-        registry.next_number = registry.next_number.max(1) + 1;
-        registry.releases.retain(|r| r.name != name);
-        registry.releases.push(ReleaseRecord {
-            name: name.clone(),
-            commit: commit.clone(),
-            reference: reference.to_string(),
-            created_at: jiff::Timestamp::now().to_string(),
-            state: "building".into(),
-            snapshot: None,
-        });
+        let name = registry.start_release(&commit, reference);
         registry.save(self.store)?;
         let release = dir.join(&name);
         let built = export(&cache, &commit, &release).and_then(|()| self.build(&release, &name, job));

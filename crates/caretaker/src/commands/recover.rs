@@ -149,11 +149,7 @@ fn recover(
     }
     // A compose app's named volumes (a forced restore keeps their contents aside, below).
     live.extend(crate::volbackup::live(app)?);
-    if !live.is_empty() && !args.force {
-        return Err(Failure::new(Code::Refused, format!("live data exists: {}", live.join("; ")))
-            .hint("recover is for a fresh machine; add --force to move the live data aside (nothing is deleted)")
-            .into());
-    }
+    refuse_live_data(&live, args.force)?;
     let stamp = jiff::Zoned::now().strftime("%Y%m%d-%H%M%S").to_string();
     for p in &live_trees {
         let aside = PathBuf::from(format!("{}.caretaker-old-{stamp}", p.display()));
@@ -230,11 +226,7 @@ fn recover(
         let t = Instant::now();
         crate::compose::start_database_service(&app.config, &app.config_path, &app.redactor)?;
         let found = live_database(app)?;
-        if !found.is_empty() && !args.force {
-            return Err(Failure::new(Code::Refused, format!("live data exists: {}", found.join("; ")))
-                .hint("recover is for a fresh machine; add --force to move the live data aside (nothing is deleted)")
-                .into());
-        }
+        refuse_live_data(&found, args.force)?;
         steps.record(job, "inspect", t, if found.is_empty() { "database empty".into() } else { found.join("; ") });
     }
 
@@ -335,6 +327,16 @@ fn code_dir(app: &crate::context::AppContext) -> PathBuf {
         let dir = working_dir(&app.config.app, &app.config_path);
         std::path::absolute(&dir).unwrap_or(dir)
     }
+}
+
+/// Live data (`live`: what was found) is refused unless `--force`.
+fn refuse_live_data(live: &[String], force: bool) -> Result<()> {
+    if live.is_empty() || force {
+        return Ok(());
+    }
+    Err(Failure::new(Code::Refused, format!("live data exists: {}", live.join("; ")))
+        .hint("recover is for a fresh machine; add --force to move the live data aside (nothing is deleted)")
+        .into())
 }
 
 /// The database as live data: it exists and holds tables.

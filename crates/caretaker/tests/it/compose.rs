@@ -566,14 +566,7 @@ impl Drop for TestDb {
 /// again under a new version. The app
 /// uses the host's network (the test database listens on the host's loopback).
 fn compose_repo(app: &ComposeApp, repo: &Path, port: u16) {
-    std::fs::create_dir_all(repo).unwrap();
-    git(repo, &["init", "-q", "-b", "main"]);
-    caretaker_demo_app::write_release(repo, "v1").unwrap();
-    std::fs::write(
-        repo.join("Dockerfile"),
-        format!("FROM {}\nCOPY . /app\nENV DEMO_RELEASE_DIR=/app\nENTRYPOINT []\n", app.base),
-    )
-    .unwrap();
+    init_demo_repo(app, repo);
     std::fs::write(
         repo.join("docker-compose.yml"),
         format!(
@@ -610,6 +603,19 @@ volumes:
     std::fs::remove_file(repo.join("migrations/0005_broken.sql")).unwrap();
     std::fs::write(repo.join("VERSION"), "v4\n").unwrap();
     commit_tag(repo, "v4");
+}
+
+/// A new git repository at `repo` holding the demo app's v1 release and a Dockerfile that
+/// builds it on the test's base image (no compose file yet, nothing committed).
+pub(crate) fn init_demo_repo(app: &ComposeApp, repo: &Path) {
+    std::fs::create_dir_all(repo).unwrap();
+    git(repo, &["init", "-q", "-b", "main"]);
+    caretaker_demo_app::write_release(repo, "v1").unwrap();
+    std::fs::write(
+        repo.join("Dockerfile"),
+        format!("FROM {}\nCOPY . /app\nENV DEMO_RELEASE_DIR=/app\nENTRYPOINT []\n", app.base),
+    )
+    .unwrap();
 }
 
 /// The image the service's container runs (its reference).

@@ -3,10 +3,10 @@
 //! built as `update` builds them, the database's service is started in its container before
 //! the dump is restored and the migration runs in a one-off container.
 
-use crate::compose::{docker, post_entry, ComposeApp};
+use crate::compose::{docker, init_demo_repo, post_entry, ComposeApp};
 use crate::stderr_of;
 use crate::supervisor::{free_port, http_get};
-use crate::update::{commit_tag, git};
+use crate::update::commit_tag;
 use caretaker_testkit::wait_until;
 use std::time::Duration;
 
@@ -18,14 +18,7 @@ fn compose_recover_on_a_machine_without_the_project_directory_builds_the_release
     let password = "pw-compose-recover-5521";
     let d = app.dir.path().to_path_buf();
     let repo = d.join("src");
-    std::fs::create_dir_all(&repo).unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    caretaker_demo_app::write_release(&repo, "v1").unwrap();
-    std::fs::write(
-        repo.join("Dockerfile"),
-        format!("FROM {}\nCOPY . /app\nENV DEMO_RELEASE_DIR=/app\nENTRYPOINT []\n", app.base),
-    )
-    .unwrap();
+    init_demo_repo(&app, &repo);
     std::fs::write(
         repo.join("docker-compose.yml"),
         format!(
