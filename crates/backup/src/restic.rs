@@ -4,8 +4,9 @@
 //! 1. failed streams still give a snapshot → every snapshot is first saved tagged
 //!    `caretaker-pending`; it only loses that tag after the streams succeeded and were
 //!    verified, and is deleted otherwise (a crash leaves a pending one: the next run deletes it);
-//! 2. stream entries lack metadata → fresh mtime/ctime/inode per run, and the stored size is
-//!    set from the index (`repair_snapshots`) and compared with the bytes the producer wrote;
+//! 2. stream entries lack metadata → fresh mtime/ctime/inode per run (a parent snapshot's
+//!    dump is never reused); the patched rustic_core (vendor/README.md) sizes every file node
+//!    by the bytes it read, and that size is compared with the bytes the producer wrote;
 //! 3. read errors are warnings → recorded by the source wrapper, snapshot tagged partial;
 //! 4. a handle does not see its own new snapshot → reopened after each write;
 //! 5. restore panics on corrupt packs → `catch_unwind` per restored tree; streams and file
@@ -317,58 +318,10 @@ impl ResticRepository {
             .chain(req.files.iter().map(|f| LocalPart { path: f.clone(), exclude: vec![] }))
             .collect();
 
-        // Pass 1 (streams only): rustic_core stores a stream's node with size 0, which stock
-        // `restic check` rejects; its size is only known once it has been read. So the streams
-        // go into a pending snapshot first ...
-        let mut sizes = BTreeMap::new();
-        let mut replay: Vec<Box<dyn StreamSource>> = Vec::new();
-        let mut first_pass: Option<SnapshotFile> = None;
-        let repo = if streams.is_empty() {
-            repo
-        } else {
-            let tracker = Arc::new(Tracker::default());
-            let source = CompositeSource::new(&[], streams, tracker.clone()).map_err(self.err("reading streams"))?;
-            let mut snap1 = snap.clone();
-            snap1.description = None;
-            let indexed = repo.to_indexed_ids().map_err(self.err("reading repository index"))?;
-            let archived = indexed.archive(&BackupOptions::default(), &source, snap1, &[PathBuf::from(STREAMS_DIR)]);
-            tracker.join_producers();
-            drop(indexed);
-            let snap1 = archived.map_err(self.err("backup"))?;
-            let repo = self.open()?;
-            let results = tracker.streams.lock().unwrap().clone();
-            for name in &stream_names {
-                let failure = match results.get(name) {
-                    Some(r) if r.opened => r.error.clone(),
-                    _ => Some("the stream was never read".to_string()),
-                };
-                if let Some(why) = failure {
-                    self.delete(&repo, &snap1)?;
-                    return Err(Error::new(
-                        ErrorKind::StreamFailed,
-                        format!("stream {name} failed: {why}; no snapshot was saved"),
-                    )
-                    .hint("fix the database dump (see the job log), then run the backup again"));
-                }
-                sizes.insert(name.clone(), results[name].bytes);
-            }
-            // ... and pass 2 replays them from the repository (all chunks already stored, nothing
-            // is written twice) with their sizes in the node metadata.
-            let full = Arc::new(self.open()?.to_indexed().map_err(self.err("reading repository index"))?);
-            for name in &stream_names {
-                let node = full
-                    .node_from_snapshot_and_path(&snap1, &format!("{STREAMS_DIR}/{name}"))
-                    .map_err(self.err("reading streams back"))?;
-                replay.push(Box::new(Replay { name: name.clone(), repo: full.clone(), node }));
-            }
-            first_pass = Some(snap1);
-            repo
-        };
-
+        // One pass: the streams are read while the trees are archived. The patched
+        // rustic_core (vendor/README.md) sizes each stream's node by what it read.
         let tracker = Arc::new(Tracker::default());
-        let source = CompositeSource::new(&parts, replay, tracker.clone())
-            .map_err(self.err("reading file trees"))?
-            .with_sizes(sizes.clone());
+        let source = CompositeSource::new(&parts, streams, tracker.clone()).map_err(self.err("reading file trees"))?;
         let indexed = repo.to_indexed_ids().map_err(self.err("reading repository index"))?;
         let archived = indexed.archive(&BackupOptions::default(), &source, snap, &backup_paths);
         tracker.join_producers();
@@ -377,23 +330,31 @@ impl ResticRepository {
 
         // Fact 4: a fresh handle sees the new snapshot and its index.
         let repo = self.open()?;
-        if let Some(s1) = &first_pass {
-            self.delete(&repo, s1)?;
-        }
         let snap = snap?;
         let results = tracker.streams.lock().unwrap().clone();
         let repo = repo.to_indexed().map_err(self.err("reading repository index"))?;
+        // Facts 1 and 2: every stream must have been read to its end without an error, and the
+        // snapshot must hold exactly the bytes its producer wrote; otherwise no snapshot stays.
         for name in &stream_names {
-            let written = sizes[name];
-            let replayed = results.get(name).filter(|r| r.opened && r.error.is_none()).map(|r| r.bytes);
-            let stored = repo.node_from_snapshot_and_path(&snap, &format!("{STREAMS_DIR}/{name}")).map(|n| n.meta.size);
-            if replayed != Some(written) || stored.as_ref().ok() != Some(&written) {
-                let _ = repo.delete_snapshots(&[snap.id]);
+            let failure = match results.get(name) {
+                Some(r) if r.opened => r.error.clone(),
+                _ => Some("the stream was never read".to_string()),
+            };
+            if let Some(why) = failure {
+                repo.delete_snapshots(&[snap.id]).map_err(self.err("deleting snapshot"))?;
                 return Err(Error::new(
                     ErrorKind::StreamFailed,
-                    format!(
-                        "stream {name}: {written} bytes written, {replayed:?} read back, {stored:?} stored; no snapshot was saved"
-                    ),
+                    format!("stream {name} failed: {why}; no snapshot was saved"),
+                )
+                .hint("fix the database dump (see the job log), then run the backup again"));
+            }
+            let written = results[name].bytes;
+            let stored = repo.node_from_snapshot_and_path(&snap, &format!("{STREAMS_DIR}/{name}")).map(|n| n.meta.size);
+            if stored.as_ref().ok() != Some(&written) {
+                repo.delete_snapshots(&[snap.id]).map_err(self.err("deleting snapshot"))?;
+                return Err(Error::new(
+                    ErrorKind::StreamFailed,
+                    format!("stream {name}: {written} bytes written, {stored:?} stored; no snapshot was saved"),
                 ));
             }
             measurement.streams.insert(name.clone(), written);
@@ -637,24 +598,6 @@ impl BackupEngine for ResticRepository {
         let mut counting = Counting { inner: out, n: 0 };
         contained(|| repo.dump(&node, &mut counting).map_err(self.err("restoring stream")))?;
         Ok(counting.n)
-    }
-}
-
-/// A stream read back from the first pass (see `backup_inner`).
-struct Replay {
-    name: String,
-    repo: Arc<Repository<rustic_core::IndexedFullStatus>>,
-    node: rustic_core::repofile::Node,
-}
-
-impl StreamSource for Replay {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn write_to(&mut self, out: &mut dyn Write) -> std::io::Result<u64> {
-        let mut c = Counting { inner: out, n: 0 };
-        self.repo.dump(&self.node, &mut c).map_err(|e| std::io::Error::other(e.display_log()))?;
-        Ok(c.n)
     }
 }
 

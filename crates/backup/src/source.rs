@@ -71,8 +71,6 @@ impl Segment {
 pub(crate) struct CompositeSource {
     segments: Vec<Segment>,
     tracker: Arc<Tracker>,
-    /// Known sizes of streams (second pass), recorded in their nodes.
-    sizes: BTreeMap<String, u64>,
 }
 
 /// One file tree (or single file) of the snapshot.
@@ -105,12 +103,7 @@ impl CompositeSource {
         // Depth-first path order is what rustic's tree builder needs; roots never nest (the
         // engine checks), so sorting the segments by root keeps the whole walk in order.
         segments.sort_by(|a, b| a.root().cmp(b.root()));
-        Ok(CompositeSource { segments, tracker, sizes: BTreeMap::new() })
-    }
-
-    pub fn with_sizes(mut self, sizes: BTreeMap<String, u64>) -> Self {
-        self.sizes = sizes;
-        self
+        Ok(CompositeSource { segments, tracker })
     }
 }
 
@@ -322,7 +315,6 @@ impl ReadSource for CompositeSource {
                                 mtime: Some(now),
                                 ctime: Some(now),
                                 inode: now.as_nanosecond() as u64 ^ (i as u64 + 1),
-                                size: self.sizes.get(name).copied().unwrap_or(0),
                                 ..Metadata::default()
                             };
                             Ok(ReadSourceEntry {
