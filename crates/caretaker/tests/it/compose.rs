@@ -10,6 +10,7 @@
 //! otherwise (`CARETAKER_TEST_DOCKER`, set by `scripts/services`).
 
 use crate::supervisor::{free_port, http_get};
+use crate::update::{commit_tag, git, psql};
 use crate::BIN;
 use caretaker_testkit::{require_service, wait_until, Caretaker};
 use serde_json::Value;
@@ -244,6 +245,20 @@ pub(crate) fn app_version(port: u16) -> String {
     wait_until(Duration::from_secs(30), "the app to answer /version", || {
         http_get(port, "/version").filter(|(s, _)| *s == 200).map(|(_, b)| b.trim().to_string())
     })
+}
+
+/// The `db` service of a compose file: PostgreSQL from `pg_image` (`build_postgres_image`),
+/// user `app`, its password from the `DB_PASSWORD` variable, data in the `pgdata` volume.
+pub(crate) fn postgres_service(pg_image: &str) -> String {
+    format!(
+        r#"  db:
+    image: {pg_image}
+    environment:
+      POSTGRES_USER: app
+      POSTGRES_PASSWORD: "${{DB_PASSWORD}}"
+    volumes: ["pgdata:/var/lib/postgresql"]
+    restart: unless-stopped"#
+    )
 }
 
 /// A release of the demo app as a docker build context: the migrations and VERSION of
@@ -501,28 +516,6 @@ fn named_volume_backup_wipe_restore_round_trip() {
     assert_eq!(app.ct.json(&["maintenance", "status", "--json"])["mode"], "normal");
 }
 
-pub(crate) fn git(repo: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid", "-c", "commit.gpgsign=false"])
-        .args(args)
-        .current_dir(repo)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-pub(crate) fn commit_tag(repo: &Path, tag: &str) {
-    git(repo, &["add", "-A"]);
-    git(repo, &["commit", "-q", "-m", tag]);
-    git(repo, &["tag", tag]);
-}
-
-pub(crate) fn psql(url: &str, sql: &str) -> String {
-    let out = Command::new("psql").args([url, "-X", "-v", "ON_ERROR_STOP=1", "-At", "-c", sql]).output().unwrap();
-    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A database of its own on the test PostgreSQL server, dropped at the end.
 pub(crate) struct TestDb {
     admin: String,
@@ -750,19 +743,14 @@ fn a_database_in_a_compose_service_is_dumped_restored_snapshotted_and_reverted_t
     let Some(pg_image) = app.build_postgres_image() else { return };
     let port = free_port();
     let password = "pw-in-the-container-only-7713";
+    let db = postgres_service(&pg_image);
     write_demo_build(&app, &app.path("build"));
     app.write(
         "docker-compose.yml",
         &format!(
             r#"version: "3.7"
 services:
-  db:
-    image: {pg_image}
-    environment:
-      POSTGRES_USER: app
-      POSTGRES_PASSWORD: "${{DB_PASSWORD}}"
-    volumes: ["pgdata:/var/lib/postgresql"]
-    restart: unless-stopped
+{db}
   web:
     build: ./build
     entrypoint: ["/bin/sh", "-c", "/caretaker demo-app migrate && exec /caretaker demo-app serve --listen 0.0.0.0:8000"]

@@ -3,8 +3,9 @@
 //! locally, so caretaker's update really pulls them. Each release is pinned to the pulled image
 //! under caretaker's own tag, so a rollback runs the previous image without the registry.
 
-use crate::compose::{app_version, commit_tag, docker, git, psql, running_image, ComposeApp, TestDb};
+use crate::compose::{app_version, docker, running_image, ComposeApp, TestDb};
 use crate::supervisor::free_port;
+use crate::update::{commit_tag, git, psql};
 use caretaker_testkit::require_service;
 use std::path::Path;
 use std::process::Command;

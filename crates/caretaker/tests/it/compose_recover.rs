@@ -3,10 +3,10 @@
 //! built as `update` builds them, the database's service is started in its container before
 //! the dump is restored and the migration runs in a one-off container.
 
-use crate::compose::{docker, init_demo_repo, post_entry, ComposeApp};
+use crate::compose::{docker, init_demo_repo, post_entry, postgres_service, ComposeApp};
 use crate::stderr_of;
 use crate::supervisor::{free_port, http_get};
-use crate::update::commit_tag;
+use crate::update::{commit_tag, commit_v2_with_a_migration_and_v3};
 use caretaker_testkit::wait_until;
 use std::time::Duration;
 
@@ -19,18 +19,13 @@ fn compose_recover_on_a_machine_without_the_project_directory_builds_the_release
     let d = app.dir.path().to_path_buf();
     let repo = d.join("src");
     init_demo_repo(&app, &repo);
+    let db = postgres_service(&pg_image);
     std::fs::write(
         repo.join("docker-compose.yml"),
         format!(
             r#"version: "3.7"
 services:
-  db:
-    image: {pg_image}
-    environment:
-      POSTGRES_USER: app
-      POSTGRES_PASSWORD: "${{DB_PASSWORD}}"
-    volumes: ["pgdata:/var/lib/postgresql"]
-    restart: unless-stopped
+{db}
   web:
     build: .
     command: ["/caretaker", "demo-app", "serve", "--listen", "0.0.0.0:8000"]
@@ -47,11 +42,7 @@ volumes:
     )
     .unwrap();
     commit_tag(&repo, "v1");
-    std::fs::write(repo.join("migrations/0003_entry_tags.sql"), "ALTER TABLE entries ADD COLUMN tags TEXT;\n").unwrap();
-    std::fs::write(repo.join("VERSION"), "v2\n").unwrap();
-    commit_tag(&repo, "v2");
-    std::fs::write(repo.join("VERSION"), "v3\n").unwrap();
-    commit_tag(&repo, "v3");
+    commit_v2_with_a_migration_and_v3(&repo);
     app.config_with(
         &format!(
             r#"  working_dir: "{d}/state/current"

@@ -4,7 +4,7 @@
 //! refuses and changes nothing.
 
 use crate::supervisor::http_get;
-use crate::update::{commit_tag, drop_pg_database, free_port, git, psql};
+use crate::update::{commit_tag, commit_v2_with_a_migration_and_v3, drop_pg_database, free_port, git, psql};
 use crate::{stderr_of, BIN};
 use caretaker_testkit::{require_service, unique_name, wait_until, Caretaker};
 use std::path::Path;
@@ -113,11 +113,7 @@ fn recover_rebuilds_the_code_of_the_snapshots_commit_from_git() {
     git(&repo, &["init", "-q", "-b", "main"]);
     caretaker_demo_app::write_release(&repo, "v1").unwrap();
     commit_tag(&repo, "v1");
-    std::fs::write(repo.join("migrations/0003_entry_tags.sql"), "ALTER TABLE entries ADD COLUMN tags TEXT;\n").unwrap();
-    std::fs::write(repo.join("VERSION"), "v2\n").unwrap();
-    commit_tag(&repo, "v2");
-    std::fs::write(repo.join("VERSION"), "v3\n").unwrap();
-    commit_tag(&repo, "v3");
+    commit_v2_with_a_migration_and_v3(&repo);
     let rev = |r: &str| {
         let out = std::process::Command::new("git").args(["rev-parse", r]).current_dir(&repo).output().unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()

@@ -27,6 +27,16 @@ pub(crate) fn commit_tag(repo: &Path, tag: &str) {
     git(repo, &["tag", tag]);
 }
 
+/// On top of a committed v1 of the demo app: tag v2 adds a migration (a `tags` column), tag v3
+/// is newer code without one.
+pub(crate) fn commit_v2_with_a_migration_and_v3(repo: &Path) {
+    std::fs::write(repo.join("migrations/0003_entry_tags.sql"), "ALTER TABLE entries ADD COLUMN tags TEXT;\n").unwrap();
+    std::fs::write(repo.join("VERSION"), "v2\n").unwrap();
+    commit_tag(repo, "v2");
+    std::fs::write(repo.join("VERSION"), "v3\n").unwrap();
+    commit_tag(repo, "v3");
+}
+
 /// The demo app's releases as tags v1..v4 of one repository.
 fn demo_repo(repo: &Path) {
     std::fs::create_dir_all(repo).unwrap();
