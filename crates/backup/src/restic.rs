@@ -335,27 +335,22 @@ impl ResticRepository {
         let repo = repo.to_indexed().map_err(self.err("reading repository index"))?;
         // Facts 1 and 2: every stream must have been read to its end without an error, and the
         // snapshot must hold exactly the bytes its producer wrote; otherwise no snapshot stays.
+        let discard = |what: String| match repo.delete_snapshots(&[snap.id]) {
+            Ok(()) => Error::new(ErrorKind::StreamFailed, format!("{what}; no snapshot was saved"))
+                .hint("fix the database dump (see the job log), then run the backup again"),
+            Err(e) => self.err("deleting snapshot")(e),
+        };
         for name in &stream_names {
-            let failure = match results.get(name) {
-                Some(r) if r.opened => r.error.clone(),
-                _ => Some("the stream was never read".to_string()),
+            let written = match results.get(name) {
+                Some(r) if r.opened => match &r.error {
+                    Some(why) => return Err(discard(format!("stream {name} failed: {why}"))),
+                    None => r.bytes,
+                },
+                _ => return Err(discard(format!("stream {name} failed: the stream was never read"))),
             };
-            if let Some(why) = failure {
-                repo.delete_snapshots(&[snap.id]).map_err(self.err("deleting snapshot"))?;
-                return Err(Error::new(
-                    ErrorKind::StreamFailed,
-                    format!("stream {name} failed: {why}; no snapshot was saved"),
-                )
-                .hint("fix the database dump (see the job log), then run the backup again"));
-            }
-            let written = results[name].bytes;
             let stored = repo.node_from_snapshot_and_path(&snap, &format!("{STREAMS_DIR}/{name}")).map(|n| n.meta.size);
             if stored.as_ref().ok() != Some(&written) {
-                repo.delete_snapshots(&[snap.id]).map_err(self.err("deleting snapshot"))?;
-                return Err(Error::new(
-                    ErrorKind::StreamFailed,
-                    format!("stream {name}: {written} bytes written, {stored:?} stored; no snapshot was saved"),
-                ));
+                return Err(discard(format!("stream {name}: {written} bytes written, {stored:?} stored")));
             }
             measurement.streams.insert(name.clone(), written);
         }
