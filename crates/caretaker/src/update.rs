@@ -11,11 +11,11 @@ use anyhow::{anyhow, bail, Context, Result};
 use caretaker_core::config::{Command as AppCommand, Config, GitRef, MigrationDetect, Redactor};
 use caretaker_core::job::{kind, Outcome, Trigger};
 use caretaker_core::update::{
-    self as plan, migrations_from_added_files, plan_rollback, plan_update, release_name, releases_to_remove,
-    Migrations, Observations, Phase, Progress, Resume, RollbackStep, Step,
+    self as plan, failure_consequence, migrations_from_added_files, outside_release, plan_rollback, plan_update,
+    release_name, releases_to_remove, Migrations, Observations, Phase, Progress, Resume, RollbackStep, Step,
 };
 use caretaker_state::{JobHandle, Store};
-use caretaker_supervisor::protocol::Request;
+use caretaker_supervisor::protocol::{Request, StatusReport};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -358,6 +358,7 @@ impl Updater<'_> {
         }
         let state_dir = self.state_dir();
         let (url, reference) = self.source_reference(req.to.as_deref())?;
+        self.check_release_pointer(&state_dir)?;
         let cache = git_cache(&state_dir)?;
         let target = fetch(&cache, &url, &reference).with_context(|| format!("fetching {reference} from {url}"))?;
         let mut registry = Registry::load(self.store)?;
@@ -380,12 +381,21 @@ impl Updater<'_> {
                 }
             },
         };
+        // A first deployment onto a database that already holds tables (an existing app
+        // adopted) migrates data worth a snapshot; asked only when nothing was deployed yet.
+        let (database_has_tables, tables_note) = match (&from, &self.config.database) {
+            (None, Some(_)) => self.database_has_tables(),
+            _ => (false, None),
+        };
         let obs = Observations {
             migrations,
             has_database: self.config.database.is_some(),
             // A compose app always makes its release's images (docs/compose.md).
             has_build: !self.config.app.build.is_empty() || self.config.compose.is_some(),
             has_migrate: !self.config.app.migrate.is_empty(),
+            database_has_tables,
+            // Maintenance the operator switched on stays on: the update does not touch it.
+            maintenance_already_on: self.store.fact(caretaker_core::mode::FACT_MAINTENANCE)?.is_some(),
             force: req.force,
         };
         // A release serves but its commit is unknown (registry lost): still a redeployment,
@@ -407,8 +417,14 @@ impl Updater<'_> {
                     Migrations::AskCommand => "decided by the detection command",
                 }
             );
+            if let Some(note) = &tables_note {
+                println!("  ({note})");
+            }
             for (i, s) in steps.iter().enumerate() {
                 println!("  {:>2}. {}", i + 1, s.name());
+            }
+            if obs.maintenance_already_on {
+                println!("  (maintenance mode is on and stays on)");
             }
             return Ok(Code::Ok);
         }
@@ -424,6 +440,12 @@ impl Updater<'_> {
             from.as_deref().unwrap_or("(nothing deployed)"),
             steps.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
         ));
+        if let Some(note) = &tables_note {
+            job.log(note);
+        }
+        if obs.maintenance_already_on {
+            job.log("maintenance mode was on before the update: it stays on");
+        }
         let mut p = Progress {
             job_id: job.id(),
             from,
@@ -513,6 +535,11 @@ impl Updater<'_> {
             if p.phase == Phase::Forward {
                 self.store.clear_fact(FACT_PROGRESS)?;
                 println!("updated to {} ({}) in {:.1}s", p.to, p.reference, started.elapsed().as_secs_f64());
+                if !p.plan.contains(&Step::MaintenanceOn) {
+                    println!(
+                        "maintenance mode was on before the update and stays on (`caretaker maintenance off` ends it)"
+                    );
+                }
                 job.log(&format!("updated to {}", p.to));
                 return Ok((
                     Code::Ok,
@@ -566,10 +593,14 @@ impl Updater<'_> {
             eprintln!("{why}; the app is in service mode\n  {log_hint}");
             return Ok((Code::Failure, Outcome::Failed, figures, Some(why)));
         }
+        // What the failure left behind, from the steps that ran (never "nothing was changed"
+        // after a step that can change data).
+        let consequence = failure_consequence(p);
         if p.from.is_none() || !p.reached(Step::Stop) {
             let why = format!("update to {} failed at {failed_step}: {reason}", p.to);
-            let _ = self.store.record_event("update_failed", &self.config.app.name, &why);
-            eprintln!("{why}\n  nothing was changed; {log_hint}");
+            let _ = self.store.record_event("update_failed", &self.config.app.name, &format!("{why}; {consequence}"));
+            job.log(&consequence);
+            eprintln!("{why}\n  {consequence}\n  {log_hint}");
             return Ok((Code::Failure, Outcome::Failed, figures, Some(why)));
         }
         let why = format!(
@@ -579,7 +610,8 @@ impl Updater<'_> {
             if p.snapshot.is_some() { " and the database snapshot" } else { "" }
         );
         let _ = self.store.record_event("update_rolled_back", &self.config.app.name, &why);
-        eprintln!("{why}\n  {log_hint}");
+        job.log(&consequence);
+        eprintln!("{why}\n  {consequence}\n  {log_hint}");
         Ok((Code::RolledBack, Outcome::RolledBack, figures, Some(why)))
     }
 
@@ -713,7 +745,11 @@ impl Updater<'_> {
             }
             Step::Migrate => self.run_commands(&self.config.app.migrate, &release, job, "migrate"),
             Step::Start => self.start_services(),
-            Step::HealthGate => wait_until_up(&state_dir, None, self.config.update.health_timeout).map(|_| ()),
+            Step::HealthGate => {
+                let report = wait_until_up(&state_dir, None, self.config.update.health_timeout)?;
+                // Healthy is not enough: the services must run the new release's code.
+                self.verify_release(&report, &release, job)
+            }
             Step::MaintenanceOff => crate::appmode::maintenance_off(self.store, self.config, "update").map(|_| ()),
             Step::Finish => self.finish(p, job),
         }
@@ -754,6 +790,83 @@ impl Updater<'_> {
                 crate::appmode::maintenance_off(self.store, self.config, "update").map(|_| ())
             }
         }
+    }
+
+    /// Refuses an update whose services would not run the releases it deploys (`app.working_dir`
+    /// not the release pointer `<state dir>/current`): it would migrate the database for code
+    /// that never serves. The same check as `caretaker config check`.
+    fn check_release_pointer(&self, state_dir: &Path) -> Result<()> {
+        let text = std::fs::read_to_string(self.config_path).unwrap_or_default();
+        let problems =
+            caretaker_core::config::release_pointer_problems(self.config, &text, self.config_path, state_dir);
+        let Some(first) = problems.first() else { return Ok(()) };
+        let more = match problems.len() {
+            1 => String::new(),
+            n => format!(" (and {} more: `caretaker config check` lists them)", n - 1),
+        };
+        let mut f = Failure::new(Code::Config, format!("{}: {}{more}", self.config_path.display(), first.message));
+        if let Some(h) = &first.hint {
+            f = f.hint(h.clone());
+        }
+        Err(f.into())
+    }
+
+    /// Whether the database holds tables, for a first deployment (and a note for the log when
+    /// that could not be found out). Unknown counts as yes — a snapshot too many costs
+    /// seconds, one too few the data — except for a database in a compose service, which does
+    /// not run before the project's first start.
+    fn database_has_tables(&self) -> (bool, Option<String>) {
+        let contents = self.database().and_then(|db| Ok(db.contents()?));
+        match contents {
+            Ok(c) if c.exists && !c.is_blank() => (
+                true,
+                Some(format!(
+                    "the database already holds {} table{}: the first deployment takes a snapshot before migrating",
+                    c.tables.len(),
+                    if c.tables.len() == 1 { "" } else { "s" }
+                )),
+            ),
+            Ok(_) => (false, None),
+            Err(e) if self.config.database.as_ref().is_some_and(|d| d.compose_service.is_some()) => {
+                (false, Some(format!("the database service does not run yet ({e:#}): no snapshot before migrating")))
+            }
+            Err(e) => (
+                true,
+                Some(format!(
+                    "could not tell whether the database holds tables ({e:#}): a snapshot is planned to be safe"
+                )),
+            ),
+        }
+    }
+
+    /// After the health gate: every service of the app runs inside the new release directory
+    /// (its process's working directory, `/proc/<pid>/cwd`, symlinks resolved). A service that
+    /// runs elsewhere — `cd` in its command, a `working_dir` pinned to a path — would pass the
+    /// health gate on the old code. A compose app's services run its release's images.
+    fn verify_release(&self, report: &StatusReport, release: &Path, job: &mut JobHandle<'_>) -> Result<()> {
+        if self.config.compose.is_some() {
+            return Ok(());
+        }
+        let release = std::fs::canonicalize(release).with_context(|| format!("resolving {}", release.display()))?;
+        let mut cwds = Vec::new();
+        for s in &report.services {
+            let Some(pid) = s.pid else { continue };
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).map_err(|e| {
+                anyhow!("cannot tell which release service {} runs (reading /proc/{pid}/cwd: {e})", s.name)
+            })?;
+            job.log(&format!("service {} (pid {pid}) runs in {}", s.name, cwd.display()));
+            cwds.push((s.name.clone(), cwd));
+        }
+        let outside = outside_release(&cwds, &release);
+        if outside.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = outside.iter().map(|(n, d)| format!("{n} in {}", d.display())).collect();
+        bail!(
+            "the services passed their health check but do not run the new release {}: {} — check `app.working_dir` and the services' commands and `working_dir` (`caretaker config check`)",
+            release.display(),
+            list.join(", ")
+        )
     }
 
     fn stop_timeout(&self) -> Duration {
@@ -811,8 +924,13 @@ impl Updater<'_> {
         let names: Vec<String> = std::fs::read_dir(releases_dir(&state_dir))?
             .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
             .collect();
-        let remove =
-            releases_to_remove(&names, self.config.update.keep_releases as usize, Some(&p.to), registry.previous());
+        let remove = releases_to_remove(
+            &names,
+            self.config.update.keep_releases as usize,
+            &registry.history,
+            Some(&p.to),
+            registry.previous(),
+        );
         for r in &remove {
             job.log(&format!("removing old release {r}"));
             let _ = std::fs::remove_dir_all(releases_dir(&state_dir).join(r));
@@ -849,12 +967,23 @@ impl Updater<'_> {
             return Err(Failure::new(Code::Refused, format!("the previous release {prev} was removed")).into());
         }
         job.log(&format!("rollback {} -> {prev} (code only)", current.as_deref().unwrap_or("-")));
+        // Maintenance the operator switched on stays on, as with `update`.
+        let maintenance_was_on = self.store.fact(caretaker_core::mode::FACT_MAINTENANCE)?.is_some();
+        let maintenance_off = || -> Result<()> {
+            if maintenance_was_on {
+                return Ok(());
+            }
+            crate::appmode::maintenance_off(self.store, self.config, "rollback").map(|_| ())
+        };
         let attempt = (|| -> Result<()> {
-            crate::appmode::maintenance_on(self.store, self.config, None, "rollback")?;
+            if !maintenance_was_on {
+                crate::appmode::maintenance_on(self.store, self.config, None, "rollback")?;
+            }
             request(&state_dir, &Request::StopApp, self.stop_timeout())?;
             switch_current(&state_dir, &prev)?;
             self.start_services()?;
-            wait_until_up(&state_dir, None, self.config.update.health_timeout)?;
+            let report = wait_until_up(&state_dir, None, self.config.update.health_timeout)?;
+            self.verify_release(&report, &releases_dir(&state_dir).join(&prev), &mut job)?;
             Ok(())
         })();
         if let Err(e) = attempt {
@@ -871,7 +1000,7 @@ impl Updater<'_> {
             })();
             match back {
                 Ok(()) => {
-                    crate::appmode::maintenance_off(self.store, self.config, "rollback")?;
+                    maintenance_off()?;
                     job.finish(Outcome::RolledBack, serde_json::json!({"release": current}), Some(&why))?;
                     return Err(Failure::new(
                         Code::RolledBack,
@@ -887,7 +1016,7 @@ impl Updater<'_> {
                 }
             }
         }
-        crate::appmode::maintenance_off(self.store, self.config, "rollback")?;
+        maintenance_off()?;
         if let Some(cur) = &current {
             if let Some(r) = registry.record_mut(cur) {
                 r.state = "rolled_back".into();
@@ -898,6 +1027,9 @@ impl Updater<'_> {
         let _ = self.store.record_event("rollback", &self.config.app.name, &format!("rolled back to {prev}"));
         job.finish(Outcome::Succeeded, serde_json::json!({"release": prev, "from": current}), None)?;
         println!("rolled back to {prev} (code only; the database was not changed)");
+        if maintenance_was_on {
+            println!("maintenance mode was on before the rollback and stays on (`caretaker maintenance off` ends it)");
+        }
         Ok(Code::Ok)
     }
 }

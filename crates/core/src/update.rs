@@ -1,10 +1,13 @@
 //! Safe updates, the pure part: which steps an update takes ([`plan_update`]), which steps undo
 //! a failed one ([`plan_rollback`]), what to do with an update found half-done after a crash
-//! ([`resume`]), whether a change needs migrations ([`migrations_from_added_files`]), and which
-//! release directories to remove ([`releases_to_remove`]). The binary carries the steps out and
-//! persists an [`Progress`] before each one (docs/updates.md).
+//! ([`resume`]), whether a change needs migrations ([`migrations_from_added_files`]), which
+//! release directories to remove ([`releases_to_remove`]), whether the services run in the new
+//! release ([`outside_release`]) and what a failed update tells the operator it left behind
+//! ([`failure_consequence`]). The binary carries the steps out and persists a [`Progress`]
+//! before each one (docs/updates.md).
 
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 
 /// One step of an update, in the order [`plan_update`] lists them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +121,12 @@ pub struct Observations {
     pub has_database: bool,
     pub has_build: bool,
     pub has_migrate: bool,
+    /// The database already holds tables (observed only when nothing was deployed yet): an app
+    /// adopted with its existing data, whose first deployment migrates that data.
+    pub database_has_tables: bool,
+    /// The operator had switched maintenance mode on: the update leaves it on (no
+    /// `maintenance_on`/`maintenance_off` steps) instead of switching it off at the end.
+    pub maintenance_already_on: bool,
     /// Update even when the target commit is the running one.
     pub force: bool,
 }
@@ -133,9 +142,15 @@ pub fn plan_update(current: Option<&str>, target: &str, obs: &Observations) -> V
         .filter(|s| match s {
             Step::Build => obs.has_build,
             Step::DetectMigrations => obs.migrations == Migrations::AskCommand,
-            // Nothing to revert to on a first deployment, and nothing to protect without a database.
-            Step::Snapshot => obs.has_database && current.is_some() && obs.migrations != Migrations::NotNeeded,
+            // Data to protect: a database that a release served, or that already holds tables
+            // on a first deployment (an existing app adopted). An empty one has nothing to lose.
+            Step::Snapshot => {
+                obs.has_database
+                    && (current.is_some() || obs.database_has_tables)
+                    && obs.migrations != Migrations::NotNeeded
+            }
             Step::Migrate => obs.has_migrate,
+            Step::MaintenanceOn | Step::MaintenanceOff => !obs.maintenance_already_on,
             _ => true,
         })
         .collect()
@@ -273,17 +288,77 @@ pub fn parse_release_name(name: &str) -> Option<(u64, &str)> {
     Some((n.parse().ok()?, c)).filter(|(_, c)| !c.is_empty() && c.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// Release directories to remove: all but the newest `keep`, never `current` or `previous`.
-pub fn releases_to_remove(names: &[String], keep: usize, current: Option<&str>, previous: Option<&str>) -> Vec<String> {
-    let mut rel: Vec<(u64, &String)> =
-        names.iter().filter_map(|n| parse_release_name(n).map(|(i, _)| (i, n))).collect();
+/// Release directories to remove so that at most `keep` remain: never `current` or `previous`;
+/// releases that cannot be rolled back to (not in `history`, the deployment history: failed,
+/// rolled back, unknown) go first, oldest first, then the oldest of the history. So failed
+/// updates never push out the good releases `caretaker rollback` walks back through.
+pub fn releases_to_remove(
+    names: &[String],
+    keep: usize,
+    history: &[String],
+    current: Option<&str>,
+    previous: Option<&str>,
+) -> Vec<String> {
+    let mut rel: Vec<(bool, u64, &String)> =
+        names.iter().filter_map(|n| parse_release_name(n).map(|(i, _)| (history.contains(n), i, n))).collect();
+    // Not in the history (`false`) before in it, each oldest first.
     rel.sort();
-    let cut = rel.len().saturating_sub(keep);
-    rel[..cut]
-        .iter()
-        .map(|(_, n)| (*n).clone())
-        .filter(|n| Some(n.as_str()) != current && Some(n.as_str()) != previous)
-        .collect()
+    let mut remaining = rel.len();
+    let mut out = Vec::new();
+    for (_, _, name) in rel {
+        if remaining <= keep {
+            break;
+        }
+        if Some(name.as_str()) == current || Some(name.as_str()) == previous {
+            continue;
+        }
+        out.push(name.clone());
+        remaining -= 1;
+    }
+    out
+}
+
+/// The services whose working directory (`cwds`: name, the directory its process runs in as the
+/// kernel reports it, symlinks resolved) is not the release directory `release` (resolved) or
+/// inside it: they run other code than the release the update switched in.
+pub fn outside_release<'a>(cwds: &'a [(String, PathBuf)], release: &Path) -> Vec<&'a (String, PathBuf)> {
+    cwds.iter().filter(|(_, cwd)| !cwd.starts_with(release)).collect()
+}
+
+/// Whether `step` runs the app's own commands or code, with its environment (the database URL
+/// included): such a step may have changed data, so after it a failure never reports that
+/// nothing was changed.
+pub fn step_can_change_data(step: Step) -> bool {
+    matches!(step, Step::Build | Step::DetectMigrations | Step::Migrate | Step::Start | Step::HealthGate)
+}
+
+/// What a failed update whose rollback steps all succeeded left behind, in words, as a function
+/// of the steps that ran (`p.next` is the step that failed; it ran, at least partly). Says
+/// "nothing was changed" only when no step that can change data ([`step_can_change_data`]) ran.
+pub fn failure_consequence(p: &Progress) -> String {
+    let ran: Vec<Step> = p.plan.iter().take(p.next + 1).copied().filter(|s| step_can_change_data(*s)).collect();
+    let serving = match (&p.from, p.reached(Step::Stop)) {
+        (Some(from), true) => format!("{from} serves again"),
+        (Some(from), false) => format!("{from} kept serving"),
+        (None, _) => "nothing is deployed".to_string(),
+    };
+    let data = if ran.is_empty() {
+        "nothing was changed".to_string()
+    } else if ran.contains(&Step::Migrate) || p.snapshot.is_some() {
+        match &p.snapshot {
+            Some(snap) => format!("the database was reverted to snapshot {snap}, taken before migrating"),
+            None => "`migrate` ran and may have changed the database, which was NOT reverted (no snapshot \
+                     was taken): check it before trying again"
+                .to_string(),
+        }
+    } else {
+        let names: Vec<&str> = ran.iter().map(|s| s.name()).collect();
+        format!(
+            "the app's commands ran ({}) and may have written data, which was not reverted (the job log shows what they did)",
+            names.join(", ")
+        )
+    };
+    format!("{data}; {serving}")
 }
 
 #[cfg(test)]
@@ -291,7 +366,15 @@ mod tests {
     use super::*;
 
     fn obs(m: Migrations) -> Observations {
-        Observations { migrations: m, has_database: true, has_build: true, has_migrate: true, force: false }
+        Observations {
+            migrations: m,
+            has_database: true,
+            has_build: true,
+            has_migrate: true,
+            database_has_tables: false,
+            maintenance_already_on: false,
+            force: false,
+        }
     }
 
     fn names(steps: &[Step]) -> Vec<&'static str> {
@@ -380,11 +463,114 @@ mod tests {
     }
 
     #[test]
+    fn a_first_deployment_onto_existing_tables_takes_a_snapshot() {
+        let adopted = Observations { database_has_tables: true, ..obs(Migrations::Needed) };
+        let plan = plan_update(None, "b", &adopted);
+        let at = |s: Step| plan.iter().position(|x| *x == s).unwrap();
+        assert!(at(Step::Snapshot) < at(Step::Migrate), "{plan:?}");
+        // An empty database has nothing to lose; no detected migrations need no snapshot.
+        assert!(!plan_update(None, "b", &obs(Migrations::Needed)).contains(&Step::Snapshot));
+        let none = Observations { database_has_tables: true, ..obs(Migrations::NotNeeded) };
+        assert!(!plan_update(None, "b", &none).contains(&Step::Snapshot));
+        // Rolled back: stop, revert; nothing to switch back to or start.
+        let mut p = progress(Step::Migrate, true);
+        p.from = None;
+        p.from_commit = None;
+        p.next = at(Step::Migrate);
+        p.plan = plan;
+        assert_eq!(
+            plan_rollback(&p),
+            vec![RollbackStep::StopNew, RollbackStep::RevertDatabase, RollbackStep::MaintenanceOff]
+        );
+    }
+
+    #[test]
+    fn maintenance_found_on_stays_on() {
+        let on = Observations { maintenance_already_on: true, ..obs(Migrations::Needed) };
+        let plan = plan_update(Some("a"), "b", &on);
+        assert!(!plan.iter().any(|s| matches!(s, Step::MaintenanceOn | Step::MaintenanceOff)), "{plan:?}");
+        let mut p = progress(Step::Migrate, true);
+        p.next = plan.iter().position(|s| *s == Step::Migrate).unwrap();
+        p.plan = plan;
+        assert!(!plan_rollback(&p).contains(&RollbackStep::MaintenanceOff));
+    }
+
+    #[test]
+    fn failure_wording_follows_the_steps_that_ran() {
+        let mut fetch = progress(Step::Fetch, false);
+        assert_eq!(failure_consequence(&fetch), "nothing was changed; 1-a kept serving");
+        fetch.from = None;
+        assert_eq!(failure_consequence(&fetch), "nothing was changed; nothing is deployed");
+        let build = failure_consequence(&progress(Step::Build, false));
+        assert!(build.starts_with("the app's commands ran (build)") && build.ends_with("1-a kept serving"), "{build}");
+        assert_eq!(
+            failure_consequence(&progress(Step::Migrate, true)),
+            "the database was reverted to snapshot snap, taken before migrating; 1-a serves again"
+        );
+        let mut first = progress(Step::Migrate, false);
+        first.from = None;
+        let text = failure_consequence(&first);
+        assert!(text.contains("`migrate` ran") && text.contains("NOT reverted"), "{text}");
+        assert!(text.ends_with("nothing is deployed"), "{text}");
+        // Never "nothing was changed" once a step that can change data has started.
+        for (i, step) in Step::ALL.iter().enumerate() {
+            for snapshot in [false, true] {
+                let plan = Step::ALL.to_vec();
+                let mut p = progress(Step::Fetch, snapshot);
+                p.plan = plan;
+                p.next = i;
+                let ran_code = Step::ALL[..=i].iter().any(|s| step_can_change_data(*s));
+                assert_eq!(failure_consequence(&p).contains("nothing was changed"), !ran_code, "{step:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn services_outside_the_new_release() {
+        let cwds = vec![
+            ("web".to_string(), PathBuf::from("/s/releases/2-b")),
+            ("worker".to_string(), PathBuf::from("/s/releases/2-b/src")),
+            ("old".to_string(), PathBuf::from("/srv/app/current")),
+            ("prefix".to_string(), PathBuf::from("/s/releases/2-bc")),
+        ];
+        let out: Vec<&str> =
+            outside_release(&cwds, Path::new("/s/releases/2-b")).iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(out, ["old", "prefix"]);
+    }
+
+    #[test]
     fn release_retention() {
-        let n: Vec<String> = ["1-aa", "2-bb", "3-cc", "10-dd", "tmp"].iter().map(|s| s.to_string()).collect();
-        assert_eq!(releases_to_remove(&n, 2, Some("10-dd"), Some("3-cc")), vec!["1-aa", "2-bb"]);
-        assert_eq!(releases_to_remove(&n, 1, Some("10-dd"), Some("1-aa")), vec!["2-bb", "3-cc"]);
+        let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let n = s(&["1-aa", "2-bb", "3-cc", "10-dd", "tmp"]);
+        let all = s(&["1-aa", "2-bb", "3-cc", "10-dd"]);
+        assert_eq!(releases_to_remove(&n, 2, &all, Some("10-dd"), Some("3-cc")), vec!["1-aa", "2-bb"]);
+        assert_eq!(releases_to_remove(&n, 1, &all, Some("10-dd"), Some("1-aa")), vec!["2-bb", "3-cc"]);
         assert_eq!(parse_release_name("12-abc123"), Some((12, "abc123")));
         assert_eq!(release_name(3, "0123456789abcdef"), "3-0123456789ab");
+    }
+
+    #[test]
+    fn failed_releases_are_pruned_before_good_ones() {
+        let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // v1, v2 deployed; three failed updates; v6 deployed: keep 3.
+        let names = s(&["1-a1", "2-b2", "3-c3", "4-d4", "5-e5", "6-f6"]);
+        let history = s(&["1-a1", "2-b2", "6-f6"]);
+        assert_eq!(
+            releases_to_remove(&names, 3, &history, Some("6-f6"), Some("2-b2")),
+            ["3-c3", "4-d4", "5-e5"],
+            "the good v1 stays reachable by `rollback`"
+        );
+        // Fewer to keep than good ones: the failed go, then the oldest good one.
+        assert_eq!(
+            releases_to_remove(&names, 2, &history, Some("6-f6"), Some("2-b2")),
+            ["3-c3", "4-d4", "5-e5", "1-a1"]
+        );
+        // Within the limit: nothing goes, failed or not.
+        assert!(releases_to_remove(&names, 6, &history, Some("6-f6"), Some("2-b2")).is_empty());
+        // current and previous are never removed, even with keep 0.
+        assert_eq!(
+            releases_to_remove(&names, 0, &history, Some("6-f6"), Some("2-b2")),
+            ["3-c3", "4-d4", "5-e5", "1-a1"]
+        );
     }
 }

@@ -10,7 +10,14 @@ pub fn check(global: &Global, json: bool) -> Result<Code> {
     let path = find_config(global.config.as_deref())?;
     let file = read_config(&path, global.allow_world_readable_config)?;
     let (ok, diags, summary) = match &file.result {
-        Ok(l) => (true, l.warnings.clone(), Some(summary(&l.config))),
+        Ok(l) => {
+            // The release pointer depends on the state directory, which --state-dir overrides.
+            let state_dir = crate::context::state_dir(global.state_dir.as_deref(), &l.config);
+            let pointer = caretaker_core::config::release_pointer_problems(&l.config, &file.text, &path, &state_dir);
+            let mut diags = l.warnings.clone();
+            diags.0.extend(pointer.iter().cloned());
+            (pointer.is_empty(), diags, pointer.is_empty().then(|| summary(&l.config)))
+        }
         Err(d) => (false, d.clone(), None),
     };
     if json {

@@ -280,6 +280,55 @@ http: {{ listen: "127.0.0.1:{http_port}" }}
     fn mode(&self) -> String {
         self.ct.json(&["maintenance", "status", "--json"]).to_string()
     }
+
+    /// Rewrites the config file with `edit` (before the daemon reads it).
+    fn edit_config(&self, edit: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(&self.ct.config).unwrap();
+        let new = edit(text.clone());
+        assert_ne!(new, text, "the edit changed nothing");
+        std::fs::write(&self.ct.config, new).unwrap();
+    }
+
+    fn state(&self) -> std::path::PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// `reference=state` of every release, sorted by release number.
+    fn releases_in_order(&self) -> Vec<String> {
+        let rel = self.releases();
+        let mut list: Vec<(u64, String)> = rel["releases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let name = r["name"].as_str().unwrap();
+                let n = name.split('-').next().unwrap().parse().unwrap();
+                (n, format!("{}={}", r["reference"].as_str().unwrap(), r["state"].as_str().unwrap()))
+            })
+            .collect();
+        list.sort();
+        list.into_iter().map(|(_, s)| s).collect()
+    }
+
+    fn python(&self) -> String {
+        django_python().unwrap()
+    }
+
+    /// The app's environment for running `manage.py` by hand, as an operator would before
+    /// caretaker (the Django settings read it).
+    fn manage(&self, dir: &Path, args: &[&str]) {
+        let Db::Postgres { url, .. } = &self.db else { panic!("PostgreSQL only") };
+        let out = Command::new(self.python())
+            .arg("manage.py")
+            .args(args)
+            .current_dir(dir)
+            .env("DJANGO_SECRET_KEY", SECRET_KEY)
+            .env("DATABASE_URL", url)
+            .env("DJANGO_ALLOWED_HOSTS", "127.0.0.1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "manage.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
 }
 
 #[test]
@@ -412,4 +461,163 @@ fn assert_secret_absent(dir: &Path) {
             );
         }
     }
+}
+
+/// Issue 15.2: with `app.working_dir` outside the release pointer (what `caretaker init` used to
+/// write), an update migrated the database for v2 and reported success while v1's code kept
+/// serving. `config check` says so, with the line to write, and `update` refuses before it
+/// touches anything.
+#[test]
+fn django_update_refuses_a_working_dir_outside_the_release_pointer() {
+    let Some(app) = DjangoApp::postgres() else { return };
+    let d = app.dir.path();
+    let live = d.join("srv/djnotes/current");
+    std::fs::create_dir_all(&live).unwrap();
+    copy_tree(&Path::new(FIXTURE).join("v1"), &live);
+    app.edit_config(|t| {
+        t.replace(
+            &format!("working_dir: \"{}/state/current\"", d.display()),
+            &format!("working_dir: \"{}\"", live.display()),
+        )
+    });
+    let out = app.ct.run(&["config", "check"]);
+    let stderr = crate::stderr_of(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let line = format!("working_dir: \"{}/state/current\"", d.display());
+    assert!(stderr.contains("`app.working_dir` is") && stderr.contains(&line), "{stderr}");
+    assert!(stderr.contains(":4:3"), "points at app.working_dir: {stderr}");
+    let out = app.ct.run(&["update"]);
+    let stderr = crate::stderr_of(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains(&line), "{stderr}");
+    // Nothing ran: no release, no migration.
+    assert!(app.releases()["releases"].as_array().unwrap().is_empty());
+    assert!(app.query("SELECT to_regclass('django_migrations') IS NULL") == ["t"], "nothing was migrated");
+}
+
+/// Issue 15.2: a service that passes its health check on code outside the new release (here its
+/// command `cd`s into v1's release directory) fails the update, which is rolled back — code and
+/// database — instead of reporting success.
+#[test]
+fn django_update_rolls_back_when_the_services_run_another_release() {
+    let Some(app) = DjangoApp::postgres() else { return };
+    let d = app.dir.path();
+    let pinned = d.join("pinned");
+    // First the link follows `current`, so v1 deploys normally.
+    std::os::unix::fs::symlink(app.state().join("current"), &pinned).unwrap();
+    let python = app.python();
+    app.edit_config(|t| {
+        let start = t.find("    command: [").unwrap();
+        let end = start + t[start..].find('\n').unwrap();
+        let argv: Vec<String> = serde_json::from_str(&t[start + "    command: ".len()..end]).unwrap();
+        assert_eq!(argv[0], python);
+        let line = format!("    command: \"cd {} && exec {}\"", pinned.display(), argv.join(" "));
+        format!("{}{}{}", &t[..start], line, &t[end..])
+    });
+    app.ct.expect(&["update"], 0);
+    assert_eq!(app.version(), "v1");
+    app.add_note("a", "alpha beta");
+    // Now the service is pinned to v1's directory, whatever `current` says.
+    let v1_dir = std::fs::canonicalize(app.state().join("current")).unwrap();
+    std::fs::remove_file(&pinned).unwrap();
+    std::os::unix::fs::symlink(&v1_dir, &pinned).unwrap();
+    let before = app.rows();
+    let out = app.ct.run(&["update", "--to", "v2"]);
+    let stderr = crate::stderr_of(&out);
+    assert_eq!(out.status.code(), Some(7), "{stderr}");
+    assert!(stderr.contains("failed at health_gate") && stderr.contains("do not run the new release"), "{stderr}");
+    assert!(stderr.contains(&format!("web in {}", v1_dir.display())), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("updated to"), "no success reported");
+    assert_eq!(app.rows(), before, "v2's migrations were reverted");
+    assert_eq!(app.version(), "v1");
+    assert_eq!(app.releases_in_order(), ["v1=deployed", "v2=failed"]);
+}
+
+/// Issue 15.3: the first deployment onto a database that already holds the app's tables and data
+/// (an existing app adopted) takes a snapshot before migrating; a failing migration is reverted,
+/// and the message says what happened instead of "nothing was changed".
+#[test]
+fn django_first_deployment_onto_an_existing_database_is_snapshotted_and_reverted() {
+    let Some(app) = DjangoApp::postgres() else { return };
+    // The app as it ran before caretaker: v1's schema, migrated by hand, with notes.
+    let before_caretaker = app.dir.path().join("before-caretaker");
+    std::fs::create_dir_all(&before_caretaker).unwrap();
+    copy_tree(&Path::new(FIXTURE).join("v1"), &before_caretaker);
+    app.manage(&before_caretaker, &["migrate", "--noinput"]);
+    for (i, body) in ["alpha beta", "gamma delta", "lonely", "eta theta"].iter().enumerate() {
+        app.query(&format!("INSERT INTO notes_note (title, body, created_at) VALUES ('n{i}', '{body}', now())"));
+    }
+    let before = app.rows();
+    assert!(before.iter().any(|r| r.contains("lonely")), "{before:#?}");
+
+    let plan = app.ct.expect(&["update", "--to", "v3", "--dry-run"], 0);
+    assert!(plan.contains("snapshot") && plan.contains("already holds"), "{plan}");
+    // v3 migrates 0002..0004 and fails partway through 0005: a first deployment, so nothing to
+    // roll back to, but the database is reverted.
+    let out = app.ct.run(&["update", "--to", "v3"]);
+    let stderr = crate::stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("failed at migrate"), "{stderr}");
+    assert!(!stderr.contains("nothing was changed"), "{stderr}");
+    assert!(
+        stderr.contains("the database was reverted to snapshot") && stderr.contains("nothing is deployed"),
+        "{stderr}"
+    );
+    assert_eq!(app.rows(), before, "the database is exactly as before the first deployment");
+    let job = app.last_update_job();
+    assert_eq!(job["outcome"], "failed", "{job}");
+    assert_eq!(job["figures"]["database_reverted"], true, "{job}");
+    assert!(app.releases()["current"].is_null());
+
+    // A good first deployment keeps its snapshot, named in the job and the release.
+    app.ct.expect(&["update", "--to", "v2"], 0);
+    assert_eq!(app.version(), "v2");
+    let job = app.last_update_job();
+    assert!(job["figures"]["snapshot"].is_string(), "{job}");
+    assert_eq!(app.query("SELECT word_count FROM notes_note ORDER BY id"), ["2", "2", "1", "2"]);
+}
+
+/// Issue 15.8 (update part) and 15.12: maintenance mode that the operator switched on stays on
+/// through successful, failed and rolled-back updates and `caretaker rollback`; and failed
+/// releases are pruned before good ones, so `keep_releases` never pushes out a release that
+/// `rollback` walks back to.
+#[test]
+fn django_updates_keep_the_operators_maintenance_and_prune_failed_releases_first() {
+    let Some(app) = DjangoApp::postgres() else { return };
+    app.edit_config(|t| t.replace("  health_timeout: 8s\n", "  health_timeout: 8s\n  keep_releases: 3\n"));
+    app.ct.expect(&["update"], 0);
+    app.add_note("a", "alpha beta");
+    app.add_note("c", "lonely");
+    app.ct.expect(&["update", "--to", "v2"], 0);
+    app.ct.expect(&["maintenance", "on", "--message", "moving the server"], 0);
+    let operators = app.mode();
+    assert!(operators.contains("moving the server"), "{operators}");
+    assert!(operators.contains("\"by\":\"operator\""), "{operators}");
+    // Exactly the mode the operator set: message, author and time.
+    let mode_is_the_operators = |after: &str| assert_eq!(app.mode(), operators, "after {after}");
+
+    // Three failed updates, each rolled back: maintenance stays on.
+    for to in ["v3", "v4", "v3"] {
+        let out = app.ct.run(&["update", "--to", to]);
+        assert_eq!(out.status.code(), Some(7), "{to}: {}", crate::stderr_of(&out));
+        mode_is_the_operators(to);
+    }
+    assert_eq!(app.version(), "v2");
+    // A good update (v2 again, forced): maintenance stays on, and says so.
+    let out = app.ct.expect(&["update", "--to", "v2", "--force"], 0);
+    assert!(out.contains("stays on"), "{out}");
+    mode_is_the_operators("update --to v2");
+    // keep_releases 3: the three failed releases went, both older good ones stayed.
+    assert_eq!(app.releases_in_order(), ["v1=deployed", "v2=deployed", "v2=deployed"]);
+    let present = app.releases()["releases"].as_array().unwrap().iter().all(|r| r["present"] == true);
+    assert!(present, "{}", app.releases());
+
+    // `rollback` twice reaches v1; maintenance stays on throughout.
+    app.ct.expect(&["rollback"], 0);
+    mode_is_the_operators("rollback");
+    app.ct.expect(&["rollback"], 0);
+    mode_is_the_operators("the second rollback");
+    assert_eq!(app.version(), "v1");
+    app.ct.expect(&["maintenance", "off"], 0);
+    assert!(app.healthy());
 }

@@ -14,7 +14,7 @@ pub mod template;
 
 pub use diagnostic::{suggest, Diagnostic, Diagnostics, Location, Severity};
 pub use model::*;
-pub use parse::{alerts_defaults, DEFAULT_HTTP_LISTEN};
+pub use parse::{alerts_defaults, release_pointer_problems, DEFAULT_HTTP_LISTEN};
 pub use secret::{NoSecrets, Redactor, Secret, SecretOrigin, SecretSource};
 
 use reader::Cx;

@@ -1415,3 +1415,141 @@ fn checks(cx: &mut Cx, node: &Node, path: &str) -> Option<Vec<CustomCheck>> {
         Some(CustomCheck { name: k.as_str().to_string(), probe, timeout, critical })
     })
 }
+
+/// The release pointer cross-check (issue 15): with `app.source`, `caretaker update` deploys
+/// each release into `<state dir>/releases/` and points `<state dir>/current` at it, so the app's
+/// processes must run there — `app.working_dir` (and a service's own `working_dir`, and
+/// `compose.project_dir`, when set) must be `<state dir>/current` or a directory inside it.
+/// Otherwise an update migrates the database for the new code while the old code keeps
+/// serving. The state directory is an argument because `--state-dir` may override the
+/// config's; `text` (the file's text) only locates the key. Errors say the exact line to write.
+pub fn release_pointer_problems(
+    cfg: &Config,
+    text: &str,
+    file: &std::path::Path,
+    state_dir: &std::path::Path,
+) -> Vec<super::Diagnostic> {
+    use super::{Diagnostic, Severity};
+    if cfg.app.source.is_none() {
+        return Vec::new();
+    }
+    let pointer = state_dir.join("current");
+    let root = marked_yaml::parse_yaml(0, text).ok();
+    let locate = |keys: &[&str]| -> Option<super::Location> {
+        let mut node = root.as_ref()?;
+        let mut span = None;
+        for k in keys {
+            let Node::Mapping(m) = node else { return None };
+            let (key, value) = m.iter().find(|(key, _)| key.as_str() == *k)?;
+            span = Some(*key.span());
+            node = value;
+        }
+        reader::location(&span?)
+    };
+    let problem = |keys: &[&str], message: String, hint: String| Diagnostic {
+        severity: Severity::Error,
+        file: file.display().to_string(),
+        location: locate(keys).or_else(|| locate(&keys[..1])),
+        path: keys.join("."),
+        message,
+        hint: Some(hint),
+    };
+    let line = format!("working_dir: \"{}\"", pointer.display());
+    let mut out = Vec::new();
+    match &cfg.app.working_dir {
+        None => out.push(problem(
+            &["app", "working_dir"],
+            format!(
+                "`app.source` is set, so `caretaker update` deploys releases to {}, but `app.working_dir` is not set: the app would keep running the code in the config's directory",
+                pointer.display()
+            ),
+            format!("add `{line}` under `app:`"),
+        )),
+        Some(dir) if !dir.starts_with(&pointer) => out.push(problem(
+            &["app", "working_dir"],
+            format!(
+                "`app.working_dir` is {}, but `caretaker update` deploys releases to {}: an update would migrate the database while the old code keeps serving",
+                dir.display(),
+                pointer.display()
+            ),
+            format!("write `{line}` under `app:` (the state directory is {})", state_dir.display()),
+        )),
+        Some(_) => {}
+    }
+    for s in &cfg.services {
+        if let Some(dir) = s.working_dir.as_ref().filter(|d| !d.starts_with(&pointer)) {
+            out.push(problem(
+                &["services", &s.name, "working_dir"],
+                format!(
+                    "service `{}` runs in {}, outside the release pointer {}: updates would not change its code",
+                    s.name,
+                    dir.display(),
+                    pointer.display()
+                ),
+                format!(
+                    "remove its `working_dir` (it then runs in `app.working_dir`) or point it inside {}",
+                    pointer.display()
+                ),
+            ));
+        }
+    }
+    if let Some(dir) = cfg.compose.as_ref().and_then(|c| c.project_dir.as_ref()).filter(|d| !d.starts_with(&pointer)) {
+        out.push(problem(
+            &["compose", "project_dir"],
+            format!(
+                "`compose.project_dir` is {}, outside the release pointer {}: updates would not change the compose project",
+                dir.display(),
+                pointer.display()
+            ),
+            "remove `project_dir`: it then is `app.working_dir`, the current release".to_string(),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod release_pointer_tests {
+    use super::release_pointer_problems;
+    use crate::config::{load, NoSecrets};
+    use std::path::Path;
+
+    fn problems(app_extra: &str, rest: &str) -> Vec<String> {
+        let text = format!(
+            "version: 1\napp:\n  name: shop\n  source: {{ git: \"/src/shop\", branch: main }}\n{app_extra}services:\n  web: {{ command: \"run\"{rest} }}\n"
+        );
+        let cfg = load(&text, Path::new("/etc/c.yml"), None, &NoSecrets).unwrap().config;
+        release_pointer_problems(&cfg, &text, Path::new("/etc/c.yml"), Path::new("/var/lib/caretaker/shop"))
+            .iter()
+            .map(|d| d.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn working_dir_must_be_the_release_pointer_when_updates_deploy() {
+        // What `caretaker init` used to write.
+        let p = problems("  working_dir: /srv/shop/current\n", "");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("/etc/c.yml:5:3: error: `app.working_dir` is /srv/shop/current"), "{p:?}");
+        assert!(p[0].contains("write `working_dir: \"/var/lib/caretaker/shop/current\"` under `app:`"), "{p:?}");
+        let p = problems("", "");
+        assert!(p.len() == 1 && p[0].contains("`app.working_dir` is not set"), "{p:?}");
+        assert!(problems("  working_dir: /var/lib/caretaker/shop/current\n", "").is_empty());
+        assert!(problems("  working_dir: /var/lib/caretaker/shop/current/\n", "").is_empty());
+        let p = problems("  working_dir: /var/lib/caretaker/shop/current\n", ", working_dir: /srv/old");
+        assert!(p.len() == 1 && p[0].contains("service `web` runs in /srv/old"), "{p:?}");
+        assert!(problems(
+            "  working_dir: /var/lib/caretaker/shop/current\n",
+            ", working_dir: /var/lib/caretaker/shop/current/src"
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn without_a_source_the_working_dir_is_free() {
+        let text = "version: 1\napp: { name: shop, working_dir: /srv/shop }\n";
+        let cfg = load(text, Path::new("/c.yml"), None, &NoSecrets).unwrap().config;
+        assert!(
+            release_pointer_problems(&cfg, text, Path::new("/c.yml"), Path::new("/var/lib/caretaker/shop")).is_empty()
+        );
+    }
+}

@@ -36,9 +36,13 @@ app:
   name: {app}
 {domain_line}  # Where updates come from: a git URL or local path, and a branch, tag or commit.
   # source: {{ git: "https://example.org/{app}.git", branch: main }}
-  working_dir: /srv/{app}/current
+  # Where the app's processes run. `caretaker update` deploys each release into
+  # <state dir>/releases/ and points <state dir>/current at it, so with a `source` this must
+  # be <state dir>/current (the state dir is /var/lib/caretaker/{app} unless `state_dir:` or
+  # --state-dir says otherwise; `caretaker config check` says so if the two disagree).
+  working_dir: /var/lib/caretaker/{app}/current
   # user: {app}
-  # Run after switching to new code, before migrating (each a shell line).
+  # Run in the new release before the old one stops, with the app's env (each a shell line).
   build:
     - pip install -r requirements.txt
   migrate:
@@ -48,7 +52,9 @@ app:
     DJANGO_ALLOWED_HOSTS: {allowed_hosts}
     DJANGO_SECRET_KEY: {{ secret: "{app_secret_key}" }}
     DATABASE_URL: {{ secret: "postgres://{app}:{database_password}@127.0.0.1:5432/{app}" }}
-  # env_files: [".envs/.production/.django"]
+  # .env files: a relative path is read from working_dir, i.e. from each new release; secrets
+  # that live outside the repository want an absolute path:
+  # env_files: ["/etc/{app}/production.env"]
 
 # The app's processes, started in `after:` order and supervised by caretaker.
 services:
@@ -107,4 +113,29 @@ alerts:
         database_password = s.database_password,
         app_secret_key = s.app_secret_key,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load, release_pointer_problems, NoSecrets};
+    use std::path::Path;
+
+    /// Issue 15: `init` wrote `working_dir: /srv/<app>/current` while releases go to
+    /// `<state dir>/current`, so an update reported success and the old code kept serving.
+    #[test]
+    fn the_starter_config_runs_the_app_in_the_release_pointer_once_a_source_is_set() {
+        let s = InitSecrets {
+            backup_password: "bk-0123456789abcdef".into(),
+            database_password: "db-0123456789abcdef".into(),
+            app_secret_key: "sk-0123456789abcdef".into(),
+        };
+        let text = render("shop", None, &s).replacen("  # source: ", "  source: ", 1);
+        assert!(text.contains("\n  source: {"), "{text}");
+        let file = Path::new("/etc/caretaker/caretaker.yml");
+        let cfg = load(&text, file, None, &NoSecrets).unwrap().config;
+        // The default state directory (no `state_dir:` in the template, no --state-dir).
+        let problems = release_pointer_problems(&cfg, &text, file, Path::new("/var/lib/caretaker/shop"));
+        assert!(problems.is_empty(), "{problems:?}");
+    }
 }
