@@ -1,5 +1,6 @@
 //! Integration tests of the `caretaker` binary: one test binary, one module per area.
 
+mod adopt;
 mod backup;
 mod backup_failures;
 mod backup_targets;

@@ -18,13 +18,13 @@ use std::time::Duration;
 use crate::update::{commit_tag, drop_pg_database, free_port, git, pg_rows, psql, sqlite_rows};
 use crate::BIN;
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/django-app");
+pub(crate) const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/django-app");
 const SECRET_KEY: &str = "django-insecure-test-key-7f3a9c1e5b2d8604";
 
 /// The Python interpreter that has the pinned Django, gunicorn and psycopg importable (its
 /// absolute path, so no shell or version manager is needed at run time). `None` with a loud
 /// skip when they are missing, a failure under CI (`scripts/install-deps` installs them).
-fn django_python() -> Option<String> {
+pub(crate) fn django_python() -> Option<String> {
     let out =
         Command::new("python3").args(["-c", "import sys, django, gunicorn, psycopg; print(sys.executable)"]).output();
     match out {
@@ -43,7 +43,7 @@ fn django_python() -> Option<String> {
     }
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+pub(crate) fn copy_tree(from: &Path, to: &Path) {
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
         let target = to.join(e.file_name());
