@@ -45,6 +45,7 @@ pub fn run(global: &Global, args: &InitArgs) -> Result<Code> {
     file.write_all(text.as_bytes())?;
     file.sync_all()?;
     println!("wrote {} (mode 0600) for app \"{}\" with fresh secrets", path.display(), args.app);
-    println!("next: edit it, then run `caretaker config check`");
+    println!("next: edit it, then run `caretaker config check`; the first run of an existing app, step by step:");
+    println!("  config check -> backup init -> backup run -> update -> install-systemd (docs/adopt.md)");
     Ok(Code::Ok)
 }
