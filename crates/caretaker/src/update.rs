@@ -797,8 +797,9 @@ impl Updater<'_> {
     /// that never serves. The same check as `caretaker config check`.
     fn check_release_pointer(&self, state_dir: &Path) -> Result<()> {
         let text = std::fs::read_to_string(self.config_path).unwrap_or_default();
+        let cwd = std::env::current_dir().unwrap_or_default();
         let problems =
-            caretaker_core::config::release_pointer_problems(self.config, &text, self.config_path, state_dir);
+            caretaker_core::config::release_pointer_problems(self.config, &text, self.config_path, state_dir, &cwd);
         let Some(first) = problems.first() else { return Ok(()) };
         let more = match problems.len() {
             1 => String::new(),

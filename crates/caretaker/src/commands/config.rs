@@ -13,7 +13,9 @@ pub fn check(global: &Global, json: bool) -> Result<Code> {
         Ok(l) => {
             // The release pointer depends on the state directory, which --state-dir overrides.
             let state_dir = crate::context::state_dir(global.state_dir.as_deref(), &l.config);
-            let pointer = caretaker_core::config::release_pointer_problems(&l.config, &file.text, &path, &state_dir);
+            let cwd = std::env::current_dir().unwrap_or_default();
+            let pointer =
+                caretaker_core::config::release_pointer_problems(&l.config, &file.text, &path, &state_dir, &cwd);
             let mut diags = l.warnings.clone();
             diags.0.extend(pointer.iter().cloned());
             (pointer.is_empty(), diags, pointer.is_empty().then(|| summary(&l.config)))

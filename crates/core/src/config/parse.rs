@@ -1422,17 +1422,22 @@ fn checks(cx: &mut Cx, node: &Node, path: &str) -> Option<Vec<CustomCheck>> {
 /// `compose.project_dir`, when set) must be `<state dir>/current` or a directory inside it.
 /// Otherwise an update migrates the database for the new code while the old code keeps
 /// serving. The state directory is an argument because `--state-dir` may override the
-/// config's; `text` (the file's text) only locates the key. Errors say the exact line to write.
+/// config's; `text` (the file's text) only locates the key; relative paths (a relative config
+/// path or `--state-dir`) are taken against `cwd`, as the processes will. Errors say the exact
+/// line to write.
 pub fn release_pointer_problems(
     cfg: &Config,
     text: &str,
     file: &std::path::Path,
     state_dir: &std::path::Path,
+    cwd: &std::path::Path,
 ) -> Vec<super::Diagnostic> {
     use super::{Diagnostic, Severity};
     if cfg.app.source.is_none() {
         return Vec::new();
     }
+    let abs = |p: &std::path::Path| if p.is_absolute() { p.to_path_buf() } else { cwd.join(p) };
+    let state_dir = &abs(state_dir);
     let pointer = state_dir.join("current");
     let root = marked_yaml::parse_yaml(0, text).ok();
     let locate = |keys: &[&str]| -> Option<super::Location> {
@@ -1465,7 +1470,7 @@ pub fn release_pointer_problems(
             ),
             format!("add `{line}` under `app:`"),
         )),
-        Some(dir) if !dir.starts_with(&pointer) => out.push(problem(
+        Some(dir) if !abs(dir).starts_with(&pointer) => out.push(problem(
             &["app", "working_dir"],
             format!(
                 "`app.working_dir` is {}, but `caretaker update` deploys releases to {}: an update would migrate the database while the old code keeps serving",
@@ -1477,7 +1482,7 @@ pub fn release_pointer_problems(
         Some(_) => {}
     }
     for s in &cfg.services {
-        if let Some(dir) = s.working_dir.as_ref().filter(|d| !d.starts_with(&pointer)) {
+        if let Some(dir) = s.working_dir.as_ref().filter(|d| !abs(d).starts_with(&pointer)) {
             out.push(problem(
                 &["services", &s.name, "working_dir"],
                 format!(
@@ -1493,7 +1498,9 @@ pub fn release_pointer_problems(
             ));
         }
     }
-    if let Some(dir) = cfg.compose.as_ref().and_then(|c| c.project_dir.as_ref()).filter(|d| !d.starts_with(&pointer)) {
+    if let Some(dir) =
+        cfg.compose.as_ref().and_then(|c| c.project_dir.as_ref()).filter(|d| !abs(d).starts_with(&pointer))
+    {
         out.push(problem(
             &["compose", "project_dir"],
             format!(
@@ -1518,10 +1525,16 @@ mod release_pointer_tests {
             "version: 1\napp:\n  name: shop\n  source: {{ git: \"/src/shop\", branch: main }}\n{app_extra}services:\n  web: {{ command: \"run\"{rest} }}\n"
         );
         let cfg = load(&text, Path::new("/etc/c.yml"), None, &NoSecrets).unwrap().config;
-        release_pointer_problems(&cfg, &text, Path::new("/etc/c.yml"), Path::new("/var/lib/caretaker/shop"))
-            .iter()
-            .map(|d| d.to_string())
-            .collect()
+        release_pointer_problems(
+            &cfg,
+            &text,
+            Path::new("/etc/c.yml"),
+            Path::new("/var/lib/caretaker/shop"),
+            Path::new("/"),
+        )
+        .iter()
+        .map(|d| d.to_string())
+        .collect()
     }
 
     #[test]
@@ -1548,8 +1561,28 @@ mod release_pointer_tests {
     fn without_a_source_the_working_dir_is_free() {
         let text = "version: 1\napp: { name: shop, working_dir: /srv/shop }\n";
         let cfg = load(text, Path::new("/c.yml"), None, &NoSecrets).unwrap().config;
-        assert!(
-            release_pointer_problems(&cfg, text, Path::new("/c.yml"), Path::new("/var/lib/caretaker/shop")).is_empty()
-        );
+        assert!(release_pointer_problems(
+            &cfg,
+            text,
+            Path::new("/c.yml"),
+            Path::new("/var/lib/caretaker/shop"),
+            Path::new("/")
+        )
+        .is_empty());
+    }
+
+    /// A relative config path and `--state-dir` are both taken against the working directory.
+    #[test]
+    fn relative_paths_are_compared_from_the_working_directory() {
+        let text =
+            "version: 1\napp:\n  name: shop\n  source: { git: /src, branch: main }\n  working_dir: ./state/current\n";
+        let cfg = load(text, Path::new("c.yml"), None, &NoSecrets).unwrap().config;
+        let check = |state: &str| {
+            release_pointer_problems(&cfg, text, Path::new("c.yml"), Path::new(state), Path::new("/srv/x"))
+        };
+        assert!(check("state").is_empty());
+        assert!(check("/srv/x/state").is_empty());
+        let p = check("other");
+        assert!(p.len() == 1 && p[0].to_string().contains("working_dir: \"/srv/x/other/current\""), "{p:?}");
     }
 }

@@ -135,7 +135,8 @@ mod tests {
         let file = Path::new("/etc/caretaker/caretaker.yml");
         let cfg = load(&text, file, None, &NoSecrets).unwrap().config;
         // The default state directory (no `state_dir:` in the template, no --state-dir).
-        let problems = release_pointer_problems(&cfg, &text, file, Path::new("/var/lib/caretaker/shop"));
+        let problems =
+            release_pointer_problems(&cfg, &text, file, Path::new("/var/lib/caretaker/shop"), Path::new("/"));
         assert!(problems.is_empty(), "{problems:?}");
     }
 }
