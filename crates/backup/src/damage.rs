@@ -37,17 +37,14 @@ fn named_packs(findings: &[String]) -> BTreeSet<String> {
     out
 }
 
-/// One line per snapshot with data in a pack named by `findings`: its id and time, and the
-/// files (including streams) whose contents are damaged or missing.
+/// One line per snapshot with data in a pack named by `findings` or missing from the index:
+/// its id and time, and the files (including streams) whose contents are damaged or missing.
 pub(crate) fn affected(
     repo: &Repository<IndexedFullStatus>,
     snaps: &[SnapshotFile],
     findings: &[String],
 ) -> Vec<String> {
     let packs = named_packs(findings);
-    if packs.is_empty() {
-        return vec![];
-    }
     let in_damaged_pack =
         |id: &rustic_core::DataId| repo.get_index_entry(id).map_or(true, |e| packs.contains(&e.pack.to_hex()[..8]));
     let mut out = vec![];
@@ -74,7 +71,7 @@ pub(crate) fn affected(
                     listed.push(format!("and {} more", n - FILES_LISTED));
                 }
                 out.push(format!(
-                    "snapshot {short} ({when}) is damaged: {n} file(s) have data in a damaged pack: {}",
+                    "snapshot {short} ({when}) is damaged: {n} file(s) have data in a damaged or missing pack: {}",
                     listed.join(", ")
                 ));
             }
@@ -85,4 +82,23 @@ pub(crate) fn affected(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packs_are_read_from_rustics_findings() {
+        let findings = [
+            "error checking pack 4286bbdc : Data decryption failed, MAC check failed.: aead::Error".to_string(),
+            "pack 0123abcd: Hash mismatch. Computed hash: 99999999".to_string(),
+            "pack A66F6B82 marked to-delete: false is referenced by the index with size 5 but not present!".into(),
+            "error processing Pack:173b69ea at BlobLocation { offset: 0 }".into(),
+            "file \"/x\" blob 1234abcd is missing in index".into(),
+            "packs are fine; pack 12 is too short".into(),
+        ];
+        let got: Vec<String> = named_packs(&findings).into_iter().collect();
+        assert_eq!(got, ["0123abcd", "173b69ea", "4286bbdc", "a66f6b82"]);
+    }
 }

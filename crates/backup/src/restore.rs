@@ -32,7 +32,7 @@ const FILES_IN_FLIGHT: usize = 4;
 /// Prefix of the temporary names file contents are written under: a file gets its real name
 /// only once its content is complete and verified, so a damaged pack or a killed restore never
 /// leaves a partial file that looks restored (a killed restore can leave a
-/// `.caretaker-restore-*` file behind; the next restore of that directory does not use it).
+/// `.caretaker-restore-*` file behind; the next restore of that directory removes it).
 pub(crate) const TEMP_PREFIX: &str = ".caretaker-restore-";
 
 /// Restores the snapshot node `node` (a directory tree or one file) to `dest`.
@@ -53,6 +53,7 @@ pub(crate) fn tree(repo: &Repository<IndexedFullStatus>, node: &Node, dest: &Pat
     let plan = plan(ls.clone(), node.is_dir(), dest).map_err(err)?;
     clear(&plan.replaced)?;
     let damaged = write_files(repo, &plan.files);
+    remove_leftovers(&plan.dirs);
     // The damaged files and every other name of their inodes are left out of rustic's part.
     let mut skip = BTreeSet::new();
     for (i, _) in &damaged {
@@ -78,22 +79,28 @@ pub(crate) fn tree(repo: &Repository<IndexedFullStatus>, node: &Node, dest: &Pat
         return rest;
     }
     let n = damaged.len();
-    let mut listed: Vec<String> = damaged.iter().take(5).map(|(_, e)| e.clone()).collect();
+    let mut listed: Vec<String> =
+        damaged.iter().take(5).map(|(i, e)| format!("{}: {e}", plan.files[*i].path.display())).collect();
     if n > 5 {
         listed.push(format!("and {} more", n - 5));
     }
     if let Err(e) = rest {
-        listed.push(format!("then: {e}"));
+        listed.push(format!("and restoring the rest failed: {e}"));
     }
-    Err(Error::new(
-        ErrorKind::Corrupt,
-        format!(
-            "{n} file(s) not restored, their data in the repository is damaged (nothing was written under their \
-             names): {}",
-            listed.join("; ")
-        ),
-    )
-    .hint(CHECK_HINT))
+    let corrupt = damaged.iter().any(|(_, e)| e.kind == ErrorKind::Corrupt);
+    let (kind, hint) = match &damaged[0].1 {
+        _ if corrupt => (ErrorKind::Corrupt, Some(CHECK_HINT.to_string())),
+        first => (first.kind, first.hint.clone()),
+    };
+    let why = if corrupt { ", their data in the repository is damaged" } else { "" };
+    let err = Error::new(
+        kind,
+        format!("{n} file(s) not restored{why} (nothing was written under their names): {}", listed.join("; ")),
+    );
+    Err(match hint {
+        Some(h) => err.hint(h),
+        None => err,
+    })
 }
 
 /// A regular file whose content is written here.
@@ -118,6 +125,8 @@ pub(crate) struct Plan {
     /// (left by an earlier restore) is removed first, otherwise rustic fails to create the
     /// link ("File exists") or keeps a stale symlink.
     pub replaced: Vec<PathBuf>,
+    /// The directories written to, where a killed restore may have left temporary files.
+    pub dirs: Vec<PathBuf>,
 }
 
 /// The same key rustic's restorer uses to find the names of one inode.
@@ -135,6 +144,8 @@ pub(crate) fn plan(
 ) -> std::result::Result<Plan, Box<rustic_core::RusticError>> {
     let mut plan = Plan::default();
     let mut first_names = BTreeSet::new();
+    let top = if root_is_dir { Some(dest) } else { dest.parent() };
+    plan.dirs.extend(top.map(Path::to_path_buf));
     for e in entries {
         let (rel, node) = e?;
         let path = if root_is_dir { dest.join(&rel) } else { dest.to_path_buf() };
@@ -146,11 +157,26 @@ pub(crate) fn plan(
                 }
                 _ => plan.files.push(PlannedFile { rel, path, node }),
             },
-            NodeType::Dir => {}
+            NodeType::Dir => plan.dirs.push(path),
             _ => plan.replaced.push(path),
         }
     }
     Ok(plan)
+}
+
+/// Removes the temporary files a killed restore left in `dirs` (this restore's own are all
+/// renamed or removed by now; restores of one app are serialised by its lock).
+fn remove_leftovers(dirs: &[PathBuf]) {
+    for d in dirs {
+        let Ok(rd) = std::fs::read_dir(d) else { continue };
+        for e in rd.flatten() {
+            if e.file_name().as_encoded_bytes().starts_with(TEMP_PREFIX.as_bytes())
+                && e.file_type().is_ok_and(|t| t.is_file())
+            {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
 }
 
 /// Removes what is at `paths`, unless it is a directory or missing.
@@ -196,9 +222,9 @@ fn batches(files: &[PlannedFile]) -> Vec<Range<usize>> {
     out
 }
 
-/// Writes the contents of `files`; returns (index, message) for each file that could not be
+/// Writes the contents of `files`; returns (index, error) for each file that could not be
 /// written (a damaged pack gives an error for that file, the others are still written).
-fn write_files(repo: &Repository<IndexedFullStatus>, files: &[PlannedFile]) -> Vec<(usize, String)> {
+fn write_files(repo: &Repository<IndexedFullStatus>, files: &[PlannedFile]) -> Vec<(usize, Error)> {
     let runs = batches(files);
     let next = AtomicUsize::new(0);
     let errors = Mutex::new(Vec::new());
@@ -209,7 +235,7 @@ fn write_files(repo: &Repository<IndexedFullStatus>, files: &[PlannedFile]) -> V
                     for i in run.clone() {
                         let f = &files[i];
                         if let Err(e) = write_file(repo, &f.path, &f.node) {
-                            errors.lock().unwrap().push((i, format!("{}: {e}", f.path.display())));
+                            errors.lock().unwrap().push((i, e));
                         }
                     }
                 }
@@ -217,7 +243,7 @@ fn write_files(repo: &Repository<IndexedFullStatus>, files: &[PlannedFile]) -> V
         }
     });
     let mut errors = errors.into_inner().unwrap();
-    errors.sort();
+    errors.sort_by_key(|(i, _)| *i);
     errors
 }
 
