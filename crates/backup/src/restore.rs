@@ -17,7 +17,7 @@ use rustic_core::repofile::{Node, NodeType};
 use rustic_core::{IndexedFullStatus, LocalDestination, LsOptions, Repository, RestoreOptions, RusticError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::os::unix::fs::OpenOptionsExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -271,10 +271,12 @@ pub(crate) fn write_file(repo: &Repository<IndexedFullStatus>, path: &Path, node
     .map_err(io("writing"))?;
     let written = catch_unwind(AssertUnwindSafe(|| -> Result<()> {
         let cap = usize::try_from(node.meta.size).unwrap_or(0).clamp(4096, 1 << 20);
-        let mut w = Counting { inner: BufWriter::with_capacity(cap, file), n: 0 };
+        let sparse = Sparse { file, pos: 0, file_pos: 0 };
+        let mut w = Counting { inner: BufWriter::with_capacity(cap, sparse), n: 0 };
         repo.dump(node, &mut w).map_err(|e| damaged(&e))?;
         let n = w.n;
-        let file = w.inner.into_inner().map_err(|e| e.into_error()).map_err(io("writing"))?;
+        let sparse = w.inner.into_inner().map_err(|e| e.into_error()).map_err(io("writing"))?;
+        let file = sparse.finish().map_err(io("writing"))?;
         if n != node.meta.size {
             return Err(Error::new(
                 ErrorKind::Corrupt,
@@ -322,6 +324,75 @@ fn create_private(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(path)
 }
 
+/// Block size for holes: runs of whole zero blocks (aligned in the file) become holes.
+const BLOCK: usize = 4096;
+
+/// Writes zero blocks as holes, as `restic restore --sparse` does: a run of whole zero blocks
+/// is skipped with a seek and the file is extended to its length at the end, so a sparse file
+/// (a VM image, a database file) does not take its full size on disk, and a restore does not
+/// run out of space where the original fitted. Contents and size are the same.
+struct Sparse {
+    file: File,
+    /// The logical position: bytes written or skipped.
+    pos: u64,
+    /// The file's own offset.
+    file_pos: u64,
+}
+
+impl Sparse {
+    fn emit(&mut self, data: &[u8], zero: bool) -> std::io::Result<()> {
+        if !zero {
+            if self.file_pos != self.pos {
+                self.file.seek(SeekFrom::Start(self.pos))?;
+            }
+            self.file.write_all(data)?;
+            self.file_pos = self.pos + data.len() as u64;
+        }
+        self.pos += data.len() as u64;
+        Ok(())
+    }
+
+    /// Extends the file over a trailing hole.
+    fn finish(self) -> std::io::Result<File> {
+        if self.file_pos != self.pos {
+            self.file.set_len(self.pos)?;
+        }
+        Ok(self.file)
+    }
+}
+
+impl Write for Sparse {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let base = self.pos;
+        let (mut run_start, mut run_zero) = (0, None);
+        let mut i = 0;
+        while i < buf.len() {
+            let in_block = ((base + i as u64) % BLOCK as u64) as usize;
+            let end = (i + BLOCK - in_block).min(buf.len());
+            let block = &buf[i..end];
+            let zero = block.len() == BLOCK
+                && block.chunks_exact(16).all(|c| u128::from_ne_bytes(c.try_into().unwrap_or_default()) == 0);
+            match run_zero {
+                Some(z) if z != zero => {
+                    self.emit(&buf[run_start..i], z)?;
+                    run_start = i;
+                    run_zero = Some(zero);
+                }
+                Some(_) => {}
+                None => run_zero = Some(zero),
+            }
+            i = end;
+        }
+        if let Some(z) = run_zero {
+            self.emit(&buf[run_start..], z)?;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
 struct Counting<W> {
     inner: W,
     n: u64,
@@ -347,6 +418,30 @@ mod tests {
         let meta = Metadata { size, ..Metadata::default() };
         let node = Node::new_node(std::ffi::OsStr::new("f"), NodeType::File, meta);
         PlannedFile { rel: PathBuf::from(path), path: PathBuf::from(path), node }
+    }
+
+    /// Zero blocks become holes, the rest is written: same contents and size whatever the
+    /// write sizes, also with a hole at the end.
+    #[test]
+    fn sparse_writes_holes_and_the_same_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut data = vec![0u8; 10 * BLOCK + 100];
+        data[5] = 1; // the first block is data
+        data[4 * BLOCK + 7] = 2; // block 4 too
+        data[6 * BLOCK..6 * BLOCK + 10].fill(3); // block 6 too; 7.. are zeros to the end
+        for chunk in [1, 1000, BLOCK, 3 * BLOCK + 5, data.len()] {
+            let path = dir.path().join(format!("f{chunk}"));
+            let mut w = Sparse { file: File::create(&path).unwrap(), pos: 0, file_pos: 0 };
+            for c in data.chunks(chunk) {
+                w.write_all(c).unwrap();
+            }
+            w.finish().unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), data, "writes of {chunk}");
+        }
+        let mut w = Sparse { file: File::create(dir.path().join("zeros")).unwrap(), pos: 0, file_pos: 0 };
+        w.write_all(&[0; 3 * BLOCK]).unwrap();
+        w.finish().unwrap();
+        assert_eq!(std::fs::read(dir.path().join("zeros")).unwrap(), vec![0; 3 * BLOCK]);
     }
 
     #[test]

@@ -294,6 +294,11 @@ fn every_file_type_is_restored_as_the_original_and_as_stock_restic_restores_it()
     let r = restore_to(&repo, &target);
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert_same(&listing(&under(&target, &tree)), &original, "restore");
+    // Holes stay holes (where the file system has them): the 6 MiB file holds 1 KiB of data.
+    let blocks = |p: &Path| std::fs::metadata(p).unwrap().blocks() * 512;
+    if blocks(&tree.join("sparse.img")) < 1 << 20 {
+        assert!(blocks(&under(&target, &tree).join("sparse.img")) < 1 << 20, "the sparse file was restored dense");
+    }
     // Over the first restore (existing symlinks, FIFO, links, read-only entries).
     let r = restore_to(&repo, &target);
     assert!(r.errors.is_empty(), "{:?}", r.errors);
