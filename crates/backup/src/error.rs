@@ -94,7 +94,7 @@ impl Error {
             )
             .hint("check the network, the credentials and that the target is up, then run again");
         }
-        Error::new(ErrorKind::Other, format!("{what} ({repo}): {}", one_line(&log)))
+        Error::new(ErrorKind::Other, format!("{what} ({repo}): {}", rustic_text(e)))
     }
 
     pub(crate) fn io(what: impl fmt::Display, e: &std::io::Error) -> Self {
@@ -109,6 +109,36 @@ impl Error {
             err
         }
     }
+}
+
+/// A rustic_core error as one line: each message of its chain once. rustic's `Display` spans
+/// many lines with a backtrace, and its `display_log` repeats the cause's own cause.
+pub(crate) fn rustic_text(e: &rustic_core::RusticError) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        let text = match as_rustic(err) {
+            Some(r) => {
+                let log = r.display_log();
+                let log = log.strip_prefix("Error: ").unwrap_or(&log);
+                log[..log.find(" (kind: related to").unwrap_or(log.len())].to_string()
+            }
+            None => err.to_string(),
+        };
+        let text = one_line(&text);
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
+}
+
+/// `e` as a rustic_core error: rustic boxes its causes once more (`Box<RusticError>` inside
+/// the `Box<dyn Error>`), so both are tried.
+pub(crate) fn as_rustic<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustic_core::RusticError> {
+    e.downcast_ref::<rustic_core::RusticError>()
+        .or_else(|| e.downcast_ref::<Box<rustic_core::RusticError>>().map(|b| &**b))
 }
 
 fn one_line(s: &str) -> String {

@@ -3,7 +3,10 @@
 //!
 //! - [`engine`]: the trait and its request/report types;
 //! - [`restic`]: the one implementation;
-//! - `restore`: file contents of a restore with bounded memory;
+//! - `restore`: a tree restore: file contents with bounded memory, every file type, never a
+//!   damaged file under its real name;
+//! - `damage`: the snapshots and files that damaged packs found by `check` hold;
+//! - [`local`]: local repositories, with restic's file and directory modes;
 //! - [`location`]: from the config's `backup.repository` to a storage backend;
 //! - [`s3`]: S3-compatible repositories over opendal's S3 service;
 //! - [`sftp`]: SFTP repositories through the system's `ssh`;
@@ -11,8 +14,10 @@
 //! - [`stream`]: [`StreamSource`], what the database adapter implements;
 //! - [`safety`], [`retention`]: pure decisions, no I/O.
 
+mod damage;
 pub mod engine;
 pub mod error;
+pub mod local;
 pub mod location;
 pub mod restic;
 mod restore;

@@ -1,11 +1,11 @@
 //! From the config's `backup` section to rustic storage backends.
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::local::PrivateLocalBackend;
 use crate::restic::ResticRepository;
 use crate::s3::{S3Backend, S3Target};
 use crate::sftp::{SftpBackend, SftpTarget};
 use caretaker_core::config::{Backup, Repository};
-use rustic_backend::local::LocalBackend;
 use rustic_core::RepositoryBackends;
 use std::sync::Arc;
 
@@ -15,8 +15,7 @@ pub fn repository(cfg: &Backup) -> Result<ResticRepository> {
     let name = cfg.repository.to_string();
     let backend: Arc<dyn rustic_core::WriteBackend> = match &cfg.repository {
         Repository::Local(path) => {
-            let be = LocalBackend::new(path.to_string_lossy(), Vec::<(String, String)>::new())
-                .map_err(|e| Error::rustic("opening repository", &name, &e))?;
+            let be = PrivateLocalBackend::new(path).map_err(|e| Error::rustic("opening repository", &name, &e))?;
             Arc::new(be)
         }
         Repository::S3 { endpoint, bucket, prefix } => {
@@ -58,8 +57,7 @@ pub fn repository(cfg: &Backup) -> Result<ResticRepository> {
 /// A repository in a local directory (tests, the demo, `backup.repository: /path`).
 pub fn local(path: &std::path::Path, password: &str) -> Result<ResticRepository> {
     let name = format!("local:{}", path.display());
-    let be = LocalBackend::new(path.to_string_lossy(), Vec::<(String, String)>::new())
-        .map_err(|e| Error::rustic("opening repository", &name, &e))?;
+    let be = PrivateLocalBackend::new(path).map_err(|e| Error::rustic("opening repository", &name, &e))?;
     Ok(ResticRepository::new(RepositoryBackends::new(Arc::new(be), None), name, password).with_local_root(path.into()))
 }
 

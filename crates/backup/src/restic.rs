@@ -21,9 +21,9 @@ use crate::source::{CompositeSource, LocalPart, Tracker};
 use crate::stream::{valid_name, StreamSource, STREAMS_DIR};
 use rustic_core::repofile::{MasterKey, SnapshotFile, StringList};
 use rustic_core::{
-    BackupOptions, CheckOptions, ConfigOptions, Credentials, KeyOptions, LocalDestination, LsOptions, NoProgressBars,
-    OpenStatus, Progress, ProgressBars, ProgressType, PruneOptions, ReadSubsetOption, Repository, RepositoryBackends,
-    RepositoryOptions, RestoreOptions, RusticError, SnapshotOptions,
+    BackupOptions, CheckOptions, ConfigOptions, Credentials, KeyOptions, NoProgressBars, OpenStatus, Progress,
+    ProgressBars, ProgressType, PruneOptions, ReadSubsetOption, Repository, RepositoryBackends, RepositoryOptions,
+    RusticError, SnapshotOptions,
 };
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -415,17 +415,11 @@ impl ResticRepository {
                     };
                     let dest_dir = target.join(STREAMS_DIR.trim_start_matches('/'));
                     let dest = dest_dir.join(&name);
-                    let res = std::fs::create_dir_all(&dest_dir)
-                        .and_then(|()| std::fs::File::create(&dest))
-                        .map_err(|e| Error::io(format!("writing {}", dest.display()), &e))
-                        .and_then(|f| {
-                            let mut w = std::io::BufWriter::new(f);
-                            let r = contained(|| repo.dump(&node, &mut w).map_err(self.err("restoring stream")));
-                            r.and_then(|()| w.flush().map_err(|e| Error::io(format!("writing {}", dest.display()), &e)))
-                        });
+                    // 0600 and under a temporary name until complete (restore.rs).
+                    let res = restore::write_file(&repo, &dest, &node);
                     match res {
                         Ok(()) => report.streams_written.push((name, dest, node.meta.size)),
-                        Err(e) => report.errors.push(format!("stream {name}: {e}")),
+                        Err(e) => report.errors.push(with_hint(format!("stream {name}: {e}"), &e)),
                     }
                 }
                 continue;
@@ -443,42 +437,25 @@ impl ResticRepository {
                     std::fs::create_dir_all(parent)
                         .map_err(|e| Error::io(format!("creating {}", parent.display()), &e))?;
                 }
-                let mut dest_str = dest.to_string_lossy().to_string();
-                if node.is_dir() && !dest_str.ends_with('/') {
-                    dest_str.push('/');
-                }
-                let ldest = LocalDestination::new(&dest_str, true, !node.is_dir()).map_err(self.err("restoring"))?;
-                let ls_opts = LsOptions::default().recursive(true);
-                let ls = repo.ls(&node, &ls_opts).map_err(self.err("restoring"))?;
-                // Fact 5: the file contents first, with bounded memory (restore.rs); rustic's
-                // restorer then finds them in place (size and mtime match) and only creates
-                // the rest and sets metadata.
-                let files = restore::files_of(ls.clone(), node.is_dir(), &dest).map_err(self.err("restoring"))?;
-                let damaged = restore::write_files(&repo, &files);
-                let opts = RestoreOptions::default();
-                let rest = contained(|| {
-                    let plan = repo.prepare_restore(&opts, ls.clone(), &ldest, false).map_err(self.err("restoring"))?;
-                    repo.restore(plan, &opts, ls, &ldest).map_err(self.err("restoring"))
-                });
-                match damaged.len() {
-                    0 => rest,
-                    n => Err(Error::new(
-                        ErrorKind::Corrupt,
-                        format!(
-                            "{n} file(s) could not be restored: {}{}",
-                            damaged.iter().take(5).cloned().collect::<Vec<_>>().join("; "),
-                            if n > 5 { "; ..." } else { "" }
-                        ),
-                    )
-                    .hint("run `caretaker backup check --read-data` to see what is damaged")),
-                }
+                // Fact 5: the file contents with bounded memory, then rustic's restorer for the
+                // rest (restore.rs).
+                restore::tree(&repo, &node, &dest, &self.name)
             });
             match res {
                 Ok(()) => report.restored.push(dest),
-                Err(e) => report.errors.push(format!("{}: {e}", path.display())),
+                Err(e) => report.errors.push(with_hint(format!("{}: {e}", path.display()), &e)),
             }
         }
         Ok(())
+    }
+}
+
+/// An error of a restore report: the message, and its hint on a line of its own as the binary
+/// prints hints.
+fn with_hint(message: String, e: &Error) -> String {
+    match &e.hint {
+        Some(h) => format!("{message}\n  hint: {h}"),
+        None => message,
     }
 }
 
@@ -529,12 +506,19 @@ impl BackupEngine for ResticRepository {
         let results = contained(|| repo.check(opts).map_err(self.err("checking repository")))?;
         let mut report = CheckReport { errors: vec![], warnings: vec![] };
         for (level, e) in results.0 {
-            let text = e.to_string();
+            let text = crate::damage::finding_text(&e);
             if format!("{level:?}").to_lowercase().contains("error") {
                 report.errors.push(text);
             } else {
                 report.warnings.push(text);
             }
+        }
+        if !report.errors.is_empty() {
+            // The snapshots and files the damaged packs hold (damage.rs).
+            let snaps = self.all_snapshots(&repo)?;
+            let repo = repo.to_indexed().map_err(self.err("reading repository index"))?;
+            let affected = contained(|| Ok(crate::damage::affected(&repo, &snaps, &report.errors)))?;
+            report.errors.extend(affected);
         }
         Ok(report)
     }

@@ -12,7 +12,7 @@
 use crate::error::{Error, ErrorKind as Kind};
 use bytes::Bytes;
 use russh_sftp::client::SftpSession;
-use russh_sftp::protocol::{OpenFlags, StatusCode};
+use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use rustic_core::{BytesList, ErrorKind, FileType, Id, ReadBackend, RusticError, RusticResult, WriteBackend};
 use std::ffi::OsString;
 use std::path::Path;
@@ -346,12 +346,14 @@ impl SftpBackend {
                 prefix.push('/');
             }
             prefix.push_str(part);
-            if let Err(e) = self.session.create_dir(prefix.as_str()).await {
+            match self.session.create_dir(prefix.as_str()).await {
+                // Created here: restic's mode (the server's umask gave it 0755).
+                Ok(()) => self.session.set_metadata(prefix.as_str(), mode(crate::local::DIR_MODE)).await?,
                 // An existing directory gives a generic failure; only a real directory will do.
-                match self.session.metadata(prefix.as_str()).await {
+                Err(e) => match self.session.metadata(prefix.as_str()).await {
                     Ok(m) if m.is_dir() => {}
                     _ => return Err(e),
-                }
+                },
             }
         }
         Ok(())
@@ -380,7 +382,11 @@ impl SftpBackend {
         let tmp = format!("{path}-tmp-{}-{n}", std::process::id());
         let mut f = self
             .session
-            .open_with_flags(tmp.as_str(), OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE)
+            .open_with_flags_and_attributes(
+                tmp.as_str(),
+                OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE,
+                mode(crate::local::FILE_MODE),
+            )
             .await?;
         for b in content.into_vec() {
             f.write_all(&b).await?;
@@ -403,6 +409,12 @@ impl SftpBackend {
         }
         Ok(())
     }
+}
+
+/// Attributes that set only the permission bits: repository files and directories get
+/// restic's modes (`crate::local`).
+fn mode(bits: u32) -> FileAttributes {
+    FileAttributes { permissions: Some(bits), ..FileAttributes::default() }
 }
 
 impl Drop for SftpBackend {

@@ -654,6 +654,14 @@ fn sftp_round_trip_against_a_real_sshd_and_stock_restic_reads_it() {
     assert!(check.errors.is_empty(), "{:?}", check.errors);
     let tmp_left: Vec<_> = walk(&repo_path).into_iter().filter(|p| p.to_string_lossy().contains("-tmp-")).collect();
     assert!(tmp_left.is_empty(), "temporary files left: {tmp_left:?}");
+    // Stock restic's modes: directories 0700, files 0400 (the key file is an offline password
+    // attack for any local user who can copy it).
+    for f in walk(&repo_path) {
+        assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o400, "{}", f.display());
+        let dir = f.parent().unwrap();
+        assert_eq!(std::fs::metadata(dir).unwrap().permissions().mode() & 0o777, 0o700, "{}", dir.display());
+    }
+    assert_eq!(std::fs::metadata(&repo_path).unwrap().permissions().mode() & 0o777, 0o700);
 
     let out_dir = dir.path().join("restored");
     let r = repo

@@ -18,6 +18,7 @@ mod maintenance;
 mod observe;
 mod recover;
 mod recover_code;
+mod restore_filetypes;
 mod secrets;
 mod status_page;
 mod supervisor;
