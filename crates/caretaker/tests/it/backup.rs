@@ -396,7 +396,8 @@ fn restore_matrix_refuses_before_writing_anything_and_keeps_live_data_aside_when
                     let figures: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
                     let kept: Vec<(String, String)> = figures["kept_aside"]
                         .as_array()
-                        .unwrap()
+                        .cloned()
+                        .unwrap_or_default()
                         .iter()
                         .map(|k| (k["what"].as_str().unwrap().to_string(), k["kept_as"].as_str().unwrap().to_string()))
                         .collect();
@@ -513,4 +514,43 @@ fn restore_matrix_refuses_before_writing_anything_and_keeps_live_data_aside_when
     let kept = names_with(s.path(), "caretaker.yml.caretaker-old-");
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(std::fs::read_to_string(&kept[0]).unwrap(), live_config);
+}
+
+/// A database dump that shrank suspiciously is refused with a hint naming the override;
+/// `backup run --allow-shrink` lets that one run through, and the check is back for the next.
+#[test]
+fn shrink_refusal_has_a_hint_and_allow_shrink_overrides_it_for_one_run() {
+    let s = Scratch::new();
+    let media = s.path().join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    std::fs::write(media.join("a.txt"), "file data").unwrap();
+    let db = s.path().join("app.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)").unwrap();
+    for i in 0..200 {
+        c.execute("INSERT INTO notes (body) VALUES (?1)", [format!("{i:04}{}", "x".repeat(1000))]).unwrap();
+    }
+    let ct = s.write_config(&format!(
+        "version: 1\napp:\n  name: shrink\ndatabase: {{ kind: sqlite, path: {} }}\nfiles: [ {} ]\nbackup:\n  repository: {}\n  password: \"a long test password\"\n  max_shrink_percent: 50\n  keep: {{ last: 5 }}\n",
+        db.display(),
+        media.display(),
+        s.path().join("repo").display()
+    ));
+    ct.expect(&["backup", "init"], 0);
+    ct.expect(&["backup", "run"], 0);
+    c.execute_batch("DELETE FROM notes WHERE id > 1; VACUUM").unwrap();
+    drop(c);
+    let out = ct.run(&["backup", "run"]);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("stream database shrank by"), "{err}");
+    assert!(err.contains("hint:") && err.contains("caretaker backup run --allow-shrink"), "{err}");
+    assert_eq!(ct.json(&["jobs", "--json"])[0]["outcome"], "refused");
+    assert_eq!(ct.json(&["backup", "list", "--json"]).as_array().unwrap().len(), 1, "no snapshot was added");
+
+    let run = ct.json(&["backup", "run", "--allow-shrink", "--json"]);
+    assert_eq!(run["outcome"], "succeeded", "{run}");
+    assert_eq!(ct.json(&["backup", "list", "--json"]).as_array().unwrap().len(), 2);
+    // The next run compares with the new, smaller snapshot.
+    ct.expect(&["backup", "run"], 0);
 }
