@@ -554,3 +554,42 @@ fn shrink_refusal_has_a_hint_and_allow_shrink_overrides_it_for_one_run() {
     // The next run compares with the new, smaller snapshot.
     ct.expect(&["backup", "run"], 0);
 }
+
+/// What forced restores kept aside is listed by `backup kept-aside`, and `--keep N` removes all
+/// but the newest N copies of each file tree and config file (`--dry-run` only shows them).
+#[test]
+fn kept_aside_copies_are_listed_and_pruned_on_request() {
+    let s = Scratch::new();
+    let media = s.path().join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    std::fs::write(media.join("a.txt"), "snapshot").unwrap();
+    let ct = s.write_config(&format!(
+        "version: 1\napp:\n  name: aside\nfiles: [ {} ]\nbackup:\n  repository: {}\n  password: \"a long test password\"\n  keep: {{ last: 2 }}\n",
+        media.display(),
+        s.path().join("repo").display()
+    ));
+    ct.expect(&["backup", "init"], 0);
+    ct.expect(&["backup", "run"], 0);
+    assert_eq!(ct.json(&["backup", "kept-aside", "--json"]), serde_json::json!([]));
+    for i in 0..3 {
+        std::fs::write(media.join("a.txt"), format!("live {i}")).unwrap();
+        ct.expect(&["backup", "restore", "--files-only", "--replace-config", "--force"], 0);
+    }
+    let listed = ct.json(&["backup", "kept-aside", "--json"]);
+    let rows = listed.as_array().unwrap();
+    assert_eq!(rows.len(), 6, "three copies of the tree and of the config: {listed}");
+    assert_eq!(rows.iter().filter(|r| r["kind"] == "files").count(), 3, "{listed}");
+    assert_eq!(rows.iter().filter(|r| r["kind"] == "config").count(), 3, "{listed}");
+
+    let dry = ct.expect(&["backup", "kept-aside", "--keep", "1", "--dry-run"], 0);
+    assert_eq!(dry.lines().filter(|l| l.starts_with("would remove ")).count(), 4, "{dry}");
+    assert_eq!(names_with(s.path(), ".caretaker-old-").len(), 6, "a dry run removes nothing");
+
+    ct.expect(&["backup", "kept-aside", "--keep", "1"], 0);
+    let left = names_with(s.path(), "media.caretaker-old-");
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(std::fs::read_to_string(left[0].join("a.txt")).unwrap(), "live 2", "the newest copy stays");
+    assert_eq!(names_with(s.path(), "caretaker.yml.caretaker-old-").len(), 1);
+    assert_eq!(ct.json(&["backup", "kept-aside", "--json"]).as_array().unwrap().len(), 2);
+    assert_eq!(std::fs::read_to_string(media.join("a.txt")).unwrap(), "snapshot", "the live tree is untouched");
+}
