@@ -613,6 +613,10 @@ fn restore_config(
     let dir = dest.parent().unwrap_or(Path::new("."));
     let scratch = dir.join(format!(".caretaker-restore-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
+    // 0700: the config file may hold secrets; nobody else sees it on its way.
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+        .create(&scratch)
+        .with_context(|| format!("creating {}", scratch.display()))?;
     let req = RestoreRequest {
         snapshot: Some(snap.id.clone()),
         what: RestoreWhat::FilesOnly,
