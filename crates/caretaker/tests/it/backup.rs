@@ -277,6 +277,15 @@ fn tree_files(root: &std::path::Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// How often a restore switched maintenance mode on (events in the state database).
+fn maintenance_switches(scratch: &std::path::Path) -> usize {
+    let c = rusqlite::Connection::open(scratch.join("state/state.db")).unwrap();
+    c.query_row("SELECT count(*) FROM events WHERE kind = 'maintenance_on' AND subject = 'restore'", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .unwrap() as usize
+}
+
 /// Names in `dir` containing `part`.
 fn names_with(dir: &std::path::Path, part: &str) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
@@ -361,6 +370,7 @@ fn restore_matrix_refuses_before_writing_anything_and_keeps_live_data_aside_when
                         std::fs::write(target.join("unrelated.txt"), "not caretaker's").unwrap();
                     }
                     let before = fingerprint(s.path());
+                    let switches_before = maintenance_switches(s.path());
                     let mut args = vec!["backup", "restore", "--json"];
                     match what {
                         "files" => args.push("--files-only"),
@@ -378,6 +388,12 @@ fn restore_matrix_refuses_before_writing_anything_and_keeps_live_data_aside_when
                     let jobs = ct.json(&["jobs", "--json"]);
                     let mode = ct.json(&["maintenance", "status", "--json"]);
                     assert_eq!(mode["mode"], "normal", "{name}: the mode found is restored: {mode}");
+                    let in_maintenance = in_place && !(live && !force);
+                    assert_eq!(
+                        maintenance_switches(s.path()) - switches_before,
+                        usize::from(in_maintenance),
+                        "{name}: an in-place restore runs in maintenance mode (switched on once), no other"
+                    );
 
                     if live && !force {
                         assert_eq!(out.status.code(), Some(5), "{name}: refused: {err}");
