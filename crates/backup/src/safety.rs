@@ -155,6 +155,9 @@ pub struct Destination {
     /// What is there now, when it is live data ("is not empty", "has 3 tables"); `None` when
     /// the place is missing or empty, so writing there destroys nothing.
     pub live: Option<String>,
+    /// A path that is a mount point: it cannot be renamed aside, so live data there is
+    /// refused even with `force`.
+    pub mount_point: bool,
 }
 
 /// What a restore found before writing anything.
@@ -187,7 +190,7 @@ impl fmt::Display for RestoreRefusal {
 
 /// Decides a restore before anything is written: refused when a destination holds live data or
 /// the `--target` directory is not empty, unless `force`; a forced restore keeps every live
-/// destination aside.
+/// destination aside — refused even then when one is a mount point (it cannot be renamed).
 pub fn plan_restore(obs: &RestoreObservations) -> Result<RestorePlan, RestoreRefusal> {
     let mut live: Vec<String> = Vec::new();
     if let Some((dir, true)) = &obs.target {
@@ -196,6 +199,15 @@ pub fn plan_restore(obs: &RestoreObservations) -> Result<RestorePlan, RestoreRef
     live.extend(obs.destinations.iter().filter_map(|d| d.live.as_ref().map(|what| format!("{} {what}", d.place))));
     if !live.is_empty() && !obs.force {
         return Err(RestoreRefusal { live });
+    }
+    let fixed: Vec<String> = obs
+        .destinations
+        .iter()
+        .filter(|d| d.live.is_some() && d.mount_point)
+        .map(|d| format!("{} is a mount point holding data, which --force cannot rename aside", d.place))
+        .collect();
+    if !fixed.is_empty() {
+        return Err(RestoreRefusal { live: fixed });
     }
     Ok(RestorePlan {
         keep_aside: obs.destinations.iter().filter(|d| d.live.is_some()).map(|d| d.place.clone()).collect(),
@@ -269,7 +281,7 @@ mod tests {
     }
 
     fn dest(place: Place, live: bool) -> Destination {
-        Destination { place, live: live.then(|| "is not empty".to_string()) }
+        Destination { place, live: live.then(|| "is not empty".to_string()), mount_point: false }
     }
 
     #[test]
@@ -308,11 +320,28 @@ mod tests {
     }
 
     #[test]
+    fn a_live_mount_point_is_refused_even_with_force() {
+        let mount = |live: bool| Destination {
+            place: Place::Path("/srv/media".into()),
+            live: live.then(|| "is not empty".into()),
+            mount_point: true,
+        };
+        let obs = |d: Destination| RestoreObservations { destinations: vec![d], target: None, force: true };
+        let r = plan_restore(&obs(mount(true))).unwrap_err();
+        assert!(r.to_string().contains("/srv/media is a mount point"), "{r}");
+        assert_eq!(plan_restore(&obs(mount(false))), Ok(RestorePlan { keep_aside: vec![] }), "an empty one is fine");
+    }
+
+    #[test]
     fn restore_refusal_names_everything_it_would_overwrite() {
         let obs = RestoreObservations {
             destinations: vec![
                 dest(Place::Path("/srv/media".into()), true),
-                Destination { place: Place::Database("app".into()), live: Some("has 2 tables".into()) },
+                Destination {
+                    place: Place::Database("app".into()),
+                    live: Some("has 2 tables".into()),
+                    mount_point: false,
+                },
             ],
             target: None,
             force: false,

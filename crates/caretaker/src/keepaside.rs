@@ -28,7 +28,14 @@ pub fn move_aside(path: &Path, stamp: &str) -> Result<PathBuf> {
         match rename_noreplace(path, &aside) {
             Ok(()) => return Ok(aside),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e).with_context(|| format!("moving {} aside to {}", path.display(), aside.display())),
+            Err(e) => {
+                let why = if e.raw_os_error() == Some(libc::EBUSY) {
+                    " (it is a mount point: unmount it first, or restore with --target DIR and copy from there)"
+                } else {
+                    ""
+                };
+                return Err(e).with_context(|| format!("moving {} aside to {}{why}", path.display(), aside.display()));
+            }
         }
     }
     anyhow::bail!("moving {} aside: every name {}-N is taken", path.display(), base.display())

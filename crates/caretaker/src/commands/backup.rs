@@ -296,6 +296,13 @@ struct Layout {
     observations: RestoreObservations,
 }
 
+/// Whether `p` is a mount point (or a bind-mounted file): on another device than its parent.
+fn mount_point(p: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(m), Some(parent)) = (std::fs::symlink_metadata(p), p.parent()) else { return false };
+    std::fs::metadata(parent).is_ok_and(|pm| pm.dev() != m.dev())
+}
+
 /// The live config's path as it is stored in snapshots.
 fn live_config_path(app: &AppContext) -> PathBuf {
     std::fs::canonicalize(&app.config_path).unwrap_or_else(|_| app.config_path.clone())
@@ -342,24 +349,40 @@ fn observe(app: &AppContext, snap: &SnapshotInfo, a: &RestoreArgs<'_>) -> Result
             layout.paths = trees.iter().cloned().chain(config_in_snapshot).collect();
             for p in &layout.paths {
                 let dest = under(p);
-                destinations.push(Destination { live: live(&dest)?, place: Place::Path(dest) });
+                destinations.push(Destination {
+                    live: live(&dest)?,
+                    mount_point: mount_point(&dest),
+                    place: Place::Path(dest),
+                });
             }
         }
         if !a.files_only && has_streams {
             let dest = under(Path::new(caretaker_backup::stream::STREAMS_DIR));
-            destinations.push(Destination { live: live(&dest)?, place: Place::Path(dest) });
+            destinations.push(Destination {
+                live: live(&dest)?,
+                mount_point: mount_point(&dest),
+                place: Place::Path(dest),
+            });
         }
     } else {
         if !a.db_only {
             for p in &trees {
-                destinations.push(Destination { live: live(p)?, place: Place::Path(p.clone()) });
+                destinations.push(Destination {
+                    live: live(p)?,
+                    mount_point: mount_point(p),
+                    place: Place::Path(p.clone()),
+                });
             }
             layout.paths = trees;
             if let Some(c) = config_in_snapshot {
                 let dest = if a.replace_config {
                     let what =
                         crate::keepaside::holds_data(&live_config)?.then(|| "is the config in force".to_string());
-                    destinations.push(Destination { place: Place::Path(live_config.clone()), live: what });
+                    destinations.push(Destination {
+                        place: Place::Path(live_config.clone()),
+                        live: what,
+                        mount_point: mount_point(&live_config),
+                    });
                     live_config.clone()
                 } else {
                     let name = live_config.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -375,12 +398,19 @@ fn observe(app: &AppContext, snap: &SnapshotInfo, a: &RestoreArgs<'_>) -> Result
             let db = crate::compose::open_database(&app.config, &app.redactor)?;
             let c = db.contents()?;
             let what = (c.exists && !c.is_blank()).then(|| format!("has {} tables", c.tables.len()));
-            destinations.push(Destination { place: Place::Database(db.target().to_string()), live: what });
+            destinations.push(Destination {
+                place: Place::Database(db.target().to_string()),
+                live: what,
+                mount_point: false,
+            });
         }
         if !a.files_only {
             for (name, full) in crate::volbackup::observe(app, &streams)? {
-                destinations
-                    .push(Destination { place: Place::Volume(name), live: full.then(|| "is not empty".into()) });
+                destinations.push(Destination {
+                    place: Place::Volume(name),
+                    live: full.then(|| "is not empty".into()),
+                    mount_point: false,
+                });
             }
         }
     }
@@ -424,6 +454,14 @@ fn restore_cmd(app: &AppContext, repo: &caretaker_backup::ResticRepository, a: &
     }
     let mut done = Restored::default();
     let res = execute(app, repo, &snap, a, &layout, &plan, &mut job, &mut done);
+    if let Err(e) = &res {
+        // Live data may be aside and the restore half done: never expose that silently (the
+        // database and volume restores set the flag themselves).
+        let changed = !done.kept_aside.is_empty() || done.files.is_some() || done.config.is_some();
+        if in_place && changed && app.store.fact(caretaker_core::mode::FACT_FAILED)?.is_none() {
+            crate::appmode::set_failed(&app.store, &app.config, &format!("restoring from a backup failed: {e:#}"))?;
+        }
+    }
     if in_place && !was_on {
         crate::appmode::maintenance_off(&app.store, &app.config, "restore")?;
     }

@@ -424,3 +424,36 @@ fn killed_backups_leave_restic_latest_on_a_complete_snapshot_and_are_reconciled(
     let list = ct.json(&["backup", "list", "--json"]);
     assert!(list.as_array().unwrap().iter().all(|s| s["complete"] == true), "{list}");
 }
+
+/// A file tree that is a mount point (here a tmpfs in a namespace) cannot be renamed aside:
+/// a forced in-place restore over it is refused before anything is written, and says why.
+#[test]
+fn forced_restore_over_a_mounted_tree_is_refused_before_writing() {
+    let s = Scratch::new();
+    let media = s.path().join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    std::fs::write(media.join("a.txt"), "in the snapshot").unwrap();
+    let repo = s.path().join("repo");
+    let ct = s.write_config(&local_config(&media, &repo, PASSWORD));
+    ct.expect(&["backup", "init"], 0);
+    ct.expect(&["backup", "run"], 0);
+    let ct_cmd =
+        format!("'{}' --config '{}' --state-dir '{}'", ct.bin.display(), ct.config.display(), ct.state_dir.display());
+    let o = s.path().join("ns");
+    std::fs::create_dir_all(&o).unwrap();
+    let m = media.display();
+    let script = format!(
+        "mount -t tmpfs -o size=1m tmpfs '{m}'\necho live >'{m}/live.txt'\n\
+         {ct_cmd} backup restore --force --files-only >'{o}/r.out' 2>'{o}/r.err' && echo 0 >'{o}/r.rc' || echo $? >'{o}/r.rc'\n\
+         ls -A '{m}' >'{o}/after.ls'\nls -A '{s}' >'{o}/dir.ls'\n",
+        o = o.display(),
+        s = s.path().display()
+    );
+    let Some(ns) = in_namespace(&script) else { return };
+    assert!(ns.status.success(), "{}", stderr_of(&ns));
+    let err = read(&o.join("r.err"));
+    assert_eq!(read(&o.join("r.rc")).trim(), "5", "{err}");
+    assert!(err.contains("is a mount point") && err.contains("nothing was written"), "{err}");
+    assert_eq!(read(&o.join("after.ls")).trim(), "live.txt", "the mounted tree is untouched");
+    assert!(!read(&o.join("dir.ls")).contains("from-snapshot"), "not even the config was written");
+}
