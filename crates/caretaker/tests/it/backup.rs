@@ -388,14 +388,15 @@ fn restore_matrix_refuses_before_writing_anything_and_keeps_live_data_aside_when
                     let jobs = ct.json(&["jobs", "--json"]);
                     let mode = ct.json(&["maintenance", "status", "--json"]);
                     assert_eq!(mode["mode"], "normal", "{name}: the mode found is restored: {mode}");
-                    let in_maintenance = in_place && !(live && !force);
+                    let refused = live && !force;
+                    let in_maintenance = in_place && !refused;
                     assert_eq!(
                         maintenance_switches(s.path()) - switches_before,
                         usize::from(in_maintenance),
                         "{name}: an in-place restore runs in maintenance mode (switched on once), no other"
                     );
 
-                    if live && !force {
+                    if refused {
                         assert_eq!(out.status.code(), Some(5), "{name}: refused: {err}");
                         assert!(err.contains("refusing to restore over live data"), "{name}: {err}");
                         assert!(err.contains("nothing was written") && err.contains("--force"), "{name}: {err}");
