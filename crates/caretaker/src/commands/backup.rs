@@ -52,6 +52,7 @@ pub fn run(global: &Global, args: &BackupArgs) -> Result<Code> {
         }
         BackupCommand::Run { json, allow_shrink } => run_backup(&app, &repo, &cfg, *json, *allow_shrink),
         BackupCommand::List { json } => {
+            reconcile_killed_runs(&app, &repo, &mut |_| {});
             let snaps = repo.snapshots().map_err(to_failure)?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&snaps)?);
@@ -824,7 +825,7 @@ fn run_backup(
     if allow_shrink {
         job.log("--allow-shrink: the shrink check is off for this run");
     }
-    reconcile_killed_runs(app, repo, &mut job);
+    reconcile_killed_runs(app, repo, &mut |l| job.log(l));
     // The database: its safety check comes before anything is written; its dump is streamed
     // into the snapshot as `/caretaker-streams/database`.
     let mut streams: Vec<Box<dyn caretaker_backup::StreamSource>> = Vec::new();
@@ -938,9 +939,9 @@ fn run_backup(
 pub const JOB_TAG_PREFIX: &str = "caretaker-job:";
 
 /// Backup runs recorded `interrupted` whose snapshot was saved complete (the process was killed
-/// after the final save, before it recorded its outcome): recorded as what they achieved.
-/// Best effort: a failure here is logged and the run goes on.
-fn reconcile_killed_runs(app: &AppContext, repo: &dyn BackupEngine, job: &mut caretaker_state::JobHandle<'_>) {
+/// after the final save, before it recorded its outcome): recorded as what they achieved. Run
+/// by `backup run` and `backup list`. Best effort: a failure here is logged and the run goes on.
+fn reconcile_killed_runs(app: &AppContext, repo: &dyn BackupEngine, log: &mut dyn FnMut(&str)) {
     let interrupted: Vec<i64> = match app.store.jobs(Some(kind::BACKUP), 50) {
         Ok(jobs) => jobs.into_iter().filter(|j| j.outcome == Outcome::Interrupted).map(|j| j.id).collect(),
         Err(_) => return,
@@ -965,9 +966,9 @@ fn reconcile_killed_runs(app: &AppContext, repo: &dyn BackupEngine, job: &mut ca
         let figures =
             serde_json::json!({"snapshot_id": s.id, "files": s.files, "bytes_read": s.bytes, "reconciled": true});
         match app.store.reconcile_interrupted(id, outcome, figures, &note) {
-            Ok(true) => job.log(&format!("job {id}: recorded {outcome}: {note}")),
+            Ok(true) => log(&format!("job {id}: recorded {outcome}: {note}")),
             Ok(false) => {}
-            Err(e) => job.log(&format!("job {id}: could not record its outcome: {e}")),
+            Err(e) => log(&format!("job {id}: could not record its outcome: {e}")),
         }
     }
 }
