@@ -439,7 +439,9 @@ fn restore_cmd(app: &AppContext, repo: &caretaker_backup::ResticRepository, a: &
             job.log(&msg);
             job.finish(Outcome::Refused, serde_json::json!({"snapshot": snap.id, "live": r.live}), Some(&msg))?;
             app.store.record_event("restore_refused", &app.config.app.name, &msg)?;
-            let hint = if a.target.is_some() {
+            let hint = if a.force {
+                "nothing was written; a mount point cannot be renamed aside: unmount it (or empty it yourself), or restore with --target DIR and copy from there"
+            } else if a.target.is_some() {
                 "nothing was written; restore into an empty or new directory, or add --force to rename what is in the way to <path>.caretaker-old-<time> first"
             } else {
                 "nothing was written; add --force to keep the live data aside first (nothing is deleted: trees and files are renamed to <path>.caretaker-old-<time>, the database and volumes copied to <name>__old_<time>), or use --target DIR to look at the snapshot first"

@@ -460,6 +460,7 @@ fn forced_restore_over_a_mounted_tree_is_refused_before_writing() {
     let err = read(&o.join("r.err"));
     assert_eq!(read(&o.join("r.rc")).trim(), "5", "{err}");
     assert!(err.contains("is a mount point") && err.contains("nothing was written"), "{err}");
+    assert!(err.contains("unmount it"), "the hint says what to do instead of --force: {err}");
     assert_eq!(read(&o.join("after.ls")).trim(), "live.txt", "the mounted tree is untouched");
     assert!(!read(&o.join("dir.ls")).contains("from-snapshot"), "not even the config was written");
 }
