@@ -2,8 +2,11 @@
 //!
 //! How each measured rustic_core 0.13 behaviour is handled (see docs/backup.md):
 //! 1. failed streams still give a snapshot → every snapshot is first saved tagged
-//!    `caretaker-pending`; it only loses that tag after the streams succeeded and were
-//!    verified, and is deleted otherwise (a crash leaves a pending one: the next run deletes it);
+//!    `caretaker-pending`, with the time 1970-01-01 so that stock restic's `latest` (the
+//!    newest by time) never picks it over a real snapshot; after the streams succeeded and were
+//!    verified it is deleted and the final snapshot (real time, final tags) saved — never both
+//!    at once; it is deleted as well when a check fails (a crash leaves a pending one: the next
+//!    run deletes it);
 //! 2. stream entries lack metadata → fresh mtime/ctime/inode per run (a parent snapshot's
 //!    dump is never reused); the patched rustic_core (vendor/README.md) sizes every file node
 //!    by the bytes it read, and that size is compared with the bytes the producer wrote;
@@ -308,6 +311,10 @@ impl ResticRepository {
         let mut pending_tags = req.tags.clone();
         pending_tags.push(TAG_PENDING.into());
         let mut snap = SnapshotFile::from_options(&snap_opts).map_err(self.err("preparing snapshot"))?;
+        // The pending snapshot is dated 1970: never stock restic's `latest` while a real one
+        // exists. The final snapshot gets the real time back.
+        let real_time = snap.time.clone();
+        snap.time = jiff::Timestamp::UNIX_EPOCH.to_zoned(real_time.time_zone().clone());
         snap.tags = string_list(&pending_tags);
         snap.description = serde_json::to_string(&measurement).ok();
 
@@ -331,6 +338,7 @@ impl ResticRepository {
         // Fact 4: a fresh handle sees the new snapshot and its index.
         let repo = self.open()?;
         let snap = snap?;
+        kill_hook("backup.pending_saved");
         let results = tracker.streams.lock().unwrap().clone();
         let repo = repo.to_indexed().map_err(self.err("reading repository index"))?;
         // Facts 1 and 2: every stream must have been read to its end without an error, and the
@@ -367,8 +375,21 @@ impl ResticRepository {
         let mut fin = snap.clone();
         fin.tags = string_list(&final_tags);
         fin.description = serde_json::to_string(&measurement).ok();
-        repo.save_snapshots(vec![fin.clone()]).map_err(self.err("saving snapshot"))?;
+        if let Some(summary) = fin.summary.as_mut() {
+            summary.total_duration = summary
+                .backup_end
+                .since(&real_time)
+                .ok()
+                .and_then(|s| s.total(jiff::Unit::Second).ok())
+                .unwrap_or_default();
+        }
+        fin.time = real_time;
+        // The pending snapshot goes first: the two never exist together, so no tool sees two
+        // versions of one backup. A crash in between leaves no snapshot (the job is then
+        // rightly interrupted).
         repo.delete_snapshots(&[snap.id]).map_err(self.err("saving snapshot"))?;
+        repo.save_snapshots(vec![fin.clone()]).map_err(self.err("saving snapshot"))?;
+        kill_hook("backup.final_saved");
         drop(repo);
         let repo = self.open()?;
         let saved = self
@@ -458,6 +479,22 @@ fn with_hint(message: String, e: &Error) -> String {
         None => message,
     }
 }
+
+/// Debug builds only: SIGKILL this process when `CARETAKER_TEST_KILL_AT_STEP` names `step`
+/// (`backup.pending_saved`, `backup.final_saved`), for the crash tests; release builds ignore
+/// it.
+#[cfg(debug_assertions)]
+fn kill_hook(step: &str) {
+    if std::env::var("CARETAKER_TEST_KILL_AT_STEP").is_ok_and(|v| v == step) {
+        // SAFETY: plain syscalls.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn kill_hook(_step: &str) {}
 
 /// Runs `f`, turning a panic inside rustic_core (e.g. on a corrupt pack) into an error.
 fn contained<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {

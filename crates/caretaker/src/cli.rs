@@ -442,6 +442,10 @@ pub enum BackupCommand {
         /// Print the result as JSON
         #[arg(long)]
         json: bool,
+        /// Back up even when the data shrank by more than backup.max_shrink_percent since the
+        /// previous snapshot (for this run only: after deleting old data on purpose)
+        #[arg(long)]
+        allow_shrink: bool,
     },
     /// List the snapshots
     List {
@@ -465,24 +469,46 @@ pub enum BackupCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Restore a snapshot (default: the newest complete one): file trees to their paths and the
-    /// database dump into the (empty) database, in maintenance mode
+    /// Restore a snapshot (default: the newest complete one): file trees to their paths, the
+    /// snapshot's config next to the live one, the database dump into the database and a
+    /// compose app's volumes, in maintenance mode. Refused, with nothing written, where live
+    /// data would be overwritten, unless --force
     Restore {
         snapshot: Option<String>,
         /// Only the file trees and the config file
         #[arg(long, conflicts_with = "db_only")]
         files_only: bool,
-        /// Only the database (with --target: the dump as a file below DIR)
+        /// Only the database (and a compose app's volumes); with --target: the dumps as files
+        /// below DIR
         #[arg(long, alias = "streams-only")]
         db_only: bool,
         /// Restore below this directory instead of to the original paths; the database dump is
-        /// then written to DIR/caretaker-streams/database instead of into the database
+        /// then written to DIR/caretaker-streams/database instead of into the database. Refused
+        /// when DIR is not empty, unless --force
         #[arg(long, value_name = "DIR")]
         target: Option<PathBuf>,
-        /// Restore into a database that holds tables: its contents are kept aside as
-        /// `<db>__old_<time>`, never dropped
+        /// Restore over live data, keeping it aside first (nothing is deleted): file trees and
+        /// files are renamed to `<path>.caretaker-old-<time>`, a database with tables is kept as
+        /// `<db>__old_<time>`, a volume copied to `<volume>__old_<time>`
         #[arg(long)]
         force: bool,
+        /// Put the snapshot's config file in place of the live one (which --force keeps aside);
+        /// by default it is written next to it as `<config>.from-snapshot`
+        #[arg(long, conflicts_with_all = ["db_only", "target"])]
+        replace_config: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List what forced restores and recovers kept aside (file trees, config files, compose
+    /// volumes, database copies); remove the older ones with --keep
+    KeptAside {
+        /// Remove all but the newest N copies of each file tree, config file and volume
+        /// (database copies: `caretaker db prune`)
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
+        /// With --keep: only show what would be removed
+        #[arg(long, requires = "keep")]
+        dry_run: bool,
         #[arg(long)]
         json: bool,
     },

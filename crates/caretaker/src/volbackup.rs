@@ -3,7 +3,8 @@
 //! `docker cp`, never through a temporary file), checked before the backup like a file tree
 //! (a missing or empty volume is refused unless `allow_empty`), and restored — into a missing
 //! or empty volume, or with `force` over a non-empty one whose contents are first copied aside
-//! to the volume `<name>__old_<time>` (nothing is deleted). docs/compose.md.
+//! to the volume `<name>__old_<time>` (nothing is deleted; [`copies`] lists those copies and
+//! `caretaker backup kept-aside --keep N` removes older ones). docs/compose.md.
 
 use crate::context::AppContext;
 use crate::control::request;
@@ -148,6 +149,62 @@ pub fn live(app: &AppContext) -> Result<Vec<String>> {
         }
     }
     Ok(out)
+}
+
+/// The volumes a restore of `streams_in_snapshot` would write, each with whether it holds data
+/// now (for the restore's plan, before anything is written).
+pub fn observe(app: &AppContext, streams_in_snapshot: &[String]) -> Result<Vec<(String, bool)>> {
+    let targets: Vec<Target> =
+        targets(app)?.into_iter().filter(|t| streams_in_snapshot.contains(&t.stream())).collect();
+    if targets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let d = docker(app);
+    let project = app.config.compose.as_ref().map(|c| c.project.clone()).unwrap_or_default();
+    let v = Volumes { docker: &d, project: &project };
+    targets.into_iter().map(|t| Ok((t.name.clone(), !v.is_empty(&t.name)?))).collect()
+}
+
+/// A volume's copy kept aside by a forced restore: `<volume>__old_<time>`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Copy {
+    pub volume: String,
+    pub copy: String,
+}
+
+/// The copies kept aside of the configured volumes (labelled as caretaker's, named
+/// `<volume>__old_<time>`), oldest first for each volume.
+pub fn copies(app: &AppContext) -> Result<Vec<Copy>> {
+    let Some(c) = &app.config.compose else { return Ok(Vec::new()) };
+    if c.volumes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let targets = targets(app)?;
+    let filter = format!("label={}={}", caretaker_compose::docker::LABEL_CARETAKER, c.project);
+    let out = docker(app).command(&["volume", "ls", "-q", "--filter", &filter]).output()?;
+    if !out.status.success() {
+        return Err(Failure::new(
+            Code::Unavailable,
+            format!("docker volume ls: {}", String::from_utf8_lossy(&out.stderr).trim()),
+        )
+        .into());
+    }
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim().to_string()).collect();
+    names.sort();
+    let mut found = Vec::new();
+    for t in &targets {
+        let prefix = format!("{}__old_", t.name);
+        found.extend(
+            names.iter().filter(|n| n.starts_with(&prefix)).map(|n| Copy { volume: t.name.clone(), copy: n.clone() }),
+        );
+    }
+    Ok(found)
+}
+
+/// Removes a volume copy that [`copies`] listed.
+pub fn remove_copy(app: &AppContext, copy: &Copy) -> Result<()> {
+    docker(app).remove_volume(&copy.copy)?;
+    Ok(())
 }
 
 /// Restores every configured volume whose stream `streams_in_snapshot` lists. Refuses

@@ -252,6 +252,27 @@ impl Store {
         Ok(())
     }
 
+    /// Records what an `interrupted` job turned out to have achieved (a backup killed after
+    /// its snapshot was saved): its outcome, figures, and `note` as its error text. Only an
+    /// interrupted job changes; returns whether it did.
+    pub fn reconcile_interrupted(
+        &self,
+        id: i64,
+        outcome: Outcome,
+        figures: serde_json::Value,
+        note: &str,
+    ) -> Result<bool, StateError> {
+        let figures = self.redactor.redact(&figures.to_string());
+        let n = self
+            .conn
+            .execute(
+                "UPDATE jobs SET outcome = ?2, figures = ?3, error = ?4 WHERE id = ?1 AND outcome = 'interrupted'",
+                params![id, outcome.as_str(), figures, self.redactor.redact(note)],
+            )
+            .map_err(StateError::db(&self.db_path))?;
+        Ok(n == 1)
+    }
+
     /// Starts a job: records it, opens its log and, for mutating jobs, takes the app lock.
     /// A mutating job fails with [`StateError::Busy`] while another one runs.
     pub fn start_job(&self, kind: &str, trigger: Trigger, mutating: bool) -> Result<JobHandle<'_>, StateError> {

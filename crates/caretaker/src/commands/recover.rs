@@ -150,10 +150,9 @@ fn recover(
     // A compose app's named volumes (a forced restore keeps their contents aside, below).
     live.extend(crate::volbackup::live(app)?);
     refuse_live_data(&live, args.force)?;
-    let stamp = jiff::Zoned::now().strftime("%Y%m%d-%H%M%S").to_string();
+    let stamp = crate::keepaside::stamp();
     for p in &live_trees {
-        let aside = PathBuf::from(format!("{}.caretaker-old-{stamp}", p.display()));
-        std::fs::rename(p, &aside).with_context(|| format!("moving {} aside to {}", p.display(), aside.display()))?;
+        let aside = crate::keepaside::move_aside(p, &stamp)?;
         job.log(&format!("moved {} aside to {}", p.display(), aside.display()));
         eprintln!("moved {} aside to {}", p.display(), aside.display());
     }

@@ -264,8 +264,9 @@ fn stale_restic_lock(repo: &Path, password: &str, scratch: &Path) -> Option<()> 
 }
 
 /// A restore SIGKILLed half-way leaves the repository consistent (a restore only reads it),
-/// the job is marked interrupted, and the next restore into the same place succeeds — also
-/// with a stale lock of a killed stock restic in the repository.
+/// the job is marked interrupted; the next restore into the same place is refused (the target
+/// is not empty) and with --force keeps the partial files aside and succeeds — also with a
+/// stale lock of a killed stock restic in the repository.
 #[test]
 fn restore_killed_with_sigkill_then_restored_again() {
     let s = Scratch::new();
@@ -329,7 +330,137 @@ fn restore_killed_with_sigkill_then_restored_again() {
     let restore = jobs.as_array().unwrap().iter().find(|j| j["kind"] == "restore").unwrap();
     assert_eq!(restore["outcome"], "interrupted", "{jobs}");
 
-    ct.expect(&["backup", "restore", "--target", target.to_str().unwrap()], 0);
-    assert_eq!(listing(&target.join(media.strip_prefix("/").unwrap())), before);
+    let out = ct.run(&["backup", "restore", "--target", target.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(5), "the half-written target is not empty: {}", stderr_of(&out));
+    assert_eq!(written(&target), partial, "nothing was written");
+    let out = ct.expect(&["backup", "restore", "--json", "--force", "--target", target.to_str().unwrap()], 0);
+    let figures: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let restored = target.join(media.strip_prefix("/").unwrap());
+    assert_eq!(figures["kept_aside"][0]["what"], restored.display().to_string(), "{figures}");
+    assert_eq!(listing(&restored), before);
     ct.expect(&["backup", "run"], 0);
+}
+
+/// Stock restic, or `None` when it is not installed (a loud skip; a failure under CI).
+fn stock_restic() -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join("restic")).find(|p| p.is_file()));
+    if found.is_none() {
+        assert!(std::env::var_os("CI").is_none(), "restic is not installed (scripts/deps/apt.txt)");
+        eprintln!("SKIPPED: restic not installed");
+    }
+    found
+}
+
+/// A `caretaker backup run` SIGKILLed (by the debug-build hook) right after `step`.
+fn backup_killed_at(ct: &caretaker_testkit::Caretaker, step: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let out = ct.command(&["backup", "run"]).env("CARETAKER_TEST_KILL_AT_STEP", step).output().unwrap();
+    assert_eq!(out.status.signal(), Some(9), "killed at {step}: {}", stderr_of(&out));
+}
+
+/// After a SIGKILL, stock restic's `latest` is never caretaker's unfinished (pending) snapshot,
+/// and a run killed after its final snapshot was saved is recorded as succeeded (not
+/// `interrupted`) by the next run; the one killed before stays `interrupted`.
+#[test]
+fn killed_backups_leave_restic_latest_on_a_complete_snapshot_and_are_reconciled() {
+    let Some(restic) = stock_restic() else { return };
+    let s = Scratch::new();
+    let media = s.path().join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    std::fs::write(media.join("first.txt"), "first").unwrap();
+    let repo = s.path().join("repo");
+    let ct = s.write_config(&local_config(&media, &repo, PASSWORD));
+    let pw = s.path().join("restic-pw");
+    std::fs::write(&pw, PASSWORD).unwrap();
+    let restic = |args: &[&str]| {
+        let out = Command::new(&restic)
+            .args(args)
+            .env("RESTIC_REPOSITORY", &repo)
+            .env("RESTIC_PASSWORD_FILE", &pw)
+            .env("RESTIC_CACHE_DIR", s.path().join("restic-cache"))
+            .env_remove("RESTIC_PASSWORD")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "restic {args:?}: {}", stderr_of(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // What stock restic restores as `latest`.
+    let latest_files = |name: &str| {
+        let t = s.path().join(name);
+        restic(&["restore", "latest", "--target", t.to_str().unwrap()]);
+        let mut v: Vec<String> = std::fs::read_dir(t.join(media.strip_prefix("/").unwrap()))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    ct.expect(&["backup", "init"], 0);
+    ct.expect(&["backup", "run"], 0);
+
+    // Killed with the pending snapshot saved: restic's `latest` is still the complete one.
+    std::fs::write(media.join("second.txt"), "second").unwrap();
+    backup_killed_at(&ct, "backup.pending_saved");
+    let snaps: serde_json::Value = serde_json::from_str(&restic(&["snapshots", "--json"])).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 2, "the complete one and the pending one: {snaps}");
+    assert_eq!(latest_files("latest-1"), ["first.txt"], "restic's latest is not the pending snapshot");
+
+    // Killed right after the final snapshot was saved: it is restic's latest, complete.
+    backup_killed_at(&ct, "backup.final_saved");
+    assert_eq!(latest_files("latest-2"), ["first.txt", "second.txt"]);
+    let snaps: serde_json::Value = serde_json::from_str(&restic(&["snapshots", "--json"])).unwrap();
+    let pending =
+        |v: &serde_json::Value| v["tags"].as_array().is_some_and(|t| t.iter().any(|t| t == "caretaker-pending"));
+    assert!(!snaps.as_array().unwrap().iter().any(pending), "the next run removed the pending one: {snaps}");
+
+    // The next `backup list` (or run) records the killed runs as what they achieved.
+    let outcomes = || -> Vec<String> {
+        let jobs = ct.json(&["jobs", "--json"]);
+        jobs.as_array().unwrap().iter().map(|j| j["outcome"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(outcomes(), ["interrupted", "interrupted", "succeeded"]);
+    ct.expect(&["backup", "list"], 0);
+    assert_eq!(outcomes(), ["succeeded", "interrupted", "succeeded"]);
+    let jobs = ct.json(&["jobs", "--json"]);
+    assert!(jobs[0]["error"].as_str().unwrap().contains("killed after snapshot"), "{jobs}");
+    ct.expect(&["backup", "run"], 0);
+    assert_eq!(outcomes(), ["succeeded", "succeeded", "interrupted", "succeeded"]);
+    let list = ct.json(&["backup", "list", "--json"]);
+    assert!(list.as_array().unwrap().iter().all(|s| s["complete"] == true), "{list}");
+}
+
+/// A file tree that is a mount point (here a tmpfs in a namespace) cannot be renamed aside:
+/// a forced in-place restore over it is refused before anything is written, and says why.
+#[test]
+fn forced_restore_over_a_mounted_tree_is_refused_before_writing() {
+    let s = Scratch::new();
+    let media = s.path().join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    std::fs::write(media.join("a.txt"), "in the snapshot").unwrap();
+    let repo = s.path().join("repo");
+    let ct = s.write_config(&local_config(&media, &repo, PASSWORD));
+    ct.expect(&["backup", "init"], 0);
+    ct.expect(&["backup", "run"], 0);
+    let ct_cmd =
+        format!("'{}' --config '{}' --state-dir '{}'", ct.bin.display(), ct.config.display(), ct.state_dir.display());
+    let o = s.path().join("ns");
+    std::fs::create_dir_all(&o).unwrap();
+    let m = media.display();
+    let script = format!(
+        "mount -t tmpfs -o size=1m tmpfs '{m}'\necho live >'{m}/live.txt'\n\
+         {ct_cmd} backup restore --force --files-only >'{o}/r.out' 2>'{o}/r.err' && echo 0 >'{o}/r.rc' || echo $? >'{o}/r.rc'\n\
+         ls -A '{m}' >'{o}/after.ls'\nls -A '{s}' >'{o}/dir.ls'\n",
+        o = o.display(),
+        s = s.path().display()
+    );
+    let Some(ns) = in_namespace(&script) else { return };
+    assert!(ns.status.success(), "{}", stderr_of(&ns));
+    let err = read(&o.join("r.err"));
+    assert_eq!(read(&o.join("r.rc")).trim(), "5", "{err}");
+    assert!(err.contains("is a mount point") && err.contains("nothing was written"), "{err}");
+    assert!(err.contains("unmount it"), "the hint says what to do instead of --force: {err}");
+    assert_eq!(read(&o.join("after.ls")).trim(), "live.txt", "the mounted tree is untouched");
+    assert!(!read(&o.join("dir.ls")).contains("from-snapshot"), "not even the config was written");
 }

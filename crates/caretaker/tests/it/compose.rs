@@ -510,6 +510,12 @@ fn named_volume_backup_wipe_restore_round_trip() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     let aside = docker(&["volume", "ls", "-q", "--filter", &format!("name={volume}__old_")]);
     assert!(!aside.is_empty(), "the previous contents are kept as a volume: {err}");
+    // The copy is listed by the restore and by `backup kept-aside`, which removes it on request.
+    assert!(err.contains(&format!("volume {volume} → volume {}", aside.trim())), "{err}");
+    let listed = app.ct.json(&["backup", "kept-aside", "--json"]);
+    assert!(listed.as_array().unwrap().iter().any(|r| r["kind"] == "volume" && r["name"] == aside.trim()), "{listed}");
+    app.ct.expect(&["backup", "kept-aside", "--keep", "0"], 0);
+    assert_eq!(docker(&["volume", "ls", "-q", "--filter", &format!("name={volume}__old_")]), "");
     app.ct.expect(&["up", "--timeout", "120"], 0);
     let (_, entries) = http_get(port, "/api/entries").unwrap();
     assert!(entries.contains("kept-in-the-volume") && !entries.contains("written-after-the-backup"), "{entries}");
