@@ -51,13 +51,170 @@ pub fn project(config: &Config, config_path: &Path, redactor: &Redactor) -> Resu
 /// The app's compose project with `dir` as the project directory (a release being built).
 pub fn project_at(config: &Config, config_path: &Path, redactor: &Redactor, dir: &Path) -> Result<Project> {
     let c = section(config)?;
+    link_outside_files(c, dir)?;
     let cli = Cli::detect(c.cli)?;
     // The app's env (env files, `env:`) is compose's environment, so `${VAR}` in the compose
     // file reaches secrets without writing them anywhere.
     let env = app_env(&config.app, None, &working_dir(&config.app, config_path))?;
-    Ok(Project::new(cli, &c.project, dir, &c.files, redact(redactor))
+    let project = Project::new(cli, &c.project, dir, &c.files, redact(redactor))
         .with_env(env)
-        .with_pins(&dir.join(IMAGES_OVERRIDE)))
+        .with_pins(&dir.join(IMAGES_OVERRIDE));
+    Ok(match (&config.app.source, &c.project_dir) {
+        // The project directory is the current release: none before the first update.
+        (Some(_), None) => project.with_missing_dir(
+            ": no release deployed yet — run `caretaker update`",
+            "`caretaker update` deploys the release from `app.source`; `caretaker recover` on a new machine",
+        ),
+        _ => project.with_missing_dir(
+            "",
+            "create it, or point `compose.project_dir` (or `app.working_dir`) at the directory of the compose files",
+        ),
+    })
+}
+
+/// Links each of `compose.outside_files` into the project directory `dir` (when it exists), so
+/// that a release exported from git finds the env files kept outside git where its compose
+/// file names them. A symlink, not a copy: the file keeps its one place and mode (0600), a
+/// rollback's release sees today's secrets, and `docker build` sends the link, never the
+/// secret, in its context. Idempotent; a file of the release at that path is not replaced.
+pub fn link_outside_files(c: &Compose, dir: &Path) -> Result<()> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    for f in &c.outside_files {
+        let target = dir.join(&f.path);
+        match std::fs::symlink_metadata(&target) {
+            Ok(m) if m.file_type().is_symlink() => {
+                if std::fs::read_link(&target).ok().as_deref() == Some(f.from.as_path()) {
+                    continue;
+                }
+                // A link to somewhere else (the config changed): only the link is replaced.
+                std::fs::remove_file(&target).map_err(|e| anyhow::anyhow!("replacing {}: {e}", target.display()))?;
+            }
+            Ok(_) => {
+                return Err(Failure::new(
+                    Code::Refused,
+                    format!(
+                        "{} exists in the project directory; `compose.outside_files` would hide it",
+                        target.display()
+                    ),
+                )
+                .hint(format!(
+                    "keep `{}` out of the repository (and so out of every release), or remove it from `compose.outside_files`",
+                    f.path.display()
+                ))
+                .into())
+            }
+            Err(_) => {}
+        }
+        if std::fs::symlink_metadata(&f.from).is_err() {
+            return Err(Failure::new(
+                Code::Config,
+                format!("{} (config key `compose.outside_files`) does not exist", f.from.display()),
+            )
+            .hint("create it there (env files holding secrets: mode 0600), or correct the path in the config")
+            .into());
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| anyhow::anyhow!("creating {}: {e}", parent.display()))?;
+        }
+        std::os::unix::fs::symlink(&f.from, &target)
+            .map_err(|e| anyhow::anyhow!("linking {} to {}: {e}", target.display(), f.from.display()))?;
+    }
+    Ok(())
+}
+
+/// What `config check` found comparing the config's compose names with the compose file.
+pub enum NamesCheck {
+    /// The project directory does not exist (no release deployed yet): nothing was compared.
+    NoProjectDir(PathBuf),
+    /// `compose config` ran: each problem as (config key, message), and the file's services.
+    Checked { problems: Vec<(String, String)>, services: Vec<String> },
+}
+
+/// Runs `compose config` in the project directory (when it exists) and compares the names the
+/// config uses with the compose file's.
+pub fn check_names(config: &Config, config_path: &Path, redactor: &Redactor) -> Result<NamesCheck> {
+    let dir = project_dir(config, config_path);
+    if !dir.is_dir() {
+        return Ok(NamesCheck::NoProjectDir(dir));
+    }
+    let model = project(config, config_path, redactor)?.model()?;
+    Ok(NamesCheck::Checked { problems: name_problems(config, &model), services: model.service_names() })
+}
+
+/// [`check_names`] for `config check`: lines for people, JSON, and whether all is well.
+pub struct NamesReport {
+    pub ok: bool,
+    pub lines: Vec<String>,
+    pub json: serde_json::Value,
+}
+
+pub fn check_names_report(config: &Config, config_path: &Path) -> NamesReport {
+    let redactor = Redactor::new(config.secrets());
+    match check_names(config, config_path, &redactor) {
+        Ok(NamesCheck::NoProjectDir(dir)) => NamesReport {
+            ok: true,
+            lines: vec![format!(
+                "note: project directory {} does not exist (no release deployed yet?): the names in `compose.services`, `compose.app_service`, `compose.keep_running`, `compose.volumes` and `database.compose_service` were not checked against the compose file",
+                dir.display()
+            )],
+            json: serde_json::json!({ "checked": false, "project_dir": dir, "problems": [] }),
+        },
+        Ok(NamesCheck::Checked { problems, services }) => NamesReport {
+            ok: problems.is_empty(),
+            lines: problems.iter().map(|(key, msg)| format!("error: `{key}`: {msg}")).collect(),
+            json: serde_json::json!({
+                "checked": true,
+                "services": services,
+                "problems": problems.iter().map(|(k, m)| serde_json::json!({ "key": k, "message": m })).collect::<Vec<_>>(),
+            }),
+        },
+        Err(e) => {
+            let (_, hint) = crate::exit::classify(&e);
+            let mut lines = vec![format!("error: reading the compose file: {}", redactor.redact(&format!("{e:#}")))];
+            lines.extend(hint.map(|h| format!("  hint: {h}")));
+            NamesReport {
+                ok: false,
+                lines,
+                json: serde_json::json!({ "checked": false, "error": redactor.redact(&format!("{e:#}")) }),
+            }
+        }
+    }
+}
+
+/// The names the config uses that the compose file does not define: (config key, message).
+pub fn name_problems(config: &Config, model: &ProjectModel) -> Vec<(String, String)> {
+    let Some(c) = &config.compose else { return Vec::new() };
+    let services = model.service_names().join(", ");
+    let mut out = Vec::new();
+    let mut service = |key: String, name: &str| {
+        if model.service(name).is_none() {
+            out.push((key, format!("the compose file has no service `{name}` (it has: {services})")));
+        }
+    };
+    for s in &c.services {
+        service(format!("compose.services.{}", s.name), &s.name);
+    }
+    if let Some(s) = &c.app_service {
+        service("compose.app_service".into(), s);
+    }
+    for s in &c.keep_running {
+        service("compose.keep_running".into(), s);
+    }
+    if let Some(s) = config.database.as_ref().and_then(|d| d.compose_service.as_ref()) {
+        service("database.compose_service".into(), s);
+    }
+    let volumes: Vec<&str> = model.volumes.iter().map(|v| v.key.as_str()).collect();
+    for v in &c.volumes {
+        if model.volume(&v.name).is_none() {
+            out.push((
+                "compose.volumes".into(),
+                format!("the compose file has no named volume `{}` (it has: {})", v.name, volumes.join(", ")),
+            ));
+        }
+    }
+    out
 }
 
 /// The watcher's settings for these services (the compose file's), from `compose.services`.

@@ -453,7 +453,12 @@ impl ComposeDaemon {
                 Action::Probe { service, generation } => self.probe(service, generation),
                 Action::Failed { service, reason } => {
                     let name = self.watch.names()[service].clone();
-                    tracing::error!(service = %name, "failed: {reason}; the app is in service mode");
+                    let critical = self.config.service_is_critical(&name);
+                    tracing::error!(
+                        service = %name,
+                        "failed: {reason}; {}",
+                        if critical { "the app is in service mode" } else { "not critical: the site keeps serving" }
+                    );
                     // What the container said last goes next to the verdict, so `up` can show it.
                     if let Some(id) = self.watch.container(service).map(|c| c.id.clone()) {
                         for (tag, line) in self.docker.container_logs(&id, 15).unwrap_or_default() {
@@ -462,6 +467,11 @@ impl ComposeDaemon {
                     }
                     self.note(&name, "caretaker", &format!("failed: {reason}"));
                     let _ = self.store.record_event("service_failed", &name, &reason);
+                    // A non-critical service (`critical: false`, a worker) is shown failed and
+                    // alerted on (`service_down`), but the front door keeps serving.
+                    if !critical {
+                        continue;
+                    }
                     let why = format!("service {name} failed: {reason}");
                     match crate::appmode::set_failed(&self.store, &self.config, &why) {
                         Ok(mode) => crate::web::publish_mode(&self.mode, mode),

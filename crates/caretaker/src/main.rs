@@ -14,6 +14,7 @@ mod control;
 mod daemon;
 mod dbbackup;
 mod exit;
+mod listen;
 mod output;
 mod progress;
 mod runner;
