@@ -526,6 +526,51 @@ mod tests {
     }
 
     #[test]
+    fn config_names_the_compose_file_lacks_are_problems_with_their_keys() {
+        let model = parse_config(
+            "services:\n  django: { build: { context: . } }\n  postgres: { image: postgres }\nvolumes:\n  production_media: {}\n",
+            "gb",
+        )
+        .unwrap();
+        let c = config(
+            "compose:\n  app_service: web\n  keep_running: [redis]\n  services: { worker: { critical: false } }\n  volumes: [media, production_media]\ndatabase: { kind: postgres, url: \"postgres://a:b@db/gb\", compose_service: db }\n",
+        );
+        let keys: Vec<String> = name_problems(&c, &model).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            [
+                "compose.services.worker",
+                "compose.app_service",
+                "compose.keep_running",
+                "database.compose_service",
+                "compose.volumes"
+            ]
+        );
+        assert!(!c.service_is_critical("worker") && c.service_is_critical("django"));
+        let ok = config("compose:\n  app_service: django\n  volumes: [production_media]\n");
+        assert!(name_problems(&ok, &model).is_empty());
+    }
+
+    #[test]
+    fn outside_files_are_relative_to_the_project_directory_and_kept_next_to_the_config() {
+        let c = config("compose:\n  outside_files: [.envs/.production, { path: .env, from: /etc/gb/env }]\n");
+        let files = &c.compose.as_ref().unwrap().outside_files;
+        assert_eq!(files[0].path, PathBuf::from(".envs/.production"));
+        assert_eq!(files[0].from, PathBuf::from("/srv/gb/.envs/.production"));
+        assert_eq!(files[1].from, PathBuf::from("/etc/gb/env"));
+        for bad in ["../secrets", "/etc/gb/env"] {
+            let text = format!("version: 1\napp: {{ name: gb }}\ncompose: {{ outside_files: [\"{bad}\"] }}\n");
+            let r = caretaker_core::config::load(
+                &text,
+                Path::new("/srv/gb/caretaker.yml"),
+                None,
+                &caretaker_core::config::NoSecrets,
+            );
+            assert!(r.is_err(), "{bad} is refused");
+        }
+    }
+
+    #[test]
     fn watch_specs_take_the_compose_services_settings() {
         let c = config("compose:\n  services:\n    web: { health: { tcp: \"127.0.0.1:8000\" }, crash_loop: { restarts: 2, within: 10s } }\n");
         let specs = watch_specs(&c, &["web".into(), "db".into()]);

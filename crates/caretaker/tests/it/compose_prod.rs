@@ -226,8 +226,9 @@ alerts: {{ rules: {{ service_down_for: 1s }} }}"#
     let log = app.ct.expect(&["jobs", "show", &job[0]["id"].to_string()], 0);
     assert!(log.contains("migrate: compose run --rm django"), "{log}");
     assert!(!log.contains(password), "no secret in the job log");
-    let stray: Vec<&str> =
-        log.lines().filter(|l| l.trim().ends_with(" 1") && l.split_whitespace().count() <= 3).collect();
+    // Each line is `<time> <text>`; no text is a bare number (issue 17: a stray `1`).
+    let bare_number = |t: &str| !t.trim().is_empty() && t.trim().chars().all(|c| c.is_ascii_digit());
+    let stray: Vec<&str> = log.lines().filter(|l| l.split_once(' ').is_some_and(|(_, t)| bare_number(t))).collect();
     assert!(stray.is_empty(), "a stray line in the job log: {stray:?}\n{log}");
 
     // Step 5: config check again, now against the release's compose file.
@@ -240,7 +241,14 @@ alerts: {{ rules: {{ service_down_for: 1s }} }}"#
         ".django",
         &format!("DEMO_DATABASE_URL={db_url}\nDEMO_FILES_DIR=/app/media\nCELERY_BROKER_URL=broken\n"),
     );
-    app.ct.expect(&["restart", "celeryworker", "--timeout", "60"], 0);
+    // `restart` waits for the worker and reports its crash loop (exit 1).
+    let out = app.ct.run(&["restart", "celeryworker", "--timeout", "60"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("service celeryworker is failed: crash loop") && err.contains("cannot reach the broker"),
+        "{err}"
+    );
     wait_until(Duration::from_secs(60), "the worker to fail", || {
         (app.service("celeryworker")["state"] == "failed").then_some(())
     });
@@ -260,13 +268,13 @@ alerts: {{ rules: {{ service_down_for: 1s }} }}"#
             .cloned()
     });
 
-    // Step 7: fixed; `restart` brings it back.
+    // Step 7: fixed; `up` recreates the worker with the env file as it is now.
     write_env(
         &d,
         ".django",
         &format!("DEMO_DATABASE_URL={db_url}\nDEMO_FILES_DIR=/app/media\nCELERY_BROKER_URL=redis://redis:6379/0\n"),
     );
-    app.ct.expect(&["restart", "celeryworker", "--timeout", "60"], 0);
+    app.ct.expect(&["up", "--timeout", "60"], 0);
     wait_until(Duration::from_secs(60), "the worker to run", || {
         (app.service("celeryworker")["state"] == "running").then_some(())
     });
