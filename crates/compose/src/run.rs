@@ -146,6 +146,23 @@ fn spawn_error(program: &str, dir: Option<&std::path::Path>, e: std::io::Error) 
     }
 }
 
+fn pump(stream: impl Read, tx: &mpsc::Sender<Line>, wrap: fn(String) -> Line) {
+    let mut r = BufReader::new(stream);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match r.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let l = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
+                if tx.send(wrap(l)).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,22 +185,5 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ToolMissing, "{e}");
-    }
-}
-
-fn pump(stream: impl Read, tx: &mpsc::Sender<Line>, wrap: fn(String) -> Line) {
-    let mut r = BufReader::new(stream);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match r.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                let l = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
-                if tx.send(wrap(l)).is_err() {
-                    return;
-                }
-            }
-        }
     }
 }
