@@ -170,6 +170,17 @@ pub fn check_names_report(config: &Config, config_path: &Path) -> NamesReport {
                 "problems": problems.iter().map(|(k, m)| serde_json::json!({ "key": k, "message": m })).collect::<Vec<_>>(),
             }),
         },
+        // No compose on this machine (yet): the config is not wrong for that.
+        Err(e)
+            if e.downcast_ref::<caretaker_compose::Error>()
+                .is_some_and(|c| c.kind() == caretaker_compose::ErrorKind::ToolMissing) =>
+        {
+            NamesReport {
+                ok: true,
+                lines: vec![format!("note: {e}: the compose names in the config were not checked against the compose file")],
+                json: serde_json::json!({ "checked": false, "error": e.to_string() }),
+            }
+        }
         Err(e) => {
             let (_, hint) = crate::exit::classify(&e);
             let mut lines = vec![format!("error: reading the compose file: {}", redactor.redact(&format!("{e:#}")))];
