@@ -8,7 +8,8 @@
 //! daemon answers them.
 //!
 //! Each inherited socket is matched to its config key by its name (`http`, `front-door`, from
-//! `FileDescriptorName=`) or else by its address; one that matches nothing is closed with a
+//! `FileDescriptorName=`) or else by its address (systemd names every socket of a unit without
+//! `FileDescriptorName=` after the unit, as `install-systemd`'s unit does); one that matches nothing is closed with a
 //! warning (the config changed since `install-systemd` ran) and the address is bound as usual.
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
@@ -86,7 +87,7 @@ pub fn take_from_environment() -> usize {
 }
 
 /// The inherited socket for the config key `key` listening on `addr`, if one was passed:
-/// by name first, then by address.
+/// by name first, then by address (whatever its name).
 pub fn inherited(addr: &str, key: &str) -> Option<TcpListener> {
     let mut taken = INHERITED.lock().unwrap_or_else(|e| e.into_inner());
     if taken.is_empty() {
@@ -96,7 +97,7 @@ pub fn inherited(addr: &str, key: &str) -> Option<TcpListener> {
     let i = taken
         .iter()
         .position(|s| s.name.as_deref() == Some(fd_name(key)))
-        .or_else(|| taken.iter().position(|s| s.name.is_none() && s.addr.is_some_and(|a| wanted.contains(&a))))?;
+        .or_else(|| taken.iter().position(|s| s.addr.is_some_and(|a| wanted.contains(&a))))?;
     let s = taken.remove(i);
     HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner()).push(std::os::fd::AsRawFd::as_raw_fd(&s.listener));
     tracing::info!("{key}: using the socket passed by systemd ({})", s.addr.map(|a| a.to_string()).unwrap_or_default());
@@ -123,6 +124,28 @@ pub fn listen_stream(addr: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passed_sockets_are_matched_by_name_then_by_address_and_each_is_used_once() {
+        let bind = || TcpListener::bind("127.0.0.1:0").unwrap();
+        let (named, by_addr, other) = (bind(), bind(), bind());
+        let addr = by_addr.local_addr().unwrap();
+        {
+            let mut taken = INHERITED.lock().unwrap();
+            // systemd's default name is the socket unit's.
+            for (l, name) in [(named, Some("front-door")), (by_addr, Some("caretaker-x.socket")), (other, None)] {
+                taken.push(Inherited { addr: l.local_addr().ok(), listener: l, name: name.map(str::to_string) });
+            }
+        }
+        // The name wins over the address the config names.
+        let door = inherited("127.0.0.1:1", "front_door.listen").unwrap();
+        assert!(was_inherited(std::os::fd::AsRawFd::as_raw_fd(&door)));
+        let http = inherited(&addr.to_string(), "http.listen").unwrap();
+        assert_eq!(http.local_addr().unwrap(), addr);
+        assert!(inherited(&addr.to_string(), "http.listen").is_none(), "used once");
+        close_unused();
+        assert!(INHERITED.lock().unwrap().is_empty());
+    }
 
     #[test]
     fn listen_stream_takes_ip_addresses_only() {

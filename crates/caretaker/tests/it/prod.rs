@@ -91,7 +91,8 @@ fn the_front_door_answers_every_connection_while_the_daemon_restarts_on_sockets_
             http.local_addr().unwrap()
         ),
     );
-    let sockets = [(&http, "http"), (&door, "front-door")];
+    // As `install-systemd`'s socket unit passes them: both named after the unit.
+    let sockets = [(&http, "caretaker-suptest.socket"), (&door, "caretaker-suptest.socket")];
     let mut first = daemon_with_sockets(&app, &sockets);
     wait_until(Duration::from_secs(60), "the app through the front door", || {
         http_get(door_port, "/healthz").filter(|(s, _)| *s == 200)
@@ -121,8 +122,9 @@ fn the_front_door_answers_every_connection_while_the_daemon_restarts_on_sockets_
     let errors: Vec<&String> = r.iter().filter_map(|p| p.as_ref().err()).collect();
     let mut codes: Vec<u16> = r.iter().filter_map(|p| p.as_ref().ok().copied()).collect();
     codes.sort();
+    let counts: Vec<(u16, usize)> = codes.chunk_by(|a, b| a == b).map(|c| (c[0], c.len())).collect();
     codes.dedup();
-    eprintln!("{} polls across the restart; status codes seen: {codes:?}", r.len());
+    eprintln!("{} polls across the restart; (status, count): {counts:?}", r.len());
     assert!(errors.is_empty(), "{} of {} polls failed to connect or got no answer: {errors:?}", errors.len(), r.len());
     // Every answer is the app's, or a page of the front door while the app was away.
     assert!(codes.iter().all(|c| [200, 502, 503].contains(c)), "{codes:?}");
