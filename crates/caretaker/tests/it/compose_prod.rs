@@ -101,7 +101,8 @@ fn config_check_finds_service_volume_and_database_names_the_compose_file_does_no
 /// file says `CELERY_BROKER_URL=broken`.
 fn topobank_repo(app: &ComposeApp, repo: &Path, pg_image: &str, port: u16) {
     crate::compose::init_demo_repo(app, repo);
-    std::fs::write(repo.join(".gitignore"), ".envs/\n").unwrap();
+    // As TopoBank's: the templates are in git, the filled-in files are not.
+    std::fs::write(repo.join(".gitignore"), ".envs/.production/.django\n.envs/.production/.postgres\n").unwrap();
     std::fs::write(
         repo.join("production.yml"),
         format!(
@@ -135,11 +136,13 @@ services:
     .unwrap();
     // A developer's checkout has the env files too; git must not take them.
     std::fs::create_dir_all(repo.join(".envs/.production")).unwrap();
+    std::fs::write(repo.join(".envs/.production/.django.template"), "DEMO_DATABASE_URL=postgres://...\n").unwrap();
     std::fs::write(repo.join(".envs/.production/.django"), "DEMO_DATABASE_URL=postgres://dev@localhost/dev\n").unwrap();
     commit_tag(repo, "v1");
     let tracked = std::process::Command::new("git").arg("-C").arg(repo).arg("ls-files").output().unwrap();
     let tracked = String::from_utf8_lossy(&tracked.stdout);
-    assert!(!tracked.contains(".envs"), "{tracked}");
+    assert!(tracked.lines().any(|l| l == ".envs/.production/.django.template"), "{tracked}");
+    assert!(!tracked.lines().any(|l| l == ".envs/.production/.django"), "{tracked}");
 }
 
 /// Writes the server's env file `name` (mode 0600) in `dir/.envs/.production`.
@@ -182,7 +185,7 @@ fn docs_walkthrough_moves_a_cookiecutter_django_project_with_env_files_outside_g
 compose:
   files: [production.yml]
   app_service: django
-  outside_files: [.envs/.production]
+  outside_files: [.envs/.production/.django, .envs/.production/.postgres]
   services:
     django: {{ health: {{ http: "http://127.0.0.1:{port}/healthz", interval: 1s, timeout: 1s, start_period: 30s }} }}
     celeryworker: {{ critical: false, crash_loop: {{ restarts: 2, within: 60s }} }}
@@ -203,8 +206,9 @@ alerts: {{ rules: {{ service_down_for: 1s }} }}"#
     let out = app.ct.run(&["update", "--to", "v1"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let current = d.join("state/current");
-    let link = std::fs::read_link(current.join(".envs/.production")).unwrap();
-    assert_eq!(link, d.join(".envs/.production"), "the release links the env files kept outside it");
+    let link = std::fs::read_link(current.join(".envs/.production/.django")).unwrap();
+    assert_eq!(link, d.join(".envs/.production/.django"), "the release links the env files kept outside it");
+    assert!(current.join(".envs/.production/.django.template").is_file(), "the release's own files stay");
     let mode = std::fs::metadata(current.join(".envs/.production/.django")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "the env file keeps its mode");
     let (code, _) = wait_until(Duration::from_secs(60), "the app through the front door", || {
