@@ -235,11 +235,18 @@ async fn worker(
     let stop_timeout = config.compose.as_ref().map(|c| c.stop_timeout).unwrap_or(Duration::from_secs(10));
     while let Some(job) = jobs.recv().await {
         let (p, d, n) = (project.clone(), docker.clone(), seq.clone());
+        let outside = config.compose.clone();
         let op = job.op.clone();
         let done = tokio::task::spawn_blocking(move || {
             let mut log = |l: &str| tracing::debug!("compose: {l}");
             // The service list may have changed (another release): read it before `up`.
             let mut model = None;
+            // `current` may now be a release made before `compose.outside_files` named a file.
+            if let Some(c) = &outside {
+                if let Err(e) = crate::compose::link_outside_files(c, &p.dir) {
+                    tracing::warn!("{e:#}");
+                }
+            }
             let result = match &op {
                 Op::Up(s) => p.model().and_then(|m| {
                     model = Some(m);
