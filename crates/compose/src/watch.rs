@@ -313,6 +313,15 @@ impl ComposeWatch {
                 }
                 (Op::Stop(stop), false)
             }
+            // A failed (or stopped) service has nothing to restart: `compose restart` would start
+            // its old container first — with the environment whose fault made it fail — and
+            // that crash loop would stop the container `up` makes next. `up` recreates it from
+            // the compose file and env files as they are now.
+            Request::Restart(Some(one))
+                if self.services.iter().any(|s| s.spec.name == one && (s.failed.is_some() || !s.running())) =>
+            {
+                (Op::Up(vec![one]), true)
+            }
             Request::Restart(one) => (Op::Restart(one.into_iter().collect()), true),
         };
         for s in self.services.iter_mut().filter(|s| op.concerns(&s.spec.name)) {
@@ -706,6 +715,34 @@ mod tests {
         w.op_done(c.at(3.0), &Op::Up(vec![]), Ok(()), 40, &[container("worker", "w2", "running", 0)]);
         w.observed(c.at(3.0) + SETTLE, 50, &[container("worker", "w2", "running", 0)]);
         assert_eq!(w.phase(0), Phase::Running);
+    }
+
+    #[test]
+    fn restarting_a_failed_service_recreates_it_instead_of_restarting_its_old_container() {
+        let c = Clock(Instant::now());
+        let mut w = ComposeWatch::new(vec![spec("web"), spec("worker")]);
+        up(&mut w, c.at(0.0), 10, &[container("web", "a", "running", 0), container("worker", "w", "running", 0)]);
+        assert_eq!(w.request(Request::Restart(Some("web".into()))), vec![Action::Run(Op::Restart(vec!["web".into()]))]);
+        w.op_done(
+            c.at(1.0),
+            &Op::Restart(vec!["web".into()]),
+            Ok(()),
+            20,
+            &[container("web", "a", "running", 0), container("worker", "w", "running", 0)],
+        );
+        let looping = [container("web", "a", "running", 0), container("worker", "w", "restarting", 4)];
+        w.observed(c.at(2.0), 30, &looping);
+        let stopped = [
+            container("web", "a", "running", 0),
+            exited(container("worker", "w", "exited", 4), 1, "2026-11-30T10:00:02Z"),
+        ];
+        w.op_done(c.at(3.0), &Op::Stop(vec!["worker".into()]), Ok(()), 40, &stopped);
+        assert_eq!(w.phase(1), Phase::Failed);
+        assert_eq!(
+            w.request(Request::Restart(Some("worker".into()))),
+            vec![Action::Run(Op::Up(vec!["worker".into()]))]
+        );
+        assert_eq!(w.phase(1), Phase::Starting);
     }
 
     #[test]

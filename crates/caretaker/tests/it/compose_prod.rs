@@ -272,13 +272,13 @@ alerts: {{ rules: {{ service_down_for: 1s }} }}"#
             .cloned()
     });
 
-    // Step 7: fixed; `up` recreates the worker with the env file as it is now.
+    // Step 7: fixed; `restart` recreates the failed worker with the env file as it is now.
     write_env(
         &d,
         ".django",
         &format!("DEMO_DATABASE_URL={db_url}\nDEMO_FILES_DIR=/app/media\nCELERY_BROKER_URL=redis://redis:6379/0\n"),
     );
-    app.ct.expect(&["up", "--timeout", "60"], 0);
+    app.ct.expect(&["restart", "celeryworker", "--timeout", "60"], 0);
     wait_until(Duration::from_secs(60), "the worker to run", || {
         (app.service("celeryworker")["state"] == "running").then_some(())
     });
