@@ -51,13 +51,181 @@ pub fn project(config: &Config, config_path: &Path, redactor: &Redactor) -> Resu
 /// The app's compose project with `dir` as the project directory (a release being built).
 pub fn project_at(config: &Config, config_path: &Path, redactor: &Redactor, dir: &Path) -> Result<Project> {
     let c = section(config)?;
+    link_outside_files(c, dir)?;
     let cli = Cli::detect(c.cli)?;
     // The app's env (env files, `env:`) is compose's environment, so `${VAR}` in the compose
     // file reaches secrets without writing them anywhere.
     let env = app_env(&config.app, None, &working_dir(&config.app, config_path))?;
-    Ok(Project::new(cli, &c.project, dir, &c.files, redact(redactor))
+    let project = Project::new(cli, &c.project, dir, &c.files, redact(redactor))
         .with_env(env)
-        .with_pins(&dir.join(IMAGES_OVERRIDE)))
+        .with_pins(&dir.join(IMAGES_OVERRIDE));
+    Ok(match (&config.app.source, &c.project_dir) {
+        // The project directory is the current release: none before the first update.
+        (Some(_), None) => project.with_missing_dir(
+            ": no release deployed yet — run `caretaker update`",
+            "`caretaker update` deploys the release from `app.source`; `caretaker recover` on a new machine",
+        ),
+        _ => project.with_missing_dir(
+            "",
+            "create it, or point `compose.project_dir` (or `app.working_dir`) at the directory of the compose files",
+        ),
+    })
+}
+
+/// Links each of `compose.outside_files` into the project directory `dir` (when it exists), so
+/// that a release exported from git finds the env files kept outside git where its compose
+/// file names them. A symlink, not a copy: the file keeps its one place and mode (0600), a
+/// rollback's release sees today's secrets, and `docker build` sends the link, never the
+/// secret, in its context. Idempotent; a file of the release at that path is not replaced.
+pub fn link_outside_files(c: &Compose, dir: &Path) -> Result<()> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    for f in &c.outside_files {
+        let target = dir.join(&f.path);
+        match std::fs::symlink_metadata(&target) {
+            Ok(m) if m.file_type().is_symlink() => {
+                if std::fs::read_link(&target).ok().as_deref() == Some(f.from.as_path()) {
+                    continue;
+                }
+                // A link to somewhere else (the config changed): only the link is replaced.
+                std::fs::remove_file(&target).map_err(|e| anyhow::anyhow!("replacing {}: {e}", target.display()))?;
+            }
+            Ok(_) => {
+                return Err(Failure::new(
+                    Code::Refused,
+                    format!(
+                        "{} exists in the project directory; `compose.outside_files` would hide it",
+                        target.display()
+                    ),
+                )
+                .hint(format!(
+                    "keep `{}` out of the repository (and so out of every release), or remove it from `compose.outside_files`",
+                    f.path.display()
+                ))
+                .into())
+            }
+            Err(_) => {}
+        }
+        if std::fs::symlink_metadata(&f.from).is_err() {
+            return Err(Failure::new(
+                Code::Config,
+                format!("{} (config key `compose.outside_files`) does not exist", f.from.display()),
+            )
+            .hint("create it there (env files holding secrets: mode 0600), or correct the path in the config")
+            .into());
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| anyhow::anyhow!("creating {}: {e}", parent.display()))?;
+        }
+        std::os::unix::fs::symlink(&f.from, &target)
+            .map_err(|e| anyhow::anyhow!("linking {} to {}: {e}", target.display(), f.from.display()))?;
+    }
+    Ok(())
+}
+
+/// What `config check` found comparing the config's compose names with the compose file.
+pub enum NamesCheck {
+    /// The project directory does not exist (no release deployed yet): nothing was compared.
+    NoProjectDir(PathBuf),
+    /// `compose config` ran: each problem as (config key, message), and the file's services.
+    Checked { problems: Vec<(String, String)>, services: Vec<String> },
+}
+
+/// Runs `compose config` in the project directory (when it exists) and compares the names the
+/// config uses with the compose file's.
+pub fn check_names(config: &Config, config_path: &Path, redactor: &Redactor) -> Result<NamesCheck> {
+    let dir = project_dir(config, config_path);
+    if !dir.is_dir() {
+        return Ok(NamesCheck::NoProjectDir(dir));
+    }
+    let model = project(config, config_path, redactor)?.model()?;
+    Ok(NamesCheck::Checked { problems: name_problems(config, &model), services: model.service_names() })
+}
+
+/// [`check_names`] for `config check`: lines for people, JSON, and whether all is well.
+pub struct NamesReport {
+    pub ok: bool,
+    pub lines: Vec<String>,
+    pub json: serde_json::Value,
+}
+
+pub fn check_names_report(config: &Config, config_path: &Path) -> NamesReport {
+    let redactor = Redactor::new(config.secrets());
+    match check_names(config, config_path, &redactor) {
+        Ok(NamesCheck::NoProjectDir(dir)) => NamesReport {
+            ok: true,
+            lines: vec![format!(
+                "note: project directory {} does not exist (no release deployed yet?): the names in `compose.services`, `compose.app_service`, `compose.keep_running`, `compose.volumes` and `database.compose_service` were not checked against the compose file",
+                dir.display()
+            )],
+            json: serde_json::json!({ "checked": false, "project_dir": dir, "problems": [] }),
+        },
+        Ok(NamesCheck::Checked { problems, services }) => NamesReport {
+            ok: problems.is_empty(),
+            lines: problems.iter().map(|(key, msg)| format!("error: `{key}`: {msg}")).collect(),
+            json: serde_json::json!({
+                "checked": true,
+                "services": services,
+                "problems": problems.iter().map(|(k, m)| serde_json::json!({ "key": k, "message": m })).collect::<Vec<_>>(),
+            }),
+        },
+        // No compose on this machine (yet): the config is not wrong for that.
+        Err(e)
+            if e.downcast_ref::<caretaker_compose::Error>()
+                .is_some_and(|c| c.kind() == caretaker_compose::ErrorKind::ToolMissing) =>
+        {
+            NamesReport {
+                ok: true,
+                lines: vec![format!("note: {e}: the compose names in the config were not checked against the compose file")],
+                json: serde_json::json!({ "checked": false, "error": e.to_string() }),
+            }
+        }
+        Err(e) => {
+            let (_, hint) = crate::exit::classify(&e);
+            let mut lines = vec![format!("error: reading the compose file: {}", redactor.redact(&format!("{e:#}")))];
+            lines.extend(hint.map(|h| format!("  hint: {h}")));
+            NamesReport {
+                ok: false,
+                lines,
+                json: serde_json::json!({ "checked": false, "error": redactor.redact(&format!("{e:#}")) }),
+            }
+        }
+    }
+}
+
+/// The names the config uses that the compose file does not define: (config key, message).
+pub fn name_problems(config: &Config, model: &ProjectModel) -> Vec<(String, String)> {
+    let Some(c) = &config.compose else { return Vec::new() };
+    let services = model.service_names().join(", ");
+    let mut out = Vec::new();
+    let mut service = |key: String, name: &str| {
+        if model.service(name).is_none() {
+            out.push((key, format!("the compose file has no service `{name}` (it has: {services})")));
+        }
+    };
+    for s in &c.services {
+        service(format!("compose.services.{}", s.name), &s.name);
+    }
+    if let Some(s) = &c.app_service {
+        service("compose.app_service".into(), s);
+    }
+    for s in &c.keep_running {
+        service("compose.keep_running".into(), s);
+    }
+    if let Some(s) = config.database.as_ref().and_then(|d| d.compose_service.as_ref()) {
+        service("database.compose_service".into(), s);
+    }
+    let volumes: Vec<&str> = model.volumes.iter().map(|v| v.key.as_str()).collect();
+    for v in &c.volumes {
+        if model.volume(&v.name).is_none() {
+            out.push((
+                "compose.volumes".into(),
+                format!("the compose file has no named volume `{}` (it has: {})", v.name, volumes.join(", ")),
+            ));
+        }
+    }
+    out
 }
 
 /// The watcher's settings for these services (the compose file's), from `compose.services`.
@@ -366,6 +534,51 @@ mod tests {
         assert_eq!(keep_running(&pulled, &model), ["db"]);
         assert_eq!(unknown_services(&built, &model), Vec::<String>::new());
         assert_eq!(unknown_services(&config("compose: { app_service: django }\n"), &model), ["django"]);
+    }
+
+    #[test]
+    fn config_names_the_compose_file_lacks_are_problems_with_their_keys() {
+        let model = parse_config(
+            "services:\n  django: { build: { context: . } }\n  postgres: { image: postgres }\nvolumes:\n  production_media: {}\n",
+            "gb",
+        )
+        .unwrap();
+        let c = config(
+            "compose:\n  app_service: web\n  keep_running: [redis]\n  services: { worker: { critical: false } }\n  volumes: [media, production_media]\ndatabase: { kind: postgres, url: \"postgres://a:b@db/gb\", compose_service: db }\n",
+        );
+        let keys: Vec<String> = name_problems(&c, &model).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            [
+                "compose.services.worker",
+                "compose.app_service",
+                "compose.keep_running",
+                "database.compose_service",
+                "compose.volumes"
+            ]
+        );
+        assert!(!c.service_is_critical("worker") && c.service_is_critical("django"));
+        let ok = config("compose:\n  app_service: django\n  volumes: [production_media]\n");
+        assert!(name_problems(&ok, &model).is_empty());
+    }
+
+    #[test]
+    fn outside_files_are_relative_to_the_project_directory_and_kept_next_to_the_config() {
+        let c = config("compose:\n  outside_files: [.envs/.production, { path: .env, from: /etc/gb/env }]\n");
+        let files = &c.compose.as_ref().unwrap().outside_files;
+        assert_eq!(files[0].path, PathBuf::from(".envs/.production"));
+        assert_eq!(files[0].from, PathBuf::from("/srv/gb/.envs/.production"));
+        assert_eq!(files[1].from, PathBuf::from("/etc/gb/env"));
+        for bad in ["../secrets", "/etc/gb/env"] {
+            let text = format!("version: 1\napp: {{ name: gb }}\ncompose: {{ outside_files: [\"{bad}\"] }}\n");
+            let r = caretaker_core::config::load(
+                &text,
+                Path::new("/srv/gb/caretaker.yml"),
+                None,
+                &caretaker_core::config::NoSecrets,
+            );
+            assert!(r.is_err(), "{bad} is refused");
+        }
     }
 
     #[test]

@@ -235,11 +235,18 @@ async fn worker(
     let stop_timeout = config.compose.as_ref().map(|c| c.stop_timeout).unwrap_or(Duration::from_secs(10));
     while let Some(job) = jobs.recv().await {
         let (p, d, n) = (project.clone(), docker.clone(), seq.clone());
+        let outside = config.compose.clone();
         let op = job.op.clone();
         let done = tokio::task::spawn_blocking(move || {
             let mut log = |l: &str| tracing::debug!("compose: {l}");
             // The service list may have changed (another release): read it before `up`.
             let mut model = None;
+            // `current` may now be a release made before `compose.outside_files` named a file.
+            if let Some(c) = &outside {
+                if let Err(e) = crate::compose::link_outside_files(c, &p.dir) {
+                    tracing::warn!("{e:#}");
+                }
+            }
             let result = match &op {
                 Op::Up(s) => p.model().and_then(|m| {
                     model = Some(m);
@@ -453,7 +460,12 @@ impl ComposeDaemon {
                 Action::Probe { service, generation } => self.probe(service, generation),
                 Action::Failed { service, reason } => {
                     let name = self.watch.names()[service].clone();
-                    tracing::error!(service = %name, "failed: {reason}; the app is in service mode");
+                    let critical = self.config.service_is_critical(&name);
+                    tracing::error!(
+                        service = %name,
+                        "failed: {reason}; {}",
+                        if critical { "the app is in service mode" } else { "not critical: the site keeps serving" }
+                    );
                     // What the container said last goes next to the verdict, so `up` can show it.
                     if let Some(id) = self.watch.container(service).map(|c| c.id.clone()) {
                         for (tag, line) in self.docker.container_logs(&id, 15).unwrap_or_default() {
@@ -462,6 +474,11 @@ impl ComposeDaemon {
                     }
                     self.note(&name, "caretaker", &format!("failed: {reason}"));
                     let _ = self.store.record_event("service_failed", &name, &reason);
+                    // A non-critical service (`critical: false`, a worker) is shown failed and
+                    // alerted on (`service_down`), but the front door keeps serving.
+                    if !critical {
+                        continue;
+                    }
                     let why = format!("service {name} failed: {reason}");
                     match crate::appmode::set_failed(&self.store, &self.config, &why) {
                         Ok(mode) => crate::web::publish_mode(&self.mode, mode),

@@ -201,6 +201,7 @@ impl Listeners {
             Some(fd) => Some(crate::web::bind(&fd.listen, "front_door.listen").await?),
             None => None,
         };
+        crate::listen::close_unused();
         Ok(Listeners { http, front_door })
     }
 }
@@ -559,9 +560,13 @@ impl Daemon {
                 }
                 Action::Probe => self.probe(idx, &svc),
                 Action::Failed { reason } => {
-                    tracing::error!(service = %svc.name, "failed: {reason}; the app is in service mode");
+                    tracing::error!(service = %svc.name, "failed: {reason}{}", if svc.critical { "; the app is in service mode" } else { "" });
                     self.service_log(idx, &format!("failed: {reason}"));
                     let _ = self.store.record_event("service_failed", &svc.name, &reason);
+                    // `critical: false` (a worker): shown failed and alerted on, the site serves on.
+                    if !svc.critical {
+                        continue;
+                    }
                     // The failed flag stays until `caretaker reset-failed`: the front door shows
                     // the service page and alerting fires, even if a later `up` gets it running.
                     let why = format!("service {} failed: {reason}", svc.name);

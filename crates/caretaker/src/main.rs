@@ -15,6 +15,7 @@ mod daemon;
 mod dbbackup;
 mod exit;
 mod keepaside;
+mod listen;
 mod output;
 mod progress;
 mod runner;

@@ -50,6 +50,10 @@ impl WebContext {
 
 /// Binds `addr` for the config key `key`; a failure is a [`Failure`] with exit code 6.
 pub async fn bind(addr: &str, key: &str) -> Result<TcpListener> {
+    // A socket systemd holds for this address (socket activation: crate::listen).
+    if let Some(l) = crate::listen::inherited(addr, key) {
+        return TcpListener::from_std(l).map_err(|e| anyhow::anyhow!("using the socket passed for `{key}`: {e}"));
+    }
     TcpListener::bind(addr).await.map_err(|e| {
         let why = match e.kind() {
             std::io::ErrorKind::AddrInUse => "the address is already in use".to_string(),
@@ -126,6 +130,10 @@ pub fn spawn_front_door(
 ) -> Result<()> {
     // The listener belongs to the daemon's runtime; hand the socket over.
     let listener = listener.into_std()?;
+    // A socket systemd holds keeps listening while no daemon runs: on SIGTERM/SIGINT stop
+    // accepting at once, so new visitors wait in its queue for the next daemon instead of
+    // being cut off when this one exits, and let the requests under way finish meanwhile.
+    let held = crate::listen::was_inherited(std::os::fd::AsRawFd::as_raw_fd(&listener));
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 4);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
@@ -142,10 +150,23 @@ pub fn spawn_front_door(
                 }
             };
             let door = caretaker_frontdoor::FrontDoor::new(settings, mode);
+            let mut stopping = shutdown.clone();
             door.serve(listener, async move {
-                let _ = shutdown.wait_for(|s| *s).await;
+                use tokio::signal::unix::{signal, SignalKind};
+                match (held, signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+                    (true, Ok(mut term), Ok(mut int)) => tokio::select! {
+                        _ = stopping.wait_for(|s| *s) => {}
+                        _ = term.recv() => tracing::info!("front door: no longer accepting; the socket stays with systemd"),
+                        _ = int.recv() => {}
+                    },
+                    _ => {
+                        let _ = stopping.wait_for(|s| *s).await;
+                    }
+                }
             })
             .await;
+            // The connections under way finish while the daemon stops its services.
+            let _ = shutdown.wait_for(|s| *s).await;
         });
         rt.shutdown_timeout(std::time::Duration::from_secs(1));
     })?;

@@ -108,13 +108,45 @@ pub struct Project {
     /// in the project directory: a release switch changes them under a running daemon).
     pub pins: Option<PathBuf>,
     pub redact: Redact,
+    /// Why the project directory may be missing and what to do, for the error when it is.
+    pub missing_dir: (String, String),
 }
 
 impl Project {
     /// `files` relative to `dir` are made absolute; an override file, when it exists, comes last.
     pub fn new(cli: Cli, name: &str, dir: &Path, files: &[PathBuf], redact: Redact) -> Project {
         let files = files.iter().map(|f| if f.is_absolute() { f.clone() } else { dir.join(f) }).collect();
-        Project { cli, name: name.to_string(), dir: dir.to_path_buf(), files, env: Vec::new(), pins: None, redact }
+        Project {
+            cli,
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            files,
+            env: Vec::new(),
+            pins: None,
+            redact,
+            missing_dir: (String::new(), "create it, or point the config at the directory of the compose files".into()),
+        }
+    }
+
+    /// What the error for a missing project directory says after "does not exist", and its
+    /// hint (a release directory not deployed yet needs `caretaker update`, not docker).
+    pub fn with_missing_dir(mut self, why: &str, hint: &str) -> Project {
+        self.missing_dir = (why.to_string(), hint.to_string());
+        self
+    }
+
+    /// Fails when the project directory is missing: compose cannot run there.
+    pub fn require_dir(&self) -> Result<()> {
+        if self.dir.is_dir() {
+            return Ok(());
+        }
+        let (why, hint) = &self.missing_dir;
+        Err(Error::new(
+            ErrorKind::NotFound,
+            format!("compose project {}", self.name),
+            format!("project directory {} does not exist{why}", self.dir.display()),
+        )
+        .hint(hint.clone()))
     }
 
     /// Passes `file` after the others whenever it exists (see [`Project::pins`]).
@@ -149,6 +181,7 @@ impl Project {
     }
 
     fn checked(&self, args: &[&str], limit: Duration, each_line: &mut dyn FnMut(&str)) -> Result<Ended> {
+        self.require_dir()?;
         let what = self.what(args[0]);
         let ended = run::run(self.command(args), &what, limit, &self.redact, true, each_line)?;
         if !ended.success() {
@@ -211,6 +244,7 @@ impl Project {
     ) -> Result<Ended> {
         // A name of its own: when the time limit passes, killing the compose client does not
         // stop the container, so caretaker removes it by this name.
+        self.require_dir()?;
         let name = oneoff_name(&self.name, service);
         let mut args: Vec<&str> = vec!["run", "--rm", "--no-deps", "-T", "--name", &name, service];
         args.extend(argv.iter().map(String::as_str));

@@ -50,7 +50,8 @@ pub fn run(
 ) -> Result<Ended> {
     let program = what;
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| spawn_error(program, e))?;
+    let dir = cmd.get_current_dir().map(std::path::Path::to_path_buf);
+    let mut child = cmd.spawn().map_err(|e| spawn_error(program, dir.as_deref(), e))?;
     let (tx, rx) = mpsc::channel();
     let out = child.stdout.take().expect("piped");
     let err = child.stderr.take().expect("piped");
@@ -132,7 +133,11 @@ pub fn failure(program: &str, ended: &Ended) -> Error {
     }
 }
 
-fn spawn_error(program: &str, e: std::io::Error) -> Error {
+fn spawn_error(program: &str, dir: Option<&std::path::Path>, e: std::io::Error) -> Error {
+    // Spawning reports a missing working directory as `NotFound` too: that is no missing tool.
+    if let Some(dir) = dir.filter(|d| !d.is_dir()) {
+        return Error::new(ErrorKind::NotFound, program, format!("its directory {} does not exist", dir.display()));
+    }
     if e.kind() == std::io::ErrorKind::NotFound {
         Error::new(ErrorKind::ToolMissing, program, "not installed")
             .hint("install docker (Debian: `apt install docker.io docker-compose`)")
@@ -155,5 +160,30 @@ fn pump(stream: impl Read, tx: &mpsc::Sender<Line>, wrap: fn(String) -> Line) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_working_directory_is_not_reported_as_a_missing_tool() {
+        let mut cmd = Command::new("true");
+        cmd.current_dir("/nonexistent/caretaker/current");
+        let e = run(cmd, "docker-compose up", Duration::from_secs(5), &no_redact(), false, &mut |_| {}).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+        assert!(e.to_string().contains("directory /nonexistent/caretaker/current does not exist"), "{e}");
+        assert!(e.what_to_do().is_none_or(|h| !h.contains("install")), "{e}");
+        let e = run(
+            Command::new("/nonexistent/docker-compose"),
+            "docker-compose",
+            Duration::from_secs(5),
+            &no_redact(),
+            false,
+            &mut |_| {},
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ToolMissing, "{e}");
     }
 }

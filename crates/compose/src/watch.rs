@@ -103,6 +103,9 @@ struct Service {
     /// Whether the operator wants it running (a crash of a service wanted down is no crash).
     wanted_up: bool,
     busy: Option<Busy>,
+    /// Operations on it asked for and not yet ended: `busy` (set by the latest) stays until
+    /// the last of them ends, so the end of an earlier stop does not hide a later `up`.
+    pending_ops: u32,
     container: Option<Container>,
     seen: Option<Seen>,
     crashes: VecDeque<Instant>,
@@ -134,6 +137,7 @@ impl Service {
             spec,
             wanted_up: false,
             busy: None,
+            pending_ops: 0,
             container: None,
             seen: None,
             crashes: VecDeque::new(),
@@ -309,11 +313,21 @@ impl ComposeWatch {
                 }
                 (Op::Stop(stop), false)
             }
+            // A failed (or stopped) service has nothing to restart: `compose restart` would start
+            // its old container first — with the environment whose fault made it fail — and
+            // that crash loop would stop the container `up` makes next. `up` recreates it from
+            // the compose file and env files as they are now.
+            Request::Restart(Some(one))
+                if self.services.iter().any(|s| s.spec.name == one && (s.failed.is_some() || !s.running())) =>
+            {
+                (Op::Up(vec![one]), true)
+            }
             Request::Restart(one) => (Op::Restart(one.into_iter().collect()), true),
         };
         for s in self.services.iter_mut().filter(|s| op.concerns(&s.spec.name)) {
             s.wanted_up = start;
             s.busy = Some(if start { Busy::Starting } else { Busy::Stopping });
+            s.pending_ops += 1;
             s.op_error = None;
             if start {
                 s.failed = None;
@@ -335,7 +349,10 @@ impl ComposeWatch {
     ) -> Vec<Action> {
         let mut out = self.observed(now, seq, containers);
         for s in self.services.iter_mut().filter(|s| op.concerns(&s.spec.name)) {
-            s.busy = None;
+            s.pending_ops = s.pending_ops.saturating_sub(1);
+            if s.pending_ops == 0 {
+                s.busy = None;
+            }
             if let Err(e) = &result {
                 s.op_error = Some(e.clone());
             }
@@ -462,6 +479,7 @@ impl ComposeWatch {
             s.failed = Some(reason.clone());
             s.wanted_up = false;
             s.busy = Some(Busy::Stopping);
+            s.pending_ops += 1;
             s.next_probe = None;
             out.push(Action::Failed { service: i, reason });
             out.push(Action::Run(Op::Stop(vec![s.spec.name.clone()])));
@@ -475,6 +493,7 @@ impl ComposeWatch {
         if s.failed.is_none() {
             s.probe_reason = Some(why);
             s.busy = Some(Busy::Starting);
+            s.pending_ops += 1;
             s.next_probe = None;
             out.push(Action::Run(Op::Restart(vec![s.spec.name.clone()])));
         }
@@ -679,6 +698,51 @@ mod tests {
         // `up` clears it.
         up(&mut w, c.at(10.0), 50, &[container("web", "a", "running", 4)]);
         assert_eq!(w.phase(0), Phase::Running);
+    }
+
+    #[test]
+    fn an_up_asked_while_the_stop_of_a_crash_loop_runs_keeps_the_service_starting_until_it_ends() {
+        let c = Clock(Instant::now());
+        let mut w = ComposeWatch::new(vec![spec("worker")]);
+        up(&mut w, c.at(0.0), 10, &[container("worker", "w", "running", 0)]);
+        let acts = w.observed(c.at(1.0), 20, &[container("worker", "w", "restarting", 4)]);
+        assert_eq!(acts[1], Action::Run(Op::Stop(vec!["worker".into()])));
+        // The operator fixes the cause and asks for `up` before that stop has ended.
+        assert_eq!(w.request(Request::Up), vec![Action::Run(Op::Up(vec![]))]);
+        let stopped = exited(container("worker", "w", "exited", 4), 1, "2026-11-30T10:00:02Z");
+        w.op_done(c.at(2.0), &Op::Stop(vec!["worker".into()]), Ok(()), 30, std::slice::from_ref(&stopped));
+        assert_eq!(w.phase(0), Phase::Starting, "the `up` asked for is still to come: not stopped");
+        w.op_done(c.at(3.0), &Op::Up(vec![]), Ok(()), 40, &[container("worker", "w2", "running", 0)]);
+        w.observed(c.at(3.0) + SETTLE, 50, &[container("worker", "w2", "running", 0)]);
+        assert_eq!(w.phase(0), Phase::Running);
+    }
+
+    #[test]
+    fn restarting_a_failed_service_recreates_it_instead_of_restarting_its_old_container() {
+        let c = Clock(Instant::now());
+        let mut w = ComposeWatch::new(vec![spec("web"), spec("worker")]);
+        up(&mut w, c.at(0.0), 10, &[container("web", "a", "running", 0), container("worker", "w", "running", 0)]);
+        assert_eq!(w.request(Request::Restart(Some("web".into()))), vec![Action::Run(Op::Restart(vec!["web".into()]))]);
+        w.op_done(
+            c.at(1.0),
+            &Op::Restart(vec!["web".into()]),
+            Ok(()),
+            20,
+            &[container("web", "a", "running", 0), container("worker", "w", "running", 0)],
+        );
+        let looping = [container("web", "a", "running", 0), container("worker", "w", "restarting", 4)];
+        w.observed(c.at(2.0), 30, &looping);
+        let stopped = [
+            container("web", "a", "running", 0),
+            exited(container("worker", "w", "exited", 4), 1, "2026-11-30T10:00:02Z"),
+        ];
+        w.op_done(c.at(3.0), &Op::Stop(vec!["worker".into()]), Ok(()), 40, &stopped);
+        assert_eq!(w.phase(1), Phase::Failed);
+        assert_eq!(
+            w.request(Request::Restart(Some("worker".into()))),
+            vec![Action::Run(Op::Up(vec!["worker".into()]))]
+        );
+        assert_eq!(w.phase(1), Phase::Starting);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use anyhow::Result;
 pub fn check(global: &Global, json: bool) -> Result<Code> {
     let path = find_config(global.config.as_deref())?;
     let file = read_config(&path, global.allow_world_readable_config)?;
-    let (ok, diags, summary) = match &file.result {
+    let (mut ok, diags, summary) = match &file.result {
         Ok(l) => {
             // The release pointer depends on the state directory, which --state-dir overrides.
             let state_dir = crate::context::state_dir(global.state_dir.as_deref(), &l.config);
@@ -22,6 +22,14 @@ pub fn check(global: &Global, json: bool) -> Result<Code> {
         }
         Err(d) => (false, d.clone(), None),
     };
+    // A compose app's names are checked against its compose file (docs/compose.md).
+    let compose = match &file.result {
+        Ok(l) if l.config.compose.is_some() => Some(crate::compose::check_names_report(&l.config, &path)),
+        _ => None,
+    };
+    if let Some(c) = &compose {
+        ok &= c.ok;
+    }
     if json {
         let out = serde_json::json!({
             "file": path.display().to_string(),
@@ -29,13 +37,17 @@ pub fn check(global: &Global, json: bool) -> Result<Code> {
             "errors": diags.errors().count(),
             "warnings": diags.warnings().count(),
             "problems": diags,
+            "compose": compose.as_ref().map(|c| &c.json),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         if !diags.is_empty() {
             eprint!("{}", diags.render(&file.text));
         }
-        if let Some(s) = summary {
+        for line in compose.iter().flat_map(|c| &c.lines) {
+            eprintln!("{line}");
+        }
+        if let Some(s) = summary.filter(|_| ok) {
             println!("{}: ok — {s}", path.display());
         }
     }

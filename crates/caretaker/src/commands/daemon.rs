@@ -9,6 +9,8 @@ use anyhow::Result;
 use caretaker_state::{AppLock, LockError};
 
 pub fn run(global: &Global) -> Result<Code> {
+    // Sockets from systemd (socket activation): taken before any thread starts.
+    crate::listen::take_from_environment();
     let app = open_app(global)?;
     let lock_path = crate::control::daemon_lock_path(app.store.dir());
     let _lock = match AppLock::try_acquire(&lock_path) {

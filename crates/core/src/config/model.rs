@@ -107,6 +107,15 @@ impl Config {
         self.services.iter().find(|s| s.name == name)
     }
 
+    /// Whether a crash loop of the service `name` (of either runtime) puts the app in service
+    /// mode: `critical: false` on the service says it does not; unknown names are critical.
+    pub fn service_is_critical(&self, name: &str) -> bool {
+        match &self.compose {
+            Some(c) => c.service(name).is_none_or(|s| s.critical),
+            None => self.services.iter().find(|s| s.name == name).is_none_or(|s| s.critical),
+        }
+    }
+
     /// How long stopping the whole app may take: each service's stop timeout, one after the
     /// other (a compose project: its stop timeout, compose stops containers in parallel).
     pub fn stop_timeout_total(&self) -> Duration {
@@ -205,6 +214,9 @@ pub struct Service {
     pub user: Option<String>,
     pub crash_loop: CrashLoop,
     pub backoff: Backoff,
+    /// Whether the site needs this service to serve (default): its crash loop puts the app in
+    /// service mode. A non-critical service's crash loop (a worker) only alerts.
+    pub critical: bool,
 }
 
 /// A docker compose project that runs the app (docs/compose.md). Its services are the compose
@@ -234,6 +246,18 @@ pub struct Compose {
     pub images: ImageSource,
     /// Services kept running while an update stops the app (in addition to the database's).
     pub keep_running: Vec<String>,
+    /// Files kept outside the release (env files outside git), linked into the project
+    /// directory before compose runs there.
+    pub outside_files: Vec<OutsideFile>,
+}
+
+/// A file or directory the compose file needs but the release does not hold (docs/compose.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OutsideFile {
+    /// Where compose expects it, relative to the project directory (no `..`).
+    pub path: PathBuf,
+    /// Where it is kept: absolute (a relative path is resolved against the config's directory).
+    pub from: PathBuf,
 }
 
 impl Compose {
@@ -281,6 +305,8 @@ pub struct ComposeService {
     /// `HEALTHCHECK`) counts, if it has one.
     pub health: Option<HealthCheck>,
     pub crash_loop: CrashLoop,
+    /// See [`Service::critical`].
+    pub critical: bool,
 }
 
 /// Delay before restarting a service that exited: `initial`, doubled after every restart up

@@ -365,6 +365,7 @@ fn service(cx: &mut Cx, name: &str, node: &Node, path: &str) -> Option<(Vec<mark
     let crash_loop =
         m.opt(cx, "crash_loop", crash_loop).unwrap_or(CrashLoop { restarts: 5, within: Duration::from_secs(60) });
     let backoff = m.opt(cx, "backoff", backoff).unwrap_or_default();
+    let critical = m.opt(cx, "critical", boolean).unwrap_or(true);
     m.finish(cx);
     let mut s = service_defaults(name, command?);
     s.after = after;
@@ -376,6 +377,7 @@ fn service(cx: &mut Cx, name: &str, node: &Node, path: &str) -> Option<(Vec<mark
     s.user = user;
     s.crash_loop = crash_loop;
     s.backoff = backoff;
+    s.critical = critical;
     Some((after_spans, s))
 }
 
@@ -392,6 +394,7 @@ fn service_defaults(name: &str, command: Command) -> Service {
         user: None,
         crash_loop: CrashLoop { restarts: 5, within: Duration::from_secs(60) },
         backoff: Backoff::default(),
+        critical: true,
     }
 }
 
@@ -457,8 +460,9 @@ fn compose(cx: &mut Cx, node: &Node, path: &str) -> Option<Compose> {
                 let crash_loop = m
                     .opt(cx, "crash_loop", crash_loop)
                     .unwrap_or(CrashLoop { restarts: 5, within: Duration::from_secs(60) });
+                let critical = m.opt(cx, "critical", boolean).unwrap_or(true);
                 m.finish(cx);
-                name_ok.then(|| ComposeService { name: k.as_str().to_string(), health, crash_loop })
+                name_ok.then(|| ComposeService { name: k.as_str().to_string(), health, crash_loop, critical })
             })
         })
         .unwrap_or_default();
@@ -486,6 +490,7 @@ fn compose(cx: &mut Cx, node: &Node, path: &str) -> Option<Compose> {
     let keep_running = m
         .opt(cx, "keep_running", |cx, n, p| list(cx, n, p, |cx, n, p| compose_name(cx, n, p, "service name")))
         .unwrap_or_default();
+    let outside_files = m.opt(cx, "outside_files", |cx, n, p| list(cx, n, p, outside_file)).unwrap_or_default();
     m.finish(cx);
     Some(Compose {
         files,
@@ -499,7 +504,35 @@ fn compose(cx: &mut Cx, node: &Node, path: &str) -> Option<Compose> {
         volumes,
         images,
         keep_running,
+        outside_files,
     })
+}
+
+/// `- .envs/.production` (kept at the same path next to the config) or
+/// `- { path: .envs/.production, from: /etc/topobank/envs }`.
+fn outside_file(cx: &mut Cx, n: &Node, p: &str) -> Option<OutsideFile> {
+    let (path, from, span) = if let Node::Scalar(_) = n {
+        let path = nonempty(cx, n, p)?;
+        (path.clone(), path, *n.span())
+    } else {
+        let mut m = cx.map(n, p)?;
+        let path = m.req(cx, "path", "where the compose file expects it, relative to the project directory", nonempty);
+        let from = m.req(cx, "from", "where it is kept: relative to this file, or absolute", nonempty);
+        let span = *m.span();
+        m.finish(cx);
+        (path?, from?, span)
+    };
+    let rel = PathBuf::from(&path);
+    if rel.is_absolute() || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        cx.error(
+            &span,
+            p,
+            format!("`{path}` must be a path inside the project directory"),
+            Some("write it relative to the project directory, without `..` (e.g. `.envs/.production`)".into()),
+        );
+        return None;
+    }
+    Some(OutsideFile { path: rel, from: cx.resolve_path(&from) })
 }
 
 fn backoff(cx: &mut Cx, node: &Node, path: &str) -> Option<Backoff> {

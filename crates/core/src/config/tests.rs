@@ -504,7 +504,7 @@ fn bad_compose_sections_are_reported() {
                |
             12 |     web: { health: { tcp: "127.0.0.1:1" }, restart: always }
                |                                            ^
-               = hint: known keys here: crash_loop, health
+               = hint: known keys here: crash_loop, critical, health
 
             6 errors, 0 warnings
         "#]],
