@@ -68,14 +68,18 @@ pub fn read_regular_file(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
 /// unit; a secret file; the status token file) is not safe, as OpenSSH's StrictModes judges
 /// it: the file and every directory above it must be owned by root or the user caretaker runs
 /// as and not writable by group or others — except a directory with the sticky bit owned by
-/// root (/tmp). `None` when it is safe, or when it cannot be looked at (reading it then fails
-/// with its own message).
+/// root (/tmp). `None` when it is safe, or when it cannot be looked at or is no regular file
+/// (reading it then fails with its own message).
 pub fn insecure_file(path: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let real = std::fs::canonicalize(path).ok()?;
     let me = unsafe { libc::geteuid() };
     let owner_ok = |uid: u32| uid == 0 || uid == me;
     let meta = std::fs::metadata(&real).ok()?;
+    if !meta.is_file() {
+        // Not ours to judge: reading it fails with "not a regular file".
+        return None;
+    }
     if !owner_ok(meta.uid()) {
         return Some(format!("{} is owned by another user (uid {}), who could change it", real.display(), meta.uid()));
     }
