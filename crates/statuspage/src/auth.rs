@@ -500,7 +500,8 @@ mod tests {
     async fn failures_block_an_address_with_growing_backoff_but_not_others() {
         let h = hash_password("pw").unwrap();
         let auth = Arc::new(Auth::new([("admin".to_string(), h)].into(), Some("tok-0123".into())));
-        let attacker = Some("192.0.2.7".parse().unwrap());
+        let attacker_ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let attacker = Some(attacker_ip);
         for _ in 0..FREE_FAILURES {
             assert_eq!(auth.check(Some(&basic("admin", "guess")), None, attacker).await, Decision::Deny);
         }
@@ -515,7 +516,7 @@ mod tests {
         assert_eq!(auth.check(Some(&basic("admin", "pw")), None, HOME).await, Decision::Allow);
         // The same IPv6 /64 counts as one address.
         assert_eq!(address_key("2001:db8::1".parse().unwrap()), address_key("2001:db8::ffff:2".parse().unwrap()));
-        assert_eq!(address_key("::ffff:192.0.2.7".parse().unwrap()), attacker.unwrap());
+        assert_eq!(address_key("::ffff:192.0.2.7".parse().unwrap()), attacker_ip);
         // The backoff doubles.
         let mut l = Limiter::default();
         let ip: IpAddr = "192.0.2.8".parse().unwrap();

@@ -239,7 +239,7 @@ fn query_token_is_decoded() {
 async fn protect_puts_other_routes_behind_the_same_auth() {
     let dir = tempfile::tempdir().unwrap();
     let src = source(dir.path());
-    let metrics = Router::new().route("/metrics", get(|| async { "caretaker_up 1\n" }));
+    let metrics = Router::new().route("/metrics", axum::routing::get(|| async { "caretaker_up 1\n" }));
     let app = protect(metrics, &src);
     let (st, h, body) = get(&app, "/metrics", None).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
