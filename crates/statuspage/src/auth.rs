@@ -74,7 +74,8 @@ pub struct Auth {
     cache_key: [u8; 32],
     verified: Mutex<Vec<([u8; 32], Instant)>>,
     limiter: Mutex<Limiter>,
-    slots: tokio::sync::Semaphore,
+    /// Held by each running verification until it ends (also if its request is dropped).
+    slots: Arc<tokio::sync::Semaphore>,
     waiting: AtomicUsize,
     /// Work memory for argon2, one per slot, reused.
     memory: Mutex<Vec<Vec<Block>>>,
@@ -266,7 +267,7 @@ impl Limiter {
     }
 }
 
-/// Gives back a verification's work memory and the waiting count, also on cancellation.
+/// Gives back a place in the waiting queue, also when the request is dropped while waiting.
 struct Waiting<'a>(&'a AtomicUsize);
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
@@ -274,7 +275,8 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// Ends an address's attempt when the request is dropped half-way (client gone).
+/// Ends an address's attempt when the request is dropped half-way (client gone): counted as a
+/// failure, so hanging up early does not dodge the backoff.
 struct Attempt<'a> {
     auth: &'a Auth,
     ip: IpAddr,
@@ -284,9 +286,7 @@ impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         if !self.done {
             let mut l = self.auth.limiter.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(r) = l.by_address.get_mut(&self.ip) {
-                r.in_flight = r.in_flight.saturating_sub(1);
-            }
+            l.end(self.ip, false, Instant::now());
         }
     }
 }
@@ -305,7 +305,7 @@ impl Auth {
             cache_key,
             verified: Mutex::new(Vec::new()),
             limiter: Mutex::new(Limiter::default()),
-            slots: tokio::sync::Semaphore::new(VERIFY_SLOTS),
+            slots: Arc::new(tokio::sync::Semaphore::new(VERIFY_SLOTS)),
             waiting: AtomicUsize::new(0),
             memory: Mutex::new(Vec::new()),
         }
@@ -380,10 +380,13 @@ impl Auth {
             return None;
         }
         let waiting = Waiting(&self.waiting);
-        let permit = tokio::time::timeout(VERIFY_WAIT, self.slots.acquire()).await.ok()?.ok()?;
+        let permit = tokio::time::timeout(VERIFY_WAIT, self.slots.clone().acquire_owned()).await.ok()?.ok()?;
         drop(waiting);
         let this = self.clone();
+        // The permit moves into the verification: a request dropped while it runs (the client
+        // hung up) does not free its slot before the work and its memory are done.
         let ok = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let mut memory = this.memory.lock().unwrap_or_else(|p| p.into_inner()).pop().unwrap_or_default();
             let ok = match this.users.get(&user) {
                 Some(hash) => verify_in(&password, hash, &mut memory),
@@ -398,7 +401,6 @@ impl Auth {
         })
         .await
         .unwrap_or(false);
-        drop(permit);
         Some(ok)
     }
 
@@ -529,6 +531,29 @@ mod tests {
             l.fail(ip, t0);
         }
         assert_eq!(l.blocked(ip, t0), Some(MAX_BACKOFF));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_request_keeps_its_slot_until_the_verification_ends() {
+        let h = hash_password("pw").unwrap();
+        let auth = Arc::new(Auth::new([("admin".to_string(), h)].into(), None));
+        // Start many verifications from many addresses and drop each request at once, as a
+        // client that hangs up would: never more than VERIFY_SLOTS work memories exist.
+        for i in 0..40u8 {
+            let a = auth.clone();
+            let peer = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 2, 0, i)));
+            let t = tokio::spawn(async move { a.check(Some(&basic("admin", "wrong")), None, peer).await });
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            t.abort();
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while auth.slots.available_permits() < VERIFY_SLOTS && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(auth.memory.lock().unwrap().len() <= VERIFY_SLOTS);
+        // Hanging up counted as a failure: the address of a dropped attempt is on its way to
+        // a block like any other.
+        assert!(auth.limiter().by_address.values().all(|r| r.in_flight == 0));
     }
 
     #[tokio::test]
