@@ -38,9 +38,31 @@ pub fn app_env(
     Ok(vars.into_iter().collect())
 }
 
-/// The working directory of the app's processes: `app.working_dir`, else the config's directory.
+/// The working directory of the app's processes: `app.working_dir`, else the config's directory
+/// — as an absolute path, also for a config given without a directory part (`caretaker.yml`,
+/// whose parent is the empty path, which no process can run in).
 pub fn working_dir(app: &App, config_path: &Path) -> PathBuf {
-    app.working_dir
-        .clone()
-        .unwrap_or_else(|| config_path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")))
+    app.working_dir.clone().unwrap_or_else(|| config_dir(config_path))
+}
+
+/// The directory holding the config file, absolute when the current directory is known.
+pub fn config_dir(config_path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_path_buf());
+    match absolute.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_without_a_directory_part_runs_in_the_current_directory() {
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(config_dir(Path::new("caretaker.yml")), here);
+        assert_eq!(config_dir(Path::new("./caretaker.yml")), here);
+        assert_eq!(config_dir(Path::new("/etc/caretaker/caretaker.yml")), PathBuf::from("/etc/caretaker"));
+    }
 }

@@ -249,7 +249,12 @@ impl Surroundings {
             mode: mode_rx.clone(),
         };
         let http_addr = listeners.http.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        tokio::spawn(crate::web::serve_http(listeners.http, crate::web::router(&web)?, shutdown.clone()));
+        tokio::spawn(crate::web::serve_http(
+            listeners.http,
+            crate::web::router(&web)?,
+            crate::web::limits(&web),
+            shutdown.clone(),
+        ));
         tracing::info!("http listener on {http_addr} (GET /metrics)");
         if let (Some(listener), Some(fd)) = (listeners.front_door, &config.front_door) {
             let settings = caretaker_frontdoor::Settings::from_config(&config.app.name, fd);

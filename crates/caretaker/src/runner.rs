@@ -91,7 +91,8 @@ pub fn run_logged(
         }
     }
     drop(tx);
-    let deadline = Instant::now() + timeout;
+    // `None`: the timeout is beyond what the clock can represent, so it never comes.
+    let deadline = Instant::now().checked_add(timeout);
     let mut timed_out = false;
     loop {
         match rx.recv_timeout(Duration::from_millis(100)) {
@@ -110,7 +111,7 @@ pub fn run_logged(
             // Exited; drain what the readers still deliver below.
             break;
         }
-        if !timed_out && Instant::now() > deadline {
+        if !timed_out && deadline.is_some_and(|d| Instant::now() > d) {
             timed_out = true;
             job.log(&format!("timed out after {}s; stopping the command", timeout.as_secs()));
             stop_group(pid, Duration::from_secs(10), || matches!(child.try_wait(), Ok(Some(_))));
@@ -144,7 +145,7 @@ pub fn run_logged(
 /// an unreaped leader is a zombie that still counts as a group member.
 pub fn stop_group(pgid: i32, grace: Duration, mut reap_leader: impl FnMut() -> bool) {
     unsafe { libc::kill(-pgid, libc::SIGTERM) };
-    let until = Instant::now() + grace;
+    let until = Instant::now().checked_add(grace).unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
     while Instant::now() < until {
         // kill(-pgid, 0) fails with ESRCH when no process of the group is left.
         if reap_leader() && unsafe { libc::kill(-pgid, 0) } != 0 {

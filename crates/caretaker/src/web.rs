@@ -1,5 +1,5 @@
-//! The daemon's network side: its HTTP listener (`http.listen`: `/metrics`, and the status
-//! page once it is merged in [`extra_routes`]) and the front door (`front_door.listen`).
+//! The daemon's network side: its HTTP listener (`http.listen`: `/metrics` and the status
+//! page, merged in [`router`]) and the front door (`front_door.listen`).
 //!
 //! Both listeners are bound before any service starts, so a port in use stops the daemon at
 //! once with a message naming the address and its config key (exit code 6).
@@ -68,7 +68,8 @@ pub async fn bind(addr: &str, key: &str) -> Result<TcpListener> {
     })
 }
 
-/// The router of the daemon's HTTP listener: `/metrics` plus [`extra_routes`].
+/// The router of the daemon's HTTP listener: `/metrics` and the status page (`/status`,
+/// `/status/api`, `/status/jobs/{id}/log`; paths must not collide with `/metrics`).
 pub fn router(ctx: &WebContext) -> Result<Router> {
     let services = ctx.services.clone();
     let source = MetricsSource {
@@ -76,15 +77,19 @@ pub fn router(ctx: &WebContext) -> Result<Router> {
         store: Mutex::new(ctx.open_store()?),
         services: Box::new(move || Some(services.borrow().observations.clone())),
     };
-    Ok(caretaker_observe::http::router(Arc::new(source)).merge(extra_routes(ctx)?))
+    let metrics = caretaker_observe::http::router(Arc::new(source));
+    let status = status_source(ctx)?;
+    // `/metrics` is open unless `status.protect_metrics` puts it behind the page's auth.
+    let metrics = match ctx.config.status.as_ref().is_some_and(|s| s.protect_metrics) {
+        true => caretaker_statuspage::protect(metrics, &status),
+        false => metrics,
+    };
+    Ok(metrics.merge(caretaker_statuspage::router(status)))
 }
 
-/// **The place where the status page is mounted.** Routes returned here are merged into the
-/// daemon's HTTP listener next to `/metrics` (paths must not collide with `/metrics`). The
-/// status page crate plugs in here, e.g.
-/// `Ok(caretaker_statuspage::router(ctx.clone()))` or with its own settings built from
-/// `ctx.config`; it gets the live services and mode through `ctx`.
-pub fn extra_routes(ctx: &WebContext) -> Result<Router> {
+/// The status page's data source and credentials, shared by the page and (when protected)
+/// `/metrics`, so both count failed logins together.
+fn status_source(ctx: &WebContext) -> Result<Arc<caretaker_statuspage::StatusSource>> {
     // The status page (`/status`, `/status/api`, `/status/jobs/{id}/log`), fed with the
     // supervisor's live view; it refuses every request unless `status:` names users or a token.
     let token = caretaker_statuspage::read_token_file(&ctx.config).map_err(|e| {
@@ -106,17 +111,26 @@ pub fn extra_routes(ctx: &WebContext) -> Result<Router> {
                 services: services.borrow().statuses.clone(),
             })
         });
-    Ok(caretaker_statuspage::router(Arc::new(source)))
+    Ok(Arc::new(source))
+}
+
+/// The HTTP listener's limits from the config (`http.max_connections`, `http.header_timeout`).
+pub fn limits(ctx: &WebContext) -> caretaker_statuspage::listener::Limits {
+    caretaker_statuspage::listener::Limits::from_config(&ctx.config)
 }
 
 /// Serves the HTTP listener until `shutdown` is set.
-pub async fn serve_http(listener: TcpListener, router: Router, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve_http(
+    listener: TcpListener,
+    router: Router,
+    limits: caretaker_statuspage::listener::Limits,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let stop = async move {
         let _ = shutdown.wait_for(|s| *s).await;
     };
-    if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop).await {
-        tracing::error!("http listener failed: {e}");
-    }
+    // Bounded connections and header read time (`http.max_connections`, `http.header_timeout`).
+    caretaker_statuspage::listener::serve(listener, router, limits, stop).await;
 }
 
 /// Runs the front door on its own multi-threaded runtime in its own threads, so visitor

@@ -34,6 +34,12 @@ impl std::error::Error for DurationError {}
 const UNITS_HINT: &str = "units are ms, s, m, h, d, w (long forms like `min`, `hours`, `days` \
                           work too), e.g. `90s`, `15m`, `1h30m`, `3d`";
 
+/// The longest duration accepted: 100 years (of 365 days). Every duration in the config is
+/// added to clocks and deadlines at run time; this bound keeps each such sum far from any
+/// overflow (`Instant`, `SystemTime`, jiff timestamps up to year 9999), while no real setting
+/// comes near it.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 fn err(message: String, hint: impl Into<String>) -> DurationError {
     DurationError { message, hint: hint.into() }
 }
@@ -69,8 +75,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
             format!("durations cannot be negative; write `{}`", rest.trim()),
         ));
     }
-    let too_long =
-        || err(format!("duration \"{text}\" is too long"), "durations must be shorter than about 500 billion years");
+    let too_long = || err(format!("duration \"{text}\" is too long"), "durations can be at most 100 years (`36500d`)");
 
     let mut total: u128 = 0;
     let mut rest = text;
@@ -108,7 +113,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     }
 
     let secs = u64::try_from(total / 1_000_000_000).map_err(|_| too_long())?;
-    Ok(Duration::new(secs, (total % 1_000_000_000) as u32))
+    let d = Duration::new(secs, (total % 1_000_000_000) as u32);
+    if d > MAX_DURATION {
+        return Err(too_long());
+    }
+    Ok(d)
 }
 
 fn first_word(s: &str) -> &str {
@@ -237,11 +246,19 @@ mod tests {
             ),
             (
                 "99999999999999999999999999999999999999999w",
-                "duration \"99999999999999999999999999999999999999999w\" is too long (hint: durations must be shorter than about 500 billion years)",
+                "duration \"99999999999999999999999999999999999999999w\" is too long (hint: durations can be at most 100 years (`36500d`))",
             ),
             (
                 "40000000000000w",
-                "duration \"40000000000000w\" is too long (hint: durations must be shorter than about 500 billion years)",
+                "duration \"40000000000000w\" is too long (hint: durations can be at most 100 years (`36500d`))",
+            ),
+            (
+                "18446744073709551615s",
+                "duration \"18446744073709551615s\" is too long (hint: durations can be at most 100 years (`36500d`))",
+            ),
+            (
+                "36501d",
+                "duration \"36501d\" is too long (hint: durations can be at most 100 years (`36500d`))",
             ),
         ];
         for (text, want) in cases {
@@ -272,6 +289,7 @@ mod tests {
             assert_eq!(&text, want);
             assert_eq!(parse_duration(&text), Ok(*d), "round trip of {text}");
         }
-        assert_eq!(parse_duration(&format_duration(Duration::MAX)), Ok(Duration::MAX));
+        assert_eq!(parse_duration(&format_duration(MAX_DURATION)), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("36500d"), Ok(MAX_DURATION));
     }
 }

@@ -130,6 +130,9 @@ impl FrontDoor {
     }
 
     async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        if let Some(why) = host_problem(&req) {
+            return page(StatusCode::BAD_REQUEST, format!("bad request: {why}\n"), None);
+        }
         let mode = self.mode.borrow().clone();
         let retry = self.settings.retry_after.as_secs().max(1);
         match mode {
@@ -218,6 +221,17 @@ impl FrontDoor {
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed())
+    }
+}
+
+/// RFC 9112 §3.2: a server must answer 400 to an HTTP/1.1 request without `Host` and to any
+/// request with more than one: which one the app would read is anybody's guess, and a proxy
+/// that forwards both invites cache poisoning and routing confusion.
+fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
+    match req.headers().get_all(header::HOST).iter().count() {
+        0 if req.version() == hyper::Version::HTTP_11 => Some("an HTTP/1.1 request needs a Host header"),
+        0 | 1 => None,
+        _ => Some("more than one Host header"),
     }
 }
 

@@ -265,3 +265,25 @@ async fn app_down_slow_or_oversized_gets_a_clear_page() {
     let (status, _, _) = raw(door.addr, &chunked).await;
     assert_eq!(status, 413);
 }
+
+/// RFC 9112 §3.2: a request with more than one `Host`, or an HTTP/1.1 request without one, is
+/// answered 400 and never reaches the app.
+#[tokio::test]
+async fn duplicate_or_missing_host_is_a_bad_request() {
+    let door = front_door(upstream().await, Duration::from_secs(5), 1 << 20).await;
+    let (status, _, body) = raw(
+        door.addr,
+        "GET /echo HTTP/1.1\r\nHost: app.example.org\r\nHost: evil.example.org\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(!body.contains("bytes="), "forwarded to the app: {body}");
+    let (status, _, body) = raw(door.addr, "GET /echo HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(!body.contains("bytes="), "forwarded to the app: {body}");
+    // HTTP/1.0 does not require Host; one Host is fine.
+    let (status, _, body) = raw(door.addr, "GET /echo HTTP/1.0\r\n\r\n").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = raw(door.addr, &get("/echo")).await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -8,16 +8,19 @@
 //! - `GET /status/api` — the same data as JSON ([`StatusData`]);
 //! - `GET /status/jobs/{id}/log` — one job's log, plain text.
 //!
-//! The daemon merges [`router`] into its HTTP listener; `caretaker status-page --serve ADDR`
-//! serves it alone.
+//! The daemon merges [`router`] into its HTTP listener (and may put `/metrics` behind the
+//! same auth with [`protect`]); `caretaker status-page --serve ADDR` serves it alone. Both
+//! serve through [`listener::serve`], which bounds connections and header read time.
 
 pub mod auth;
 pub mod html;
+pub mod listener;
 pub mod svg;
 
 use auth::Auth;
-use axum::extract::{Path as UrlPath, Request, State};
-use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use auth::Decision;
+use axum::extract::{ConnectInfo, Path as UrlPath, Request, State};
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -33,7 +36,9 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use serde::Serialize;
 use std::io::{Read, Seek, SeekFrom};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// How many recent jobs the page lists.
 pub const RECENT_JOBS: usize = 25;
@@ -323,7 +328,7 @@ pub struct StatusSource {
     /// The supervisor's live report; `None` when there is no daemon (services show `unknown`).
     #[allow(clippy::type_complexity)]
     pub services: Box<dyn Fn() -> Option<StatusReport> + Send + Sync>,
-    pub auth: Auth,
+    pub auth: Arc<Auth>,
 }
 
 impl StatusSource {
@@ -331,7 +336,12 @@ impl StatusSource {
     /// `status.token_file` (read by the caller; see [`read_token_file`]).
     pub fn new(config: Config, store: Store, token: Option<String>) -> StatusSource {
         let users = config.status.as_ref().map(|s| s.users.clone()).unwrap_or_default();
-        StatusSource { auth: Auth::new(users, token), config, store: Mutex::new(store), services: Box::new(|| None) }
+        StatusSource {
+            auth: Arc::new(Auth::new(users, token)),
+            config,
+            store: Mutex::new(store),
+            services: Box::new(|| None),
+        }
     }
 
     /// Sets where live service status comes from (the daemon passes its supervisor's view).
@@ -375,14 +385,38 @@ impl StatusSource {
     }
 }
 
+/// The largest token file read.
+pub const MAX_TOKEN_FILE_BYTES: u64 = 4096;
+
 /// Reads the token file of the config's `status` section (trimmed); `Ok(None)` without one.
+/// The file must be a regular file of at most [`MAX_TOKEN_FILE_BYTES`] that other users can
+/// neither read nor write (`config check` also checks the directories above it).
 pub fn read_token_file(cfg: &Config) -> std::io::Result<Option<String>> {
-    match cfg.status.as_ref().and_then(|s| s.token_file.as_ref()) {
-        None => Ok(None),
-        Some(p) => std::fs::read_to_string(p)
-            .map(|t| Some(t.trim().to_string()))
-            .map_err(|e| std::io::Error::new(e.kind(), format!("status token file {}: {e}", p.display()))),
+    use std::io::{Error, ErrorKind};
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let Some(p) = cfg.status.as_ref().and_then(|s| s.token_file.as_ref()) else { return Ok(None) };
+    let fail = |kind: ErrorKind, why: String| Error::new(kind, format!("status token file {}: {why}", p.display()));
+    let meta = std::fs::metadata(p).map_err(|e| fail(e.kind(), e.to_string()))?;
+    if !meta.is_file() {
+        return Err(fail(ErrorKind::InvalidInput, "not a regular file".into()));
     }
+    if meta.mode() & 0o006 != 0 || meta.mode() & 0o020 != 0 {
+        return Err(fail(
+            ErrorKind::PermissionDenied,
+            format!("other users may read or write it (mode {:04o})", meta.mode() & 0o7777),
+        ));
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(p)
+        .map_err(|e| fail(e.kind(), e.to_string()))?;
+    let mut text = String::new();
+    f.take(MAX_TOKEN_FILE_BYTES + 1).read_to_string(&mut text).map_err(|e| fail(e.kind(), e.to_string()))?;
+    if text.len() as u64 > MAX_TOKEN_FILE_BYTES {
+        return Err(fail(ErrorKind::InvalidData, format!("larger than {MAX_TOKEN_FILE_BYTES} bytes")));
+    }
+    Ok(Some(text.trim().to_string()))
 }
 
 /// The `token` query parameter, if any.
@@ -412,18 +446,53 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn require_auth(State(source): State<Arc<StatusSource>>, req: Request, next: Next) -> Response {
+/// The answer to a request that [`auth::Auth::check`] did not let in.
+fn refusal(decision: Decision) -> Option<Response> {
+    let retry = |d: Duration| HeaderValue::from(d.as_secs_f64().ceil().max(1.0) as u64);
+    Some(match decision {
+        Decision::Allow => return None,
+        Decision::Deny => {
+            let mut r = (StatusCode::UNAUTHORIZED, "caretaker status page: credentials required\n").into_response();
+            r.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"caretaker status\", charset=\"UTF-8\""),
+            );
+            r
+        }
+        Decision::Throttled(wait) => {
+            let mut r = (
+                StatusCode::TOO_MANY_REQUESTS,
+                "caretaker status page: too many failed logins from your address; wait and try again\n",
+            )
+                .into_response();
+            r.headers_mut().insert(RETRY_AFTER, retry(wait));
+            r
+        }
+        Decision::Busy => {
+            let mut r =
+                (StatusCode::SERVICE_UNAVAILABLE, "caretaker status page: too many logins at once; try again\n")
+                    .into_response();
+            r.headers_mut().insert(RETRY_AFTER, retry(Duration::from_secs(1)));
+            r
+        }
+    })
+}
+
+/// Asks `auth` about a request; the peer address comes from the listener ([`listener::serve`]
+/// or axum's `ConnectInfo`). Not `async`: the future must not borrow the request (its body
+/// is not `Sync`), so what it needs is copied out first.
+fn decide(auth: &Arc<Auth>, req: &Request) -> impl std::future::Future<Output = Decision> + Send + 'static {
     let header = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
     let token = query_token(req.uri().query());
-    let s = source.clone();
-    // argon2 verification is deliberately slow: keep it off the async workers.
-    let ok =
-        tokio::task::spawn_blocking(move || s.auth.allows(header.as_deref(), token.as_deref())).await.unwrap_or(false);
-    if !ok {
-        let mut r = (StatusCode::UNAUTHORIZED, "caretaker status page: credentials required\n").into_response();
-        r.headers_mut()
-            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"caretaker status\", charset=\"UTF-8\""));
-        return r;
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let auth = auth.clone();
+    async move { auth.check(header.as_deref(), token.as_deref(), peer).await }
+}
+
+async fn require_auth(State(source): State<Arc<StatusSource>>, req: Request, next: Next) -> Response {
+    let decision = decide(&source.auth, &req);
+    if let Some(refused) = refusal(decision.await) {
+        return refused;
     }
     let mut r = next.run(req).await;
     let h = r.headers_mut();
@@ -437,6 +506,19 @@ async fn require_auth(State(source): State<Arc<StatusSource>>, req: Request, nex
         ),
     );
     r
+}
+
+async fn require_auth_only(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> Response {
+    match refusal(decide(&auth, &req).await) {
+        Some(refused) => refused,
+        None => next.run(req).await,
+    }
+}
+
+/// Puts every route of `router` (e.g. `/metrics`) behind the same credentials and limits as
+/// the status page (`status.protect_metrics`).
+pub fn protect(router: Router, source: &StatusSource) -> Router {
+    router.route_layer(axum::middleware::from_fn_with_state(source.auth.clone(), require_auth_only))
 }
 
 fn internal(e: impl std::fmt::Display) -> Response {
@@ -495,13 +577,16 @@ pub fn router(source: Arc<StatusSource>) -> Router {
         .with_state(source)
 }
 
-/// Serves the router on `listener` until `shutdown` completes.
+/// Serves the router on `listener` until `shutdown` completes, with the config's
+/// `http.max_connections` and `http.header_timeout`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     source: Arc<StatusSource>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(source)).with_graceful_shutdown(shutdown).await
+    let limits = listener::Limits::from_config(&source.config);
+    listener::serve(listener, router(source), limits, shutdown).await;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -169,21 +169,33 @@ fn basic(user: &str, pass: &str) -> String {
 async fn routes_require_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let app = router(source(dir.path()));
-    for uri in ["/status", "/status/api", "/status/jobs/1/log"] {
-        let (st, h, body) = get(&app, uri, None).await;
-        assert_eq!(st, StatusCode::UNAUTHORIZED, "{uri}");
-        assert!(h[WWW_AUTHENTICATE].to_str().unwrap().starts_with("Basic realm="), "{uri}");
-        assert!(!body.contains("shop"));
-        let (st, _, _) = get(&app, uri, Some(basic("admin", "wrong"))).await;
-        assert_eq!(st, StatusCode::UNAUTHORIZED, "{uri}");
-        let (st, _, _) = get(&app, uri, Some("Bearer nope".into())).await;
-        assert_eq!(st, StatusCode::UNAUTHORIZED, "{uri}");
-    }
     let (st, h, body) = get(&app, "/status", Some(basic("admin", "secret pw"))).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(h[CONTENT_TYPE], "text/html; charset=utf-8");
     assert_eq!(h[CACHE_CONTROL], "no-store");
     assert!(body.contains("id=\"jobs\""));
+
+    let mut failures = 0;
+    for uri in ["/status", "/status/api", "/status/jobs/1/log"] {
+        let (st, h, body) = get(&app, uri, None).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{uri}");
+        assert!(h[WWW_AUTHENTICATE].to_str().unwrap().starts_with("Basic realm="), "{uri}");
+        assert!(!body.contains("shop"));
+        for wrong in [basic("admin", "wrong"), "Bearer nope".into()] {
+            let (st, h, _) = get(&app, uri, Some(wrong)).await;
+            failures += 1;
+            if failures <= auth::FREE_FAILURES {
+                assert_eq!(st, StatusCode::UNAUTHORIZED, "{uri}");
+            } else {
+                // Too many failures from one address: slowed down, no verification.
+                assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{uri}");
+                assert!(h[RETRY_AFTER].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+            }
+        }
+    }
+    // Remembered credentials and the token still get in from the blocked address.
+    let (st, _, _) = get(&app, "/status", Some(basic("admin", "secret pw"))).await;
+    assert_eq!(st, StatusCode::OK);
 
     let (st, h, body) = get(&app, "/status/api", Some("Bearer tok-1".into())).await;
     assert_eq!(st, StatusCode::OK);
@@ -221,4 +233,21 @@ fn query_token_is_decoded() {
     assert_eq!(query_token(Some("token=%zz%4")), Some("%zz%4".into()));
     assert_eq!(query_token(None), None);
     assert_eq!(percent_encode("a&b c"), "a%26b%20c");
+}
+
+#[tokio::test]
+async fn protect_puts_other_routes_behind_the_same_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path());
+    let metrics = Router::new().route("/metrics", axum::routing::get(|| async { "caretaker_up 1\n" }));
+    let app = protect(metrics, &src);
+    let (st, h, body) = get(&app, "/metrics", None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert!(h.contains_key(WWW_AUTHENTICATE));
+    assert!(!body.contains("caretaker_up"));
+    let (st, _, body) = get(&app, "/metrics", Some("Bearer tok-1".into())).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(body.contains("caretaker_up 1"));
+    let (st, _, _) = get(&app, "/metrics", Some(basic("admin", "secret pw"))).await;
+    assert_eq!(st, StatusCode::OK);
 }

@@ -145,3 +145,188 @@ fn version_names_the_commit() {
     assert!(v.starts_with(&format!("caretaker {}", env!("CARGO_PKG_VERSION"))), "{v}");
     assert!(v.contains("(commit "), "{v}");
 }
+
+// ---- hardening (issue #16) --------------------------------------------------------------------
+
+fn chmod(p: &std::path::Path, mode: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Issue #16.4: the config names commands the daemon runs (as root under the generated unit),
+/// so a config, secret file or token file that other users could change is refused, as
+/// OpenSSH refuses such files; a token file other users could read is refused too.
+#[test]
+fn files_other_users_could_change_are_refused() {
+    let s = Scratch::new();
+    let ct = s.write_config("version: 1\napp:\n  name: x\n");
+    ct.expect(&["config", "check"], 0);
+    for (mode, who) in [(0o620, "its group"), (0o602, "every user")] {
+        chmod(&s.config(), mode);
+        let out = ct.run(&["config", "check"]);
+        assert_eq!(out.status.code(), Some(3), "{mode:o}: {}", stderr_of(&out));
+        assert!(stderr_of(&out).contains(&format!("is writable by {who}")), "{}", stderr_of(&out));
+        // Every command that loads the config refuses it, the daemon included.
+        assert_eq!(ct.run(&["jobs"]).status.code(), Some(3));
+    }
+    chmod(&s.config(), 0o600);
+    // A directory above it that others may write: refused, unless sticky and owned by root
+    // (like /tmp, which holds every scratch directory of these tests).
+    chmod(s.path(), 0o777);
+    let out = ct.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("it is in directory") && stderr_of(&out).contains("writable by every user"),
+        "{}",
+        stderr_of(&out)
+    );
+    chmod(s.path(), 0o1777);
+    let sticky_ok = unsafe { libc::geteuid() } == 0;
+    assert_eq!(ct.run(&["config", "check"]).status.code(), Some(if sticky_ok { 0 } else { 3 }));
+    chmod(s.path(), 0o700);
+    ct.expect(&["config", "check"], 0);
+
+    // A secret file writable by others.
+    let key = s.write("backup.key", "correct horse battery staple\n", 0o660);
+    let ct = s.write_config(&format!(
+        "version: 1\napp:\n  name: x\nfiles: [\"{d}\"]\nbackup:\n  repository: \"{d}/repo\"\n  password_file: \"{k}\"\n",
+        d = s.path().display(),
+        k = key.display()
+    ));
+    let out = ct.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("backup.key is writable by its group"), "{}", stderr_of(&out));
+    chmod(&key, 0o600);
+    ct.expect(&["config", "check"], 0);
+
+    // The status token file: not writable by others, not readable by everyone.
+    let token = s.write("status.token", "tok-0123456789abcdef\n", 0o644);
+    let ct = s.write_config(&format!("version: 1\napp:\n  name: x\nstatus:\n  token_file: \"{}\"\n", token.display()));
+    let out = ct.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("readable by every user"), "{}", stderr_of(&out));
+    chmod(&token, 0o622);
+    let out = ct.run(&["config", "check"]);
+    assert!(stderr_of(&out).contains("status.token is writable by every user"), "{}", stderr_of(&out));
+    chmod(&token, 0o600);
+    ct.expect(&["config", "check"], 0);
+}
+
+/// Issue #16.9: only regular files of bounded size are read: `/dev/zero` does not grow
+/// memory without end, a FIFO does not hang.
+#[test]
+fn config_and_secret_files_must_be_regular_and_small() {
+    let s = Scratch::new();
+    let fifo = s.path().join("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    chmod(&fifo, 0o600);
+    let big = s.write("big.yml", &format!("version: 1\napp:\n  name: x\n#{}\n", "x".repeat(2 << 20)), 0o600);
+    let run = |args: &[&str]| {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = caretaker_testkit::wait_until(std::time::Duration::from_secs(30), "caretaker to finish", || {
+            child.try_wait().unwrap()
+        });
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        (status.code(), err)
+    };
+    for (config, why) in [
+        ("/dev/zero".to_string(), "not a regular file"),
+        (fifo.display().to_string(), "not a regular file"),
+        (big.display().to_string(), "larger than 1048576 bytes"),
+    ] {
+        let (code, err) = run(&["--config", &config, "config", "check"]);
+        assert_eq!(code, Some(3), "{config}: {err}");
+        assert!(err.contains(why), "{config}: {err}");
+    }
+    for secret in ["/dev/zero".to_string(), fifo.display().to_string()] {
+        let cfg = s.write(
+            "caretaker.yml",
+            &format!(
+                "version: 1\napp:\n  name: x\nfiles: [\"{d}\"]\nbackup:\n  repository: \"{d}/repo\"\n  password_file: \"{secret}\"\n",
+                d = s.path().display()
+            ),
+            0o600,
+        );
+        let (code, err) = run(&["--config", &cfg.display().to_string(), "config", "check"]);
+        assert_eq!(code, Some(3), "{secret}: {err}");
+        assert!(err.contains("cannot read secret file") && err.contains("not a regular file"), "{secret}: {err}");
+    }
+}
+
+/// Issue #16.7: with the config in the current directory and no `--config` (the default
+/// `./caretaker.yml`), app commands run in that directory (it resolved to the empty path).
+#[test]
+fn commands_run_in_the_directory_of_a_config_given_without_one() {
+    let s = Scratch::new();
+    s.write(
+        "caretaker.yml",
+        "version: 1\napp:\n  name: x\njobs:\n  here: { command: \"pwd > here.txt\", schedule: daily }\n",
+        0o600,
+    );
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .current_dir(s.path())
+            .arg("--state-dir")
+            .arg(s.path().join("state"))
+            .args(args)
+            .env_remove("CARETAKER_CONFIG")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr_of(&out));
+    };
+    run(&["jobs", "run", "here"]);
+    let here = std::fs::read_to_string(s.path().join("here.txt")).unwrap();
+    assert_eq!(std::path::Path::new(here.trim()).canonicalize().unwrap(), s.path().canonicalize().unwrap());
+    run(&["exec", "--", "/usr/bin/true"]);
+    run(&["--config", "caretaker.yml", "exec", "--", "/usr/bin/true"]);
+}
+
+/// Issue #16.13: input that used to pass `config check` and fail later gets an error with a
+/// location from the binary too: non-UTF-8 text and a second YAML document.
+#[test]
+fn non_utf8_and_second_documents_are_refused_with_a_location() {
+    let s = Scratch::new();
+    std::fs::write(s.config(), b"version: 1\napp:\n  name: caf\xe9\n").unwrap();
+    chmod(&s.config(), 0o600);
+    let out = s.caretaker().run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr_of(&out).contains("caretaker.yml:3:12") && stderr_of(&out).contains("not valid UTF-8"),
+        "{}",
+        stderr_of(&out)
+    );
+    let ct = s.write_config("version: 1\napp:\n  name: x\n---\nversion: 1\napp:\n  name: y\n");
+    let out = ct.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr_of(&out).contains("caretaker.yml:4:1") && stderr_of(&out).contains("second YAML document"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+/// Issue #15: "every problem at once": an unknown key does not hide value errors elsewhere.
+#[test]
+fn unknown_keys_and_value_errors_are_reported_in_one_run() {
+    let s = Scratch::new();
+    let ct = s.write_config(
+        "version: 1\napp:\n  name: x\n  nmae: y\nchecks:\n  home: { timeout: 5s }\nalerts:\n  notify: [ { emial: ops@example.org } ]\njobs:\n  j: { command: x, schedule: daily, timeout: 99999999999s }\n",
+    );
+    let out = ct.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = stderr_of(&out);
+    for want in [
+        "unknown key `nmae`",
+        "`checks.home` needs exactly one probe",
+        "unknown key `emial`",
+        "is too long",
+        "4 errors",
+    ] {
+        assert!(err.contains(want), "{want} missing in:\n{err}");
+    }
+}

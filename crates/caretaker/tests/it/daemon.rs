@@ -115,6 +115,8 @@ fn daemon_serves_the_status_page_with_live_services_behind_auth() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("status.token");
     std::fs::write(&token_file, "a-long-random-status-token\n").unwrap();
+    // Other users must not read it (a world-readable token file is refused).
+    std::fs::set_permissions(&token_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let app = App::new(
         "  idle: \"exec sleep 3174\"",
         &format!("http: {{ listen: \"127.0.0.1:{port}\" }}\nstatus: {{ token_file: \"{}\" }}", token_file.display()),

@@ -96,3 +96,34 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Issue #16.3: diagnostics quote the offending line of the config; secret values on it are
+/// masked — also under a misspelled key, a secret given twice, and the password inside a URL
+/// on a line with another problem — in every command that loads the config.
+#[test]
+fn no_secret_in_config_diagnostics() {
+    let cases = [
+        format!("version: 1\napp: {{ name: a }}\nfiles: [/srv]\nbackup:\n  repository: /b\n  pasword: \"{INLINE}\"\n"),
+        format!("version: 1\napp: {{ name: a }}\nfiles: [/srv]\nbackup:\n  repository: /b\n  password: \"{INLINE}\"\n  password_env: SECRETIVE_TOKEN\n"),
+        format!("version: 1\napp: {{ name: a }}\ndatabase: {{ kind: postgrs, url: \"postgres://app:{DB_PASSWORD}@127.0.0.1/app\" }}\n"),
+        format!("version: 1\napp:\n  name: a\n  env:\n    API_TOKEN: {{ secret: \"{INLINE}\", secrt: \"{FROM_ENV}\" }}\n"),
+        format!("version: 1\napp: {{ name: a }}\nfiles: [/srv]\nbackup:\n  repository: /b\n  password: \"{INLINE}\"\n  password: \"{FROM_FILE}\"\n"),
+    ];
+    for text in cases {
+        let s = Scratch::new();
+        let ct = s.write_config(&text);
+        for args in
+            [&["config", "check"][..], &["config", "check", "--json"], &["config", "show"], &["jobs"], &["daemon"]]
+        {
+            let out = ct.command(args).env("SECRETIVE_TOKEN", FROM_ENV).output().unwrap();
+            let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert_eq!(out.status.code(), Some(3), "{args:?}: {shown}");
+            for secret in [INLINE, FROM_FILE, FROM_ENV, DB_PASSWORD] {
+                assert!(!shown.contains(secret), "caretaker {args:?} showed a secret:\n{shown}");
+            }
+            if args == ["config", "check"] {
+                assert!(shown.contains("***"), "the line is quoted, masked:\n{shown}");
+            }
+        }
+    }
+}

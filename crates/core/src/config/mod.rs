@@ -12,7 +12,7 @@ mod reader;
 mod secret;
 pub mod template;
 
-pub use diagnostic::{suggest, Diagnostic, Diagnostics, Location, Severity};
+pub use diagnostic::{is_secret_key, mask_secrets, suggest, Diagnostic, Diagnostics, Location, Severity};
 pub use model::*;
 pub use parse::{alerts_defaults, release_pointer_problems, DEFAULT_HTTP_LISTEN};
 pub use secret::{NoSecrets, Redactor, Secret, SecretOrigin, SecretSource};
@@ -37,6 +37,16 @@ pub fn load(text: &str, file: &Path, file_mode: Option<u32>, source: &dyn Secret
     let mut cx =
         Cx { file: file.display().to_string(), base_dir, source, diagnostics: Diagnostics::default(), anchor: None };
     let opts = marked_yaml::LoaderOptions::default().error_on_duplicate_keys(true);
+    if let Some(line) = second_document(text) {
+        cx.diagnostics.0.push(Diagnostic {
+            severity: Severity::Error,
+            file: cx.file.clone(),
+            location: Some(Location { line, column: 1 }),
+            path: String::new(),
+            message: "a second YAML document starts here; caretaker reads one document per config file".into(),
+            hint: Some("remove the `---` line and merge the two parts, or split them into two config files".into()),
+        });
+    }
     let root = match marked_yaml::parse_yaml_with_options(0, text, opts) {
         Ok(root) => root,
         Err(e) => {
@@ -89,6 +99,62 @@ pub fn load(text: &str, file: &Path, file_mode: Option<u32>, source: &dyn Secret
             Err(cx.diagnostics)
         }
     }
+}
+
+/// The largest config file read: far beyond any real one, small enough that a mistaken
+/// `--config /dev/zero` or a huge file cannot exhaust memory.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The config file's bytes as text; invalid UTF-8 is an error at the line and column of the
+/// first bad byte.
+pub fn decode<'a>(bytes: &'a [u8], file: &Path) -> Result<&'a str, Diagnostics> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Ok(text),
+        Err(e) => {
+            let valid = &bytes[..e.valid_up_to()];
+            let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+            let column = String::from_utf8_lossy(&valid[line_start..]).chars().count() + 1;
+            Err(Diagnostics(vec![Diagnostic {
+                severity: Severity::Error,
+                file: file.display().to_string(),
+                location: Some(Location { line, column }),
+                path: String::new(),
+                message: format!("the config file is not valid UTF-8 (byte 0x{:02x} here)", bytes[e.valid_up_to()]),
+                hint: Some("save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)".into()),
+            }]))
+        }
+    }
+}
+
+/// The line (1-based) where a second YAML document starts: a `---` after content, or content
+/// after a `...` end marker. Document markers stand at the start of a line, so an indented
+/// `---` inside a block scalar is not one.
+fn second_document(text: &str) -> Option<usize> {
+    let mut content = false;
+    let mut ended = false;
+    for (i, line) in text.lines().enumerate() {
+        let is_marker = |m: &str| line == m || line.strip_prefix(m).is_some_and(|r| r.starts_with([' ', '\t']));
+        if is_marker("---") {
+            if content || ended {
+                return Some(i + 1);
+            }
+            continue;
+        }
+        if is_marker("...") {
+            ended = true;
+            continue;
+        }
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') || (!content && t.starts_with('%')) {
+            continue;
+        }
+        if ended {
+            return Some(i + 1);
+        }
+        content = true;
+    }
+    None
 }
 
 /// Downgrades the world-readable error to a warning (the operator's explicit choice).

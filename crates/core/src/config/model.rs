@@ -632,6 +632,12 @@ pub struct Maintenance {
 pub struct Http {
     /// `host:port`; loopback by default, so metrics are not exposed by accident.
     pub listen: String,
+    /// Connections served at once; more wait in the kernel's accept queue (no memory here).
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers before it is disconnected
+    /// (slowloris), also while an idle keep-alive connection waits for its next request.
+    #[serde(serialize_with = "ser_duration")]
+    pub header_timeout: Duration,
 }
 
 /// The status page's credentials. Passwords are stored only as argon2 PHC strings
@@ -642,6 +648,8 @@ pub struct StatusPage {
     pub users: BTreeMap<String, String>,
     /// A file holding a bearer token (`Authorization: Bearer ...` or `?token=`).
     pub token_file: Option<PathBuf>,
+    /// `/metrics` asks for the same credentials as the page (it is open by default).
+    pub protect_metrics: bool,
 }
 
 /// A custom deployment check: a probe that must succeed.

@@ -221,9 +221,10 @@ fn env(cx: &mut Cx, node: &Node, path: &str) -> Option<BTreeMap<String, EnvValue
         }
         let value = match v {
             Node::Mapping(_) => {
+                let before = cx.error_count();
                 let mut m = cx.map(v, p)?;
                 let s = m.secret(cx, "secret", "secret_file", "secret_env");
-                if s.is_none() && !cx.diagnostics.has_errors() {
+                if s.is_none() && cx.error_count() == before {
                     cx.error(
                         v.span(),
                         p,
@@ -561,6 +562,8 @@ fn crash_loop(cx: &mut Cx, node: &Node, path: &str) -> Option<CrashLoop> {
 /// `expect_status` / `expect_body`), `tcp` or `command`. Reads them from `m`; the caller
 /// finishes `m` and then calls [`ProbeKeys::into_probe`].
 struct ProbeKeys {
+    /// Errors recorded before the keys were read (see [`Cx::error_count`]).
+    errors_before: usize,
     http: Option<String>,
     tcp: Option<String>,
     command: Option<Command>,
@@ -571,6 +574,7 @@ struct ProbeKeys {
 impl ProbeKeys {
     fn read(cx: &mut Cx, m: &mut reader::Map) -> ProbeKeys {
         ProbeKeys {
+            errors_before: cx.error_count(),
             http: m.opt(cx, "http", |cx, n, p| {
                 let url = nonempty(cx, n, p)?;
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -591,7 +595,7 @@ impl ProbeKeys {
         let kinds = [self.http.is_some(), self.tcp.is_some(), self.command.is_some()].iter().filter(|b| **b).count();
         if kinds != 1 {
             // None given may be the echo of an invalid value already reported.
-            if !cx.diagnostics.has_errors() || kinds > 1 {
+            if cx.error_count() == self.errors_before || kinds > 1 {
                 cx.error(
                     span,
                     path,
@@ -667,7 +671,9 @@ fn database(cx: &mut Cx, node: &Node, path: &str) -> Option<Database> {
         )
     });
     let url = m.secret(cx, "url", "url_file", "url_env");
+    let url_span = m.first_key_span(&["url", "url_file", "url_env"]);
     let admin_url = m.secret(cx, "admin_url", "admin_url_file", "admin_url_env");
+    let admin_url_span = m.first_key_span(&["admin_url", "admin_url_file", "admin_url_env"]);
     let path_ = m.opt(cx, "path", |cx, n, p| nonempty(cx, n, p).map(|s| cx.resolve_path(&s)));
     let min_rows = m
         .opt(cx, "min_rows", |cx, n, p| {
@@ -733,6 +739,14 @@ fn database(cx: &mut Cx, node: &Node, path: &str) -> Option<Database> {
             }
         }
     }
+    if kind != DbKind::Sqlite {
+        for (secret, key_span, key) in [(&url, url_span, "url"), (&admin_url, admin_url_span, "admin_url")] {
+            let (Some(secret), Some(key_span)) = (secret, key_span) else { continue };
+            if let Some((message, hint)) = db_url_problem(secret.expose(), kind) {
+                cx.error(&key_span, &format!("{path}.{key}"), format!("the database {key}: {message}"), Some(hint));
+            }
+        }
+    }
     if admin_url.is_some() && kind != DbKind::Postgres {
         cx.error(
             &span,
@@ -742,6 +756,69 @@ fn database(cx: &mut Cx, node: &Node, path: &str) -> Option<Database> {
         );
     }
     Some(Database { kind, url, admin_url, path: path_, min_rows, compose_service })
+}
+
+/// What is wrong with a PostgreSQL or MariaDB connection URL, the way the database adapters
+/// read it (`caretaker_db::url`): a bad port, a bad `%XX`, an unclosed `[`, or a TLS mode the
+/// PostgreSQL client cannot do. The message never repeats the URL (it holds a password).
+fn db_url_problem(url: &str, kind: DbKind) -> Option<(String, String)> {
+    let form = "the form is scheme://user:password@host:port/database; write special characters in the password as %XX (e.g. %40 for @)";
+    let bad = |why: &str| Some((why.to_string(), form.to_string()));
+    let Some((_, rest)) = url.split_once("://") else { return bad("it is not a URL (scheme://host/database)") };
+    let (rest, query) = rest.split_once('?').map_or((rest, None), |(r, q)| (r, Some(q)));
+    let authority = rest.split_once('/').map_or(rest, |(a, _)| a);
+    let (userinfo, hostport) = authority.rsplit_once('@').map_or((None, authority), |(u, h)| (Some(u), h));
+    let percent_ok = |s: &str| {
+        let b = s.as_bytes();
+        let mut decoded = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' {
+                match b
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(v) => decoded.push(v),
+                    None => return false,
+                }
+                i += 3;
+            } else {
+                decoded.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(decoded).is_ok()
+    };
+    if !percent_ok(rest) || !query.is_none_or(percent_ok) || !userinfo.is_none_or(percent_ok) {
+        return bad("it holds an invalid percent-encoding (a % not followed by two hex digits)");
+    }
+    let port_ok = |p: &str| p.parse::<u16>().is_ok_and(|p| p > 0);
+    if let Some(h) = hostport.strip_prefix('[') {
+        let Some((_, after)) = h.split_once(']') else { return bad("the host has an unclosed [") };
+        if let Some(p) = after.strip_prefix(':') {
+            if !port_ok(p) {
+                return bad("the port is not a number from 1 to 65535");
+            }
+        } else if !after.is_empty() {
+            return bad("unexpected text after ] in the host");
+        }
+    } else if let Some((_, p)) = hostport.rsplit_once(':') {
+        if !port_ok(p) {
+            return bad("the port is not a number from 1 to 65535");
+        }
+    }
+    if kind == DbKind::Postgres {
+        let sslmode = query.unwrap_or("").split('&').find_map(|kv| kv.strip_prefix("sslmode="));
+        if let Some(mode) = sslmode.filter(|m| !matches!(*m, "disable" | "allow" | "prefer")) {
+            return Some((
+                format!("sslmode={mode} needs TLS, which caretaker's PostgreSQL client does not support yet"),
+                "connect over a Unix socket, the loopback interface or a private network with sslmode=disable (or prefer)"
+                    .to_string(),
+            ));
+        }
+    }
+    None
 }
 
 fn file_tree(cx: &mut Cx, node: &Node, path: &str) -> Option<FileTree> {
@@ -1052,6 +1129,7 @@ fn alerts(cx: &mut Cx, node: &Node, path: &str) -> Option<Alerts> {
 }
 
 fn notifier(cx: &mut Cx, node: &Node, path: &str) -> Option<Notifier> {
+    let before = cx.error_count();
     let mut m = cx.map(node, path)?;
     let email = m.opt(cx, "email", |cx, n, p| {
         let addr = nonempty(cx, n, p)?;
@@ -1083,7 +1161,7 @@ fn notifier(cx: &mut Cx, node: &Node, path: &str) -> Option<Notifier> {
             }
             Some(Notifier::Webhook { url })
         }
-        (None, None, None) if cx.diagnostics.has_errors() => None,
+        (None, None, None) if cx.error_count() > before => None,
         _ => {
             cx.error(
                 &span,
@@ -1344,6 +1422,7 @@ pub fn cross_checks(cx: &mut Cx, cfg: &Config, root: &Node) {
             );
         }
     }
+    random_delay_fits(cx, cfg, root);
     if let Some(b) = &cfg.backup {
         if matches!(b.password.origin(), SecretOrigin::Inline) && b.password.expose().len() < 12 {
             cx.warning(
@@ -1356,18 +1435,102 @@ pub fn cross_checks(cx: &mut Cx, cfg: &Config, root: &Node) {
     }
 }
 
+/// `scheduler.random_delay` must be shorter than the time between two runs of every configured
+/// schedule (the built-in hourly check aside): a run delayed past its next slot runs less often
+/// than written, and a delay of years never runs at all.
+fn random_delay_fits(cx: &mut Cx, cfg: &Config, root: &Node) {
+    let delay = cfg.scheduler.random_delay;
+    if delay.is_zero() {
+        return;
+    }
+    let tz = cfg.timezone.as_deref().and_then(|z| jiff::tz::TimeZone::get(z).ok()).unwrap_or(jiff::tz::TimeZone::UTC);
+    // Gaps over a year's worth of slots from a fixed start, so the answer does not depend on
+    // when `config check` runs.
+    let start: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().expect("a valid timestamp");
+    let mut shortest: Option<(Duration, String)> = None;
+    for task in crate::scheduler::tasks_from_config(cfg) {
+        if task.name == "check" {
+            continue;
+        }
+        let mut t = start;
+        for _ in 0..400 {
+            let Some(next) = task.schedule.next_after(t, &tz) else { break };
+            if t != start {
+                let gap = Duration::try_from(next.duration_since(t)).unwrap_or(Duration::ZERO);
+                if shortest.as_ref().is_none_or(|(g, _)| gap < *g) {
+                    shortest = Some((gap, task.name.clone()));
+                }
+            }
+            if next.duration_since(start).as_secs() > 366 * 86_400 {
+                break;
+            }
+            t = next;
+        }
+    }
+    let Some((gap, task)) = shortest else { return };
+    if delay >= gap {
+        let span = match root {
+            Node::Mapping(m) => m
+                .iter()
+                .find(|(k, _)| k.as_str() == "scheduler")
+                .map(|(k, v)| match v {
+                    Node::Mapping(s) => {
+                        s.iter().find(|(k, _)| k.as_str() == "random_delay").map_or(*k.span(), |(k, _)| *k.span())
+                    }
+                    _ => *k.span(),
+                })
+                .unwrap_or(*root.span()),
+            _ => *root.span(),
+        };
+        let fmt = crate::duration::format_duration;
+        cx.error(
+            &span,
+            "scheduler.random_delay",
+            format!(
+                "`scheduler.random_delay` ({}) is not shorter than the time between two runs of the `{task}` task ({}): runs would be pushed past their next slot",
+                fmt(delay),
+                fmt(gap)
+            ),
+            Some(format!("use a delay shorter than {}, e.g. a few minutes", fmt(gap))),
+        );
+    }
+}
+
 /// Port 9720: next to node_exporter's 9100 range, unassigned in Prometheus' port list.
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9720";
 
+/// Connections the daemon's HTTP listener serves at once: a browser or two, a Prometheus,
+/// with room to spare; each costs a few KiB.
+pub const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 128;
+/// Time to send a request's headers to the daemon's HTTP listener.
+pub const DEFAULT_HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn http_defaults() -> Http {
-    Http { listen: DEFAULT_HTTP_LISTEN.to_string() }
+    Http {
+        listen: DEFAULT_HTTP_LISTEN.to_string(),
+        max_connections: DEFAULT_HTTP_MAX_CONNECTIONS,
+        header_timeout: DEFAULT_HTTP_HEADER_TIMEOUT,
+    }
 }
 
 fn http(cx: &mut Cx, node: &Node, path: &str) -> Option<Http> {
     let mut m = cx.map(node, path)?;
     let listen = m.opt(cx, "listen", host_port).unwrap_or_else(|| DEFAULT_HTTP_LISTEN.to_string());
+    let max_connections = m
+        .opt(cx, "max_connections", |cx, n, p| bounded(cx, n, p, 1, 10_000))
+        .map_or(DEFAULT_HTTP_MAX_CONNECTIONS, |v| v as usize);
+    let header_timeout = m
+        .opt(cx, "header_timeout", |cx, n, p| {
+            let d = duration(cx, n, p)?;
+            if d < Duration::from_millis(100) || d > Duration::from_secs(HOURS) {
+                cx.error(n.span(), p, format!("`{p}` must be between 100ms and 1h"), None);
+                return None;
+            }
+            Some(d)
+        })
+        .unwrap_or(DEFAULT_HTTP_HEADER_TIMEOUT);
     m.finish(cx);
-    Some(Http { listen })
+    Some(Http { listen, max_connections, header_timeout })
 }
 
 fn status_page(cx: &mut Cx, node: &Node, path: &str) -> Option<StatusPage> {
@@ -1390,9 +1553,31 @@ fn status_page(cx: &mut Cx, node: &Node, path: &str) -> Option<StatusPage> {
         })
         .map(|v| v.into_iter().collect::<BTreeMap<_, _>>())
         .unwrap_or_default();
-    let token_file = m.opt(cx, "token_file", |cx, n, p| nonempty(cx, n, p).map(|s| cx.resolve_path(&s)));
+    let token_file = m.opt(cx, "token_file", |cx, n, p| {
+        let raw = nonempty(cx, n, p)?;
+        let file = cx.resolve_path(&raw);
+        let hint = "create it with a long random token, owned by the user caretaker runs as, mode 0600";
+        let problem = if !cx.source.exists(&file) {
+            Some("does not exist".to_string())
+        } else if let Some(why) = cx.source.insecure(&file) {
+            Some(why)
+        } else if cx.source.file_mode(&file).is_some_and(|mode| mode & 0o004 != 0) {
+            Some("is readable by every user on this machine".to_string())
+        } else {
+            None
+        };
+        match problem {
+            Some(why) => {
+                cx.error(n.span(), p, format!("status token file {}: {why}", file.display()), Some(hint.into()));
+                None
+            }
+            None => Some(file),
+        }
+    });
+    let given_token_file = m.get("token_file").is_some();
+    let protect_metrics = m.opt(cx, "protect_metrics", boolean).unwrap_or(false);
     m.finish(cx);
-    if !has_users && token_file.is_none() {
+    if !has_users && !given_token_file {
         cx.error(
             &span,
             path,
@@ -1400,7 +1585,7 @@ fn status_page(cx: &mut Cx, node: &Node, path: &str) -> Option<StatusPage> {
             Some("e.g. `status: { users: { admin: { password_hash: \"$argon2id$...\" } } }`".into()),
         );
     }
-    Some(StatusPage { users, token_file })
+    Some(StatusPage { users, token_file, protect_metrics })
 }
 
 /// An argon2 hash in PHC string format. Plain passwords are refused: the config is read by

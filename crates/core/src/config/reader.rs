@@ -51,6 +51,14 @@ impl<'a> Cx<'a> {
         });
     }
 
+    /// How many errors were recorded so far. A reader that leaves out a follow-up error when
+    /// its own input already had one compares against the count taken when it started, never
+    /// against "any error anywhere": an unknown key in one section must not hide a problem with
+    /// a value in another ("every problem at once").
+    pub fn error_count(&self) -> usize {
+        self.diagnostics.errors().count()
+    }
+
     /// A path from the config, resolved against the config file's directory.
     pub fn resolve_path(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
@@ -123,6 +131,12 @@ impl<'n> Map<'n> {
     /// Where problems with the mapping as a whole are reported: its key.
     pub fn span(&self) -> &Span {
         &self.anchor
+    }
+
+    /// The span of the first of `keys` present in the mapping (e.g. whichever of `url`,
+    /// `url_file`, `url_env` was given), for problems with a value read through it.
+    pub fn first_key_span(&self, keys: &[&str]) -> Option<Span> {
+        keys.iter().find_map(|k| self.key_span(k))
     }
 
     fn key_span(&self, key: &str) -> Option<Span> {
@@ -216,6 +230,18 @@ impl<'n> Map<'n> {
             let path = self.key_path(key_file);
             let raw = string(cx, n, &path)?;
             let p = cx.resolve_path(&raw);
+            if let Some(why) = cx.source.insecure(&p) {
+                cx.error(
+                    n.span(),
+                    &path,
+                    format!("secret file {}: {why}", p.display()),
+                    Some(
+                        "make it and its directories writable only by their owner (root or the user caretaker runs as)"
+                            .into(),
+                    ),
+                );
+                return None;
+            }
             return match cx.source.read_file(&p) {
                 Ok(text) => {
                     if let Some(mode) = cx.source.file_mode(&p) {

@@ -80,6 +80,12 @@ pub trait SecretSource {
     fn file_mode(&self, path: &Path) -> Option<u32>;
     /// Whether a file or directory exists.
     fn exists(&self, path: &Path) -> bool;
+    /// Why a file that caretaker trusts (a secret file, the status token file) is not safe:
+    /// other users may write it, or a directory above it (see docs/config.md, "File
+    /// permissions"). `None` when it is safe, or when this source cannot tell.
+    fn insecure(&self, _path: &Path) -> Option<String> {
+        None
+    }
 }
 
 /// A [`SecretSource`] that resolves nothing and reports every path as present: for checking a

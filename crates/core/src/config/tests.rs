@@ -333,7 +333,7 @@ fn bad_observe_sections_are_reported() {
               |
             3 | http: { listen: nowhere, port: 1 }
               |                          ^
-               = hint: known keys here: listen
+               = hint: known keys here: header_timeout, listen, max_connections
 
             error: `checks.both` needs exactly one probe: `http`, `tcp` or `command`
               --> /etc/caretaker/caretaker.yml:5:3
@@ -379,7 +379,9 @@ fn service_backoff_defaults_and_limits() {
 #[test]
 fn status_page_section() {
     let text = "version: 1\napp: { name: a }\nstatus:\n  users:\n    admin: { password_hash: \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo\" }\n  token_file: /etc/caretaker/status.token\n";
-    let cfg = load_str(text).unwrap().config;
+    let mut src = FakeSource::default();
+    src.files.insert("/etc/caretaker/status.token".into(), ("tok-0123456789\n".into(), 0o600));
+    let cfg = load(text, Path::new("/etc/caretaker/caretaker.yml"), Some(0o600), &src).unwrap().config;
     let status = cfg.status.unwrap();
     assert!(status.users["admin"].starts_with("$argon2id$"));
     assert_eq!(status.token_file.unwrap(), std::path::PathBuf::from("/etc/caretaker/status.token"));
@@ -394,15 +396,15 @@ fn bad_status_page_sections_are_reported() {
             error: `status.users.admin.password_hash` must be an argon2 hash like "$argon2id$v=19$m=19456,t=2,p=1$...$...", not a password
               --> /etc/caretaker/caretaker.yml:5:29
               |
-            5 |     admin: { password_hash: hunter2, password: x }
+            5 |     admin: { password_hash: ***, password: *** }
               |                             ^
                = hint: make one with `caretaker status-page hash-password` (reads the password from stdin)
 
             error: unknown key `password` in `status.users.admin`
               --> /etc/caretaker/caretaker.yml:5:38
               |
-            5 |     admin: { password_hash: hunter2, password: x }
-              |                                      ^
+            5 |     admin: { password_hash: ***, password: *** }
+              |                                  ^
                = hint: did you mean `password_hash`?
 
             error: `status.users.bob` is missing the required key `password_hash`
@@ -415,7 +417,7 @@ fn bad_status_page_sections_are_reported() {
             error: unknown key `token` in `status`
               --> /etc/caretaker/caretaker.yml:7:3
               |
-            7 |   token: abc
+            7 |   token: ***
               |   ^
                = hint: did you mean `token_file`?
 
@@ -534,4 +536,205 @@ fn database_compose_service_needs_a_compose_app_and_a_server() {
     );
     let ok = load_str("version: 1\napp:\n  name: g\ncompose: {}\ndatabase: { kind: postgres, url: \"postgres://a:b@db/g\", compose_service: db }\n");
     assert_eq!(ok.unwrap().config.database.unwrap().compose_service.as_deref(), Some("db"));
+}
+
+// ---- hardening (issue #16): what `config check` must refuse, and what it must not show -----
+
+#[test]
+fn durations_longer_than_100_years_are_refused() {
+    check_errors(
+        "version: 1\napp: { name: a }\njobs:\n  j: { command: x, schedule: daily, timeout: 18446744073709551615s }\n",
+        expect![[r#"
+            error: `jobs.j.timeout`: duration "18446744073709551615s" is too long
+              --> /etc/caretaker/caretaker.yml:4:46
+              |
+            4 |   j: { command: x, schedule: daily, timeout: 18446744073709551615s }
+              |                                              ^
+               = hint: durations can be at most 100 years (`36500d`)
+
+            1 error, 0 warnings
+        "#]],
+    );
+}
+
+#[test]
+fn malformed_database_urls_and_tls_are_refused_at_check_time() {
+    for (url, want) in [
+        ("postgres://u:pw@db:notaport/app", "the port is not a number"),
+        ("postgres://u:p%zzw@db/app", "invalid percent-encoding"),
+        ("postgres://u:pw@[::1/app", "unclosed ["),
+        ("postgres://u:pw@db/app?sslmode=require", "sslmode=require needs TLS"),
+        ("postgres://u:pw@db/app?sslmode=verify-full", "sslmode=verify-full needs TLS"),
+    ] {
+        let text = format!("version: 1\napp: {{ name: a }}\ndatabase:\n  kind: postgres\n  url: \"{url}\"\n");
+        let d = load_str(&text).expect_err(url);
+        let shown = d.render(&text);
+        assert!(shown.contains(want), "{url}: {shown}");
+        assert!(shown.contains("caretaker.yml:5:3"), "{url}: {shown}");
+        assert!(!shown.contains("pw") && !shown.contains("p%zzw"), "{url}: {shown}");
+    }
+    for ok in [
+        "postgres://u:pw@db:5433/app?sslmode=disable",
+        "postgres://u:pw@[::1]:5432/app",
+        "postgres:///app?host=%2Frun%2Fpostgresql",
+    ] {
+        let text = format!("version: 1\napp: {{ name: a }}\ndatabase: {{ kind: postgres, url: \"{ok}\" }}\n");
+        assert!(load_str(&text).is_ok(), "{ok}");
+    }
+    check_errors(
+        "version: 1\napp: { name: a }\ndatabase:\n  kind: mariadb\n  url: \"mysql://u:secret-pw@db:notaport/app\"\n",
+        expect![[r#"
+            error: the database url: the port is not a number from 1 to 65535
+              --> /etc/caretaker/caretaker.yml:5:3
+              |
+            5 |   url: ***
+              |   ^
+               = hint: the form is scheme://user:password@host:port/database; write special characters in the password as %XX (e.g. %40 for @)
+
+            1 error, 0 warnings
+        "#]],
+    );
+}
+
+#[test]
+fn missing_status_token_file_is_refused() {
+    check_errors(
+        "version: 1\napp: { name: a }\nstatus:\n  token_file: /etc/caretaker/status.token\n",
+        expect![[r#"
+            error: status token file /etc/caretaker/status.token: does not exist
+              --> /etc/caretaker/caretaker.yml:4:15
+              |
+            4 |   token_file: /etc/caretaker/status.token
+              |               ^
+               = hint: create it with a long random token, owned by the user caretaker runs as, mode 0600
+
+            1 error, 0 warnings
+        "#]],
+    );
+}
+
+#[test]
+fn world_readable_status_token_file_is_refused() {
+    let text = "version: 1\napp: { name: a }\nstatus:\n  token_file: status.token\n";
+    let mut src = FakeSource::default();
+    src.files.insert("/etc/caretaker/status.token".into(), ("tok-0123456789\n".into(), 0o644));
+    let d = load(text, Path::new("/etc/caretaker/caretaker.yml"), Some(0o600), &src).unwrap_err();
+    expect![[r#"
+        error: status token file /etc/caretaker/status.token: is readable by every user on this machine
+          --> /etc/caretaker/caretaker.yml:4:15
+          |
+        4 |   token_file: status.token
+          |               ^
+           = hint: create it with a long random token, owned by the user caretaker runs as, mode 0600
+
+        1 error, 0 warnings
+    "#]]
+    .assert_eq(&d.render(text));
+}
+
+#[test]
+fn random_delay_longer_than_a_schedule_period_is_refused() {
+    check_errors(
+        "version: 1\napp: { name: a }\nfiles: [/srv]\nbackup: { repository: /b, password: 0123456789abcdef, schedule: daily 00:30 }\nscheduler:\n  random_delay: 36500d\n",
+        expect![[r#"
+            error: `scheduler.random_delay` (36500d) is not shorter than the time between two runs of the `backup` task (1d): runs would be pushed past their next slot
+              --> /etc/caretaker/caretaker.yml:6:3
+              |
+            6 |   random_delay: 36500d
+              |   ^
+               = hint: use a delay shorter than 1d, e.g. a few minutes
+
+            1 error, 0 warnings
+        "#]],
+    );
+    let ok = "version: 1\napp: { name: a }\nfiles: [/srv]\nbackup: { repository: /b, password: 0123456789abcdef, schedule: daily 00:30 }\nscheduler: { random_delay: 23h }\n";
+    assert!(load_str(ok).is_ok());
+}
+
+#[test]
+fn a_second_yaml_document_is_refused() {
+    check_errors(
+        "version: 1\napp: { name: a }\n---\nversion: 1\napp: { name: b }\n",
+        expect![[r#"
+        error: a second YAML document starts here; caretaker reads one document per config file
+          --> /etc/caretaker/caretaker.yml:3:1
+          |
+        3 | ---
+          | ^
+           = hint: remove the `---` line and merge the two parts, or split them into two config files
+
+        1 error, 0 warnings
+    "#]],
+    );
+    // A leading `---` and an indented one inside a block scalar are fine.
+    assert!(load_str("---\nversion: 1\napp:\n  name: a\n  migrate: |\n    echo\n    ---\n").is_ok());
+}
+
+#[test]
+fn non_utf8_config_gets_a_location() {
+    let bytes = b"version: 1\napp:\n  name: caf\xe9\n";
+    let d = decode(bytes, Path::new("/etc/caretaker/caretaker.yml")).unwrap_err();
+    expect![[r#"
+        error: the config file is not valid UTF-8 (byte 0xe9 here)
+          --> /etc/caretaker/caretaker.yml:3:12
+          |
+        3 |   name: caf�
+          |            ^
+           = hint: save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)
+
+        1 error, 0 warnings
+    "#]]
+    .assert_eq(&d.render(&String::from_utf8_lossy(bytes)));
+    assert_eq!(decode(b"version: 1\n", Path::new("x")).unwrap(), "version: 1\n");
+}
+
+#[test]
+fn value_errors_are_reported_together_with_unknown_keys() {
+    // An unknown key in one section does not hide a missing probe or notifier in another.
+    check_errors(
+        "version: 1\napp: { name: a, nmae: b }\nchecks:\n  home: { timeout: 5s }\nalerts:\n  notify: [ {} ]\n",
+        expect![[r#"
+            error: unknown key `nmae` in `app`
+              --> /etc/caretaker/caretaker.yml:2:17
+              |
+            2 | app: { name: a, nmae: b }
+              |                 ^
+               = hint: did you mean `name`?
+
+            error: `checks.home` needs exactly one probe: `http`, `tcp` or `command`
+              --> /etc/caretaker/caretaker.yml:4:3
+              |
+            4 |   home: { timeout: 5s }
+              |   ^
+               = hint: e.g. `homepage: { http: "https://example.org/", expect_status: 200 }`
+
+            error: `alerts.notify[0]` needs exactly one of `email`, `webhook` or `alertmanager`
+              --> /etc/caretaker/caretaker.yml:6:13
+              |
+            6 |   notify: [ {} ]
+              |             ^
+               = hint: e.g. `- email: ops@example.org`, `- webhook: https://ntfy.example.org/app` or `- alertmanager: http://127.0.0.1:9093`
+
+            3 errors, 0 warnings
+        "#]],
+    );
+}
+
+#[test]
+fn diagnostics_never_quote_secret_values() {
+    let cases = [
+        // A typo of a secret key: the value is quoted as an unknown key.
+        "version: 1\napp: { name: a }\nfiles: [/srv]\nbackup:\n  repository: /b\n  pasword: \"SECRET-typo-1\"\n",
+        // A secret given twice.
+        "version: 1\napp: { name: a }\nfiles: [/srv]\nbackup:\n  repository: /b\n  password: \"SECRET-twice-2\"\n  password_env: X\n",
+        // A bad `kind:` on the line of a URL with a password.
+        "version: 1\napp: { name: a }\ndatabase: { kind: postgrs, url: \"postgres://app:SECRET-url-3@db/app\" }\n",
+        // The same key twice (a YAML error).
+        "version: 1\napp: { name: a }\nfiles: [/srv]\nbackup:\n  repository: /b\n  password: \"SECRET-dup-4\"\n  password: \"SECRET-dup-4\"\n",
+    ];
+    for text in cases {
+        let shown = load_str(text).expect_err(text).render(text);
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("***"), "{shown}");
+    }
 }
