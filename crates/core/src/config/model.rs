@@ -205,6 +205,10 @@ pub struct Service {
     pub user: Option<String>,
     pub crash_loop: CrashLoop,
     pub backoff: Backoff,
+    /// Without a health check, how long the process must stay up to count as started
+    /// (`start_seconds`, default 1).
+    #[serde(serialize_with = "ser_duration")]
+    pub start_seconds: Duration,
 }
 
 /// A docker compose project that runs the app (docs/compose.md). Its services are the compose
