@@ -33,7 +33,9 @@ services:
     web: { health: { command: "test -s /tmp/demo.db && echo database present", interval: 2s, timeout: 2s, start_period: 30s } }
 jobs:
   hangs: { command: "echo started; /caretaker demo-app migrate && exec /caretaker demo-app serve --listen 127.0.0.1:18999", timeout: 5s, schedule: daily }
-  quick: { command: "echo done", timeout: 60s, schedule: daily }"#,
+  quick: { command: "echo done", timeout: 60s, schedule: daily }
+# `check` must pass whatever the host's load, memory and disk: pinned (no host rule can fire).
+alerts: { rules: { filesystem_free_percent: { warning: 0, critical: 0 }, memory_used_percent: false, load_per_cpu: false } }"#,
     );
     app.ct.expect(&["up", "--timeout", "120"], 0);
     let oneoffs = || {

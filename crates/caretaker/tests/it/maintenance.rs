@@ -229,3 +229,35 @@ fn visitors_see_only_the_app_or_the_maintenance_page_during_an_update() {
     assert!(seen.contains(&503), "the update was seen in maintenance: {}", runs(&seen));
     assert_eq!(site.version().as_deref(), Some("v2"));
 }
+
+#[test]
+fn check_takes_the_backup_age_from_the_repository_when_the_job_log_has_none() {
+    let s = Scratch::new();
+    let media = s.path().join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    std::fs::write(media.join("a.txt"), "a").unwrap();
+    let ct = s.write_config(&format!(
+        "version: 1\napp:\n  name: bk\nfiles: [ {} ]\nbackup:\n  repository: {}\n  password: \"a long test password\"\n  schedule: daily\n\
+         alerts: {{ rules: {{ filesystem_free_percent: {{ warning: 0, critical: 0 }}, memory_used_percent: false, load_per_cpu: false }} }}\n",
+        media.display(),
+        s.path().join("repo").display()
+    ));
+    let backup_check = |ct: &caretaker_testkit::Caretaker| {
+        let v = ct.json(&["check", "--json"]);
+        v["checks"].as_array().unwrap().iter().find(|c| c["name"] == "backup").cloned().unwrap()
+    };
+    ct.expect(&["backup", "init"], 0);
+    let out = ct.run(&["check", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let none = v["checks"].as_array().unwrap().iter().find(|c| c["name"] == "backup").cloned().unwrap();
+    assert_eq!(none["status"], "warning", "{none}");
+    assert!(none["message"].as_str().unwrap().contains("the repository holds no snapshot"), "{none}");
+    ct.expect(&["backup", "run"], 0);
+    assert_eq!(backup_check(&ct)["status"], "ok");
+    // A fresh state directory, as after a recover onto a new machine: the job log is empty,
+    // the repository is not.
+    std::fs::rename(s.path().join("state"), s.path().join("state.old")).unwrap();
+    let c = backup_check(&ct);
+    assert_eq!(c["status"], "ok", "{c}");
+    assert!(c["message"].as_str().unwrap().contains("newest snapshot in the repository"), "{c}");
+}
