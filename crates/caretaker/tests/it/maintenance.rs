@@ -261,3 +261,25 @@ fn check_takes_the_backup_age_from_the_repository_when_the_job_log_has_none() {
     assert_eq!(c["status"], "ok", "{c}");
     assert!(c["message"].as_str().unwrap().contains("newest snapshot in the repository"), "{c}");
 }
+
+#[test]
+fn a_successful_update_ends_service_mode_and_says_so() {
+    let site = Site::new();
+    site.ct.expect(&["update"], 0);
+    wait_until(Duration::from_secs(30), "v1 through the front door", || site.version().filter(|v| v == "v1"));
+    // Service mode left by a crash loop of the release before (as the supervisor words it).
+    {
+        let store = caretaker_state::Store::open(&site.ct.state_dir, caretaker_core::config::Redactor::default())
+            .unwrap();
+        let failed = serde_json::json!({"reason": "service web failed: crash loop", "since": "2026-12-04T10:00:00Z"});
+        store.set_fact(caretaker_core::mode::FACT_FAILED, &failed.to_string()).unwrap();
+    }
+    site.ct.expect(&["maintenance", "status"], 0);
+    wait_until(Duration::from_secs(5), "the service page", || {
+        crate::supervisor::http_get(site.door, "/").filter(|(s, _)| *s == 503)
+    });
+    let out = site.ct.expect(&["update", "--to", "v2"], 0);
+    assert!(out.contains("service mode cleared") && out.contains("crash loop"), "{out}");
+    assert_eq!(site.ct.json(&["maintenance", "status", "--json"])["mode"], "normal");
+    assert_eq!(crate::supervisor::http_get(site.door, "/").map(|r| r.0), Some(200), "serving at once");
+}
