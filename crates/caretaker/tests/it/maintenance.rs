@@ -269,8 +269,8 @@ fn a_successful_update_ends_service_mode_and_says_so() {
     wait_until(Duration::from_secs(30), "v1 through the front door", || site.version().filter(|v| v == "v1"));
     // Service mode left by a crash loop of the release before (as the supervisor words it).
     {
-        let store = caretaker_state::Store::open(&site.ct.state_dir, caretaker_core::config::Redactor::default())
-            .unwrap();
+        let store =
+            caretaker_state::Store::open(&site.ct.state_dir, caretaker_core::config::Redactor::default()).unwrap();
         let failed = serde_json::json!({"reason": "service web failed: crash loop", "since": "2026-12-04T10:00:00Z"});
         store.set_fact(caretaker_core::mode::FACT_FAILED, &failed.to_string()).unwrap();
     }
