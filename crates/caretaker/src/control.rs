@@ -247,7 +247,19 @@ pub fn finish_interrupted_update(global: &Global, app: &crate::context::AppConte
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    if let Some(j) = store.jobs(Some(caretaker_core::job::kind::UPDATE), 1)?.into_iter().next() {
+    // The progress is cleared just before the job's record is finished: wait for the record
+    // (the resume holds the app lock until then).
+    let newest = || store.jobs(Some(caretaker_core::job::kind::UPDATE), 1).map(|j| j.into_iter().next());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = newest()?;
+    while last.as_ref().is_some_and(|j| j.outcome == caretaker_core::job::Outcome::Running)
+        && Instant::now() < deadline
+        && matches!(caretaker_state::AppLock::try_acquire(&lock), Err(caretaker_state::LockError::Busy { .. }))
+    {
+        std::thread::sleep(Duration::from_millis(100));
+        last = newest()?;
+    }
+    if let Some(j) = newest()? {
         let why = j.error.map(|e| format!(": {e}")).unwrap_or_default();
         eprintln!("update job {} (resuming {label}) ended: {}{why}", j.id, j.outcome.as_str());
     }

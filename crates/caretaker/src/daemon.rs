@@ -597,11 +597,13 @@ impl Daemon {
     }
 
     fn spawn(&mut self, idx: usize, svc: &Service) -> Result<u32, SpawnError> {
+        // Checked first: env files are read relative to the working directory.
+        let cwd = svc.working_dir.clone().unwrap_or_else(|| working_dir(&self.config.app, &self.config_path));
+        if !cwd.is_dir() {
+            return Err(SpawnError::Permanent(missing_working_dir(&cwd, &self.state_dir)));
+        }
         // An env file or user that cannot be had stays so until the operator acts.
         let launch = self.launch(&svc.command, Some(svc)).map_err(|e| SpawnError::Permanent(format!("{e:#}")))?;
-        if !launch.cwd.is_dir() {
-            return Err(SpawnError::Permanent(missing_working_dir(&launch.cwd, &self.state_dir)));
-        }
         let mut cmd = process::command(&launch);
         cmd.stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())

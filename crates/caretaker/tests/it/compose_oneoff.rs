@@ -31,7 +31,8 @@ services:
   app_service: web
   services:
     # Passes only inside the container (the database file is in its /tmp).
-    web: { health: { command: "test -s /tmp/demo.db && echo database present", interval: 2s, timeout: 2s, start_period: 30s } }
+    # A generous probe timeout: `compose exec` takes seconds on a loaded machine.
+    web: { health: { command: "test -s /tmp/demo.db && echo database present", interval: 20s, timeout: 20s, start_period: 30s } }
 jobs:
   hangs: { command: "echo started; /caretaker demo-app migrate && exec /caretaker demo-app serve --listen 127.0.0.1:18999", timeout: 5s, schedule: daily }
   quick: { command: "echo done", timeout: 60s, schedule: daily }
