@@ -113,7 +113,7 @@ fn render_mode(mode: &Mode) -> String {
             "SERVICE MODE since {}: {}\n  (visitors see the service page; {})\n",
             f.since,
             f.reason,
-            if crate::appmode::set_by_a_service(&f) {
+            if crate::appmode::set_by_a_service(f) {
                 "fix the cause, then `caretaker up` or `restart`: service mode ends once every service is healthy"
             } else {
                 "fix the cause, then `caretaker reset-failed`"

@@ -124,7 +124,7 @@ front_door: {{ listen: "127.0.0.1:{door}", upstream: "127.0.0.1:{port}", retry_a
     );
     app.ct.expect(&["update", "--to", "v1"], 0);
     let served = || crate::supervisor::http_get(door, "/version").filter(|(s, _)| *s == 200).map(|(_, b)| b);
-    wait_until(std::time::Duration::from_secs(60), "v1 through the front door", || served());
+    wait_until(std::time::Duration::from_secs(60), "v1 through the front door", &served);
 
     for (args, want) in [(&["update", "--to", "v2"][..], "v2"), (&["rollback"][..], "v1")] {
         let visitor = Visitor::start(door);
