@@ -283,3 +283,31 @@ fn a_successful_update_ends_service_mode_and_says_so() {
     assert_eq!(site.ct.json(&["maintenance", "status", "--json"])["mode"], "normal");
     assert_eq!(crate::supervisor::http_get(site.door, "/").map(|r| r.0), Some(200), "serving at once");
 }
+
+/// `appmode::ModeGuard`: a restore switches maintenance on and off for its length, but leaves
+/// maintenance an operator had switched on (and its message) as it found it.
+#[test]
+fn a_database_restore_leaves_an_operators_maintenance_on() {
+    let s = Scratch::new();
+    let db = s.path().join("app.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes (body) VALUES ('a');")
+        .unwrap();
+    let ct = s.write_config(&format!(
+        "version: 1\napp:\n  name: guard\ndatabase: {{ kind: sqlite, path: {} }}\nbackup:\n  repository: {}\n  password: \"a long test password\"\n  schedule: daily\n",
+        db.display(),
+        s.path().join("repo").display()
+    ));
+    ct.expect(&["backup", "init"], 0);
+    ct.expect(&["backup", "run"], 0);
+    ct.expect(&["maintenance", "on", "--message", "Moving servers"], 0);
+    ct.expect(&["backup", "restore", "--db-only", "--force"], 0);
+    let mode = ct.json(&["maintenance", "status", "--json"]);
+    assert_eq!(mode["mode"], "maintenance", "{mode}");
+    assert_eq!((mode["message"].as_str(), mode["by"].as_str()), (Some("Moving servers"), Some("operator")), "{mode}");
+    // Without it, the restore's own maintenance ends with the restore.
+    ct.expect(&["maintenance", "off"], 0);
+    ct.expect(&["backup", "restore", "--db-only", "--force"], 0);
+    assert_eq!(ct.json(&["maintenance", "status", "--json"])["mode"], "normal");
+}
