@@ -234,8 +234,7 @@ pub fn finish_interrupted_update(global: &Global, app: &crate::context::AppConte
     while store.fact(crate::update::FACT_PROGRESS)?.is_some() {
         // The resume holds the app lock while it works; progress without a holder for a while
         // (after the resume had time to start) means it ended without finishing.
-        let busy = matches!(caretaker_state::AppLock::try_acquire(&lock), Err(caretaker_state::LockError::Busy { .. }));
-        if busy {
+        if lock_is_held(&lock) {
             idle_since = None;
         } else if started.elapsed() > Duration::from_secs(10) {
             let since = *idle_since.get_or_insert_with(Instant::now);
@@ -254,7 +253,7 @@ pub fn finish_interrupted_update(global: &Global, app: &crate::context::AppConte
     let mut last = newest()?;
     while last.as_ref().is_some_and(|j| j.outcome == caretaker_core::job::Outcome::Running)
         && Instant::now() < deadline
-        && matches!(caretaker_state::AppLock::try_acquire(&lock), Err(caretaker_state::LockError::Busy { .. }))
+        && lock_is_held(&lock)
     {
         std::thread::sleep(Duration::from_millis(100));
         last = newest()?;
@@ -264,4 +263,31 @@ pub fn finish_interrupted_update(global: &Global, app: &crate::context::AppConte
         eprintln!("update job {} (resuming {label}) ended: {}{why}", j.id, j.outcome.as_str());
     }
     Ok(true)
+}
+
+/// Whether some process holds the `flock` on `path`, found in /proc/locks — without taking it:
+/// a probe that took the lock, however briefly, could make the job that wants it fail as busy.
+pub fn lock_is_held(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else { return false };
+    let dev = meta.dev();
+    // /proc/locks: "1: FLOCK  ADVISORY  WRITE 1234 08:01:123456 0 EOF" (major:minor in hex).
+    let id = format!("{:02x}:{:02x}:{}", libc::major(dev), libc::minor(dev), meta.ino());
+    std::fs::read_to_string("/proc/locks")
+        .map(|text| text.lines().any(|l| l.contains("FLOCK") && l.split_whitespace().any(|f| f == id)))
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_held_flock_is_seen_without_taking_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.lock");
+        let lock = caretaker_state::AppLock::try_acquire(&path).unwrap();
+        assert!(super::lock_is_held(&path));
+        drop(lock);
+        assert!(!super::lock_is_held(&path));
+        assert!(!super::lock_is_held(&dir.path().join("missing.lock")));
+    }
 }

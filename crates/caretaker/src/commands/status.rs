@@ -15,6 +15,11 @@ use caretaker_supervisor::protocol::StatusReport;
 pub fn run(global: &Global, args: &StatusArgs) -> Result<Code> {
     let app = open_app(global)?;
     let mode = app.store.mode()?;
+    if !args.json {
+        if let Some(line) = update_under_way(&app.store)? {
+            println!("{line}");
+        }
+    }
     match status(app.store.dir())? {
         Some(report) => {
             if args.json {
@@ -80,6 +85,21 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<Code> {
         }
     }
     Ok(Code::Ok)
+}
+
+/// A line about an update whose progress is stored: under way, or interrupted and waiting to
+/// be resumed (services of a half-done update may be stopped on purpose).
+fn update_under_way(store: &caretaker_state::Store) -> Result<Option<String>> {
+    let Some(progress) = store.fact(crate::update::FACT_PROGRESS)? else { return Ok(None) };
+    let job = serde_json::from_str::<serde_json::Value>(&progress).ok().and_then(|v| v["job_id"].as_i64());
+    let lock = store.dir().join("locks").join("app.lock");
+    let busy = crate::control::lock_is_held(&lock);
+    let job = job.map(|j| format!(" (job {j})")).unwrap_or_default();
+    Ok(Some(if busy {
+        format!("UPDATE UNDER WAY{job}: services may be stopped on purpose; `caretaker jobs` shows it")
+    } else {
+        format!("UPDATE INTERRUPTED{job}: `caretaker update --resume` finishes it (`caretaker up` does so first)")
+    }))
 }
 
 /// The report as JSON with the app's `mode` next to it.

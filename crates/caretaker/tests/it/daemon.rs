@@ -151,8 +151,12 @@ fn up_waits_for_the_resume_of_an_update_interrupted_with_its_daemon() {
     let daemon = site.ct.json(&["status", "--json"])["daemon_pid"].as_i64().expect("a daemon runs") as i32;
     unsafe { libc::kill(daemon, libc::SIGKILL) };
     wait_until(Duration::from_secs(10), "the daemon to be gone", || {
-        site.ct.json(&["status", "--json"])["daemon_pid"].is_null().then_some(())
+        let stat = std::fs::read_to_string(format!("/proc/{daemon}/stat")).unwrap_or_default();
+        (stat.is_empty() || stat[stat.rfind(')').unwrap() + 2..].starts_with('Z')).then_some(())
     });
+
+    let st = site.ct.expect(&["status"], 0);
+    assert!(st.contains("UPDATE INTERRUPTED") && st.contains("update --resume"), "{st}");
 
     let out = site.ct.run(&["up", "--timeout", "60"]);
     let err = crate::stderr_of(&out);
