@@ -134,6 +134,7 @@ front_door: {{ listen: "127.0.0.1:{door}", upstream: "127.0.0.1:{port}", retry_a
         app.ct.expect(args, 0);
         let right_after = crate::supervisor::http_get(door, "/").map(|r| r.0);
         let seen = visitor.finish();
+        eprintln!("through the front door during {args:?}: {}", runs(&seen));
         assert_eq!(right_after, Some(200), "{args:?}: the maintenance page lingered: {}", runs(&seen));
         assert!(seen.iter().all(|s| *s == 200 || *s == 503), "{args:?}: only 200 or 503: {}", runs(&seen));
         assert!(seen.contains(&503), "{args:?}: seen in maintenance: {}", runs(&seen));

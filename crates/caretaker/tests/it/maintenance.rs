@@ -224,6 +224,7 @@ fn visitors_see_only_the_app_or_the_maintenance_page_during_an_update() {
     // The switch back is acknowledged too: the app serves the moment the update returns.
     let right_after = crate::supervisor::http_get(site.door, "/").map(|r| r.0);
     let seen = visitor.finish();
+    eprintln!("through the front door during the update: {}", runs(&seen));
     assert_eq!(right_after, Some(200), "the maintenance page lingered after the update: {}", runs(&seen));
     assert!(seen.iter().all(|s| *s == 200 || *s == 503), "only the app or the maintenance page: {}", runs(&seen));
     assert!(seen.contains(&503), "the update was seen in maintenance: {}", runs(&seen));
