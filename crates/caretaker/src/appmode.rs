@@ -3,16 +3,32 @@
 //!
 //! Any process may switch the mode (the CLI, an update job, the supervisor on a crash loop);
 //! the front door follows the stored facts. See `caretaker_core::mode` for the rules.
+//!
+//! **A switch is acknowledged.** After writing the facts, every function here (except
+//! [`record_failed`], the daemon's own) tells the running daemon (`ModeChanged` on the control
+//! socket) and returns only once it answered: its front door then serves the new mode to every
+//! request it takes. So a job may stop the app right after [`maintenance_on`] without a visitor
+//! ever reaching the stopped app (502), and the site is back the moment [`maintenance_off`]
+//! returns. Without a daemon there is no front door, and nothing to wait for.
+//!
+//! [`ModeGuard`] is maintenance for the length of a job that leaves the mode as it found it: an
+//! operator's maintenance stays on.
 
 use anyhow::{Context, Result};
 use caretaker_core::config::Config;
 use caretaker_core::mode::{Failed, Maintenance, Mode, FACT_FAILED, FACT_MAINTENANCE};
 use caretaker_state::Store;
+use caretaker_supervisor::protocol::Request;
 use jiff::Timestamp;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
+use std::time::Duration;
 
 pub const PAGE_FILE: &str = "maintenance.html";
+
+/// How long a switch waits for the daemon's answer. The daemon answers from its event loop at
+/// once; past this, the switch goes on (the front door reads the store every second anyway).
+const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn maintenance_on(store: &Store, cfg: &Config, message: Option<&str>, by: &str) -> Result<Mode> {
     let m = Maintenance {
@@ -22,17 +38,42 @@ pub fn maintenance_on(store: &Store, cfg: &Config, message: Option<&str>, by: &s
     };
     store.set_fact(FACT_MAINTENANCE, &serde_json::to_string(&m)?)?;
     store.record_event("maintenance_on", by, &m.message)?;
-    sync_page(store, cfg)
+    let mode = sync_page(store, cfg)?;
+    announce(store);
+    Ok(mode)
 }
 
 pub fn maintenance_off(store: &Store, cfg: &Config, by: &str) -> Result<Mode> {
     store.clear_fact(FACT_MAINTENANCE)?;
     store.record_event("maintenance_off", by, "")?;
-    sync_page(store, cfg)
+    let mode = sync_page(store, cfg)?;
+    announce(store);
+    Ok(mode)
 }
 
-/// Sets the failed flag: the app enters service mode until `reset-failed`.
+/// Sets the failed flag: the app enters service mode until it is cleared (docs/maintenance.md:
+/// `reset-failed`, an `up`/`restart` that gets every service healthy, a successful `update` or
+/// `recover`).
 pub fn set_failed(store: &Store, cfg: &Config, reason: &str) -> Result<Mode> {
+    let mode = record_failed(store, cfg, reason)?;
+    announce(store);
+    Ok(mode)
+}
+
+/// How the supervisors word the failed flag they set: `service <name> failed: <reason>`.
+pub fn service_failed_reason(service: &str, reason: &str) -> String {
+    format!("service {service} failed: {reason}")
+}
+
+/// Whether service mode was set by a failed service (then an `up`/`restart` that gets every
+/// service healthy ends it), not by a failed update or restore.
+pub fn set_by_a_service(f: &Failed) -> bool {
+    f.reason.starts_with("service ") && f.reason.contains(" failed: ")
+}
+
+/// [`set_failed`] for the daemon itself: it publishes the mode to its own front door (asking
+/// itself over its socket would wait for its own event loop).
+pub fn record_failed(store: &Store, cfg: &Config, reason: &str) -> Result<Mode> {
     let f = Failed { reason: reason.to_string(), since: Timestamp::now() };
     store.set_fact(FACT_FAILED, &serde_json::to_string(&f)?)?;
     store.record_event("service_mode", &cfg.app.name, reason)?;
@@ -42,7 +83,102 @@ pub fn set_failed(store: &Store, cfg: &Config, reason: &str) -> Result<Mode> {
 pub fn reset_failed(store: &Store, cfg: &Config) -> Result<Mode> {
     store.clear_fact(FACT_FAILED)?;
     store.record_event("reset_failed", &cfg.app.name, "")?;
-    sync_page(store, cfg)
+    let mode = sync_page(store, cfg)?;
+    announce(store);
+    Ok(mode)
+}
+
+/// Clears the failed flag after `by` (`up`, `restart`, `update`, `recover`) got the app serving
+/// and healthy. Returns what was cleared (`None`: the flag was not set), for the command to say
+/// so.
+pub fn clear_failed_after(store: &Store, cfg: &Config, by: &str) -> Result<Option<Failed>> {
+    let Some(text) = store.fact(FACT_FAILED)? else { return Ok(None) };
+    let was: Option<Failed> = serde_json::from_str(&text).ok();
+    store.clear_fact(FACT_FAILED)?;
+    let reason = was.as_ref().map(|f| f.reason.as_str()).unwrap_or("");
+    store.record_event("service_mode_cleared", by, &format!("{by} succeeded; was: {reason}"))?;
+    sync_page(store, cfg)?;
+    announce(store);
+    Ok(Some(was.unwrap_or(Failed { reason: String::new(), since: Timestamp::now() })))
+}
+
+/// Tells the running daemon that the mode changed and waits for its answer (its front door then
+/// serves the new mode). No daemon: no front door, nothing to wait for. A daemon that does not
+/// answer in time is reported; its front door still picks the mode up from the store.
+pub fn announce(store: &Store) {
+    match crate::control::request(store.dir(), &Request::ModeChanged, ACK_TIMEOUT) {
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!("the daemon did not confirm the mode switch: {e:#}");
+            eprintln!(
+                "warning: the daemon did not confirm the mode switch ({e:#}); its front door follows the stored mode within a second"
+            );
+        }
+    }
+}
+
+/// Maintenance for the length of a job (`update`, `backup restore`, `recover`) that leaves the
+/// mode as the job found it: if an operator had switched maintenance on, it stays on, with the
+/// operator's message; otherwise the job switches it on and [`ModeGuard::finish`] switches it
+/// off. Dropped without `finish` (an error path), it restores the mode it found,
+/// best effort. Service mode is not touched: it wins over maintenance either way.
+///
+/// A job that persists its progress (update) stores [`ModeGuard::was_on`] with it and uses
+/// [`ModeGuard::resume`] when it is resumed after a crash.
+pub struct ModeGuard<'a> {
+    store: &'a Store,
+    cfg: &'a Config,
+    by: String,
+    was_on: bool,
+    done: bool,
+}
+
+impl<'a> ModeGuard<'a> {
+    /// Switches maintenance on for job `by` unless it is on already; acknowledged like
+    /// [`maintenance_on`], so the app may be stopped as soon as this returns.
+    pub fn enter_maintenance(store: &'a Store, cfg: &'a Config, message: Option<&str>, by: &str) -> Result<Self> {
+        let was_on = store.fact(FACT_MAINTENANCE)?.is_some();
+        if !was_on {
+            maintenance_on(store, cfg, message, by)?;
+        }
+        Ok(ModeGuard { store, cfg, by: by.to_string(), was_on, done: false })
+    }
+
+    #[allow(dead_code)] // for the update flow's resume (update.rs), which persists `was_on`
+    /// For a job resumed after a crash: `was_on` is what the job found when it began. Makes
+    /// sure maintenance is on.
+    pub fn resume(store: &'a Store, cfg: &'a Config, was_on: bool, by: &str) -> Result<Self> {
+        if store.fact(FACT_MAINTENANCE)?.is_none() {
+            maintenance_on(store, cfg, None, by)?;
+        }
+        Ok(ModeGuard { store, cfg, by: by.to_string(), was_on, done: false })
+    }
+
+    #[allow(dead_code)] // for the update flow, which persists it with its progress
+    /// Whether maintenance was on before the job.
+    pub fn was_on(&self) -> bool {
+        self.was_on
+    }
+
+    /// Ends the job's maintenance: off, unless it was on before the job. Returns the mode now.
+    pub fn finish(mut self) -> Result<Mode> {
+        self.done = true;
+        if self.was_on {
+            return Ok(self.store.mode()?);
+        }
+        maintenance_off(self.store, self.cfg, &self.by)
+    }
+}
+
+impl Drop for ModeGuard<'_> {
+    fn drop(&mut self) {
+        if self.done || self.was_on {
+            return;
+        }
+        if let Err(e) = maintenance_off(self.store, self.cfg, &self.by) {
+            tracing::error!("{}: cannot switch maintenance off again: {e:#}", self.by);
+        }
+    }
 }
 
 /// Writes (or removes) `<maintenance.page_dir>/maintenance.html` to match the mode, for sites

@@ -378,13 +378,16 @@ impl ComposeDaemon {
     }
 
     fn control(&mut self, request: Request, reply: oneshot::Sender<Response>) {
-        if self.exit_after.is_some() && !matches!(request, Request::Status) {
+        if self.exit_after.is_some() && !matches!(request, Request::Status | Request::ModeChanged) {
             let _ = reply.send(Response::Error { message: "the daemon is shutting down".into() });
             return;
         }
         match request {
             Request::Status => {
                 let _ = reply.send(Response::Status(self.status()));
+            }
+            Request::ModeChanged => {
+                let _ = reply.send(crate::web::reload_mode(&self.store, &self.mode));
             }
             Request::Up => {
                 let acts = self.watch.request(WatchRequest::Up);
@@ -479,8 +482,8 @@ impl ComposeDaemon {
                     if !critical {
                         continue;
                     }
-                    let why = format!("service {name} failed: {reason}");
-                    match crate::appmode::set_failed(&self.store, &self.config, &why) {
+                    let why = crate::appmode::service_failed_reason(&name, &reason);
+                    match crate::appmode::record_failed(&self.store, &self.config, &why) {
                         Ok(mode) => crate::web::publish_mode(&self.mode, mode),
                         Err(e) => tracing::error!("cannot record service mode: {e:#}"),
                     }

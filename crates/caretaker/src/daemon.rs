@@ -5,8 +5,9 @@
 //!
 //! Around that loop run, as their own tasks (docs/daemon.md):
 //! - the HTTP listener on `http.listen` (`/metrics`, the status page: [`crate::web`]);
-//! - the front door on `front_door.listen`, following the app's mode read from the state store
-//!   every second (and pushed at once when this daemon sets service mode);
+//! - the front door on `front_door.listen`, following the app's mode: pushed at once when this
+//!   daemon sets service mode, and when another process switches it (`appmode` sends
+//!   `ModeChanged` and waits for the answer); read from the state store every second as well;
 //! - alert evaluation every `EVALUATION_INTERVAL` with the supervisor's live service view;
 //! - the scheduler, which runs due tasks as child processes ([`crate::scheduled`]).
 //!
@@ -487,6 +488,9 @@ impl Daemon {
                 }
                 self.waiting_down.push(reply);
             }
+            Request::ModeChanged => {
+                let _ = reply.send(crate::web::reload_mode(&self.store, &self.mode));
+            }
             // The built-in supervisor runs no data services of its own: all of it stops.
             Request::StopApp => {
                 self.apply(AppEvent::Down);
@@ -536,7 +540,12 @@ impl Daemon {
                 Action::Spawn => {
                     let ev = match self.spawn(idx, &svc) {
                         Ok(pid) => Event::Spawned { pid },
-                        Err(e) => {
+                        Err(SpawnError::Permanent(error)) => {
+                            tracing::error!(service = %svc.name, "cannot start: {error}");
+                            self.service_log(idx, &format!("cannot start: {error}"));
+                            Event::CannotStart { error }
+                        }
+                        Err(SpawnError::Transient(e)) => {
                             tracing::error!(service = %svc.name, "cannot start: {e:#}");
                             self.service_log(idx, &format!("cannot start: {e:#}"));
                             Event::SpawnFailed { error: format!("{e:#}") }
@@ -574,8 +583,8 @@ impl Daemon {
                     }
                     // The failed flag stays until `caretaker reset-failed`: the front door shows
                     // the service page and alerting fires, even if a later `up` gets it running.
-                    let why = format!("service {} failed: {reason}", svc.name);
-                    match crate::appmode::set_failed(&self.store, &self.config, &why) {
+                    let why = crate::appmode::service_failed_reason(&svc.name, &reason);
+                    match crate::appmode::record_failed(&self.store, &self.config, &why) {
                         // The front door switches now, not at the next poll of the store.
                         Ok(mode) => crate::web::publish_mode(&self.mode, mode),
                         Err(e) => tracing::error!("cannot record service mode: {e:#}"),
@@ -597,16 +606,37 @@ impl Daemon {
         Ok(Launch { argv: command.argv(), env, cwd, user })
     }
 
-    fn spawn(&mut self, idx: usize, svc: &Service) -> Result<u32> {
-        let launch = self.launch(&svc.command, Some(svc))?;
+    fn spawn(&mut self, idx: usize, svc: &Service) -> Result<u32, SpawnError> {
+        // Checked first: env files are read relative to the working directory.
+        let cwd = svc.working_dir.clone().unwrap_or_else(|| working_dir(&self.config.app, &self.config_path));
+        if !cwd.is_dir() {
+            return Err(SpawnError::Permanent(missing_working_dir(&cwd, &self.state_dir)));
+        }
+        // An env file or user that cannot be had stays so until the operator acts.
+        let launch = self.launch(&svc.command, Some(svc)).map_err(|e| SpawnError::Permanent(format!("{e:#}")))?;
         let mut cmd = process::command(&launch);
         cmd.stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
-        let mut child = tokio::process::Command::from(cmd)
-            .spawn()
-            .with_context(|| format!("running {} in {}", launch.argv[0], launch.cwd.display()))?;
-        let pid = child.id().context("the new process has no pid")?;
+        let mut child = tokio::process::Command::from(cmd).spawn().map_err(|e| {
+            let program = &launch.argv[0];
+            match e.kind() {
+                std::io::ErrorKind::NotFound if !launch.cwd.is_dir() => {
+                    SpawnError::Permanent(missing_working_dir(&launch.cwd, &self.state_dir))
+                }
+                std::io::ErrorKind::NotFound => SpawnError::Permanent(format!(
+                    "program `{program}` not found (in {} or on the PATH): check the service's `command`",
+                    launch.cwd.display()
+                )),
+                std::io::ErrorKind::PermissionDenied => SpawnError::Permanent(format!(
+                    "program `{program}` cannot be run: permission denied (is it executable, and may the app's user run it?)"
+                )),
+                _ => SpawnError::Transient(
+                    anyhow::Error::new(e).context(format!("running {program} in {}", launch.cwd.display())),
+                ),
+            }
+        })?;
+        let pid = child.id().ok_or_else(|| SpawnError::Transient(anyhow::anyhow!("the new process has no pid")))?;
         let start_ticks = process::stat(pid).map(|s| s.start_ticks).unwrap_or(0);
         self.children[idx] = Some(Child { pgid: pid, start_ticks });
         let generation = self.sup.services()[idx].generation();
@@ -690,6 +720,28 @@ impl Daemon {
         if let Err(e) = self.records.save(&records) {
             tracing::error!("cannot write {}: {e}", self.state_dir.join("services.json").display());
         }
+    }
+}
+
+/// Why a start failed: `Permanent` fails the service at once (retrying cannot help), a
+/// `Transient` one (out of processes, ...) is retried as a crash.
+enum SpawnError {
+    Permanent(String),
+    Transient(anyhow::Error),
+}
+
+/// The message for a working directory that does not exist, with the next step: under the
+/// release pointer (`<state dir>/current`) it means no release is deployed yet.
+pub fn missing_working_dir(cwd: &Path, state_dir: &Path) -> String {
+    let current = crate::update::current_link(state_dir);
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    if abs(cwd).starts_with(abs(&current)) && std::fs::symlink_metadata(&current).is_err() {
+        format!(
+            "working directory {} does not exist: no release is deployed yet — run `caretaker update` first",
+            cwd.display()
+        )
+    } else {
+        format!("working directory {} does not exist: create it, or correct `working_dir` in the config", cwd.display())
     }
 }
 

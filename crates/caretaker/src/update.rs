@@ -534,6 +534,10 @@ impl Updater<'_> {
             }
             if p.phase == Phase::Forward {
                 self.store.clear_fact(FACT_PROGRESS)?;
+                // (mode-supervisor) A successful update ends service mode (docs/maintenance.md).
+                if let Some(was) = crate::appmode::clear_failed_after(self.store, self.config, "update")? {
+                    println!("service mode cleared: the update succeeded (was: {})", was.reason);
+                }
                 println!("updated to {} ({}) in {:.1}s", p.to, p.reference, started.elapsed().as_secs_f64());
                 if !p.plan.contains(&Step::MaintenanceOn) {
                     println!(

@@ -38,7 +38,8 @@ pub struct WebContext {
     pub redactor: Redactor,
     /// The services as the supervisor sees them, updated as they change.
     pub services: watch::Receiver<ServicesView>,
-    /// The app's mode (normal / maintenance / service), read from the state store every second.
+    /// The app's mode (normal / maintenance / service): pushed by the daemon when a process
+    /// switches it (`ModeChanged`), and read from the state store every second.
     pub mode: watch::Receiver<Mode>,
 }
 
@@ -188,8 +189,10 @@ pub fn spawn_front_door(
 }
 
 /// Follows the stored mode: reads `Store::mode()` every second on its own thread (with its own
-/// connection) and publishes changes, so `caretaker maintenance on` in another process reaches
-/// the front door within about a second. Ends when `shutdown` is set.
+/// connection) and publishes changes. This is the fallback: caretaker's own commands tell the
+/// daemon at once (`ModeChanged`, [`reload_mode`]) and wait for its answer; the poll catches a
+/// change nobody announced (a daemon that was busy, a state store edited by hand). Ends when
+/// `shutdown` is set.
 pub fn follow_mode(store: Store, tx: watch::Sender<Mode>, shutdown: watch::Receiver<bool>) {
     let spawned = std::thread::Builder::new().name("mode".into()).spawn(move || {
         let mut complained = false;
@@ -210,6 +213,23 @@ pub fn follow_mode(store: Store, tx: watch::Sender<Mode>, shutdown: watch::Recei
     });
     if let Err(e) = spawned {
         tracing::error!("cannot start the thread that follows the app's mode: {e}");
+    }
+}
+
+/// Reads the mode from the store and publishes it: the answer to `ModeChanged`. When this
+/// returns, every request the front door takes from now on sees the new mode (it reads the
+/// channel per request).
+pub fn reload_mode(store: &Store, tx: &watch::Sender<Mode>) -> caretaker_supervisor::protocol::Response {
+    use caretaker_supervisor::protocol::Response;
+    match store.mode() {
+        Ok(m) => {
+            publish_mode(tx, m);
+            Response::Ok
+        }
+        Err(e) => {
+            tracing::warn!("cannot read the app's mode from the state store: {e}");
+            Response::Error { message: format!("cannot read the app's mode: {e}") }
+        }
     }
 }
 

@@ -3,8 +3,9 @@
 //! every caretaker process — CLI, daemon, front door — agrees, and a crash does not forget it.
 //!
 //! Service mode wins over maintenance: an operator who ends maintenance while the app is broken
-//! must not expose the broken app. Service mode ends only by `caretaker reset-failed` or a
-//! successful recovery, like the appliance's `/run/appliance_failed` flag.
+//! must not expose the broken app. Service mode ends only by `caretaker reset-failed`, an
+//! `up`/`restart` that gets every service healthy after a service failed, or a successful
+//! update or recovery (docs/maintenance.md), like the appliance's `/run/appliance_failed` flag.
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};

@@ -74,7 +74,9 @@ fn level(t: &Threshold, value: f64, higher_is_worse: bool) -> CheckStatus {
     }
 }
 
-fn age_check(name: &str, what: &str, max: Duration, last: Option<Timestamp>, now: Timestamp) -> CheckResult {
+/// How old the last successful `what` is against `max`: warning past it, critical past twice
+/// it; none recorded is a warning.
+pub fn age_check(name: &str, what: &str, max: Duration, last: Option<Timestamp>, now: Timestamp) -> CheckResult {
     match last {
         None => result(name, CheckStatus::Warning, format!("no successful {what} recorded yet")),
         Some(t) => {
@@ -206,7 +208,10 @@ pub fn run_checks(
         caretaker_core::mode::Mode::Service(f) => out.push(result(
             "failed flag",
             CheckStatus::Critical,
-            format!("service mode since {}: {} (fix the cause, then `caretaker reset-failed`)", f.since, f.reason),
+            format!(
+                "service mode since {}: {} (fix the cause; then `caretaker up` ends it once every service is healthy, if a service failed, or `caretaker reset-failed`)",
+                f.since, f.reason
+            ),
         )),
         _ => out.push(result("failed flag", CheckStatus::Ok, "not set")),
     }

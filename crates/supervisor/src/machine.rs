@@ -8,18 +8,23 @@
 //! A service's life:
 //!
 //! ```text
-//!   Stopped --Up--> Starting --healthy (or no check)--> Running
+//!   Stopped --Up--> Starting --healthy (no check: up for `start_seconds`)--> Running
 //!      ^               |  \______________________________/  |
 //!      |            exits / unhealthy `retries` times in a row
 //!      |               v                                    v
 //!      |            Backoff --delay (initial·2^n, ≤ max)--> Starting ...
 //!      |               |
-//!      |      more than `crash_loop.restarts` crashes within `crash_loop.within`
+//!      |      more than `crash_loop.restarts` crashes within `crash_loop.within`,
+//!      |      or a start that cannot work (`CannotStart`: no working directory, ...)
 //!      |               v
-//!      |             Failed  (app enters service mode; `up`/`restart` clears it)
+//!      |             Failed  (app enters service mode; `up`/`restart` starts it again)
 //!      |
 //!   Stopping <--Down-- Starting/Running    (SIGTERM to the group; SIGKILL after stop_timeout)
 //! ```
+//!
+//! A service without a health check counts as started only once it has stayed up for
+//! `start_seconds` (supervisord's `startsecs`): one that exits at once is a crash, never
+//! "running" for a moment.
 
 use caretaker_core::config::{Backoff, CrashLoop, RestartPolicy, Service};
 use serde::{Deserialize, Serialize};
@@ -40,6 +45,8 @@ pub struct ServiceSpec {
     pub crash_loop: CrashLoop,
     pub stop_timeout: Duration,
     pub health: Option<HealthSpec>,
+    /// Without a health check: how long the process must stay up to count as running.
+    pub start_seconds: Duration,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -63,6 +70,7 @@ impl ServiceSpec {
                 retries: h.retries,
                 start_period: h.start_period,
             }),
+            start_seconds: s.start_seconds,
         }
     }
 }
@@ -147,6 +155,11 @@ pub enum Event {
     SpawnFailed {
         error: String,
     },
+    /// The daemon found that the start cannot work however often it is tried (missing working
+    /// directory or program, unknown user): fail at once, no backoff, no crash loop.
+    CannotStart {
+        error: String,
+    },
     /// The process group leader ended.
     Exited(Exit),
     /// A health probe finished.
@@ -195,7 +208,8 @@ pub struct ServiceMachine {
     /// Times of recent crashes, for crash-loop detection.
     crashes: VecDeque<Instant>,
     backoff_step: u32,
-    /// Backoff end, or the moment a stopping service gets SIGKILL.
+    /// Backoff end, the moment a stopping service gets SIGKILL, or the moment a starting
+    /// service without a health check has been up for `start_seconds`.
     deadline: Option<Instant>,
     after_stop: AfterStop,
     health: Health,
@@ -329,9 +343,15 @@ impl ServiceMachine {
                         self.health = Health::Unknown;
                         self.next_probe = Some(now);
                     }
-                    None => {
+                    None if self.spec.start_seconds.is_zero() => {
                         self.phase = Phase::Running;
                         self.next_probe = None;
+                    }
+                    None => {
+                        // Running once it has stayed up for `start_seconds`.
+                        self.phase = Phase::Starting;
+                        self.next_probe = None;
+                        self.deadline = Some(now + self.spec.start_seconds);
                     }
                 }
             }
@@ -339,6 +359,18 @@ impl ServiceMachine {
                 self.pid = None;
                 self.started_at = None;
                 self.crashed(now, format!("cannot start: {error}"), &mut out);
+            }
+            Event::CannotStart { error } => {
+                if self.phase != Phase::Starting || self.pid.is_some() {
+                    return out;
+                }
+                self.started_at = None;
+                self.phase = Phase::Failed;
+                self.deadline = None;
+                self.next_probe = None;
+                let reason = format!("cannot start: {error}");
+                self.reason = Some(reason.clone());
+                out.push(Action::Failed { reason });
             }
             Event::Exited(exit) => self.exited(now, exit, &mut out),
             Event::Probed { ok, detail } => self.probed(now, ok, detail, &mut out),
@@ -381,6 +413,11 @@ impl ServiceMachine {
             // It ran long enough to count as healthy: the next crash starts over.
             self.backoff_step = 0;
         }
+        let early = self.phase == Phase::Starting && self.spec.health.is_none();
+        if early {
+            // Died before `start_seconds` were up: the start failed.
+            self.deadline = None;
+        }
         if self.phase == Phase::Stopping {
             self.deadline = None;
             match std::mem::replace(&mut self.after_stop, AfterStop::Stay) {
@@ -399,11 +436,16 @@ impl ServiceMachine {
             RestartPolicy::OnFailure => !exit.success(),
             RestartPolicy::Never => false,
         };
+        let why = if early {
+            format!("{exit} before it had run for {}s", self.spec.start_seconds.as_secs_f64())
+        } else {
+            format!("{exit}")
+        };
         if restart {
-            self.crashed(now, format!("{exit}"), out);
+            self.crashed(now, why, out);
         } else {
             self.phase = Phase::Stopped;
-            self.reason = Some(format!("{exit}"));
+            self.reason = Some(why);
         }
     }
 
@@ -476,6 +518,11 @@ impl ServiceMachine {
             Phase::Stopping if self.deadline.is_some_and(|d| now >= d) => {
                 self.deadline = None;
                 out.push(Action::Kill);
+            }
+            Phase::Starting if self.spec.health.is_none() && self.deadline.is_some_and(|d| now >= d) => {
+                self.deadline = None;
+                self.phase = Phase::Running;
+                self.reason = None;
             }
             Phase::Starting | Phase::Running
                 if !self.probing && self.next_probe.is_some_and(|t| now >= t) && self.pid.is_some() =>
@@ -669,6 +716,7 @@ mod tests {
             crash_loop: CrashLoop { restarts: 3, within: Duration::from_secs(60) },
             stop_timeout: Duration::from_secs(10),
             health: None,
+            start_seconds: Duration::ZERO,
         }
     }
 
@@ -847,6 +895,89 @@ mod tests {
         assert_eq!(m.phase(), Phase::Stopped);
     }
 
+    fn with_start_seconds(mut s: ServiceSpec, secs: f64) -> ServiceSpec {
+        s.start_seconds = Duration::from_secs_f64(secs);
+        s
+    }
+
+    #[test]
+    fn without_a_check_a_service_runs_only_after_start_seconds() {
+        let c = Clock(Instant::now());
+        let mut m = ServiceMachine::new(with_start_seconds(spec("worker"), 1.0));
+        m.on_event(c.at(0.0), Event::Up);
+        m.on_event(c.at(0.0), Event::Spawned { pid: 1 });
+        assert_eq!(m.phase(), Phase::Starting, "not running the moment it was spawned");
+        assert!(!m.is_ready());
+        assert_eq!(m.next_deadline(), Some(c.at(1.0)));
+        assert!(m.on_event(c.at(0.9), Event::Tick).is_empty());
+        assert_eq!(m.phase(), Phase::Starting);
+        assert!(m.on_event(c.at(1.0), Event::Tick).is_empty());
+        assert_eq!(m.phase(), Phase::Running);
+        assert_eq!(m.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_service_that_dies_within_start_seconds_never_counts_as_running() {
+        let c = Clock(Instant::now());
+        let mut s = with_start_seconds(spec("broken"), 1.0);
+        s.crash_loop.restarts = 2;
+        s.backoff = Backoff { initial: Duration::from_millis(50), max: Duration::from_millis(100) };
+        let mut m = ServiceMachine::new(s);
+        m.on_event(c.at(0.0), Event::Up);
+        let mut t = 0.0;
+        let mut phases = Vec::new();
+        loop {
+            m.on_event(c.at(t), Event::Spawned { pid: 7 });
+            phases.push(m.phase());
+            t += 0.01;
+            let acts = m.on_event(c.at(t), Event::Exited(Exit::Code(2)));
+            phases.push(m.phase());
+            if m.phase() == Phase::Failed {
+                assert!(matches!(&acts[..], [Action::Kill, Action::Failed { .. }]), "{acts:?}");
+                break;
+            }
+            assert_eq!(m.phase(), Phase::Backoff);
+            assert!(m.reason().unwrap().contains("exited with status 2 before it had run for 1s"), "{m:?}");
+            t = m.next_deadline().unwrap().duration_since(c.at(0.0)).as_secs_f64();
+            assert_eq!(m.on_event(c.at(t), Event::Tick), vec![Action::Spawn]);
+        }
+        assert!(!phases.contains(&Phase::Running), "{phases:?}");
+        assert!(m.reason().unwrap().contains("crash loop: 3 crashes"), "{:?}", m.reason());
+    }
+
+    #[test]
+    fn zero_start_seconds_runs_at_once() {
+        let c = Clock(Instant::now());
+        let mut m = ServiceMachine::new(spec("web"));
+        m.on_event(c.at(0.0), Event::Up);
+        m.on_event(c.at(0.0), Event::Spawned { pid: 1 });
+        assert_eq!(m.phase(), Phase::Running);
+    }
+
+    #[test]
+    fn a_start_that_cannot_work_fails_at_once_without_retrying() {
+        let c = Clock(Instant::now());
+        let mut m = ServiceMachine::new(with_start_seconds(spec("web"), 1.0));
+        m.on_event(c.at(0.0), Event::Up);
+        let acts = m.on_event(c.at(0.0), Event::CannotStart { error: "working directory /x does not exist".into() });
+        assert_eq!(acts, vec![Action::Failed { reason: "cannot start: working directory /x does not exist".into() }]);
+        assert_eq!(m.phase(), Phase::Failed);
+        assert_eq!(m.restarts(), 0);
+        assert_eq!(m.next_deadline(), None, "no retry behind the operator's back");
+        // An operator's `up` tries again.
+        assert_eq!(m.on_event(c.at(5.0), Event::Up), vec![Action::Spawn]);
+    }
+
+    #[test]
+    fn dependants_wait_for_start_seconds() {
+        let c = Clock(Instant::now());
+        let mut s = sup(vec![with_start_seconds(spec("db"), 1.0), after(spec("web"), &["db"])]);
+        s.on_event(c.at(0.0), AppEvent::Up);
+        assert!(s.on_event(c.at(0.0), AppEvent::Service(0, Event::Spawned { pid: 1 })).is_empty());
+        assert_eq!(s.next_deadline(), Some(c.at(1.0)));
+        assert_eq!(s.tick(c.at(1.0)), vec![(1, Action::Spawn)]);
+    }
+
     fn sup(specs: Vec<ServiceSpec>) -> Supervisor {
         Supervisor::new(specs)
     }
@@ -958,6 +1089,7 @@ mod regression {
             crash_loop: CrashLoop { restarts: 3, within: Duration::from_secs(60) },
             stop_timeout: Duration::from_secs(10),
             health: None,
+            start_seconds: Duration::ZERO,
         };
         let mut s = Supervisor::new(vec![mk("web", &[]), mk("worker", &["web"])]);
         s.on_event(t, AppEvent::Up);

@@ -15,7 +15,8 @@ pub const SOCKET_NAME: &str = "daemon.sock";
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum Request {
-    /// Start every service in dependency order (clears `failed` and service mode).
+    /// Start every service in dependency order (a `failed` service is started again; the
+    /// CLI clears service mode once all are healthy).
     Up,
     /// Stop every service in reverse order; with `exit_daemon`, the daemon exits afterwards.
     Down {
@@ -30,6 +31,10 @@ pub enum Request {
         service: Option<String>,
     },
     Status,
+    /// The app's mode was switched in the state store: read it and hand it to the front door
+    /// now. Answered once the front door follows the new mode, so the caller may go on (stop
+    /// the app, say the site is back) knowing visitors see it.
+    ModeChanged,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +93,8 @@ mod tests {
         assert_eq!(r, r#"{"request":"restart","service":"web"}"#);
         let r = serde_json::to_string(&Request::Up).unwrap();
         assert_eq!(r, r#"{"request":"up"}"#);
+        let r = serde_json::to_string(&Request::ModeChanged).unwrap();
+        assert_eq!(r, r#"{"request":"mode_changed"}"#);
         let resp = Response::Status(StatusReport {
             app: "a".into(),
             daemon_pid: 1,

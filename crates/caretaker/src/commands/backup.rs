@@ -234,10 +234,13 @@ pub fn restore_db(app: &AppContext, repo: &dyn BackupEngine, snapshot: &str, for
         .into());
     }
     let mode = if force { RestoreMode::ReplaceKeepingOld } else { RestoreMode::IntoEmpty };
-    let was_on = app.store.fact(caretaker_core::mode::FACT_MAINTENANCE)?.is_some();
-    if !was_on {
-        crate::appmode::maintenance_on(&app.store, &app.config, Some("Restoring data from a backup."), "restore")?;
-    }
+    // Leaves the mode as it found it: an operator's maintenance stays on.
+    let maintenance = crate::appmode::ModeGuard::enter_maintenance(
+        &app.store,
+        &app.config,
+        Some("Restoring data from a backup."),
+        "restore",
+    )?;
     let started = std::time::Instant::now();
     let res = crate::dbbackup::restore_database(repo, snapshot, db.as_ref(), mode);
     if let Err(e) = &res {
@@ -249,9 +252,7 @@ pub fn restore_db(app: &AppContext, repo: &dyn BackupEngine, snapshot: &str, for
             &format!("restoring the database from a backup failed: {e}"),
         )?;
     }
-    if !was_on {
-        crate::appmode::maintenance_off(&app.store, &app.config, "restore")?;
-    }
+    maintenance.finish()?;
     let (restored, _) = res.map_err(|e| e.into_anyhow())?;
     Ok(DbRestored {
         target: db.target().to_string(),

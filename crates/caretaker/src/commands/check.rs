@@ -70,12 +70,52 @@ fn compose_command_probes(app: &crate::context::AppContext) -> Vec<caretaker_obs
         .collect()
 }
 
+/// The last line: the overall status, said as what it is — the worst of the results.
+fn summary_line(worst: CheckStatus, results: &[caretaker_observe::check::CheckResult]) -> String {
+    let n = results.len();
+    let at = results.iter().filter(|r| r.status == worst).count();
+    match worst {
+        CheckStatus::Ok => format!("OK — all {n} checks passed"),
+        _ => format!("{} — the worst of {n} check results ({at} {})", worst.as_str().to_uppercase(), worst.as_str()),
+    }
+}
+
+/// Without a successful backup in this state directory's job log (a recover onto a fresh
+/// machine, a new state directory), the repository may still hold this app's snapshots: their
+/// newest complete one tells the backup's age.
+fn backup_age_from_repository(
+    app: &crate::context::AppContext,
+    results: &mut [caretaker_observe::check::CheckResult],
+    now: jiff::Timestamp,
+) {
+    let (Some(cfg), Some(max)) = (&app.config.backup, app.config.alerts.rules.backup_max_age) else { return };
+    let Some(r) = results.iter_mut().find(|r| r.name == "backup") else { return };
+    if r.status == CheckStatus::Ok || app.store.last_success(kind::BACKUP).ok().flatten().is_some() {
+        return;
+    }
+    use caretaker_backup::BackupEngine;
+    let newest = caretaker_backup::location::repository(cfg)
+        .map_err(|e| e.to_string())
+        .and_then(|repo| repo.snapshots().map_err(|e| e.to_string()))
+        .map(|snaps| snaps.into_iter().filter(|s| s.complete).map(|s| s.time).max());
+    match newest {
+        Ok(Some(t)) => {
+            let mut c = caretaker_observe::check::age_check("backup", "backup", max, Some(t), now);
+            c.message = format!("{} (newest snapshot in the repository; none in this job log)", c.message);
+            *r = c;
+        }
+        Ok(None) => r.message = "no successful backup recorded yet, and the repository holds no snapshot".into(),
+        Err(e) => r.message = format!("no successful backup recorded yet (the repository cannot be read: {e})"),
+    }
+}
+
 pub fn run(global: &Global, args: &CheckArgs) -> Result<Code> {
     let app = open_app(global)?;
     let now = jiff::Timestamp::now();
     let mut extra = database_contents(&app);
     extra.extend(compose_command_probes(&app));
-    let results = run_checks(&app.config, &app.store, extra, now)?;
+    let mut results = run_checks(&app.config, &app.store, extra, now)?;
+    backup_age_from_repository(&app, &mut results, now);
     let worst = overall(&results);
     // Recording is best effort: a check must answer even when another job holds the lock.
     if let Ok(mut job) = app.store.start_job(kind::CHECK, crate::context::trigger(), false) {
@@ -110,7 +150,25 @@ pub fn run(global: &Global, args: &CheckArgs) -> Result<Code> {
                 None => println!("{line}"),
             }
         }
-        println!("\n{}: {} checks", paint(worst, &worst.as_str().to_uppercase(), color), results.len());
+        println!("\n{}", paint(worst, &summary_line(worst, &results), color));
     }
     Ok(nagios(worst as u8))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use caretaker_observe::check::CheckResult;
+    use expect_test::expect;
+
+    #[test]
+    fn the_summary_says_the_worst_result_not_a_count_of_warnings() {
+        let r = |status| CheckResult { name: "x".into(), status, message: String::new() };
+        let all = [r(CheckStatus::Ok), r(CheckStatus::Warning), r(CheckStatus::Ok), r(CheckStatus::Ok)];
+        expect!["WARNING — the worst of 4 check results (1 warning)"].assert_eq(&summary_line(overall(&all), &all));
+        let crit = [r(CheckStatus::Critical), r(CheckStatus::Warning), r(CheckStatus::Critical)];
+        expect!["CRITICAL — the worst of 3 check results (2 critical)"].assert_eq(&summary_line(overall(&crit), &crit));
+        let ok = [r(CheckStatus::Ok), r(CheckStatus::Ok)];
+        expect!["OK — all 2 checks passed"].assert_eq(&summary_line(overall(&ok), &ok));
+    }
 }

@@ -30,14 +30,20 @@ pub fn check(global: &Global, json: bool) -> Result<Code> {
     if let Some(c) = &compose {
         ok &= c.ok;
     }
+    // What the (pure) validation cannot see: this machine.
+    let observed = match &file.result {
+        Ok(l) => observed_warnings(global, &path, &l.config),
+        Err(_) => Vec::new(),
+    };
     if json {
         let out = serde_json::json!({
             "file": path.display().to_string(),
             "valid": ok,
             "errors": diags.errors().count(),
-            "warnings": diags.warnings().count(),
+            "warnings": diags.warnings().count() + observed.len(),
             "problems": diags,
             "compose": compose.as_ref().map(|c| &c.json),
+            "observed": observed,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -47,11 +53,35 @@ pub fn check(global: &Global, json: bool) -> Result<Code> {
         for line in compose.iter().flat_map(|c| &c.lines) {
             eprintln!("{line}");
         }
+        for w in &observed {
+            eprintln!("warning: {w}");
+        }
         if let Some(s) = summary.filter(|_| ok) {
             println!("{}: ok — {s}", path.display());
         }
     }
     Ok(if ok { Code::Ok } else { Code::Config })
+}
+
+/// Warnings from looking at this machine after validation: a service's working directory
+/// that does not exist (the supervisor cannot start it).
+fn observed_warnings(global: &Global, path: &std::path::Path, cfg: &caretaker_core::config::Config) -> Vec<String> {
+    if cfg.compose.is_some() {
+        return Vec::new();
+    }
+    let state_dir = crate::context::state_dir(global.state_dir.as_deref(), cfg);
+    let app_dir = crate::appenv::working_dir(&cfg.app, path);
+    let mut dirs: Vec<std::path::PathBuf> = Vec::new();
+    for s in &cfg.services {
+        let d = s.working_dir.clone().unwrap_or_else(|| app_dir.clone());
+        if !dirs.contains(&d) {
+            dirs.push(d);
+        }
+    }
+    dirs.into_iter()
+        .filter(|d| !d.is_dir())
+        .map(|d| format!("services cannot start: {}", crate::daemon::missing_working_dir(&d, &state_dir)))
+        .collect()
 }
 
 fn summary(cfg: &caretaker_core::config::Config) -> String {

@@ -65,8 +65,9 @@ pub fn run(global: &Global, args: &RecoverArgs) -> Result<Code> {
             figures["snapshot"] = json!(snapshot);
             figures["code"] = release;
             job.finish(Outcome::Succeeded, figures.clone(), None)?;
-            if app.store.fact(caretaker_core::mode::FACT_FAILED)?.is_some() {
-                crate::appmode::reset_failed(&app.store, &app.config)?;
+            // (mode-supervisor) A successful recover ends service mode, and says so.
+            if let Some(was) = crate::appmode::clear_failed_after(&app.store, &app.config, "recover")? {
+                eprintln!("service mode cleared: the recover succeeded (was: {})", was.reason);
             }
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&json!({"job": job_id, "figures": figures}))?);

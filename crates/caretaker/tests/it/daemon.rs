@@ -35,7 +35,7 @@ fn a_port_in_use_stops_the_daemon_with_exit_code_6() {
 }
 
 #[test]
-fn front_door_proxies_and_follows_maintenance_mode_set_by_another_process() {
+fn front_door_follows_maintenance_mode_set_by_another_process_before_the_command_returns() {
     let app_port = free_port();
     let door = free_port();
     let dir = tempfile::tempdir().unwrap();
@@ -48,14 +48,20 @@ fn front_door_proxies_and_follows_maintenance_mode_set_by_another_process() {
         http_get(door, "/healthz").filter(|(s, _)| *s == 200)
     });
 
+    // The switch is acknowledged by the daemon: the front door follows it before the command
+    // returns, not at its next look at the state store.
     app.ct.expect(&["maintenance", "on", "--message", "Back at noon"], 0);
-    let body = wait_until(Duration::from_secs(5), "the maintenance page", || {
-        http_get(door, "/").filter(|(s, _)| *s == 503).map(|(_, b)| b)
-    });
+    let (status, body) = http_get(door, "/").unwrap();
+    assert_eq!(status, 503, "{body}");
     assert!(body.contains("Back at noon"), "{body}");
 
     app.ct.expect(&["maintenance", "off"], 0);
-    wait_until(Duration::from_secs(5), "the app again", || http_get(door, "/healthz").filter(|(s, _)| *s == 200));
+    assert_eq!(http_get(door, "/healthz").map(|r| r.0), Some(200));
+    // And again, both ways, with no pause in between.
+    app.ct.expect(&["maintenance", "on"], 0);
+    assert_eq!(http_get(door, "/").map(|r| r.0), Some(503));
+    app.ct.expect(&["maintenance", "off"], 0);
+    assert_eq!(http_get(door, "/healthz").map(|r| r.0), Some(200));
 }
 
 #[test]
@@ -74,11 +80,10 @@ fn a_crash_loop_puts_the_front_door_into_service_mode() {
         http_get(door, "/").filter(|(s, b)| *s == 503 && b.contains("Service temporarily unavailable")).map(|x| x.1)
     });
     assert!(!body.contains("settings.py"), "visitors do not see internals: {body}");
-    // It stays until an operator clears the flag.
+    // It stays until an operator clears the flag; then at once the bad-gateway page (nothing
+    // listens upstream).
     app.ct.expect(&["reset-failed"], 0);
-    wait_until(Duration::from_secs(5), "the bad-gateway page (nothing listens upstream)", || {
-        http_get(door, "/").filter(|(s, _)| *s == 502)
-    });
+    assert_eq!(http_get(door, "/").map(|r| r.0), Some(502));
 }
 
 #[test]
@@ -134,4 +139,33 @@ fn daemon_serves_the_status_page_with_live_services_behind_auth() {
     let (status, html) = http_get(port, "/status?token=a-long-random-status-token").unwrap();
     assert_eq!(status, 200);
     assert!(html.contains("<svg") && html.contains("idle"), "{html}");
+}
+
+#[test]
+fn up_waits_for_the_resume_of_an_update_interrupted_with_its_daemon() {
+    let site = crate::maintenance::Site::new();
+    site.ct.expect(&["update"], 0);
+    wait_until(Duration::from_secs(30), "v1 through the front door", || site.version().filter(|v| v == "v1"));
+    // The update and the daemon both die mid-update: the app is stopped, maintenance is on.
+    let out =
+        site.ct.command(&["update", "--to", "v2"]).env("CARETAKER_TEST_KILL_AT_STEP", "migrate").output().unwrap();
+    assert_eq!(out.status.code(), None, "killed at migrate: {}", crate::stderr_of(&out));
+    let daemon = site.ct.json(&["status", "--json"])["daemon_pid"].as_i64().expect("a daemon runs") as i32;
+    unsafe { libc::kill(daemon, libc::SIGKILL) };
+    wait_until(Duration::from_secs(10), "the daemon to be gone", || {
+        let stat = std::fs::read_to_string(format!("/proc/{daemon}/stat")).unwrap_or_default();
+        (stat.is_empty() || stat[stat.rfind(')').unwrap() + 2..].starts_with('Z')).then_some(())
+    });
+
+    let st = site.ct.expect(&["status"], 0);
+    assert!(st.contains("UPDATE INTERRUPTED") && st.contains("update --resume"), "{st}");
+
+    let out = site.ct.run(&["up", "--timeout", "60"]);
+    let err = crate::stderr_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("resuming interrupted update job"), "{err}");
+    assert!(err.contains("rolled_back"), "how the resume ended is reported: {err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("healthy"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(site.version().as_deref(), Some("v1"), "rolled back to what served before");
+    assert_eq!(site.ct.json(&["maintenance", "status", "--json"])["mode"], "normal");
 }

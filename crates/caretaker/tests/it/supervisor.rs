@@ -448,3 +448,102 @@ fn generated_systemd_unit_passes_systemd_analyze_verify() {
     std::fs::write(&unit, "something else").unwrap();
     app.ct.expect(&["install-systemd", "--output", unit.to_str().unwrap()], 5);
 }
+
+#[test]
+fn up_and_restart_that_get_a_failed_service_healthy_end_service_mode_and_say_so() {
+    // Fails until the file `fixed` exists.
+    let app = App::new(
+        r#"  flaky:
+    command: "test -f fixed || { echo 'settings missing' >&2; exit 2; }; exec sleep 3137"
+    backoff: { initial: 50ms, max: 100ms }
+    crash_loop: { restarts: 1, within: 30s }"#,
+        "",
+    );
+    assert_eq!(app.ct.run(&["up", "--timeout", "30"]).status.code(), Some(1));
+    assert_eq!(app.ct.json(&["maintenance", "status", "--json"])["mode"], "service");
+    // Fixed; the same daemon restarts the service: once it is up, service mode ends.
+    std::fs::write(app.path("fixed"), "").unwrap();
+    let out = app.ct.expect(&["restart", "flaky", "--timeout", "30"], 0);
+    assert!(out.contains("service mode cleared") && out.contains("flaky failed"), "{out}");
+    assert_eq!(app.ct.json(&["maintenance", "status", "--json"])["mode"], "normal");
+
+    // Broken again, with a new daemon after the fix: `up` ends it too.
+    app.ct.expect(&["down", "--daemon"], 0);
+    std::fs::remove_file(app.path("fixed")).unwrap();
+    assert_eq!(app.ct.run(&["up", "--timeout", "30"]).status.code(), Some(1));
+    app.ct.expect(&["down", "--daemon"], 0);
+    std::fs::write(app.path("fixed"), "").unwrap();
+    let out = app.ct.expect(&["up", "--timeout", "30"], 0);
+    assert!(out.contains("service mode cleared"), "{out}");
+    assert_eq!(app.ct.json(&["maintenance", "status", "--json"])["mode"], "normal");
+
+    // Maintenance an operator switched on stays on, and `up` says so rather than nothing.
+    app.ct.expect(&["maintenance", "on"], 0);
+    let out = app.ct.run(&["up", "--timeout", "30"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(crate::stderr_of(&out).contains("maintenance mode is on"), "{}", crate::stderr_of(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("MAINTENANCE MODE"));
+}
+
+#[test]
+fn up_before_any_release_fails_at_once_with_the_next_step() {
+    let app = App::new("  web: \"exec sleep 3138\"", "");
+    // The release pointer an update creates, before any update ran.
+    let cfg = std::fs::read_to_string(&app.ct.config).unwrap();
+    let current = app.path("state/current");
+    std::fs::write(
+        &app.ct.config,
+        cfg.replace(
+            &format!("working_dir: \"{}\"", app.dir.path().display()),
+            &format!("working_dir: \"{}\"", current.display()),
+        ),
+    )
+    .unwrap();
+    let check = app.ct.run(&["config", "check"]);
+    assert_eq!(check.status.code(), Some(0));
+    assert!(
+        crate::stderr_of(&check).contains("warning: services cannot start")
+            && crate::stderr_of(&check).contains("no release is deployed yet"),
+        "{}",
+        crate::stderr_of(&check)
+    );
+    let st = app.ct.expect(&["status"], 0);
+    assert!(st.contains("cannot start") && st.contains("caretaker update"), "{st}");
+
+    let out = app.ct.run(&["up", "--timeout", "60"]);
+    let err = crate::stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no release is deployed yet") && err.contains("run `caretaker update` first"), "{err}");
+    assert!(!err.contains("No such file or directory"), "{err}");
+    let web = app.service("web");
+    assert_eq!(web["state"], "failed");
+    assert_eq!(web["restarts"], 0, "not retried as a crash loop: {web}");
+    assert!(app.ct.expect(&["status"], 0).contains("no release is deployed yet"));
+}
+
+#[test]
+fn a_missing_program_fails_at_once() {
+    let app = App::new("  web:\n    command: [\"no-such-program-3139\", \"--serve\"]", "");
+    let out = app.ct.run(&["up", "--timeout", "60"]);
+    let err = crate::stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("program `no-such-program-3139` not found"), "{err}");
+    assert_eq!(app.service("web")["restarts"], 0);
+}
+
+#[test]
+fn a_service_that_exits_at_once_is_never_reported_up() {
+    // `exit 2` with restarts allowed for a while: `up` must not see it "running" in between.
+    let app = App::new(
+        r#"  quick:
+    command: "exit 2"
+    backoff: { initial: 50ms, max: 50ms }
+    crash_loop: { restarts: 3, within: 60s }
+    start_seconds: 0.5"#,
+        "",
+    );
+    let out = app.ct.run(&["up", "--timeout", "30"]);
+    let err = crate::stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("before it had run for 0.5s"), "{err}");
+}

@@ -217,6 +217,10 @@ pub struct Service {
     /// Whether the site needs this service to serve (default): its crash loop puts the app in
     /// service mode. A non-critical service's crash loop (a worker) only alerts.
     pub critical: bool,
+    /// Without a health check, how long the process must stay up to count as started
+    /// (`start_seconds`, default 1).
+    #[serde(serialize_with = "ser_duration")]
+    pub start_seconds: Duration,
 }
 
 /// A docker compose project that runs the app (docs/compose.md). Its services are the compose

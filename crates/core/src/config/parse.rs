@@ -367,6 +367,15 @@ fn service(cx: &mut Cx, name: &str, node: &Node, path: &str) -> Option<(Vec<mark
         m.opt(cx, "crash_loop", crash_loop).unwrap_or(CrashLoop { restarts: 5, within: Duration::from_secs(60) });
     let backoff = m.opt(cx, "backoff", backoff).unwrap_or_default();
     let critical = m.opt(cx, "critical", boolean).unwrap_or(true);
+    // supervisord's `startsecs`: seconds a service without a health check must stay up.
+    let start_seconds = m.opt(cx, "start_seconds", |cx, n, p| {
+        let secs = number(cx, n, p)?;
+        if !(0.0..=3600.0).contains(&secs) {
+            cx.error(n.span(), p, format!("`{p}` must be between 0 and 3600 seconds, found {secs}"), None);
+            return None;
+        }
+        Some(Duration::from_secs_f64(secs))
+    });
     m.finish(cx);
     let mut s = service_defaults(name, command?);
     s.after = after;
@@ -379,6 +388,9 @@ fn service(cx: &mut Cx, name: &str, node: &Node, path: &str) -> Option<(Vec<mark
     s.crash_loop = crash_loop;
     s.backoff = backoff;
     s.critical = critical;
+    if let Some(t) = start_seconds {
+        s.start_seconds = t;
+    }
     Some((after_spans, s))
 }
 
@@ -396,6 +408,7 @@ fn service_defaults(name: &str, command: Command) -> Service {
         crash_loop: CrashLoop { restarts: 5, within: Duration::from_secs(60) },
         backoff: Backoff::default(),
         critical: true,
+        start_seconds: Duration::from_secs(1),
     }
 }
 
