@@ -50,6 +50,7 @@ pub fn restore_database(
     let (mut reader, writer) = std::io::pipe().map_err(RestoreDbError::Io)?;
     std::thread::scope(|s| {
         let restorer = s.spawn(move || db.restore(&mut reader, mode));
+        let writer = KillAfterFirstWrite { inner: writer };
         let mut writer =
             crate::progress::writer(std::io::BufWriter::with_capacity(1 << 20, writer), "restoring the database");
         let streamed = repo.restore_stream(Some(snapshot), STREAM_NAME, &mut writer).and_then(|n| {
@@ -73,6 +74,32 @@ pub fn restore_database(
             (Err(e), Ok(_)) => Err(RestoreDbError::Engine(e)),
         }
     })
+}
+
+/// The pipe into the adapter. Debug builds: with the kill hook set to `database.streaming`
+/// (`update::KILL_HOOK_ENV`), caretaker SIGKILLs itself once the first bytes of the dump are in
+/// the pipe — a restore killed half-way, for the fault-injection tests.
+struct KillAfterFirstWrite<W: Write> {
+    inner: W,
+}
+
+impl<W: Write> Write for KillAfterFirstWrite<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        #[cfg(debug_assertions)]
+        if std::env::var(crate::update::KILL_HOOK_ENV).is_ok_and(|v| v == "database.streaming") {
+            let _ = self.inner.flush();
+            // SAFETY: plain syscalls.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 impl std::fmt::Display for RestoreDbError {

@@ -250,3 +250,157 @@ fn backup_run_killed_while_pg_dump_streams_leaves_a_consistent_repository() {
     }
     psql(&base, &format!("DROP DATABASE {name}"));
 }
+
+/// Every file below `dir`: relative path → (mode, contents).
+fn tree_state(dir: &Path) -> std::collections::BTreeMap<String, (u32, Vec<u8>)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let contents = if meta.is_dir() {
+                stack.push(p.clone());
+                Vec::new()
+            } else {
+                std::fs::read(&p).unwrap()
+            };
+            out.insert(rel, (meta.permissions().mode(), contents));
+        }
+    }
+    out
+}
+
+fn psql_out(url: &str, sql: &str) -> String {
+    let out = std::process::Command::new("psql").args([url, "-XAtqc", sql]).output().unwrap();
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The rows of the database in one digest (the demo app's entries and a larger table).
+fn db_digest(url: &str) -> String {
+    psql_out(
+        url,
+        "SELECT (SELECT count(*) || ':' || md5(string_agg(author || body, ',' ORDER BY id)) FROM entries) || '/' || \
+         (SELECT count(*) || ':' || md5(string_agg(v, ',' ORDER BY id)) FROM bulk)",
+    )
+}
+
+/// `recover` SIGKILLed at each of its steps (and half-way through the database's stream, and
+/// between the database's rename into place and recording it), then a plain `recover` (no
+/// `--force`): it finishes the job, the data is identical to the backup's, and nothing is left
+/// behind — no kept-aside trees, no staging directories, no copies of the database.
+#[test]
+fn recover_killed_at_each_step_is_finished_by_the_next_recover_without_force() {
+    let Some(base) = require_service("CARETAKER_TEST_PG_URL") else { return };
+    let (server, _) = base.rsplit_once('/').unwrap();
+    let db1 = unique_name("reck_old");
+    psql(&base, &format!("CREATE DATABASE {db1}"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    caretaker_demo_app::write_default_release(&d.join("release")).unwrap();
+    for i in 0..50 {
+        let sub = d.join(format!("files/d{}", i % 5));
+        std::fs::create_dir_all(&sub).unwrap();
+        let f = sub.join(format!("f{i}.bin"));
+        std::fs::write(&f, format!("file {i} ").repeat(200 + i * 37)).unwrap();
+        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600 + (i as u32 % 2) * 0o40))
+            .unwrap();
+    }
+    let port = free_port();
+    let cfg = d.join("caretaker.yml");
+    let write_cfg = |db: &str| {
+        std::fs::write(&cfg, config(d, &format!("{server}/{db}"), port)).unwrap();
+        std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    };
+    write_cfg(&db1);
+    let old = Caretaker::new(BIN, &cfg, &d.join("state-old"));
+    let mut states = vec![d.join("state-old")];
+    let steps = [
+        "recover.inspect",
+        "recover.code",
+        "recover.files",
+        "recover.files.staged",
+        "recover.database",
+        "database.streaming",
+        "recover.database.restored",
+        "recover.migrate",
+        "recover.start",
+    ];
+    for i in 0..steps.len() {
+        states.push(d.join(format!("state-{i}")));
+    }
+    let _down = Down(cfg.clone(), states);
+    let out = std::process::Command::new(BIN)
+        .args(["demo-app", "migrate"])
+        .env("DEMO_DATABASE_URL", format!("{server}/{db1}"))
+        .current_dir(d.join("release"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    // A table large enough that its dump is still streaming when the restore is killed.
+    psql(
+        &format!("{server}/{db1}"),
+        "CREATE TABLE bulk (id int PRIMARY KEY, v text); \
+         INSERT INTO bulk SELECT g, md5(g::text) || md5((g * 7)::text) FROM generate_series(1, 200000) g",
+    );
+    old.expect(&["up"], 0);
+    let body = "author=alice&body=written-before-the-backup";
+    let post = format!(
+        "POST /entries HTTP/1.0\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    assert_eq!(http(port, &post).map(|r| r.0), Some(303));
+    old.expect(&["backup", "init"], 0);
+    let run = old.json(&["backup", "run", "--json"]);
+    assert_eq!(run["outcome"], "succeeded", "{run}");
+    old.expect(&["down", "--daemon"], 0);
+    let want_files = tree_state(&d.join("files"));
+    let want_db = db_digest(&format!("{server}/{db1}"));
+    assert!(want_db.starts_with("1:") && want_db.contains("/200000:"), "{want_db}");
+
+    for (i, step) in steps.iter().enumerate() {
+        eprintln!("--- kill at {step}");
+        // A new machine: an empty database, an emptied tree, a new state directory.
+        let db = unique_name("reck_new");
+        psql(&base, &format!("CREATE DATABASE {db}"));
+        std::fs::remove_dir_all(d.join("files")).unwrap();
+        std::fs::create_dir_all(d.join("files")).unwrap();
+        write_cfg(&db);
+        let new = Caretaker::new(BIN, &cfg, &d.join(format!("state-{i}")));
+        let out = new.command(&["recover"]).env("CARETAKER_TEST_KILL_AT_STEP", step).output().unwrap();
+        assert_eq!(out.status.code(), None, "killed at {step}: {}", stderr_of(&out));
+        let out = new.run(&["recover"]);
+        assert_eq!(out.status.code(), Some(0), "after a kill at {step}: {}", stderr_of(&out));
+        if *step != "recover.inspect" {
+            assert!(stderr_of(&out).contains("finishing interrupted recover job"), "{}", stderr_of(&out));
+        }
+        let url = format!("{server}/{db}");
+        assert_eq!(db_digest(&url), want_db, "database after a kill at {step}");
+        assert_eq!(tree_state(&d.join("files")), want_files, "files after a kill at {step}");
+        let left: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("caretaker-old") || n.contains("caretaker-recover"))
+            .collect();
+        assert!(left.is_empty(), "left behind after a kill at {step}: {left:?}");
+        let copies = psql_out(
+            &base,
+            &format!("SELECT string_agg(datname, ',') FROM pg_database WHERE datname LIKE '{db}\\_\\_%'"),
+        );
+        assert_eq!(copies, "", "database copies left after a kill at {step}");
+        let (status, entries) = http(port, "GET /api/entries HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!(status, 200);
+        assert!(entries.contains("written-before-the-backup"), "{entries}");
+        let mode = new.json(&["maintenance", "status", "--json"]).to_string();
+        assert!(!mode.contains("maintenance") && !mode.contains("failed"), "{step}: {mode}");
+        // The job is done: another recover finds live data again.
+        new.expect(&["down", "--daemon"], 0);
+        assert_eq!(new.run(&["recover"]).status.code(), Some(5));
+        psql(&base, &format!("DROP DATABASE {db} WITH (FORCE)"));
+    }
+    psql(&base, &format!("DROP DATABASE {db1} WITH (FORCE)"));
+}
