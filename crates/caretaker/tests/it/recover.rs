@@ -404,3 +404,75 @@ fn recover_killed_at_each_step_is_finished_by_the_next_recover_without_force() {
     }
     psql(&base, &format!("DROP DATABASE {db1} WITH (FORCE)"));
 }
+
+/// A fresh PostgreSQL server without the app's role or database. With `database.admin_url`,
+/// `recover` (and `backup restore --db-only`) inspect through the administrator, create the
+/// role and the database and restore; without it, `recover` says plainly that the role may be
+/// missing and how to fix it, before anything is restored.
+#[test]
+fn recover_on_a_fresh_server_creates_the_apps_role_with_admin_url() {
+    let Some(base) = require_service("CARETAKER_TEST_PG_URL") else { return };
+    let (server, _) = base.rsplit_once('/').unwrap();
+    let hostport = server.rsplit_once('@').unwrap().1;
+    let role = unique_name("recrole");
+    let db = unique_name("recrole_db");
+    let pw = "role-pw-4411";
+    let app_url = format!("postgres://{role}:{pw}@{hostport}/{db}");
+    psql(&base, &format!("CREATE ROLE {role} LOGIN CREATEDB PASSWORD '{pw}'"));
+    psql(&base, &format!("CREATE DATABASE {db} OWNER {role}"));
+    psql(&app_url, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 500) g");
+    let want = psql_out(&app_url, "SELECT count(*) || ':' || md5(string_agg(v, ',' ORDER BY id)) FROM t");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("release")).unwrap();
+    std::fs::write(d.join("release/app.txt"), "the release").unwrap();
+    std::fs::create_dir_all(d.join("files")).unwrap();
+    std::fs::write(d.join("files/a.txt"), "a file").unwrap();
+    let cfg = d.join("caretaker.yml");
+    let write_cfg = |admin: bool| {
+        let admin = if admin { format!("\n  admin_url: \"{base}\"") } else { String::new() };
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 1\napp:\n  name: recrole\n  working_dir: \"{d}/release\"\ndatabase:\n  kind: postgres\n  url: \"{app_url}\"{admin}\nfiles: [ \"{d}/files\" ]\nbackup:\n  repository: \"{d}/repo\"\n  password: \"a long test password\"\n  schedule: daily\n  keep: {{ last: 3 }}\n",
+                d = d.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    };
+    write_cfg(true);
+    let old = Caretaker::new(BIN, &cfg, &d.join("state-old"));
+    old.expect(&["backup", "init"], 0);
+    let run = old.json(&["backup", "run", "--json"]);
+    assert_eq!(run["outcome"], "succeeded", "{run}");
+    let fresh_server = || {
+        psql(&base, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+        psql(&base, &format!("DROP ROLE IF EXISTS {role}"));
+    };
+    fresh_server();
+    std::fs::remove_dir_all(d.join("files")).unwrap();
+
+    // Without admin_url: the missing role is named as a possible cause, with the fix.
+    write_cfg(false);
+    let out = Caretaker::new(BIN, &cfg, &d.join("state-1")).run(&["recover"]);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(err.contains(&format!("the role {role} may not exist yet")) && err.contains("admin_url"), "{err}");
+    assert!(!d.join("files").exists(), "nothing restored before the database was inspected");
+
+    // With admin_url: role, database and data come back.
+    write_cfg(true);
+    let new = Caretaker::new(BIN, &cfg, &d.join("state-2"));
+    let out = new.run(&["recover"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert_eq!(psql_out(&app_url, "SELECT count(*) || ':' || md5(string_agg(v, ',' ORDER BY id)) FROM t"), want);
+    assert_eq!(std::fs::read_to_string(d.join("files/a.txt")).unwrap(), "a file");
+
+    // `backup restore --db-only` onto a fresh server, likewise.
+    fresh_server();
+    let out = new.run(&["backup", "restore", "--db-only"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert_eq!(psql_out(&app_url, "SELECT count(*) || ':' || md5(string_agg(v, ',' ORDER BY id)) FROM t"), want);
+    fresh_server();
+}
