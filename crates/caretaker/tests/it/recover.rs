@@ -476,3 +476,40 @@ fn recover_on_a_fresh_server_creates_the_apps_role_with_admin_url() {
     assert_eq!(psql_out(&app_url, "SELECT count(*) || ':' || md5(string_agg(v, ',' ORDER BY id)) FROM t"), want);
     fresh_server();
 }
+
+/// `recover` with the config at another path than on the old machine: the snapshot's config
+/// file is not restored to its old path, and the summary says so.
+#[test]
+fn recover_with_the_config_elsewhere_does_not_restore_the_snapshots_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("release")).unwrap();
+    std::fs::write(d.join("release/app.txt"), "the release").unwrap();
+    std::fs::create_dir_all(d.join("files")).unwrap();
+    std::fs::write(d.join("files/a.txt"), "a file").unwrap();
+    let text = format!(
+        "version: 1\napp:\n  name: recconf\n  working_dir: \"{d}/release\"\nfiles: [ \"{d}/files\" ]\nbackup:\n  repository: \"{d}/repo\"\n  password: \"a long test password\"\n",
+        d = d.display()
+    );
+    let write = |p: &Path| {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, &text).unwrap();
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    };
+    let old_cfg = d.join("old/caretaker.yml");
+    write(&old_cfg);
+    let old = Caretaker::new(BIN, &old_cfg, &d.join("state-old"));
+    old.expect(&["backup", "init"], 0);
+    assert_eq!(old.json(&["backup", "run", "--json"])["outcome"], "succeeded");
+    std::fs::remove_dir_all(d.join("old")).unwrap();
+    std::fs::remove_dir_all(d.join("files")).unwrap();
+
+    let new_cfg = d.join("elsewhere/caretaker.yml");
+    write(&new_cfg);
+    let out = Caretaker::new(BIN, &new_cfg, &d.join("state-new")).run(&["recover"]);
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(!old_cfg.exists(), "the snapshot's config file was restored to its old path: {printed}");
+    assert!(printed.contains(&format!("{} not restored", old_cfg.display())), "{printed}");
+    assert_eq!(std::fs::read_to_string(d.join("files/a.txt")).unwrap(), "a file");
+}
