@@ -131,3 +131,30 @@ pub fn app_version(cfg: &caretaker_core::config::Config, config_path: &std::path
     let ok = !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_graphic() && c != ',');
     ok.then(|| v.to_string())
 }
+
+/// After the app's database was replaced under it (a restore, a revert): the running services
+/// held connections to the database that was renamed away or ended, and a pooled connection
+/// would fail its next request. Restarts every service the daemon runs (not the database's own
+/// compose service), so each opens fresh connections; returns their names. No daemon, or
+/// nothing running: nothing to do.
+pub fn restart_running_services(app: &crate::context::AppContext) -> anyhow::Result<Vec<String>> {
+    use caretaker_supervisor::machine::Phase;
+    use caretaker_supervisor::protocol::{Request, Response};
+    let state_dir = app.store.dir();
+    let timeout = std::time::Duration::from_secs(10);
+    let Some(Response::Status(report)) = crate::control::request(state_dir, &Request::Status, timeout)? else {
+        return Ok(Vec::new());
+    };
+    let db_service = app.config.database.as_ref().and_then(|d| d.compose_service.clone());
+    let running: Vec<String> = report
+        .services
+        .iter()
+        .filter(|s| matches!(s.state, Phase::Running | Phase::Starting))
+        .filter(|s| Some(&s.name) != db_service.as_ref())
+        .map(|s| s.name.clone())
+        .collect();
+    for s in &running {
+        crate::control::request(state_dir, &Request::Restart { service: Some(s.clone()) }, timeout)?;
+    }
+    Ok(running)
+}

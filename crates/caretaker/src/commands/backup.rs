@@ -198,6 +198,8 @@ pub struct DbRestored {
     pub bytes: u64,
     pub kept_aside: Option<String>,
     pub seconds: f64,
+    /// Services restarted because the database was replaced under them.
+    pub restarted: Vec<String>,
 }
 
 /// Restores the snapshot's database dump into the configured database, in maintenance mode
@@ -235,6 +237,14 @@ pub fn restore_db(app: &AppContext, repo: &dyn BackupEngine, snapshot: &str, for
             &format!("restoring the database from a backup failed: {e}"),
         )?;
     }
+    // Services that run held connections to the database that was replaced.
+    let restarted = match &res {
+        Ok(_) => crate::dbbackup::restart_running_services(app).unwrap_or_else(|e| {
+            eprintln!("warning: restarting the services failed ({e:#}): run `caretaker restart`");
+            Vec::new()
+        }),
+        Err(_) => Vec::new(),
+    };
     if !was_on {
         crate::appmode::maintenance_off(&app.store, &app.config, "restore")?;
     }
@@ -244,6 +254,7 @@ pub fn restore_db(app: &AppContext, repo: &dyn BackupEngine, snapshot: &str, for
         bytes: restored.bytes,
         kept_aside: restored.kept_aside,
         seconds: started.elapsed().as_secs_f64(),
+        restarted,
     })
 }
 
@@ -341,6 +352,12 @@ fn restore_cmd(
             eprintln!("database {} restored ({} bytes in {:.1} s)", d.target, d.bytes, d.seconds);
             if let Some(old) = &d.kept_aside {
                 eprintln!("previous contents kept aside as {old}");
+            }
+            if !d.restarted.is_empty() {
+                eprintln!(
+                    "restarted {} (their connections to the replaced database were ended)",
+                    d.restarted.join(", ")
+                );
             }
         }
         for v in &volumes {

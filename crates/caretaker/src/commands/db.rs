@@ -140,12 +140,25 @@ fn revert(app: &AppContext, db: &dyn Database, name: &str, yes: bool) -> Result<
         Ok(aside) => {
             let seconds = started.elapsed().as_secs_f64();
             job.log(&format!("reverted in {seconds:.2} s; previous contents kept as {aside}"));
+            println!("reverted to {name}; the previous contents are kept as {aside}");
+            // Services that run held connections to the database now kept aside.
+            let restarted = match crate::dbbackup::restart_running_services(app) {
+                Ok(r) => r,
+                Err(e) => {
+                    job.log(&format!("restarting the services: {e:#}"));
+                    eprintln!("warning: restarting the services failed ({e:#}): run `caretaker restart`");
+                    Vec::new()
+                }
+            };
+            if !restarted.is_empty() {
+                job.log(&format!("restarted {}", restarted.join(", ")));
+                println!("restarted {} (their connections to the replaced database were ended)", restarted.join(", "));
+            }
             job.finish(
                 Outcome::Succeeded,
-                json!({"name": name, "kept_aside": aside, "duration_seconds": seconds}),
+                json!({"name": name, "kept_aside": aside, "duration_seconds": seconds, "restarted": restarted}),
                 None,
             )?;
-            println!("reverted to {name}; the previous contents are kept as {aside}");
             Ok(Code::Ok)
         }
         Err(e) => {

@@ -396,7 +396,7 @@ fn recover(
     }
 
     // 6. The database.
-    let mut database_replaced = false;
+    let mut restarted: Vec<String> = Vec::new();
     if app.config.database.is_some() && !p.is_done("database") {
         let t = Instant::now();
         let live_now = !live_database(app)?.is_empty();
@@ -422,7 +422,7 @@ fn recover(
             (Some(old), _) => what.push_str(&format!(", previous contents kept as {old}")),
             (None, _) => {}
         }
-        database_replaced = live_now;
+        restarted = d.restarted.clone();
         p.finish("database");
         save_progress(&app.store, &p)?;
         steps.record(job, "database", t, what);
@@ -486,25 +486,24 @@ fn recover(
         steps.record(job, "migrate", t, format!("{} command(s)", app.config.app.migrate.len()));
     }
 
-    // 8. Start the app and wait until every health check passes. Services already running held
-    // connections to the database that was replaced: they are restarted.
+    // 8. Start the app and wait until every health check passes. (Services already running held
+    // connections to the database that was replaced: the database step restarted them.)
     if !app.config.services.is_empty() || app.config.compose.is_some() {
         let t = Instant::now();
         p.begin("start");
         save_progress(&app.store, &p)?;
         kill_hook("start");
         let state_dir = app.store.dir().to_path_buf();
-        let mut restarted = false;
         if request(&state_dir, &Request::Up, Duration::from_secs(10))?.is_none() {
             start_background_daemon(global, &app.config_path, &state_dir)?;
-        } else if database_replaced {
-            request(&state_dir, &Request::Restart { service: None }, Duration::from_secs(10))?;
-            restarted = true;
         }
         let report = wait_until_up(&state_dir, None, Duration::from_secs(args.timeout))?;
         let mut what = format!("{} service(s) healthy", report.services.len());
-        if restarted {
-            what.push_str(" (restarted: the database they were connected to was replaced)");
+        if !restarted.is_empty() {
+            what.push_str(&format!(
+                " ({} restarted: the database they were connected to was replaced)",
+                restarted.join(", ")
+            ));
         }
         steps.record(job, "start", t, what);
     }

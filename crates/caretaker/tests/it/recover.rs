@@ -513,3 +513,86 @@ fn recover_with_the_config_elsewhere_does_not_restore_the_snapshots_config_file(
     assert!(printed.contains(&format!("{} not restored", old_cfg.display())), "{printed}");
     assert_eq!(std::fs::read_to_string(d.join("files/a.txt")).unwrap(), "a file");
 }
+
+/// The database replaced while the app runs under the daemon (`db revert`, `backup restore
+/// --db-only --force`): its services held connections to the old database, so they are
+/// restarted (new pids), the output says so, and requests succeed right after.
+#[test]
+fn database_swapped_under_the_running_app_restarts_its_services() {
+    let Some(base) = require_service("CARETAKER_TEST_PG_URL") else { return };
+    let (server, _) = base.rsplit_once('/').unwrap();
+    let db = unique_name("swap");
+    psql(&base, &format!("CREATE DATABASE {db}"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    caretaker_demo_app::write_default_release(&d.join("release")).unwrap();
+    std::fs::create_dir_all(d.join("files")).unwrap();
+    std::fs::write(d.join("files/a.txt"), "a file").unwrap();
+    let port = free_port();
+    let cfg = d.join("caretaker.yml");
+    std::fs::write(&cfg, config(d, &format!("{server}/{db}"), port)).unwrap();
+    std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let ct = Caretaker::new(BIN, &cfg, &d.join("state"));
+    let _down = Down(cfg.clone(), vec![d.join("state")]);
+    let out = std::process::Command::new(BIN)
+        .args(["demo-app", "migrate"])
+        .env("DEMO_DATABASE_URL", format!("{server}/{db}"))
+        .current_dir(d.join("release"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    ct.expect(&["up"], 0);
+    let post = |body: &str| {
+        let form = format!("author=a&body={body}");
+        let req = format!(
+            "POST /entries HTTP/1.0\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+            form.len()
+        );
+        assert_eq!(http(port, &req).map(|r| r.0), Some(303));
+    };
+    let web_pid = || ct.json(&["status", "--json"])["services"][0]["pid"].as_u64().unwrap();
+    let entries = || {
+        let (status, body) = http(port, "GET /api/entries HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    post("before-the-snapshot");
+    let snap = ct.json(&["db", "snapshot", "--json"])["name"].as_str().unwrap().to_string();
+    post("after-the-snapshot");
+
+    let pid = web_pid();
+    let out = ct.expect(&["db", "revert", &snap, "--yes"], 0);
+    assert!(out.contains("restarted web"), "{out}");
+    caretaker_testkit::wait_until(Duration::from_secs(30), "web to be running again", || {
+        let s = ct.json(&["status", "--json"]);
+        (s["services"][0]["state"] == "running").then_some(())
+    });
+    assert_ne!(web_pid(), pid, "web was restarted");
+    for _ in 0..3 {
+        let e = entries();
+        assert!(e.contains("before-the-snapshot") && !e.contains("after-the-snapshot"), "{e}");
+    }
+
+    ct.expect(&["backup", "init"], 0);
+    assert_eq!(ct.json(&["backup", "run", "--json"])["outcome"], "succeeded");
+    post("after-the-backup");
+    let pid = web_pid();
+    let out = ct.run(&["backup", "restore", "--db-only", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("restarted web"), "{}", stderr_of(&out));
+    caretaker_testkit::wait_until(Duration::from_secs(30), "web to be running again", || {
+        let s = ct.json(&["status", "--json"]);
+        (s["services"][0]["state"] == "running").then_some(())
+    });
+    assert_ne!(web_pid(), pid, "web was restarted");
+    for _ in 0..3 {
+        let e = entries();
+        assert!(e.contains("before-the-snapshot") && !e.contains("after-the-backup"), "{e}");
+    }
+    ct.expect(&["down", "--daemon"], 0);
+    let copies =
+        psql_out(&base, &format!("SELECT string_agg(datname, ',') FROM pg_database WHERE datname LIKE '{db}%'"));
+    for c in copies.split(',') {
+        psql(&base, &format!("DROP DATABASE IF EXISTS \"{c}\" WITH (FORCE)"));
+    }
+}
