@@ -399,6 +399,10 @@ fn recover(
     let mut restarted: Vec<String> = Vec::new();
     if app.config.database.is_some() && !p.is_done("database") {
         let t = Instant::now();
+        if db_in_service {
+            // Finishing a job after a restart of the machine: the service may not run yet.
+            crate::compose::start_database_service(&app.config, &app.config_path, &app.redactor)?;
+        }
         let live_now = !live_database(app)?.is_empty();
         if !p.was_begun("database") {
             p.database_was_live = live_now;
