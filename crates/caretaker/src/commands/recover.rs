@@ -181,11 +181,26 @@ fn recover(
     job: &mut JobHandle<'_>,
     steps: &mut Steps,
 ) -> Result<Recovered> {
-    // 1. The snapshot: an interrupted recover's, when finishing one.
+    // 1. The snapshot: an interrupted recover's, when finishing one. Another snapshot with
+    // --force starts over: the interrupted job's data is then live data, moved aside.
     let t = Instant::now();
+    let other = |p: &Progress| args.snapshot.as_deref().filter(|w| *w != "latest" && !p.snapshot.starts_with(*w));
+    let resumed = match resumed {
+        Some(p) if other(&p).is_some() && args.force => {
+            let line = format!(
+                "starting over from another snapshot: interrupted recover job {} is abandoned, its data moved aside",
+                p.job_id
+            );
+            job.log(&line);
+            eprintln!("{line}");
+            app.store.clear_fact(FACT_PROGRESS)?;
+            None
+        }
+        r => r,
+    };
     let snap = match &resumed {
         Some(p) => {
-            if let Some(w) = args.snapshot.as_deref().filter(|w| *w != "latest" && !p.snapshot.starts_with(*w)) {
+            if let Some(w) = other(p) {
                 return Err(Failure::new(
                     Code::Refused,
                     format!(
@@ -194,7 +209,7 @@ fn recover(
                         &p.snapshot[..8.min(p.snapshot.len())]
                     ),
                 )
-                .hint("run `caretaker recover` without --snapshot to finish it first")
+                .hint("run `caretaker recover` without --snapshot to finish it, or add --force to start over from this snapshot (moving the interrupted job's data aside)")
                 .into());
             }
             let s = resolve_snapshot(repo, Some(&p.snapshot))?;

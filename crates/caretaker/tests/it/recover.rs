@@ -608,3 +608,46 @@ fn database_swapped_under_the_running_app_restarts_its_services() {
         psql(&base, &format!("DROP DATABASE IF EXISTS \"{c}\" WITH (FORCE)"));
     }
 }
+
+/// An interrupted recover pins its snapshot: another `--snapshot` is refused, and with
+/// `--force` starts over from it, moving the interrupted job's data aside like live data.
+#[test]
+fn an_interrupted_recover_pins_its_snapshot_until_forced_to_start_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("release")).unwrap();
+    std::fs::write(d.join("release/app.txt"), "the release").unwrap();
+    std::fs::create_dir_all(d.join("files")).unwrap();
+    let cfg = d.join("caretaker.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 1\napp:\n  name: recpin\n  working_dir: \"{d}/release\"\nfiles: [ \"{d}/files\" ]\nbackup:\n  repository: \"{d}/repo\"\n  password: \"a long test password\"\n",
+            d = d.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let old = Caretaker::new(BIN, &cfg, &d.join("state-old"));
+    old.expect(&["backup", "init"], 0);
+    std::fs::write(d.join("files/a.txt"), "first").unwrap();
+    let first = old.json(&["backup", "run", "--json"])["figures"]["snapshot_id"].as_str().unwrap().to_string();
+    std::fs::write(d.join("files/a.txt"), "second").unwrap();
+    let second = old.json(&["backup", "run", "--json"])["figures"]["snapshot_id"].as_str().unwrap().to_string();
+    std::fs::remove_dir_all(d.join("files")).unwrap();
+
+    let new = Caretaker::new(BIN, &cfg, &d.join("state-new"));
+    let out = new.command(&["recover"]).env("CARETAKER_TEST_KILL_AT_STEP", "recover.files.staged").output().unwrap();
+    assert_eq!(out.status.code(), None, "{}", stderr_of(&out));
+    // The killed run had staged the newest snapshot; another one is refused...
+    let out = new.run(&["recover", "--snapshot", &first[..8]]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("was interrupted") && stderr_of(&out).contains("--force"), "{}", stderr_of(&out));
+    // ...and with --force starts over from it.
+    let out = new.run(&["recover", "--snapshot", &first[..8], "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("starting over"), "{}", stderr_of(&out));
+    assert_eq!(std::fs::read_to_string(d.join("files/a.txt")).unwrap(), "first");
+    assert_ne!(first, second);
+    assert!(!d.join(".files.caretaker-recover").exists(), "the killed run's staging directory is removed");
+}
