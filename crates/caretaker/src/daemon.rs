@@ -155,6 +155,12 @@ async fn run_async(app: AppContext, allow_world_readable_config: bool) -> Result
     // a release on half-migrated data.
     if crate::update::spawn_resume_if_interrupted(allow_world_readable_config, &d.config_path, &d.store)? {
         tracing::warn!("an update was interrupted; `caretaker update --resume` finishes it before the app starts");
+    } else if crate::commands::recover::spawn_resume_if_interrupted(
+        allow_world_readable_config,
+        &d.config_path,
+        &d.store,
+    )? {
+        tracing::warn!("a recover was interrupted; `caretaker recover` finishes it and starts the app");
     } else {
         d.apply(AppEvent::Up);
     }

@@ -50,6 +50,7 @@ pub fn restore_database(
     let (mut reader, writer) = std::io::pipe().map_err(RestoreDbError::Io)?;
     std::thread::scope(|s| {
         let restorer = s.spawn(move || db.restore(&mut reader, mode));
+        let writer = KillAfterFirstWrite { inner: writer };
         let mut writer =
             crate::progress::writer(std::io::BufWriter::with_capacity(1 << 20, writer), "restoring the database");
         let streamed = repo.restore_stream(Some(snapshot), STREAM_NAME, &mut writer).and_then(|n| {
@@ -73,6 +74,32 @@ pub fn restore_database(
             (Err(e), Ok(_)) => Err(RestoreDbError::Engine(e)),
         }
     })
+}
+
+/// The pipe into the adapter. Debug builds: with the kill hook set to `database.streaming`
+/// (`update::KILL_HOOK_ENV`), caretaker SIGKILLs itself once the first bytes of the dump are in
+/// the pipe — a restore killed half-way, for the fault-injection tests.
+struct KillAfterFirstWrite<W: Write> {
+    inner: W,
+}
+
+impl<W: Write> Write for KillAfterFirstWrite<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        #[cfg(debug_assertions)]
+        if std::env::var(crate::update::KILL_HOOK_ENV).is_ok_and(|v| v == "database.streaming") {
+            let _ = self.inner.flush();
+            // SAFETY: plain syscalls.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 impl std::fmt::Display for RestoreDbError {
@@ -103,4 +130,31 @@ pub fn app_version(cfg: &caretaker_core::config::Config, config_path: &std::path
     let v = text.lines().next()?.trim();
     let ok = !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_graphic() && c != ',');
     ok.then(|| v.to_string())
+}
+
+/// After the app's database was replaced under it (a restore, a revert): the running services
+/// held connections to the database that was renamed away or ended, and a pooled connection
+/// would fail its next request. Restarts every service the daemon runs (not the database's own
+/// compose service), so each opens fresh connections; returns their names. No daemon, or
+/// nothing running: nothing to do.
+pub fn restart_running_services(app: &crate::context::AppContext) -> anyhow::Result<Vec<String>> {
+    use caretaker_supervisor::machine::Phase;
+    use caretaker_supervisor::protocol::{Request, Response};
+    let state_dir = app.store.dir();
+    let timeout = std::time::Duration::from_secs(10);
+    let Some(Response::Status(report)) = crate::control::request(state_dir, &Request::Status, timeout)? else {
+        return Ok(Vec::new());
+    };
+    let db_service = app.config.database.as_ref().and_then(|d| d.compose_service.clone());
+    let running: Vec<String> = report
+        .services
+        .iter()
+        .filter(|s| matches!(s.state, Phase::Running | Phase::Starting))
+        .filter(|s| Some(&s.name) != db_service.as_ref())
+        .map(|s| s.name.clone())
+        .collect();
+    for s in &running {
+        crate::control::request(state_dir, &Request::Restart { service: Some(s.clone()) }, timeout)?;
+    }
+    Ok(running)
 }

@@ -779,10 +779,18 @@ impl Updater<'_> {
                     return Ok(());
                 };
                 let aside = db.revert(&snap)?;
-                job.log(&format!(
-                    "reverted the database to {name} in {:.3}s; the failed state is kept as {aside}",
-                    t.elapsed().as_secs_f64()
-                ));
+                job.log(&format!("reverted the database to {name} in {:.3}s", t.elapsed().as_secs_f64()));
+                // The failed state is the snapshot's data plus the failed migration, served to
+                // nobody (the app was stopped, then in maintenance mode): not kept, or every
+                // rolled-back update would leave a copy (docs/databases.md).
+                match db.list_snapshots().map(|all| all.into_iter().find(|c| c.name == aside)) {
+                    Ok(Some(c)) => match db.drop_snapshot(&c) {
+                        Ok(()) => job.log(&format!("dropped the failed state {aside}")),
+                        Err(e) => job.log(&format!("the failed state is kept as {aside}: dropping it failed: {e}")),
+                    },
+                    Ok(None) => {}
+                    Err(e) => job.log(&format!("the failed state is kept as {aside}: {e}")),
+                }
                 Ok(())
             }
             RollbackStep::SwitchBack => {

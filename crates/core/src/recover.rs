@@ -1,8 +1,10 @@
 //! Disaster recovery, the pure part: where the app's code comes from when `caretaker recover`
-//! rebuilds a machine ([`plan_code`]), and reading the commit a backup snapshot records
-//! ([`snapshot_commit`]). The binary observes, this module decides (docs/backup.md).
+//! rebuilds a machine ([`plan_code`]), reading the commit a backup snapshot records
+//! ([`snapshot_commit`]), and the persisted [`Progress`] that lets the next `recover` finish
+//! an interrupted one ([`Progress::database_plan`]). The binary observes, this module decides
+//! (docs/backup.md).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The snapshot tag that records the commit the app ran when the snapshot was taken.
 pub const COMMIT_TAG_PREFIX: &str = "app-commit:";
@@ -114,6 +116,85 @@ pub fn plan_code(obs: &CodeObservations) -> CodePlan {
     CodePlan::Deploy { reference, origin, reason }
 }
 
+/// The steps of `recover` that change something, in order. Progress is persisted before each
+/// begins and after each ends.
+pub const STEPS: [&str; 7] = ["inspect", "code", "files", "database", "volumes", "migrate", "start"];
+
+/// An unfinished `recover`, persisted in the state store (fact `recover.progress`) from before
+/// its live-data inspection until it succeeds. What it wrote after the inspection passed is its
+/// own data, not live data: the next `recover` finishes the job without `--force`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// The job that started it (the first of the runs).
+    pub job_id: i64,
+    /// The snapshot being recovered (full id): a resumed run uses the same one.
+    pub snapshot: String,
+    /// `--force` of the first run: live data found by the inspection was moved aside.
+    pub force: bool,
+    /// Steps finished.
+    pub done: Vec<String>,
+    /// Steps begun (finished or not).
+    pub begun: Vec<String>,
+    /// When the database step began, the live database held tables (only with `--force`:
+    /// the inspection refuses them otherwise). Then what is live after an interruption may
+    /// still be that data, and nothing may be dropped.
+    pub database_was_live: bool,
+}
+
+/// How the database step restores, from the progress of an earlier, interrupted run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatabasePlan {
+    /// Into an empty database (tables there are refused: live data).
+    IntoEmpty,
+    /// Replace what is there, keeping it aside (`--force`).
+    ReplaceKeepingOld,
+    /// The interrupted run restored (part of) the database itself, into a database that held
+    /// no tables: replace it and drop the copy of it the restore keeps aside — it was this
+    /// job's own, possibly partial, data.
+    ReplaceOwn,
+}
+
+impl Progress {
+    pub fn is_done(&self, step: &str) -> bool {
+        self.done.iter().any(|s| s == step)
+    }
+
+    pub fn was_begun(&self, step: &str) -> bool {
+        self.begun.iter().any(|s| s == step)
+    }
+
+    pub fn begin(&mut self, step: &str) {
+        if !self.was_begun(step) {
+            self.begun.push(step.to_string());
+        }
+    }
+
+    pub fn finish(&mut self, step: &str) {
+        self.begin(step);
+        if !self.is_done(step) {
+            self.done.push(step.to_string());
+        }
+    }
+
+    /// Whether what a step finds on disk after the inspection is this job's own doing: the
+    /// inspection passed (nothing live was there, or `--force` moved it aside).
+    pub fn owns_what_is_there(&self) -> bool {
+        self.is_done("inspect")
+    }
+
+    /// How to restore the database now. `live_now`: the database holds tables now.
+    pub fn database_plan(&self, live_now: bool) -> DatabasePlan {
+        let resumed = self.was_begun("database");
+        match (resumed, self.database_was_live, live_now) {
+            // An interrupted forced restore: what is live may be the old data still; keep it.
+            (true, true, _) => DatabasePlan::ReplaceKeepingOld,
+            (true, false, true) if self.owns_what_is_there() => DatabasePlan::ReplaceOwn,
+            _ if self.force => DatabasePlan::ReplaceKeepingOld,
+            _ => DatabasePlan::IntoEmpty,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +279,29 @@ mod tests {
         assert_eq!(snapshot_commit(&tags(&["app-commit:abc"])), None, "too short to name a commit");
         assert_eq!(commit_tag("abcdef0"), "app-commit:abcdef0");
         assert_eq!(snapshot_commit(&[commit_tag("abcdef0")]), Some("abcdef0"));
+    }
+
+    #[test]
+    fn an_interrupted_recover_replaces_only_its_own_data() {
+        let mut p = Progress { snapshot: "abc".into(), ..Default::default() };
+        // A first run: an empty database is restored into; tables there are live data.
+        assert_eq!(p.database_plan(false), DatabasePlan::IntoEmpty);
+        assert_eq!(p.database_plan(true), DatabasePlan::IntoEmpty);
+        p.finish("inspect");
+        p.begin("database");
+        // Killed during the database step: tables there now are this job's own.
+        assert_eq!(p.database_plan(true), DatabasePlan::ReplaceOwn);
+        assert_eq!(p.database_plan(false), DatabasePlan::IntoEmpty);
+        // A forced run that found a live database: never drop what may be the old data.
+        let forced = Progress { force: true, database_was_live: true, ..p.clone() };
+        assert_eq!(forced.database_plan(true), DatabasePlan::ReplaceKeepingOld);
+        let fresh_forced = Progress { force: true, ..Default::default() };
+        assert_eq!(fresh_forced.database_plan(true), DatabasePlan::ReplaceKeepingOld);
+        // Before the inspection passed nothing is the job's own.
+        let uninspected = Progress { begun: vec!["database".into()], ..Default::default() };
+        assert_eq!(uninspected.database_plan(true), DatabasePlan::IntoEmpty);
+        p.finish("database");
+        assert!(p.is_done("database") && p.was_begun("database") && !p.is_done("files"));
+        assert_eq!(p.begun, ["inspect", "database"]);
     }
 }

@@ -2,8 +2,10 @@
 //! removes. Pure: the adapters list what exists and act on the decisions.
 //!
 //! A copy of database `app` is named `app__snap_20250314_093000_123` (a snapshot, optionally
-//! followed by `_<label>`) or `app__old_20250314_093000_123` (the previous contents, kept aside
-//! by a revert or a replacing restore). The timestamp is UTC to the millisecond, so names sort
+//! followed by `_<label>`), `app__old_20250314_093000_123` (the previous contents, kept aside
+//! by a revert or a replacing restore) or `app__restore_20250314_093000_123` (a restore under
+//! way, renamed into place when complete; retention never selects these, the next restore
+//! drops a leftover one). The timestamp is UTC to the millisecond, so names sort
 //! by time and two copies taken in one second do not collide.
 //!
 //! Architecture invariant: an adapter only ever drops a database whose name parses here as a
@@ -16,6 +18,9 @@ use jiff::{SignedDuration, Timestamp};
 pub enum CopyKind {
     Snapshot,
     Aside,
+    /// A restore under way: the dump goes into this fresh database, which is renamed into
+    /// place only once complete. One left behind is a killed restore's, dropped by the next.
+    Restoring,
 }
 
 impl CopyKind {
@@ -23,6 +28,7 @@ impl CopyKind {
         match self {
             CopyKind::Snapshot => "snap",
             CopyKind::Aside => "old",
+            CopyKind::Restoring => "restore",
         }
     }
 
@@ -30,6 +36,7 @@ impl CopyKind {
         match self {
             CopyKind::Snapshot => "snapshot",
             CopyKind::Aside => "kept-aside",
+            CopyKind::Restoring => "restoring",
         }
     }
 }
@@ -93,6 +100,8 @@ pub fn parse_copy_name(database: &str, name: &str) -> Option<Snapshot> {
         (CopyKind::Snapshot, r)
     } else if let Some(r) = rest.strip_prefix("old_") {
         (CopyKind::Aside, r)
+    } else if let Some(r) = rest.strip_prefix("restore_") {
+        (CopyKind::Restoring, r)
     } else {
         return None;
     };
@@ -167,6 +176,9 @@ mod tests {
         let n = copy_name("app", CopyKind::Aside, t, None, 63).unwrap();
         assert_eq!(n, "app__old_20250314_093000_123");
         assert_eq!(parse_copy_name("app", &n).unwrap().kind, CopyKind::Aside);
+        let n = copy_name("app", CopyKind::Restoring, t, None, 63).unwrap();
+        assert_eq!(n, "app__restore_20250314_093000_123");
+        assert_eq!(parse_copy_name("app", &n).unwrap().kind, CopyKind::Restoring);
     }
 
     #[test]

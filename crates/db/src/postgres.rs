@@ -156,7 +156,7 @@ impl Postgres {
             let code = db.code();
             if *code == SqlState::INVALID_PASSWORD || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
                 return Error::new(ErrorKind::AuthFailed, &self.target, format!("{what}: {msg}"))
-                    .hint("check the user and password in the database URL");
+                    .hint(self.auth_hint());
             }
             if *code == SqlState::INVALID_CATALOG_NAME || *code == SqlState::UNDEFINED_DATABASE {
                 return Error::new(ErrorKind::NotFound, &self.target, format!("{what}: {msg}"))
@@ -182,6 +182,21 @@ impl Postgres {
                 .hint(format!("is PostgreSQL running and listening on {}:{}?", self.host, self.port));
         }
         Error::new(ErrorKind::Other, &self.target, format!("{what}: {text}"))
+    }
+
+    /// What to do when the server refuses the app's role. PostgreSQL reports a role that does
+    /// not exist the same way as a wrong password, so both are named.
+    fn auth_hint(&self) -> String {
+        if self.admin_url.is_some() {
+            "check the user and password in the database URL (and in database.admin_url)".into()
+        } else {
+            format!(
+                "check the user and password in the database URL; on a fresh server the role {u} may not exist yet: \
+                 create it (CREATE ROLE \"{u}\" LOGIN CREATEDB PASSWORD '...'), or set database.admin_url so that \
+                 caretaker creates the role and the database",
+                u = self.user
+            )
+        }
     }
 
     fn server_version_num(&self, c: &mut Client) -> Result<u32> {
@@ -305,9 +320,13 @@ impl Postgres {
                 .hint("install the PostgreSQL client tools (Debian: postgresql-client)");
         }
         let text = f.describe();
-        let (kind, hint) = if text.contains("password authentication failed") || text.contains("no password supplied") {
-            (ErrorKind::AuthFailed, "check the user and password in the database URL")
-        } else if text.contains("does not exist") && text.contains("database") {
+        if text.contains("password authentication failed")
+            || text.contains("no password supplied")
+            || (text.contains("role") && text.contains("does not exist"))
+        {
+            return Error::new(ErrorKind::AuthFailed, &self.target, text).hint(self.auth_hint());
+        }
+        let (kind, hint) = if text.contains("does not exist") && text.contains("database") {
             (ErrorKind::NotFound, "create the database, or fix its name in the database URL")
         } else if text.contains("server version mismatch") || text.contains("unsupported version") {
             (ErrorKind::VersionMismatch, "install the PostgreSQL client tools matching the server's major version")
@@ -333,6 +352,68 @@ impl Postgres {
             ));
         }
         admin.batch_execute(&sql).map_err(|e| self.sql_error(e, &format!("creating database {name}")))
+    }
+
+    /// `pg_restore` of the dump on `input` into database `dbname`.
+    fn pg_restore(&self, tool: &PgTool, dbname: &str, input: &mut dyn Read) -> Result<u64> {
+        let mut cmd = self.tool_command(&tool.path, dbname);
+        // One transaction: a failed restore leaves the database empty, not half restored.
+        // Objects are owned by the URL's user (the app's role), whatever role owned them before.
+        cmd.args(["--no-owner", "--exit-on-error", "--single-transaction"]);
+        process::stream_in(cmd, input, &self.redactor).map_err(|f| self.tool_error(f))
+    }
+
+    /// Encoding, collation and ctype of database `name`.
+    fn settings_of(&self, admin: &mut Client, name: &str) -> Result<(String, String, String)> {
+        let r = admin
+            .query_one(
+                "SELECT pg_encoding_to_char(encoding)::text, datcollate::text, datctype::text \
+                 FROM pg_database WHERE datname = $1",
+                &[&name],
+            )
+            .map_err(|e| self.sql_error(e, "reading the database's settings"))?;
+        Ok((r.get(0), r.get(1), r.get(2)))
+    }
+
+    /// Whether the connection's role may create databases (an administrator, or CREATEDB).
+    fn may_create_databases(&self, admin: &mut Client) -> Result<bool> {
+        if self.admin_url.is_some() {
+            return Ok(true);
+        }
+        let row = admin
+            .query_one("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user", &[])
+            .map_err(|e| self.sql_error(e, "reading the role's privileges"))?;
+        Ok(row.get(0))
+    }
+
+    /// Drops database `name` (a copy of this database's only), ending its sessions first.
+    fn drop_database(&self, admin: &mut Client, name: &str) -> Result<()> {
+        if parse_copy_name(&self.database, name).is_none() {
+            return Err(Error::new(
+                ErrorKind::Other,
+                &self.target,
+                format!("`{name}` is not a copy of database {}; refusing to drop it", self.database),
+            ));
+        }
+        let version = self.server_version_num(admin)?;
+        let force = if version >= 130000 { " WITH (FORCE)" } else { "" };
+        let sql = format!("DROP DATABASE IF EXISTS {}{force}", q(name));
+        self.with_sessions_ended(admin, &[name], &format!("dropping {name}"), |c| c.batch_execute(&sql))
+    }
+
+    /// Drops the databases of restores that never finished (a killed caretaker's), after
+    /// ending their sessions: a `pg_restore` of the killed run may still be connected.
+    fn drop_unfinished_restores(&self, admin: &mut Client) -> Result<()> {
+        let rows = admin
+            .query("SELECT datname::text FROM pg_database", &[])
+            .map_err(|e| self.sql_error(e, "listing databases"))?;
+        for r in rows {
+            let name: String = r.get(0);
+            if parse_copy_name(&self.database, &name).is_some_and(|c| c.kind == CopyKind::Restoring) {
+                self.drop_database(admin, &name)?;
+            }
+        }
+        Ok(())
     }
 
     fn own_copy(&self, snapshot: &Snapshot) -> Result<()> {
@@ -384,7 +465,18 @@ impl Database for Postgres {
     }
 
     fn contents(&self) -> Result<Contents> {
-        let mut c = match self.connect_to(&self.database) {
+        // With an administrator, inspect through it: on a fresh server the app's role may not
+        // exist yet (PostgreSQL reports that as an authentication failure), and the restore
+        // that follows creates it.
+        let connected = match &self.admin_url {
+            Some(a) => {
+                let user = a.user.clone().unwrap_or_else(|| "postgres".into());
+                let host = a.host.clone().unwrap_or_else(|| self.host.clone());
+                self.connect_as(a, &user, a.port.unwrap_or(self.port), &host, &self.database)
+            }
+            None => self.connect_to(&self.database),
+        };
+        let mut c = match connected {
             Ok(c) => c,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Contents { exists: false, tables: vec![] }),
             Err(e) => return Err(e),
@@ -455,51 +547,71 @@ impl Database for Postgres {
         self.ensure_role(&mut admin)?;
         let major = self.server_version_num(&mut admin)? / 10000;
         let tool = self.tool("pg_restore", major)?;
-        let mut kept_aside = None;
-        if self.database_exists(&mut admin, &self.database)? {
-            let contents = self.contents()?;
-            if !contents.is_blank() {
-                if mode == RestoreMode::IntoEmpty {
-                    return Err(not_empty(&self.target, &contents));
-                }
-                let settings = admin
-                    .query_one(
-                        "SELECT pg_encoding_to_char(encoding)::text, datcollate::text, datctype::text \
-                         FROM pg_database WHERE datname = $1",
-                        &[&self.database],
-                    )
-                    .map_err(|e| self.sql_error(e, "reading the database's settings"))?;
-                let aside = copy_name(&self.database, CopyKind::Aside, Timestamp::now(), None, MAX_NAME)
-                    .map_err(|m| Error::new(ErrorKind::Other, &self.target, m))?;
-                let sql = format!("ALTER DATABASE {} RENAME TO {}", q(&self.database), q(&aside));
-                self.with_sessions_ended(&mut admin, &[&self.database], "moving the database aside", |c| {
-                    c.batch_execute(&sql)
-                })?;
-                kept_aside = Some(aside);
-                self.create_database(
-                    &mut admin,
-                    &self.database,
-                    Some((settings.get(0), settings.get(1), settings.get(2))),
-                )?;
-            }
-        } else {
-            self.create_database(&mut admin, &self.database, None)?;
+        // What a killed restore left: its sessions are ended and its database dropped.
+        self.drop_unfinished_restores(&mut admin)?;
+        let live_exists = self.database_exists(&mut admin, &self.database)?;
+        let contents = if live_exists { self.contents()? } else { Contents { exists: false, tables: vec![] } };
+        if !contents.is_blank() && mode == RestoreMode::IntoEmpty {
+            return Err(not_empty(&self.target, &contents));
         }
+        if live_exists && contents.is_blank() && !self.may_create_databases(&mut admin)? {
+            // A role that may not create databases restores into the empty database it was
+            // given, as before: a killed restore then leaves tables there.
+            drop(admin);
+            let bytes = self.pg_restore(&tool, &self.database, input)?;
+            return Ok(Restored { bytes, kept_aside: None });
+        }
+        // The dump goes into a fresh database under a temporary name, renamed into place once
+        // complete: a partial restore never looks like the live database, and never collides
+        // with one.
+        let settings = if live_exists { Some(self.settings_of(&mut admin, &self.database)?) } else { None };
+        let temp = copy_name(&self.database, CopyKind::Restoring, Timestamp::now(), None, MAX_NAME)
+            .map_err(|m| Error::new(ErrorKind::Other, &self.target, m))?;
+        self.create_database(&mut admin, &temp, settings)?;
         drop(admin);
-        let mut cmd = self.tool_command(&tool.path, &self.database);
-        // One transaction: a failed restore leaves the database empty, not half restored.
-        // Objects are owned by the URL's user (the app's role), whatever role owned them before.
-        cmd.args(["--no-owner", "--exit-on-error", "--single-transaction"]);
-        let bytes = process::stream_in(cmd, input, &self.redactor).map_err(|f| {
-            let e = self.tool_error(f);
-            match &kept_aside {
-                Some(a) => {
-                    let msg = format!("{} (the previous contents are intact in database {a})", e.message());
-                    Error::new(e.kind(), &self.target, msg)
+        let bytes = match self.pg_restore(&tool, &temp, input) {
+            Ok(n) => n,
+            Err(e) => {
+                if let Ok(mut admin) = self.admin() {
+                    let _ = self.drop_database(&mut admin, &temp);
                 }
-                None => e,
+                return Err(e);
             }
-        })?;
+        };
+        let mut admin = self.admin()?;
+        // The live database may have changed while the dump streamed in: judge it again.
+        let live_exists = self.database_exists(&mut admin, &self.database)?;
+        let contents = if live_exists { self.contents()? } else { Contents { exists: false, tables: vec![] } };
+        if !contents.is_blank() && mode == RestoreMode::IntoEmpty {
+            let _ = self.drop_database(&mut admin, &temp);
+            return Err(not_empty(&self.target, &contents));
+        }
+        let aside = copy_name(&self.database, CopyKind::Aside, Timestamp::now(), None, MAX_NAME)
+            .map_err(|m| Error::new(ErrorKind::Other, &self.target, m))?;
+        let mut sql = String::new();
+        if live_exists {
+            sql.push_str(&format!("ALTER DATABASE {} RENAME TO {};", q(&self.database), q(&aside)));
+        }
+        sql.push_str(&format!("ALTER DATABASE {} RENAME TO {};", q(&temp), q(&self.database)));
+        self.with_sessions_ended(
+            &mut admin,
+            &[&self.database, &temp],
+            "renaming the restored database into place",
+            |c| {
+                let mut tx = c.transaction()?;
+                tx.batch_execute(&sql)?;
+                tx.commit()
+            },
+        )?;
+        let kept_aside = if !live_exists {
+            None
+        } else if contents.is_blank() {
+            // It had no tables: nothing to keep.
+            self.drop_database(&mut admin, &aside)?;
+            None
+        } else {
+            Some(aside)
+        };
         Ok(Restored { bytes, kept_aside })
     }
 

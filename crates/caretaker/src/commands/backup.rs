@@ -212,6 +212,8 @@ pub struct DbRestored {
     pub bytes: u64,
     pub kept_aside: Option<String>,
     pub seconds: f64,
+    /// Services restarted because the database was replaced under them.
+    pub restarted: Vec<String>,
 }
 
 /// Restores the snapshot's database dump into the configured database, in maintenance mode
@@ -252,6 +254,14 @@ pub fn restore_db(app: &AppContext, repo: &dyn BackupEngine, snapshot: &str, for
             &format!("restoring the database from a backup failed: {e}"),
         )?;
     }
+    // Services that run held connections to the database that was replaced.
+    let restarted = match &res {
+        Ok(_) => crate::dbbackup::restart_running_services(app).unwrap_or_else(|e| {
+            eprintln!("warning: restarting the services failed ({e:#}): run `caretaker restart`");
+            Vec::new()
+        }),
+        Err(_) => Vec::new(),
+    };
     maintenance.finish()?;
     let (restored, _) = res.map_err(|e| e.into_anyhow())?;
     Ok(DbRestored {
@@ -259,6 +269,7 @@ pub fn restore_db(app: &AppContext, repo: &dyn BackupEngine, snapshot: &str, for
         bytes: restored.bytes,
         kept_aside: restored.kept_aside,
         seconds: started.elapsed().as_secs_f64(),
+        restarted,
     })
 }
 
@@ -519,6 +530,12 @@ fn restore_cmd(app: &AppContext, repo: &caretaker_backup::ResticRepository, a: &
         }
         if let Some(d) = &done.database {
             eprintln!("database {} restored ({} bytes in {:.1} s)", d.target, d.bytes, d.seconds);
+            if !d.restarted.is_empty() {
+                eprintln!(
+                    "restarted {} (their connections to the replaced database were ended)",
+                    d.restarted.join(", ")
+                );
+            }
         }
         for v in &done.volumes {
             eprintln!("volume {} restored ({} bytes)", v.volume, v.bytes);

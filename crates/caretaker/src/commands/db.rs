@@ -140,12 +140,25 @@ fn revert(app: &AppContext, db: &dyn Database, name: &str, yes: bool) -> Result<
         Ok(aside) => {
             let seconds = started.elapsed().as_secs_f64();
             job.log(&format!("reverted in {seconds:.2} s; previous contents kept as {aside}"));
+            println!("reverted to {name}; the previous contents are kept as {aside}");
+            // Services that run held connections to the database now kept aside.
+            let restarted = match crate::dbbackup::restart_running_services(app) {
+                Ok(r) => r,
+                Err(e) => {
+                    job.log(&format!("restarting the services: {e:#}"));
+                    eprintln!("warning: restarting the services failed ({e:#}): run `caretaker restart`");
+                    Vec::new()
+                }
+            };
+            if !restarted.is_empty() {
+                job.log(&format!("restarted {}", restarted.join(", ")));
+                println!("restarted {} (their connections to the replaced database were ended)", restarted.join(", "));
+            }
             job.finish(
                 Outcome::Succeeded,
-                json!({"name": name, "kept_aside": aside, "duration_seconds": seconds}),
+                json!({"name": name, "kept_aside": aside, "duration_seconds": seconds, "restarted": restarted}),
                 None,
             )?;
-            println!("reverted to {name}; the previous contents are kept as {aside}");
             Ok(Code::Ok)
         }
         Err(e) => {
@@ -162,9 +175,13 @@ fn prune(app: &AppContext, db: &dyn Database, keep_last: usize, max_age: &str, d
     let policy = SnapshotPolicy { keep_last, max_age: Some(jiff::SignedDuration::try_from(max_age)?) };
     let copies = db.list_snapshots()?;
     let remove = caretaker_db::select_for_removal(&copies, &policy, jiff::Timestamp::now());
+    let kept = copies.len() - remove.len();
     if dry_run {
         for c in &remove {
             println!("would remove {}", c.name);
+        }
+        if remove.is_empty() {
+            println!("nothing to remove: {}", kept_line(kept, &policy));
         }
         return Ok(Code::Ok);
     }
@@ -180,6 +197,33 @@ fn prune(app: &AppContext, db: &dyn Database, keep_last: usize, max_age: &str, d
         println!("removed {}", c.name);
         removed.push(c.name.clone());
     }
-    job.finish(Outcome::Succeeded, json!({"removed": removed}), None)?;
+    if removed.is_empty() {
+        println!("nothing to remove: {}", kept_line(kept, &policy));
+    } else {
+        println!("removed {}; {}", removed.len(), kept_line(kept, &policy));
+    }
+    job.finish(Outcome::Succeeded, json!({"removed": removed, "kept": kept}), None)?;
     Ok(Code::Ok)
+}
+
+/// `3 copies kept (the newest 3 of each kind, and any younger than 7d)`.
+fn kept_line(kept: usize, policy: &SnapshotPolicy) -> String {
+    let young = match policy.max_age {
+        Some(a) if !a.is_zero() => format!(", and any younger than {}", humantime_secs(a.as_secs())),
+        _ => String::new(),
+    };
+    format!(
+        "{kept} cop{} kept (the newest {} of each kind{young})",
+        if kept == 1 { "y" } else { "ies" },
+        policy.keep_last
+    )
+}
+
+fn humantime_secs(s: i64) -> String {
+    match s {
+        s if s % 86400 == 0 => format!("{}d", s / 86400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }

@@ -11,6 +11,14 @@
 //! dump into the database and a compose app's volumes; run `app.migrate`; start the
 //! app (a background daemon unless one runs) and wait until every health check passes; clear
 //! the failed flag.
+//!
+//! Crash-resumable: the progress (`caretaker_core::recover::Progress`) is persisted in the
+//! state store before and after each step, from the inspection until success. What a killed run
+//! wrote after its inspection passed is its own data: the next `recover` (or the daemon on
+//! start) finishes the job with the same snapshot, without `--force`. File trees are restored
+//! into a staging directory next to each tree and renamed into place; the database adapters
+//! restore into a fresh database renamed into place (docs/databases.md), so a partial restore
+//! never looks like live data.
 
 use crate::appenv::{app_env, working_dir};
 use crate::cli::{Global, RecoverArgs};
@@ -24,12 +32,71 @@ use anyhow::{Context, Result};
 use caretaker_backup::{location, BackupEngine, RestoreRequest, RestoreWhat};
 use caretaker_core::config::GitRef;
 use caretaker_core::job::{kind, Outcome, Trigger};
-use caretaker_core::recover::{plan_code, snapshot_commit, CodeObservations, CodePlan, DeployReason, RefOrigin};
-use caretaker_state::JobHandle;
+use caretaker_core::recover::{
+    plan_code, snapshot_commit, CodeObservations, CodePlan, DatabasePlan, DeployReason, Progress, RefOrigin,
+};
+use caretaker_state::{JobHandle, Store};
 use caretaker_supervisor::protocol::Request;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// The fact holding the [`Progress`] of an unfinished `recover`.
+pub const FACT_PROGRESS: &str = "recover.progress";
+
+fn load_progress(store: &Store) -> Result<Option<Progress>> {
+    Ok(match store.fact(FACT_PROGRESS)? {
+        Some(s) => Some(serde_json::from_str(&s).context("reading the recover progress")?),
+        None => None,
+    })
+}
+
+fn save_progress(store: &Store, p: &Progress) -> Result<()> {
+    store.set_fact(FACT_PROGRESS, &serde_json::to_string(p)?)?;
+    Ok(())
+}
+
+/// Debug builds only: SIGKILL caretaker itself at `recover.<step>` (the env var of
+/// `update::KILL_HOOK_ENV`), for the fault-injection tests; release builds ignore it.
+#[cfg(debug_assertions)]
+fn kill_hook(step: &str) {
+    if std::env::var(crate::update::KILL_HOOK_ENV).is_ok_and(|v| v == format!("recover.{step}")) {
+        // SAFETY: plain syscalls.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn kill_hook(_step: &str) {}
+
+/// For the daemon, on start: when a `recover` was interrupted (its progress is there and no
+/// process holds the app lock), start `caretaker recover` as a separate process to finish it;
+/// it starts the app at its end. Returns whether it started one; then the daemon leaves
+/// starting the services to it — the data may be half restored.
+pub fn spawn_resume_if_interrupted(
+    allow_world_readable_config: bool,
+    config_path: &Path,
+    store: &Store,
+) -> Result<bool> {
+    if load_progress(store)?.is_none() {
+        return Ok(false);
+    }
+    let lock = store.dir().join("locks").join("app.lock");
+    if matches!(caretaker_state::AppLock::try_acquire(&lock), Err(caretaker_state::LockError::Busy { .. })) {
+        return Ok(false);
+    }
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--config").arg(std::path::absolute(config_path)?).arg("--state-dir").arg(store.dir());
+    if allow_world_readable_config {
+        cmd.arg("--allow-world-readable-config");
+    }
+    cmd.arg("recover").stdin(std::process::Stdio::null());
+    cmd.spawn().context("starting `caretaker recover`")?;
+    Ok(true)
+}
 
 struct Steps {
     done: Vec<(String, f64, String)>,
@@ -53,17 +120,22 @@ pub fn run(global: &Global, args: &RecoverArgs) -> Result<Code> {
     let mut job = app.store.start_job(kind::RECOVER, Trigger::Cli, true)?;
     let job_id = job.id();
     let mut steps = Steps { done: Vec::new() };
-    let res = recover(global, &app, &repo, args, &mut job, &mut steps);
+    // Read under the app lock: a concurrent recover may just have finished it.
+    let resumed = load_progress(&app.store)?;
+    let resumed_job = resumed.as_ref().map(|p| p.job_id);
+    let res = recover(global, &app, &repo, args, resumed, &mut job, &mut steps);
     let total = all.elapsed().as_secs_f64();
     let figures = json!({
         "steps": steps.done.iter().map(|(s, secs, what)| json!({"step": s, "seconds": secs, "what": what})).collect::<Vec<_>>(),
         "seconds": total,
+        "resumed_job": resumed_job,
     });
     match res {
         Ok(Recovered { snapshot, release }) => {
             let mut figures = figures;
             figures["snapshot"] = json!(snapshot);
             figures["code"] = release;
+            app.store.clear_fact(FACT_PROGRESS)?;
             job.finish(Outcome::Succeeded, figures.clone(), None)?;
             // (mode-supervisor) A successful recover ends service mode, and says so.
             if let Some(was) = crate::appmode::clear_failed_after(&app.store, &app.config, "recover")? {
@@ -72,7 +144,12 @@ pub fn run(global: &Global, args: &RecoverArgs) -> Result<Code> {
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&json!({"job": job_id, "figures": figures}))?);
             } else {
-                println!("recovered {} from snapshot {} (job {job_id})", app.config.app.name, &snapshot[..8]);
+                let resumed = resumed_job.map(|j| format!(", finishing interrupted job {j}")).unwrap_or_default();
+                println!(
+                    "recovered {} from snapshot {} (job {job_id}{resumed})",
+                    app.config.app.name,
+                    &snapshot[..8.min(snapshot.len())]
+                );
                 for (step, secs, what) in &steps.done {
                     println!("  {step:<10} {secs:>7.2} s  {what}");
                 }
@@ -88,6 +165,9 @@ pub fn run(global: &Global, args: &RecoverArgs) -> Result<Code> {
             if outcome == Outcome::Refused {
                 app.store.record_event("recover_refused", &app.config.app.name, &format!("{e:#}"))?;
             }
+            if load_progress(&app.store)?.is_some() {
+                eprintln!("recover is unfinished: once the cause is fixed, `caretaker recover` finishes it (no --force needed for its own data)");
+            }
             Err(e)
         }
     }
@@ -98,22 +178,69 @@ fn recover(
     app: &crate::context::AppContext,
     repo: &caretaker_backup::ResticRepository,
     args: &RecoverArgs,
+    resumed: Option<Progress>,
     job: &mut JobHandle<'_>,
     steps: &mut Steps,
 ) -> Result<Recovered> {
-    // 1. The snapshot.
+    // 1. The snapshot: an interrupted recover's, when finishing one. Another snapshot with
+    // --force starts over: the interrupted job's data is then live data, moved aside.
     let t = Instant::now();
-    let snap = resolve_snapshot(repo, args.snapshot.as_deref())?;
-    if !snap.complete && args.snapshot.is_none() {
+    let other = |p: &Progress| args.snapshot.as_deref().filter(|w| *w != "latest" && !p.snapshot.starts_with(*w));
+    let resumed = match resumed {
+        Some(p) if other(&p).is_some() && args.force => {
+            let line = format!(
+                "starting over from another snapshot: interrupted recover job {} is abandoned, its data moved aside",
+                p.job_id
+            );
+            job.log(&line);
+            eprintln!("{line}");
+            app.store.clear_fact(FACT_PROGRESS)?;
+            None
+        }
+        r => r,
+    };
+    let snap = match &resumed {
+        Some(p) => {
+            if let Some(w) = other(p) {
+                return Err(Failure::new(
+                    Code::Refused,
+                    format!(
+                        "recover job {} from snapshot {} was interrupted; refusing to mix in snapshot {w}",
+                        p.job_id,
+                        &p.snapshot[..8.min(p.snapshot.len())]
+                    ),
+                )
+                .hint("run `caretaker recover` without --snapshot to finish it, or add --force to start over from this snapshot (moving the interrupted job's data aside)")
+                .into());
+            }
+            let s = resolve_snapshot(repo, Some(&p.snapshot))?;
+            let line = format!(
+                "finishing interrupted recover job {} (done: {})",
+                p.job_id,
+                if p.done.is_empty() { "nothing".to_string() } else { p.done.join(", ") }
+            );
+            job.log(&line);
+            eprintln!("{line}");
+            s
+        }
+        None => resolve_snapshot(repo, args.snapshot.as_deref())?,
+    };
+    if !snap.complete && args.snapshot.is_none() && resumed.is_none() {
         return Err(Failure::new(Code::Failure, format!("the newest snapshot {} is partial", snap.short_id))
             .hint("name a snapshot with --snapshot ID to recover from it anyway")
             .into());
     }
     steps.record(job, "snapshot", t, format!("{} of {}", snap.short_id, snap.time));
+    let mut p =
+        resumed.unwrap_or_else(|| Progress { job_id: job.id(), snapshot: snap.id.clone(), ..Default::default() });
+    p.force |= args.force;
+    let force = p.force;
 
-    // 2. Where the code comes from: decided before anything is touched.
+    // 2. Where the code comes from: decided before anything is touched. A release an
+    // interrupted run built is the one to use.
     let code_dir = code_dir(app);
     let release_present = non_empty(&code_dir)?;
+    let code_done = p.is_done("code");
     let obs = CodeObservations {
         release_present,
         has_source: app.config.app.source.is_some(),
@@ -121,8 +248,8 @@ fn recover(
             GitRef::Branch(r) | GitRef::Tag(r) | GitRef::Commit(r) => r.clone(),
         }),
         snapshot_commit: snapshot_commit(&snap.tags).map(str::to_string),
-        requested_ref: args.reference.clone(),
-        redeploy: args.redeploy,
+        requested_ref: if code_done { None } else { args.reference.clone() },
+        redeploy: args.redeploy && !code_done,
     };
     let code_plan = plan_code(&obs);
     job.log(&format!("code: {} (release {}present)", code_dir.display(), if release_present { "" } else { "not " }));
@@ -131,41 +258,60 @@ fn recover(
     }
 
     // 3. Live data? (A database in a compose service must run first: start only it — from the
-    // release present, or, on a machine without one, once the code step has built it.)
-    let t = Instant::now();
+    // release present, or, on a machine without one, once the code step has built it. A compose
+    // app's volumes are known from its compose file, which comes with the release too.)
     let db_in_service = app.config.database.as_ref().is_some_and(|d| d.compose_service.is_some());
     let db_after_code = db_in_service && !release_present;
-    let mut live = Vec::new();
-    if app.config.database.is_some() && !db_after_code {
-        crate::compose::start_database_service(&app.config, &app.config_path, &app.redactor)?;
-        live.extend(live_database(app)?);
-    }
-    let trees: Vec<PathBuf> = app.config.files.iter().map(|t| t.path.clone()).collect();
-    let mut live_trees = Vec::new();
-    for p in &trees {
-        if non_empty(p)? {
-            live.push(format!("{} is not empty", p.display()));
-            live_trees.push(p.clone());
+    let volumes_after_code = app.config.compose.is_some() && !release_present;
+    let inspected_now = !p.is_done("inspect");
+    if inspected_now {
+        let t = Instant::now();
+        p.begin("inspect");
+        save_progress(&app.store, &p)?;
+        kill_hook("inspect");
+        let mut live = Vec::new();
+        if app.config.database.is_some() && !db_after_code {
+            crate::compose::start_database_service(&app.config, &app.config_path, &app.redactor)?;
+            live.extend(live_database(app)?);
         }
+        let trees: Vec<PathBuf> = app.config.files.iter().map(|t| t.path.clone()).collect();
+        let mut live_trees = Vec::new();
+        for tree in &trees {
+            if non_empty(tree)? {
+                live.push(format!("{} is not empty", tree.display()));
+                live_trees.push(tree.clone());
+            }
+        }
+        // A compose app's named volumes (a forced restore keeps their contents aside, below).
+        if !volumes_after_code {
+            live.extend(crate::volbackup::live(app)?);
+        }
+        if let Err(e) = refuse_live_data(&live, force) {
+            // Nothing was written: there is nothing of this job's to finish.
+            app.store.clear_fact(FACT_PROGRESS)?;
+            return Err(e);
+        }
+        let stamp = crate::keepaside::stamp();
+        for tree in &live_trees {
+            let aside = crate::keepaside::move_aside(tree, &stamp)?;
+            job.log(&format!("moved {} aside to {}", tree.display(), aside.display()));
+            eprintln!("moved {} aside to {}", tree.display(), aside.display());
+        }
+        p.finish("inspect");
+        save_progress(&app.store, &p)?;
+        steps.record(
+            job,
+            "inspect",
+            t,
+            if live.is_empty() { "no live data".into() } else { format!("forced over: {}", live.join("; ")) },
+        );
     }
-    // A compose app's named volumes (a forced restore keeps their contents aside, below).
-    live.extend(crate::volbackup::live(app)?);
-    refuse_live_data(&live, args.force)?;
-    let stamp = crate::keepaside::stamp();
-    for p in &live_trees {
-        let aside = crate::keepaside::move_aside(p, &stamp)?;
-        job.log(&format!("moved {} aside to {}", p.display(), aside.display()));
-        eprintln!("moved {} aside to {}", p.display(), aside.display());
-    }
-    steps.record(
-        job,
-        "inspect",
-        t,
-        if live.is_empty() { "no live data".into() } else { format!("forced over: {}", live.join("; ")) },
-    );
 
     // 4. The code: the release present, or a release built from the source.
     let t = Instant::now();
+    p.begin("code");
+    save_progress(&app.store, &p)?;
+    kill_hook("code");
     let release = match &code_plan {
         CodePlan::Deploy { reference, origin, reason } => {
             let updater = Updater {
@@ -212,100 +358,308 @@ fn recover(
                 "origin": origin, "reason": reason})
         }
         _ => {
-            let what = match snapshot_commit(&snap.tags) {
-                Some(c) => format!("release present in {} (the snapshot's commit: {})", code_dir.display(), short(c)),
-                None => format!("release present in {}", code_dir.display()),
-            };
+            let deployed = crate::update::deployed_commit(&app.store, &app.config, &app.config_path);
+            let (what, matches) = present_release(&code_dir, deployed.as_deref(), snapshot_commit(&snap.tags));
+            if matches == Some(false) {
+                eprintln!("warning: {what}");
+                job.log(&format!("warning: {what}"));
+            }
             steps.record(job, "code", t, what);
-            json!({"action": "present", "dir": code_dir})
+            json!({"action": "present", "dir": code_dir, "commit": deployed, "matches_snapshot": matches})
         }
     };
+    p.finish("code");
+    save_progress(&app.store, &p)?;
 
-    // 4a. A database in a compose service on a machine that had no release: it can start now.
-    if db_after_code {
+    // 4a. On a machine that had no release: the database's service can start now, and a
+    // compose app's volumes are known.
+    if inspected_now && (db_after_code || volumes_after_code) {
         let t = Instant::now();
-        crate::compose::start_database_service(&app.config, &app.config_path, &app.redactor)?;
-        let found = live_database(app)?;
-        refuse_live_data(&found, args.force)?;
-        steps.record(job, "inspect", t, if found.is_empty() { "database empty".into() } else { found.join("; ") });
+        let mut found = Vec::new();
+        if db_after_code && app.config.database.is_some() {
+            crate::compose::start_database_service(&app.config, &app.config_path, &app.redactor)?;
+            found.extend(live_database(app)?);
+        }
+        if volumes_after_code {
+            found.extend(crate::volbackup::live(app)?);
+        }
+        if let Err(e) = refuse_live_data(&found, force) {
+            app.store.clear_fact(FACT_PROGRESS)?;
+            return Err(e);
+        }
+        steps.record(job, "inspect", t, if found.is_empty() { "no live data".into() } else { found.join("; ") });
     }
 
-    // 5. Files, to their own paths; the config file in force stays as it is.
-    let t = Instant::now();
-    let config_path = std::fs::canonicalize(&app.config_path).unwrap_or_else(|_| app.config_path.clone());
-    let req = RestoreRequest {
-        snapshot: Some(snap.id.clone()),
-        what: RestoreWhat::FilesOnly,
-        target: None,
-        skip: vec![config_path],
-    };
-    let r = repo.restore(&req).map_err(to_failure)?;
-    if !r.errors.is_empty() {
-        return Err(Failure::new(Code::Failure, format!("restoring files: {}", r.errors.join("; "))).into());
+    // From here on data is written: maintenance mode until the app is up again (a killed run
+    // leaves it on; the run that finishes the job switches it off).
+    if app.store.fact(caretaker_core::mode::FACT_MAINTENANCE)?.is_none() {
+        crate::appmode::maintenance_on(&app.store, &app.config, Some("Restoring data from a backup."), "recover")?;
     }
-    let listed: Vec<String> = r.restored.iter().map(|p| p.display().to_string()).collect();
-    steps.record(job, "files", t, if listed.is_empty() { "none".into() } else { listed.join(", ") });
+
+    // 5. Files, to their own paths, each through a staging directory next to it; the config
+    // file in force stays as it is.
+    if !p.is_done("files") {
+        let t = Instant::now();
+        p.begin("files");
+        save_progress(&app.store, &p)?;
+        kill_hook("files");
+        let what = restore_trees(app, repo, &snap, job)?;
+        p.finish("files");
+        save_progress(&app.store, &p)?;
+        steps.record(job, "files", t, what);
+    }
 
     // 6. The database.
-    if app.config.database.is_some() {
+    let mut restarted: Vec<String> = Vec::new();
+    if app.config.database.is_some() && !p.is_done("database") {
         let t = Instant::now();
-        let d = restore_db(app, repo, &snap.id, args.force)?;
-        let mut what = format!("{} ({} bytes)", d.target, d.bytes);
-        if let Some(old) = &d.kept_aside {
-            what.push_str(&format!(", previous contents kept as {old}"));
+        if db_in_service {
+            // Finishing a job after a restart of the machine: the service may not run yet.
+            crate::compose::start_database_service(&app.config, &app.config_path, &app.redactor)?;
         }
+        let live_now = !live_database(app)?.is_empty();
+        if !p.was_begun("database") {
+            p.database_was_live = live_now;
+        }
+        let plan = p.database_plan(live_now);
+        p.begin("database");
+        save_progress(&app.store, &p)?;
+        kill_hook("database");
+        let d = restore_db(app, repo, &snap.id, plan != DatabasePlan::IntoEmpty)?;
+        kill_hook("database.restored");
+        let mut what = format!("{} ({} bytes)", d.target, d.bytes);
+        match (&d.kept_aside, plan) {
+            (Some(own), DatabasePlan::ReplaceOwn) => {
+                // The interrupted run's restore: this job's own data, not worth keeping.
+                let db = crate::compose::open_database(&app.config, &app.redactor)?;
+                if let Some(c) = db.list_snapshots()?.into_iter().find(|c| &c.name == own) {
+                    db.drop_snapshot(&c)?;
+                }
+                what.push_str(", replacing what the interrupted run had restored");
+            }
+            (Some(old), _) => what.push_str(&format!(", previous contents kept as {old}")),
+            (None, _) => {}
+        }
+        restarted = d.restarted.clone();
+        p.finish("database");
+        save_progress(&app.store, &p)?;
         steps.record(job, "database", t, what);
     }
 
-    // 6b. A compose app's named volumes.
+    // 6b. A compose app's named volumes. A volume an interrupted run restored into is its own:
+    // replaced, and the copy of it that the forced restore keeps aside removed.
     let streams: Vec<String> =
         snap.measurement.as_ref().map(|m| m.streams.keys().cloned().collect()).unwrap_or_default();
-    if streams.iter().any(|s| s.starts_with(crate::volbackup::STREAM_PREFIX)) {
+    if streams.iter().any(|s| s.starts_with(crate::volbackup::STREAM_PREFIX)) && !p.is_done("volumes") {
         let t = Instant::now();
-        let v = crate::volbackup::restore(app, repo, &snap.id, &streams, args.force)?;
-        let what: Vec<String> = v
-            .iter()
-            .map(|v| match &v.kept_aside {
-                Some(old) => format!("{} ({} bytes; previous contents kept as {old})", v.volume, v.bytes),
-                None => format!("{} ({} bytes)", v.volume, v.bytes),
-            })
-            .collect();
+        let own = p.was_begun("volumes") && !force;
+        p.begin("volumes");
+        save_progress(&app.store, &p)?;
+        kill_hook("volumes");
+        let v = crate::volbackup::restore(app, repo, &snap.id, &streams, force || own)?;
+        let docker = caretaker_compose::Docker::new(crate::compose::redact(&app.redactor));
+        let mut what = Vec::new();
+        for v in &v {
+            match (&v.kept_aside, own) {
+                (Some(aside), true) => {
+                    docker.remove_volume(aside)?;
+                    what.push(format!("{} ({} bytes; replacing the interrupted run's)", v.volume, v.bytes));
+                }
+                (Some(old), false) => {
+                    what.push(format!("{} ({} bytes; previous contents kept as {old})", v.volume, v.bytes))
+                }
+                (None, _) => what.push(format!("{} ({} bytes)", v.volume, v.bytes)),
+            }
+        }
+        p.finish("volumes");
+        save_progress(&app.store, &p)?;
         steps.record(job, "volumes", t, if what.is_empty() { "none".into() } else { what.join(", ") });
     }
 
-    // 7. Migrations (a compose app's in one-off containers).
-    if !app.config.app.migrate.is_empty() && app.config.compose.is_some() {
+    // 7. Migrations (a compose app's in one-off containers); run again after an interruption.
+    if !app.config.app.migrate.is_empty() {
         let t = Instant::now();
-        let dir = crate::compose::project_dir(&app.config, &app.config_path);
-        let (cfg, path, r) = (&app.config, &app.config_path, &app.redactor);
-        crate::compose::run_one_off_commands(cfg, path, r, &dir, &cfg.app.migrate, "migrate", &mut |l| job.log(l))?;
-        steps.record(job, "migrate", t, format!("{} command(s)", app.config.app.migrate.len()));
-    } else if !app.config.app.migrate.is_empty() {
-        let t = Instant::now();
-        let cwd = working_dir(&app.config.app, &app.config_path);
-        let env = app_env(&app.config.app, None, &cwd)?;
-        let redactor = app.redactor.clone();
-        for cmd in &app.config.app.migrate {
-            job.log(&format!("$ {cmd}"));
-            let ended = run_logged(cmd, &env, &cwd, Duration::from_secs(3600), job, &|s| redactor.redact(s), false)?;
-            if !ended.success() {
-                return Err(Failure::new(Code::Failure, format!("migration `{cmd}` {}", ended.describe())).into());
+        p.begin("migrate");
+        save_progress(&app.store, &p)?;
+        kill_hook("migrate");
+        if app.config.compose.is_some() {
+            let dir = crate::compose::project_dir(&app.config, &app.config_path);
+            let (cfg, path, r) = (&app.config, &app.config_path, &app.redactor);
+            crate::compose::run_one_off_commands(cfg, path, r, &dir, &cfg.app.migrate, "migrate", &mut |l| job.log(l))?;
+        } else {
+            let cwd = working_dir(&app.config.app, &app.config_path);
+            let env = app_env(&app.config.app, None, &cwd)?;
+            let redactor = app.redactor.clone();
+            for cmd in &app.config.app.migrate {
+                job.log(&format!("$ {cmd}"));
+                let ended =
+                    run_logged(cmd, &env, &cwd, Duration::from_secs(3600), job, &|s| redactor.redact(s), false)?;
+                if !ended.success() {
+                    return Err(Failure::new(Code::Failure, format!("migration `{cmd}` {}", ended.describe())).into());
+                }
             }
         }
+        p.finish("migrate");
+        save_progress(&app.store, &p)?;
         steps.record(job, "migrate", t, format!("{} command(s)", app.config.app.migrate.len()));
     }
 
-    // 8. Start the app and wait until every health check passes.
+    // 8. Start the app and wait until every health check passes. (Services already running held
+    // connections to the database that was replaced: the database step restarted them.)
     if !app.config.services.is_empty() || app.config.compose.is_some() {
         let t = Instant::now();
+        p.begin("start");
+        save_progress(&app.store, &p)?;
+        kill_hook("start");
         let state_dir = app.store.dir().to_path_buf();
         if request(&state_dir, &Request::Up, Duration::from_secs(10))?.is_none() {
             start_background_daemon(global, &app.config_path, &state_dir)?;
         }
         let report = wait_until_up(&state_dir, None, Duration::from_secs(args.timeout))?;
-        steps.record(job, "start", t, format!("{} service(s) healthy", report.services.len()));
+        let mut what = format!("{} service(s) healthy", report.services.len());
+        if !restarted.is_empty() {
+            what.push_str(&format!(
+                " ({} restarted: the database they were connected to was replaced)",
+                restarted.join(", ")
+            ));
+        }
+        steps.record(job, "start", t, what);
+    }
+    // Maintenance mode switched on by this job, or by a restore it ran that was killed.
+    if let Some(m) = app.store.fact(caretaker_core::mode::FACT_MAINTENANCE)? {
+        let by = serde_json::from_str::<serde_json::Value>(&m).ok().and_then(|v| v["by"].as_str().map(str::to_string));
+        if matches!(by.as_deref(), Some("recover" | "restore")) {
+            crate::appmode::maintenance_off(&app.store, &app.config, "recover")?;
+        }
     }
     Ok(Recovered { snapshot: snap.id, release })
+}
+
+/// The code step's line for a release that is present, and whether its commit is the
+/// snapshot's (`None`: one of the two is unknown).
+fn present_release(dir: &Path, deployed: Option<&str>, snapshot: Option<&str>) -> (String, Option<bool>) {
+    let same = |a: &str, b: &str| {
+        let n = a.len().min(b.len());
+        n >= 7 && a[..n].eq_ignore_ascii_case(&b[..n])
+    };
+    match (deployed, snapshot) {
+        (Some(d), Some(s)) if same(d, s) => {
+            (format!("release present in {} at {}, the snapshot's commit", dir.display(), short(d)), Some(true))
+        }
+        (Some(d), Some(s)) => (
+            format!(
+                "release present in {} is at commit {}, but the snapshot was taken at {}: the restored data may not \
+                 fit this code (`caretaker recover --redeploy --force` builds the snapshot's commit)",
+                dir.display(),
+                short(d),
+                short(s)
+            ),
+            Some(false),
+        ),
+        (None, Some(s)) => (
+            format!(
+                "release present in {} (its commit is unknown; the snapshot was taken at {})",
+                dir.display(),
+                short(s)
+            ),
+            None,
+        ),
+        (Some(d), None) => {
+            (format!("release present in {} at {} (the snapshot records no commit)", dir.display(), short(d)), None)
+        }
+        (None, None) => (format!("release present in {}", dir.display()), None),
+    }
+}
+
+/// The staging directory a tree is restored into before it is renamed into place: next to it,
+/// on the same file system.
+fn staging_dir(tree: &Path) -> PathBuf {
+    let name = tree.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "tree".into());
+    tree.with_file_name(format!(".{name}.caretaker-recover"))
+}
+
+/// Restores the configured file trees the snapshot holds, each into its staging directory and
+/// then renamed into place (a missing or empty tree is replaced in one step). A tree that is
+/// not empty any more was renamed into place by an interrupted run of this job: kept. Paths
+/// of the snapshot that are no file tree of this config (its config file) are not restored.
+fn restore_trees(
+    app: &crate::context::AppContext,
+    repo: &caretaker_backup::ResticRepository,
+    snap: &caretaker_backup::SnapshotInfo,
+    job: &mut JobHandle<'_>,
+) -> Result<String> {
+    let trees: Vec<PathBuf> = app.config.files.iter().map(|t| t.path.clone()).collect();
+    let paths: Vec<PathBuf> = snap
+        .paths
+        .iter()
+        .map(PathBuf::from)
+        .filter(|p| p != Path::new(caretaker_backup::stream::STREAMS_DIR))
+        .collect();
+    let mut restored = Vec::new();
+    let mut notes = Vec::new();
+    for tree in &trees {
+        if !paths.contains(tree) {
+            notes.push(format!("{} is not in the snapshot", tree.display()));
+            continue;
+        }
+        if non_empty(tree)? {
+            job.log(&format!("{} was restored before the interruption", tree.display()));
+            restored.push(format!("{} (restored before the interruption)", tree.display()));
+            continue;
+        }
+        let staging = staging_dir(tree);
+        remove_staging(&staging)?;
+        let req = RestoreRequest {
+            snapshot: Some(snap.id.clone()),
+            what: RestoreWhat::FilesOnly,
+            target: Some(staging.clone()),
+            skip: paths.iter().filter(|p| *p != tree).cloned().collect(),
+        };
+        let r = repo.restore(&req).map_err(to_failure)?;
+        if !r.errors.is_empty() {
+            return Err(Failure::new(Code::Failure, format!("restoring files: {}", r.errors.join("; "))).into());
+        }
+        kill_hook("files.staged");
+        let staged = staging.join(tree.strip_prefix("/").unwrap_or(tree));
+        if let Some(parent) = tree.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        // Over a missing or empty directory: rename(2) replaces an empty one.
+        std::fs::rename(&staged, tree)
+            .with_context(|| format!("renaming {} into place at {}", staged.display(), tree.display()))?;
+        if let Some(parent) = tree.parent() {
+            if let Ok(d) = std::fs::File::open(parent) {
+                let _ = d.sync_all();
+            }
+        }
+        remove_staging(&staging)?;
+        restored.push(tree.display().to_string());
+    }
+    for p in paths.iter().filter(|p| !trees.contains(p)) {
+        let config = std::fs::canonicalize(&app.config_path).unwrap_or_else(|_| app.config_path.clone());
+        let why = if *p == config {
+            "the config file: the one given stays in force".to_string()
+        } else {
+            format!("not a file tree of this config (the config in force is {})", app.config_path.display())
+        };
+        let line = format!("{} not restored: {why}", p.display());
+        job.log(&line);
+        notes.push(line);
+    }
+    let mut what = if restored.is_empty() { "none".to_string() } else { restored.join(", ") };
+    if !notes.is_empty() {
+        what.push_str(&format!("; {}", notes.join("; ")));
+    }
+    Ok(what)
+}
+
+/// Removes a staging directory (a killed run's, or this run's once emptied by the rename).
+fn remove_staging(staging: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(staging) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing the staging directory {}", staging.display())),
+    }
 }
 
 /// What a successful recover restored from, for the summary.

@@ -41,12 +41,18 @@ fn db_commands_check_snapshot_and_revert_a_sqlite_database() {
     let copies = ct.json(&["db", "snapshots", "--json"]);
     assert_eq!(copies.as_array().unwrap().len(), 1, "{copies}");
     assert_eq!(copies[0]["kind"], "kept-aside");
-    ct.expect(&["db", "prune", "--keep-last", "0", "--max-age", "0s"], 0);
+    // Within the policy: `db prune` says that it removes nothing, and why.
+    let out = ct.expect(&["db", "prune"], 0);
+    assert!(out.contains("nothing to remove: 1 copy kept (the newest 3 of each kind"), "{out}");
+    let out = ct.expect(&["db", "prune", "--dry-run"], 0);
+    assert!(out.contains("nothing to remove"), "{out}");
+    let out = ct.expect(&["db", "prune", "--keep-last", "0", "--max-age", "0s"], 0);
+    assert!(out.contains("removed app.sqlite3__old_") && out.contains("removed 1; 0 copies kept"), "{out}");
     assert!(ct.json(&["db", "snapshots", "--json"]).as_array().unwrap().is_empty());
 
     let jobs = ct.json(&["jobs", "--json"]);
     let kinds: Vec<&str> = jobs.as_array().unwrap().iter().map(|j| j["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["db_prune", "db_revert", "db_snapshot"]);
+    assert_eq!(kinds, ["db_prune", "db_prune", "db_revert", "db_snapshot"]);
 }
 
 #[test]

@@ -250,3 +250,404 @@ fn backup_run_killed_while_pg_dump_streams_leaves_a_consistent_repository() {
     }
     psql(&base, &format!("DROP DATABASE {name}"));
 }
+
+/// Every file below `dir`: relative path → (mode, contents).
+fn tree_state(dir: &Path) -> std::collections::BTreeMap<String, (u32, Vec<u8>)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let contents = if meta.is_dir() {
+                stack.push(p.clone());
+                Vec::new()
+            } else {
+                std::fs::read(&p).unwrap()
+            };
+            out.insert(rel, (meta.permissions().mode(), contents));
+        }
+    }
+    out
+}
+
+fn psql_out(url: &str, sql: &str) -> String {
+    let out = std::process::Command::new("psql").args([url, "-XAtqc", sql]).output().unwrap();
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The rows of the database in one digest (the demo app's entries and a larger table).
+fn db_digest(url: &str) -> String {
+    psql_out(
+        url,
+        "SELECT (SELECT count(*) || ':' || md5(string_agg(author || body, ',' ORDER BY id)) FROM entries) || '/' || \
+         (SELECT count(*) || ':' || md5(string_agg(v, ',' ORDER BY id)) FROM bulk)",
+    )
+}
+
+/// `recover` SIGKILLed at each of its steps (and half-way through the database's stream, and
+/// between the database's rename into place and recording it), then a plain `recover` (no
+/// `--force`): it finishes the job, the data is identical to the backup's, and nothing is left
+/// behind — no kept-aside trees, no staging directories, no copies of the database.
+#[test]
+fn recover_killed_at_each_step_is_finished_by_the_next_recover_without_force() {
+    let Some(base) = require_service("CARETAKER_TEST_PG_URL") else { return };
+    let (server, _) = base.rsplit_once('/').unwrap();
+    let db1 = unique_name("reck_old");
+    psql(&base, &format!("CREATE DATABASE {db1}"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    caretaker_demo_app::write_default_release(&d.join("release")).unwrap();
+    for i in 0..50 {
+        let sub = d.join(format!("files/d{}", i % 5));
+        std::fs::create_dir_all(&sub).unwrap();
+        let f = sub.join(format!("f{i}.bin"));
+        std::fs::write(&f, format!("file {i} ").repeat(200 + i * 37)).unwrap();
+        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600 + (i as u32 % 2) * 0o40))
+            .unwrap();
+    }
+    let port = free_port();
+    let cfg = d.join("caretaker.yml");
+    let write_cfg = |db: &str| {
+        std::fs::write(&cfg, config(d, &format!("{server}/{db}"), port)).unwrap();
+        std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    };
+    write_cfg(&db1);
+    let old = Caretaker::new(BIN, &cfg, &d.join("state-old"));
+    let mut states = vec![d.join("state-old")];
+    let steps = [
+        "recover.inspect",
+        "recover.code",
+        "recover.files",
+        "recover.files.staged",
+        "recover.database",
+        "database.streaming",
+        "recover.database.restored",
+        "recover.migrate",
+        "recover.start",
+    ];
+    for i in 0..steps.len() {
+        states.push(d.join(format!("state-{i}")));
+    }
+    let _down = Down(cfg.clone(), states);
+    let out = std::process::Command::new(BIN)
+        .args(["demo-app", "migrate"])
+        .env("DEMO_DATABASE_URL", format!("{server}/{db1}"))
+        .current_dir(d.join("release"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    // A table large enough that its dump is still streaming when the restore is killed.
+    psql(
+        &format!("{server}/{db1}"),
+        "CREATE TABLE bulk (id int PRIMARY KEY, v text); \
+         INSERT INTO bulk SELECT g, md5(g::text) || md5((g * 7)::text) FROM generate_series(1, 200000) g",
+    );
+    old.expect(&["up"], 0);
+    let body = "author=alice&body=written-before-the-backup";
+    let post = format!(
+        "POST /entries HTTP/1.0\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    assert_eq!(http(port, &post).map(|r| r.0), Some(303));
+    old.expect(&["backup", "init"], 0);
+    let run = old.json(&["backup", "run", "--json"]);
+    assert_eq!(run["outcome"], "succeeded", "{run}");
+    old.expect(&["down", "--daemon"], 0);
+    let want_files = tree_state(&d.join("files"));
+    let want_db = db_digest(&format!("{server}/{db1}"));
+    assert!(want_db.starts_with("1:") && want_db.contains("/200000:"), "{want_db}");
+
+    for (i, step) in steps.iter().enumerate() {
+        eprintln!("--- kill at {step}");
+        // A new machine: an empty database, an emptied tree, a new state directory.
+        let db = unique_name("reck_new");
+        psql(&base, &format!("CREATE DATABASE {db}"));
+        std::fs::remove_dir_all(d.join("files")).unwrap();
+        std::fs::create_dir_all(d.join("files")).unwrap();
+        write_cfg(&db);
+        let new = Caretaker::new(BIN, &cfg, &d.join(format!("state-{i}")));
+        let out = new.command(&["recover"]).env("CARETAKER_TEST_KILL_AT_STEP", step).output().unwrap();
+        assert_eq!(out.status.code(), None, "killed at {step}: {}", stderr_of(&out));
+        if *step == "recover.files.staged" {
+            // The daemon, on start, finishes the job itself (and leaves starting the app to it).
+            let killed = new.json(&["jobs", "--kind", "recover", "-n", "1", "--json"])[0]["id"].clone();
+            let _ = new.run(&["up", "--timeout", "5"]);
+            let job = caretaker_testkit::wait_until(Duration::from_secs(120), "the daemon's recover to end", || {
+                let j = new.json(&["jobs", "--kind", "recover", "-n", "1", "--json"])[0].clone();
+                (j["id"] != killed && !matches!(j["outcome"].as_str(), None | Some("running"))).then_some(j)
+            });
+            assert_eq!(job["outcome"], "succeeded", "{job}");
+            assert!(job["figures"]["resumed_job"].is_number(), "{job}");
+        } else {
+            let out = new.run(&["recover"]);
+            assert_eq!(out.status.code(), Some(0), "after a kill at {step}: {}", stderr_of(&out));
+            if *step != "recover.inspect" {
+                assert!(stderr_of(&out).contains("finishing interrupted recover job"), "{}", stderr_of(&out));
+            }
+        }
+        let url = format!("{server}/{db}");
+        assert_eq!(db_digest(&url), want_db, "database after a kill at {step}");
+        assert_eq!(tree_state(&d.join("files")), want_files, "files after a kill at {step}");
+        let left: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("caretaker-old") || n.contains("caretaker-recover"))
+            .collect();
+        assert!(left.is_empty(), "left behind after a kill at {step}: {left:?}");
+        let copies = psql_out(
+            &base,
+            &format!("SELECT string_agg(datname, ',') FROM pg_database WHERE datname LIKE '{db}\\_\\_%'"),
+        );
+        assert_eq!(copies, "", "database copies left after a kill at {step}");
+        let (status, entries) = http(port, "GET /api/entries HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!(status, 200);
+        assert!(entries.contains("written-before-the-backup"), "{entries}");
+        let mode = new.json(&["maintenance", "status", "--json"]).to_string();
+        assert!(!mode.contains("maintenance") && !mode.contains("failed"), "{step}: {mode}");
+        // The job is done: another recover finds live data again.
+        new.expect(&["down", "--daemon"], 0);
+        assert_eq!(new.run(&["recover"]).status.code(), Some(5));
+        psql(&base, &format!("DROP DATABASE {db} WITH (FORCE)"));
+    }
+    psql(&base, &format!("DROP DATABASE {db1} WITH (FORCE)"));
+}
+
+/// A fresh PostgreSQL server without the app's role or database. With `database.admin_url`,
+/// `recover` (and `backup restore --db-only`) inspect through the administrator, create the
+/// role and the database and restore; without it, `recover` says plainly that the role may be
+/// missing and how to fix it, before anything is restored.
+#[test]
+fn recover_on_a_fresh_server_creates_the_apps_role_with_admin_url() {
+    let Some(base) = require_service("CARETAKER_TEST_PG_URL") else { return };
+    let (server, _) = base.rsplit_once('/').unwrap();
+    let hostport = server.rsplit_once('@').unwrap().1;
+    let role = unique_name("recrole");
+    let db = unique_name("recrole_db");
+    let pw = "role-pw-4411";
+    let app_url = format!("postgres://{role}:{pw}@{hostport}/{db}");
+    psql(&base, &format!("CREATE ROLE {role} LOGIN CREATEDB PASSWORD '{pw}'"));
+    psql(&base, &format!("CREATE DATABASE {db} OWNER {role}"));
+    psql(&app_url, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 500) g");
+    let want = psql_out(&app_url, "SELECT count(*) || ':' || md5(string_agg(v, ',' ORDER BY id)) FROM t");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("release")).unwrap();
+    std::fs::write(d.join("release/app.txt"), "the release").unwrap();
+    std::fs::create_dir_all(d.join("files")).unwrap();
+    std::fs::write(d.join("files/a.txt"), "a file").unwrap();
+    let cfg = d.join("caretaker.yml");
+    let write_cfg = |admin: bool| {
+        let admin = if admin { format!("\n  admin_url: \"{base}\"") } else { String::new() };
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 1\napp:\n  name: recrole\n  working_dir: \"{d}/release\"\ndatabase:\n  kind: postgres\n  url: \"{app_url}\"{admin}\nfiles: [ \"{d}/files\" ]\nbackup:\n  repository: \"{d}/repo\"\n  password: \"a long test password\"\n  schedule: daily\n  keep: {{ last: 3 }}\n",
+                d = d.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    };
+    write_cfg(true);
+    let old = Caretaker::new(BIN, &cfg, &d.join("state-old"));
+    old.expect(&["backup", "init"], 0);
+    let run = old.json(&["backup", "run", "--json"]);
+    assert_eq!(run["outcome"], "succeeded", "{run}");
+    let fresh_server = || {
+        psql(&base, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+        psql(&base, &format!("DROP ROLE IF EXISTS {role}"));
+    };
+    fresh_server();
+    std::fs::remove_dir_all(d.join("files")).unwrap();
+
+    // Without admin_url: the missing role is named as a possible cause, with the fix.
+    write_cfg(false);
+    let out = Caretaker::new(BIN, &cfg, &d.join("state-1")).run(&["recover"]);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(err.contains(&format!("the role {role} may not exist yet")) && err.contains("admin_url"), "{err}");
+    assert!(!d.join("files").exists(), "nothing restored before the database was inspected");
+
+    // With admin_url: role, database and data come back.
+    write_cfg(true);
+    let new = Caretaker::new(BIN, &cfg, &d.join("state-2"));
+    let out = new.run(&["recover"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert_eq!(psql_out(&app_url, "SELECT count(*) || ':' || md5(string_agg(v, ',' ORDER BY id)) FROM t"), want);
+    assert_eq!(std::fs::read_to_string(d.join("files/a.txt")).unwrap(), "a file");
+
+    // `backup restore --db-only` onto a fresh server, likewise.
+    fresh_server();
+    let out = new.run(&["backup", "restore", "--db-only"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert_eq!(psql_out(&app_url, "SELECT count(*) || ':' || md5(string_agg(v, ',' ORDER BY id)) FROM t"), want);
+    fresh_server();
+}
+
+/// `recover` with the config at another path than on the old machine: the snapshot's config
+/// file is not restored to its old path, and the summary says so.
+#[test]
+fn recover_with_the_config_elsewhere_does_not_restore_the_snapshots_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("release")).unwrap();
+    std::fs::write(d.join("release/app.txt"), "the release").unwrap();
+    std::fs::create_dir_all(d.join("files")).unwrap();
+    std::fs::write(d.join("files/a.txt"), "a file").unwrap();
+    let text = format!(
+        "version: 1\napp:\n  name: recconf\n  working_dir: \"{d}/release\"\nfiles: [ \"{d}/files\" ]\nbackup:\n  repository: \"{d}/repo\"\n  password: \"a long test password\"\n",
+        d = d.display()
+    );
+    let write = |p: &Path| {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, &text).unwrap();
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    };
+    let old_cfg = d.join("old/caretaker.yml");
+    write(&old_cfg);
+    let old = Caretaker::new(BIN, &old_cfg, &d.join("state-old"));
+    old.expect(&["backup", "init"], 0);
+    assert_eq!(old.json(&["backup", "run", "--json"])["outcome"], "succeeded");
+    std::fs::remove_dir_all(d.join("old")).unwrap();
+    std::fs::remove_dir_all(d.join("files")).unwrap();
+
+    let new_cfg = d.join("elsewhere/caretaker.yml");
+    write(&new_cfg);
+    let out = Caretaker::new(BIN, &new_cfg, &d.join("state-new")).run(&["recover"]);
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(!old_cfg.exists(), "the snapshot's config file was restored to its old path: {printed}");
+    assert!(printed.contains(&format!("{} not restored", old_cfg.display())), "{printed}");
+    assert_eq!(std::fs::read_to_string(d.join("files/a.txt")).unwrap(), "a file");
+}
+
+/// The database replaced while the app runs under the daemon (`db revert`, `backup restore
+/// --db-only --force`): its services held connections to the old database, so they are
+/// restarted (new pids), the output says so, and requests succeed right after.
+#[test]
+fn database_swapped_under_the_running_app_restarts_its_services() {
+    let Some(base) = require_service("CARETAKER_TEST_PG_URL") else { return };
+    let (server, _) = base.rsplit_once('/').unwrap();
+    let db = unique_name("swap");
+    psql(&base, &format!("CREATE DATABASE {db}"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    caretaker_demo_app::write_default_release(&d.join("release")).unwrap();
+    std::fs::create_dir_all(d.join("files")).unwrap();
+    std::fs::write(d.join("files/a.txt"), "a file").unwrap();
+    let port = free_port();
+    let cfg = d.join("caretaker.yml");
+    std::fs::write(&cfg, config(d, &format!("{server}/{db}"), port)).unwrap();
+    std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let ct = Caretaker::new(BIN, &cfg, &d.join("state"));
+    let _down = Down(cfg.clone(), vec![d.join("state")]);
+    let out = std::process::Command::new(BIN)
+        .args(["demo-app", "migrate"])
+        .env("DEMO_DATABASE_URL", format!("{server}/{db}"))
+        .current_dir(d.join("release"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    ct.expect(&["up"], 0);
+    let post = |body: &str| {
+        let form = format!("author=a&body={body}");
+        let req = format!(
+            "POST /entries HTTP/1.0\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+            form.len()
+        );
+        assert_eq!(http(port, &req).map(|r| r.0), Some(303));
+    };
+    let web_pid = || ct.json(&["status", "--json"])["services"][0]["pid"].as_u64().unwrap();
+    let entries = || {
+        let (status, body) = http(port, "GET /api/entries HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    post("before-the-snapshot");
+    let snap = ct.json(&["db", "snapshot", "--json"])["name"].as_str().unwrap().to_string();
+    post("after-the-snapshot");
+
+    let pid = web_pid();
+    let out = ct.expect(&["db", "revert", &snap, "--yes"], 0);
+    assert!(out.contains("restarted web"), "{out}");
+    caretaker_testkit::wait_until(Duration::from_secs(30), "web to be running again", || {
+        let s = ct.json(&["status", "--json"]);
+        (s["services"][0]["state"] == "running").then_some(())
+    });
+    assert_ne!(web_pid(), pid, "web was restarted");
+    for _ in 0..3 {
+        let e = entries();
+        assert!(e.contains("before-the-snapshot") && !e.contains("after-the-snapshot"), "{e}");
+    }
+
+    ct.expect(&["backup", "init"], 0);
+    assert_eq!(ct.json(&["backup", "run", "--json"])["outcome"], "succeeded");
+    post("after-the-backup");
+    let pid = web_pid();
+    let out = ct.run(&["backup", "restore", "--db-only", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("restarted web"), "{}", stderr_of(&out));
+    caretaker_testkit::wait_until(Duration::from_secs(30), "web to be running again", || {
+        let s = ct.json(&["status", "--json"]);
+        (s["services"][0]["state"] == "running").then_some(())
+    });
+    assert_ne!(web_pid(), pid, "web was restarted");
+    for _ in 0..3 {
+        let e = entries();
+        assert!(e.contains("before-the-snapshot") && !e.contains("after-the-backup"), "{e}");
+    }
+    ct.expect(&["down", "--daemon"], 0);
+    let copies =
+        psql_out(&base, &format!("SELECT string_agg(datname, ',') FROM pg_database WHERE datname LIKE '{db}%'"));
+    for c in copies.split(',') {
+        psql(&base, &format!("DROP DATABASE IF EXISTS \"{c}\" WITH (FORCE)"));
+    }
+}
+
+/// An interrupted recover pins its snapshot: another `--snapshot` is refused, and with
+/// `--force` starts over from it, moving the interrupted job's data aside like live data.
+#[test]
+fn an_interrupted_recover_pins_its_snapshot_until_forced_to_start_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("release")).unwrap();
+    std::fs::write(d.join("release/app.txt"), "the release").unwrap();
+    std::fs::create_dir_all(d.join("files")).unwrap();
+    let cfg = d.join("caretaker.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 1\napp:\n  name: recpin\n  working_dir: \"{d}/release\"\nfiles: [ \"{d}/files\" ]\nbackup:\n  repository: \"{d}/repo\"\n  password: \"a long test password\"\n",
+            d = d.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let old = Caretaker::new(BIN, &cfg, &d.join("state-old"));
+    old.expect(&["backup", "init"], 0);
+    std::fs::write(d.join("files/a.txt"), "first").unwrap();
+    let first = old.json(&["backup", "run", "--json"])["figures"]["snapshot_id"].as_str().unwrap().to_string();
+    std::fs::write(d.join("files/a.txt"), "second").unwrap();
+    let second = old.json(&["backup", "run", "--json"])["figures"]["snapshot_id"].as_str().unwrap().to_string();
+    std::fs::remove_dir_all(d.join("files")).unwrap();
+
+    let new = Caretaker::new(BIN, &cfg, &d.join("state-new"));
+    let out = new.command(&["recover"]).env("CARETAKER_TEST_KILL_AT_STEP", "recover.files.staged").output().unwrap();
+    assert_eq!(out.status.code(), None, "{}", stderr_of(&out));
+    // The killed run had staged the newest snapshot; another one is refused...
+    let out = new.run(&["recover", "--snapshot", &first[..8]]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("was interrupted") && stderr_of(&out).contains("--force"), "{}", stderr_of(&out));
+    // ...and with --force starts over from it.
+    let out = new.run(&["recover", "--snapshot", &first[..8], "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("starting over"), "{}", stderr_of(&out));
+    assert_eq!(std::fs::read_to_string(d.join("files/a.txt")).unwrap(), "first");
+    assert_ne!(first, second);
+    assert!(!d.join(".files.caretaker-recover").exists(), "the killed run's staging directory is removed");
+}

@@ -185,6 +185,27 @@ fn recover_rebuilds_the_code_of_the_snapshots_commit_from_git() {
     assert_eq!(version(), "v3");
     let (_, entries) = http_get(port, "/api/entries").unwrap();
     assert!(entries.contains("written-at-v2"), "{entries}");
+
+    // The release present (v3) is not at the snapshot's commit (v2): a plain warning, not a
+    // line that reads as if they matched. The app runs meanwhile: the database is replaced
+    // under it, so its services are restarted, and it serves right after.
+    let v3 = rev("v3");
+    let out = ct.run(&["recover", "--force"]);
+    let (err, printed) = (stderr_of(&out), String::from_utf8_lossy(&out.stdout).to_string());
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("warning: release present")
+            && err.contains(&format!("is at commit {}", &v3[..12]))
+            && err.contains(&format!("the snapshot was taken at {}", &v2[..12])),
+        "{err}"
+    );
+    assert!(!printed.contains("(the snapshot's commit:"), "{printed}");
+    assert!(printed.contains("restarted"), "the running services were restarted: {printed}");
+    for _ in 0..5 {
+        let (status, entries) = http_get(port, "/api/entries").unwrap();
+        assert_eq!(status, 200, "{entries}");
+        assert!(entries.contains("written-at-v2"), "{entries}");
+    }
 }
 
 #[test]

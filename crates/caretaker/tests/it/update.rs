@@ -365,6 +365,9 @@ fn scenario(app: &App) {
     assert_eq!(app.rows(), rows, "the database is exactly as before v4");
     assert_eq!(app.version(), "v2");
     assert!(app.healthy());
+    // The failed states of the two rolled-back updates are not kept as copies.
+    let copies = app.ct.json(&["db", "snapshots", "--json"]);
+    assert!(!copies.to_string().contains("kept-aside"), "{copies}");
 
     let rel = app.releases();
     let states: Vec<String> =
