@@ -60,6 +60,7 @@ fn db_config(kind: DbKind, url: Option<String>, path: Option<PathBuf>) -> config
         path,
         min_rows: BTreeMap::new(),
         compose_service: None,
+        dump_routines: true,
     }
 }
 

@@ -17,6 +17,7 @@ mod maintenance;
 mod observe;
 mod recover;
 mod recover_code;
+mod scheduler;
 mod secrets;
 mod status_page;
 mod supervisor;
