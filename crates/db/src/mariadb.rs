@@ -160,6 +160,28 @@ impl Mariadb {
         })
     }
 
+    /// The server's version and the connected account as a GRANT names it (`'app'@'%'`).
+    fn version_and_user(&self) -> Result<(String, String)> {
+        let who = self.sql(Some(&self.database), "SELECT VERSION(), CURRENT_USER()")?;
+        let (version, current) = match who.first().map(|r| r.as_slice()) {
+            Some([v, u, ..]) => (v.clone(), u.clone()),
+            _ => (String::new(), String::new()),
+        };
+        let user = match current.rsplit_once('@') {
+            Some((u, h)) => format!("{}@{}", literal(u), literal(h)),
+            None => literal(&current),
+        };
+        Ok((version, user))
+    }
+
+    /// What to do about routines the dump cannot read, for this server and user.
+    fn routine_remedy(&self) -> String {
+        match self.version_and_user() {
+            Ok((version, user)) => routine_remedy(&version, &user, &self.database),
+            Err(_) => routine_remedy("", "<the app's user>", &self.database),
+        }
+    }
+
     /// `mariadb` (or `mysql`) with the option file; `--defaults-extra-file` must come first.
     fn client(&self, opts: &SecretFile) -> Result<Command> {
         self.tool(&["mariadb", "mysql"], opts)
@@ -305,6 +327,15 @@ pub fn routine_grant(version: &str, user: &str, database: &str) -> String {
     }
 }
 
+/// The grant to ask for, or the config switch that leaves routines out (with its cost).
+pub fn routine_remedy(version: &str, user: &str, database: &str) -> String {
+    format!(
+        "ask the database administrator for: {} — or set `database.dump_routines: false` to back up without \
+         stored procedures and functions (they are then NOT in the backup; recreate them by hand after a restore)",
+        routine_grant(version, user, database)
+    )
+}
+
 /// The kind of a `mariadb` client error from its message (`ERROR 1045 (28000): Access denied`).
 pub fn classify_client_error(text: &str) -> (ErrorKind, Option<&'static str>) {
     let code = text
@@ -358,16 +389,7 @@ impl Database for Mariadb {
 
     fn check_dump_privileges(&self) -> Result<Vec<String>> {
         let db = &self.database;
-        let who = self.sql(Some(db), "SELECT VERSION(), CURRENT_USER()")?;
-        let (version, current) = match who.first().map(|r| r.as_slice()) {
-            Some([v, u, ..]) => (v.clone(), u.clone()),
-            _ => (String::new(), String::new()),
-        };
-        // `app@%` → `'app'@'%'`, as a GRANT statement names it.
-        let user = match current.rsplit_once('@') {
-            Some((u, h)) => format!("{}@{}", literal(u), literal(h)),
-            None => literal(&current),
-        };
+        let (version, user) = self.version_and_user()?;
         let routines = self.sql(
             None,
             &format!(
@@ -428,11 +450,7 @@ impl Database for Mariadb {
         }
         let mut hint = Vec::new();
         if !unreadable.is_empty() {
-            hint.push(format!(
-                "ask the database administrator for: {} — or set `database.dump_routines: false` to back up \
-                 without stored routines (they are then NOT in the backup; recreate them by hand after a restore)",
-                routine_grant(&version, &user, db)
-            ));
+            hint.push(routine_remedy(&version, &user, db));
         }
         if problems.len() > usize::from(!unreadable.is_empty()) {
             hint.push(format!("views and events need: GRANT SHOW VIEW, EVENT ON {}.* TO {user};", q(db)));
@@ -509,7 +527,16 @@ impl Database for Mariadb {
         }
         let opts = self.option_file()?;
         let cmd = self.dump_command(&opts, &self.database)?;
-        process::stream_out(cmd, out, &self.redactor).map_err(|f| self.tool_error(f))
+        process::stream_out(cmd, out, &self.redactor).map_err(|f| {
+            let e = self.tool_error(f);
+            if !e.message().contains("insufficient privileges to SHOW CREATE") {
+                return e;
+            }
+            // A routine owned by another user (DEFINER=root): say which grant to ask for, in
+            // the message too, since a backup quotes the dump's message but not its hint.
+            let remedy = self.routine_remedy();
+            Error::new(ErrorKind::AuthFailed, &self.target, format!("{} — {remedy}", e.message())).hint(remedy)
+        })
     }
 
     fn restore(&self, input: &mut dyn Read, mode: RestoreMode) -> Result<Restored> {
