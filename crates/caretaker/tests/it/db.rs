@@ -198,3 +198,45 @@ fn mariadb_recover_keeps_views_routines_triggers_utf8mb4_and_blobs_identical() {
     assert_eq!(std::fs::read_to_string(media.join("a.txt")).unwrap(), "file data");
     maria_sql(&root, None, &format!("DROP DATABASE {name}; DROP USER '{user}'@'%';"));
 }
+
+/// A procedure owned by root in the app's schema: `caretaker check` and `caretaker db check`
+/// say before the night the backup fails that the dump cannot read it, and name the grant.
+#[test]
+fn check_names_the_grant_for_a_routine_owned_by_another_user() {
+    let Some(root) = caretaker_testkit::require_service("CARETAKER_TEST_MARIADB_URL") else { return };
+    let (server, _) = root.rsplit_once('/').unwrap();
+    let name = caretaker_testkit::unique_name("chk_maria");
+    let user = caretaker_testkit::unique_name("ct_app");
+    let password = "app-password-for-check";
+    maria_sql(
+        &root,
+        None,
+        &format!(
+            "CREATE DATABASE {name}; CREATE USER '{user}'@'%' IDENTIFIED BY '{password}';
+             GRANT ALL ON `{name}`.* TO '{user}'@'%';
+             CREATE TABLE {name}.t (id INT); INSERT INTO {name}.t VALUES (1);
+             CREATE DEFINER=CURRENT_USER PROCEDURE {name}.it_managed() SELECT 1;"
+        ),
+    );
+    let app_url =
+        format!("{}/{name}", server.replacen("root:caretaker-test-mariadb", &format!("{user}:{password}"), 1));
+    let s = Scratch::new();
+    let ct = s.write_config(&format!(
+        "version: 1\napp:\n  name: chkmaria\ndatabase: {{ kind: mariadb, url: \"{app_url}\" }}\nalerts: {{ rules: {{ load_per_cpu: false, memory_used_percent: false, filesystem_free_percent: false }} }}\n"
+    ));
+    let out = ct.run(&["check", "--json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checks = v.as_array().or_else(|| v["checks"].as_array()).unwrap();
+    let dump = checks.iter().find(|c| c["name"] == "database dump").unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(dump["status"], "critical", "{dump}");
+    let msg = dump["message"].as_str().unwrap();
+    assert!(msg.contains("procedure `it_managed` (DEFINER=root@") && msg.contains("GRANT "), "{msg}");
+    assert!(msg.contains("database.dump_routines: false"), "{msg}");
+
+    let out = ct.run(&["db", "check"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("dump      CANNOT READ EVERYTHING"), "{out:?}");
+    assert!(stderr_of(&out).contains("GRANT "), "{}", stderr_of(&out));
+    maria_sql(&root, None, &format!("DROP DATABASE {name}; DROP USER '{user}'@'%';"));
+}
