@@ -100,8 +100,9 @@ struct Started {
 /// Tasks that take the app lock go through a [`LockQueue`]: one of them runs at a time, in
 /// the queue's order (backup first), and the next starts as soon as the previous one ends.
 /// A task whose child still exits `busy` (an operator's command held the lock) is recorded
-/// as a `skipped` job and retried after `scheduler::retry_delay`; its calendar slot stays
-/// unconsumed (its last run is set back to just before the slot), so even a daemon restart
+/// as a `skipped` job and retried after `scheduler::retry_delay`. While a task waits (behind
+/// another, or for a retry) its calendar slot stays unconsumed in the state store (its last
+/// run is set back to just before the slot; recorded as now when it starts), so a daemon restart
 /// does not lose it.
 pub async fn run(config: Arc<Config>, store: Store, inv: Invocation, mut shutdown: watch::Receiver<bool>) {
     let mut store = Some(store);
@@ -166,6 +167,8 @@ pub async fn run(config: Arc<Config>, store: Store, inv: Invocation, mut shutdow
         let now = jiff::Timestamp::now();
         let (locked, free): (Vec<TaskToRun>, Vec<TaskToRun>) =
             due.into_iter().partition(|r| r.task.kind.needs_app_lock());
+        let arrived: Vec<(String, jiff::Timestamp)> =
+            locked.iter().map(|r| (r.task.name.clone(), r.scheduled_for)).collect();
         queue.add(locked, now);
         for run in free {
             start(&inv, &done_tx, &mut running, run, 0);
@@ -173,16 +176,24 @@ pub async fn run(config: Arc<Config>, store: Store, inv: Invocation, mut shutdow
         let lock_busy =
             |running: &BTreeMap<String, Started>| running.values().any(|s| s.run.task.kind.needs_app_lock());
         while let Some((run, skips_so_far)) = queue.next(now, lock_busy(&running)) {
-            let name = run.task.name.clone();
-            if skips_so_far > 0 {
-                // Started from the queue after a skip: this is the run of its slot now.
-                if let Some(s) = &store {
-                    if let Err(e) = s.task_ran(&name, now) {
-                        tracing::warn!(task = %name, "cannot record the task's run: {e}");
-                    }
+            // The run of its slot is now (a task that waited was kept due until it started).
+            if let Some(s) = &store {
+                if let Err(e) = s.task_ran(&run.task.name, now) {
+                    tracing::warn!(task = %run.task.name, "cannot record the task's run: {e}");
                 }
             }
             start(&inv, &done_tx, &mut running, run, skips_so_far);
+        }
+        // A task left waiting behind another keeps its slot due in the state store (its last
+        // run set back to just before the slot), so a daemon restart meanwhile does not lose it.
+        for (name, slot) in arrived.iter().filter(|(name, _)| queue.contains(name)) {
+            tracing::info!(task = %name, "due; waits for the app lock (scheduled tasks that take it run one at a time)");
+            if let Some(s) = &store {
+                let before_slot = slot.checked_sub(jiff::SignedDuration::from_secs(1)).unwrap_or(*slot);
+                if let Err(e) = s.task_ran(name, before_slot) {
+                    tracing::warn!(task = %name, "cannot keep the waiting task's slot due: {e}");
+                }
+            }
         }
     }
     if !running.is_empty() {
