@@ -83,7 +83,8 @@ pub mod rule {
     pub const SERVICE_DOWN: &str = "service_down";
     pub const JOB_FAILED: &str = "job_failed";
     pub const SERVICE_MODE: &str = "service_mode";
-    pub const ALL_RULES: [&str; 10] = [
+    pub const JOB_SKIPPED: &str = "job_skipped";
+    pub const ALL_RULES: [&str; 11] = [
         FILESYSTEM_FREE,
         MEMORY_USED,
         LOAD,
@@ -94,6 +95,7 @@ pub mod rule {
         SERVICE_DOWN,
         JOB_FAILED,
         SERVICE_MODE,
+        JOB_SKIPPED,
     ];
 }
 
@@ -141,6 +143,24 @@ pub struct JobObs {
     pub error: Option<String>,
 }
 
+/// A scheduled task whose latest attempts were all skipped (it found the app lock held).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SkippedTaskObs {
+    /// The scheduler's task name: `backup`, `prune`, `update`, `job:<name>`.
+    pub task: String,
+    /// Skips in a row since the task last ran.
+    pub skips: u32,
+    /// When the first of them happened.
+    pub since: Timestamp,
+    /// Why the latest one was skipped (which job held the lock).
+    pub reason: Option<String>,
+}
+
+/// How many skips in a row of one scheduled task fire `job_skipped`: with the retry delays
+/// of `scheduler::retry_delay` (30 s, 1 min, ...) the task has then been kept from running
+/// for at least 1.5 minutes by something outside the scheduler.
+pub const SKIPS_TO_ALERT: u32 = 3;
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CertificateObs {
     pub name: String,
@@ -165,8 +185,10 @@ pub struct Observations {
     pub watching_since: Option<Timestamp>,
     pub certificates: Vec<CertificateObs>,
     pub services: Vec<ServiceObs>,
-    /// The latest finished run of each job kind.
+    /// The latest finished run of each job kind (skipped attempts are not runs).
     pub last_jobs: Vec<JobObs>,
+    /// Scheduled tasks whose latest attempts were skipped.
+    pub skipped_tasks: Vec<SkippedTaskObs>,
     /// Why the app is in service mode, if it is.
     pub service_mode: Option<String>,
     /// Maintenance mode is on: notifications are held back (alerts still change state).
@@ -495,6 +517,26 @@ pub fn conditions(rules: &Rules, obs: &Observations, now: Timestamp) -> Vec<Cond
                     None => format!("the last {} job (#{}) failed", j.kind, j.id),
                 },
                 value: Some(j.id as f64),
+                hold: Duration::ZERO,
+                held_since: None,
+            });
+        }
+    }
+    if rules.job_skipped {
+        for t in obs.skipped_tasks.iter().filter(|t| t.skips >= SKIPS_TO_ALERT) {
+            let why = t.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+            out.push(Condition {
+                rule: rule::JOB_SKIPPED,
+                subject: t.task.clone(),
+                // A backup that cannot run lets the recovery point age unnoticed.
+                severity: if t.task == "backup" { Severity::Critical } else { Severity::Warning },
+                summary: format!(
+                    "scheduled task {} was skipped {} times in a row since {} (the app lock was held){why}",
+                    t.task,
+                    t.skips,
+                    t.since.strftime("%Y-%m-%d %H:%M:%S UTC")
+                ),
+                value: Some(f64::from(t.skips)),
                 hold: Duration::ZERO,
                 held_since: None,
             });

@@ -19,10 +19,13 @@ pub enum Outcome {
     RolledBack,
     /// Finished, but not everything was done (e.g. unreadable files skipped).
     Partial,
+    /// Never started: a scheduled task found the app lock held (the reason says by which
+    /// job); the daemon retries it soon (docs/daemon.md).
+    Skipped,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 7] = [
+    pub const ALL: [Outcome; 8] = [
         Outcome::Running,
         Outcome::Succeeded,
         Outcome::Failed,
@@ -30,6 +33,7 @@ impl Outcome {
         Outcome::Refused,
         Outcome::RolledBack,
         Outcome::Partial,
+        Outcome::Skipped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +45,7 @@ impl Outcome {
             Outcome::Refused => "refused",
             Outcome::RolledBack => "rolled_back",
             Outcome::Partial => "partial",
+            Outcome::Skipped => "skipped",
         }
     }
 

@@ -9,8 +9,8 @@
 //! [`Schedule`]: sets of allowed minutes, hours, days of month, months and weekdays, at
 //! minute resolution, plus an optional IANA time zone.
 //!
-//! Semantics follow cron/systemd where they agree, and the origin of the form where they
-//! differ: `weekly` is Monday 00:00 (systemd), `@weekly` is Sunday 00:00 (cron). When both
+//! Semantics follow cron/systemd where they agree (a differential test compares a few hundred
+//! expressions with `systemd-analyze calendar`), and the origin of the form where they differ: `weekly` is Monday 00:00 (systemd), `@weekly` is Sunday 00:00 (cron). When both
 //! day-of-month and day-of-week are restricted (cron only), a day matches if *either* does;
 //! like Vixie cron, a field starting with `*` (also `*/2`) counts as unrestricted.
 
@@ -166,10 +166,12 @@ impl Schedule {
     /// the local calendar of the schedule's zone, or of `default_tz` if it names none.
     ///
     /// Candidates are local dates × (hour, minute) pairs mapped to instants with jiff's
-    /// "compatible" rule, so DST behaves like cron/systemd: a local time skipped by a
-    /// spring-forward gap fires once, shifted forward by the gap (02:30 → 03:30); a local
-    /// time repeated by a fall-back fires once, at its first occurrence. `None` if nothing
-    /// matches within about 5 years.
+    /// "compatible" rule: a local time repeated by a fall-back fires once, at its first
+    /// occurrence (as in systemd); a local time skipped by a spring-forward gap fires once,
+    /// shifted forward by the gap (02:30 → 03:30), as in cronie — systemd skips it for that
+    /// day instead, and caretaker deliberately does not, so a daily backup is never dropped.
+    /// `crates/core/tests/schedule_vs_systemd.rs` checks everything else against systemd.
+    /// `None` if nothing matches within about 5 years.
     pub fn next_after(&self, after: Timestamp, default_tz: &TimeZone) -> Option<Timestamp> {
         let tz = self.time_zone().unwrap_or(default_tz);
         let window = SignedDuration::from_hours(48);
@@ -290,8 +292,12 @@ impl Schedule {
         self
     }
 
-    fn in_month(mut self, month: u8) -> Schedule {
-        self.months = Bits::single(month);
+    fn in_month(self, month: u8) -> Schedule {
+        self.in_months(&[month])
+    }
+
+    fn in_months(mut self, months: &[u8]) -> Schedule {
+        self.months = months.iter().fold(Bits::EMPTY, |b, &m| b.union(Bits::single(m)));
         self
     }
 }
@@ -391,12 +397,15 @@ fn month_number(word: &str) -> Option<u8> {
 }
 
 const KEYWORDS: &[&str] = &[
+    "minutely",
     "hourly",
     "daily",
     "weekly",
     "monthly",
     "yearly",
     "annually",
+    "quarterly",
+    "semiannually",
     "@hourly",
     "@daily",
     "@midnight",
@@ -427,6 +436,7 @@ fn looks_like_cron_field(word: &str) -> bool {
 fn parse_one_word(word: &str, text: &str) -> Result<Schedule, ScheduleError> {
     let midnight = || Schedule::every_day(Bits::single(0), Bits::single(0));
     Ok(match word.to_ascii_lowercase().as_str() {
+        "minutely" => Schedule::every_day(Bits::range(0, 59), Bits::range(0, 23)),
         "hourly" | "@hourly" => Schedule::every_day(Bits::single(0), Bits::range(0, 23)),
         "daily" | "@daily" | "@midnight" => midnight(),
         // systemd: weekly is Monday; cron: @weekly is Sunday ("0 0 * * 0").
@@ -434,6 +444,9 @@ fn parse_one_word(word: &str, text: &str) -> Result<Schedule, ScheduleError> {
         "@weekly" => midnight().on_weekdays(Bits::single(7)),
         "monthly" | "@monthly" => midnight().on_day_of_month(1),
         "yearly" | "annually" | "@yearly" | "@annually" => midnight().on_day_of_month(1).in_month(1),
+        // systemd: the first of January, April, July and October; of January and July.
+        "quarterly" => midnight().on_day_of_month(1).in_months(&[1, 4, 7, 10]),
+        "semiannually" => midnight().on_day_of_month(1).in_months(&[1, 7]),
         "@reboot" => {
             return Err(err(
                 format!("\"@reboot\" in schedule \"{text}\" is not supported"),
@@ -533,6 +546,22 @@ fn parse_component(text: &str, lo: u8, hi: u8) -> Result<Bits, String> {
     fn range(base: &str) -> Option<(&str, &str)> {
         base.split_once("..").or_else(|| base.split_once('-'))
     }
+    // Like systemd, `N/STEP` must repeat at least once: `*:59/1` or `22/2:00` would be a
+    // single value that reads like a repetition, and systemd refuses them too.
+    for item in text.split(',') {
+        let Some((base, step)) = item.split_once('/') else { continue };
+        if base == "*" || range(base).is_some() {
+            continue;
+        }
+        if let (Ok(a), Ok(s)) = (num(base), step.parse::<u8>()) {
+            if s > 0 && u16::from(a) + u16::from(s) > u16::from(hi) {
+                return Err(format!(
+                    "step `{item}` never repeats ({a} + {s} is past {hi:02}): write `{a:02}` alone, \
+                     or a range like `{a:02}..{hi:02}/{s}`"
+                ));
+            }
+        }
+    }
     parse_stepped_list(text, lo, hi, range, "..", num)
 }
 
@@ -621,6 +650,8 @@ fn parse_stepped_list(
 ) -> Result<Bits, String> {
     let mut set = Bits::EMPTY;
     for item in text.split(',') {
+        // `N/1` repeats from N every 1 (systemd's `*:0/1` is every minute): whether a step
+        // was written matters, not whether it is greater than 1.
         let (base, step) = match item.split_once('/') {
             Some((b, s)) => {
                 let step = s
@@ -628,9 +659,9 @@ fn parse_stepped_list(
                     .ok()
                     .filter(|&n| n > 0)
                     .ok_or_else(|| format!("need a positive step after `/`, got \"{s}\""))?;
-                (b, step)
+                (b, Some(step))
             }
-            None => (item, 1),
+            None => (item, None),
         };
         let (a, b) = if base == "*" {
             (lo, hi)
@@ -642,9 +673,9 @@ fn parse_stepped_list(
             (a, b)
         } else {
             let a = value(base)?;
-            (a, if step > 1 { hi } else { a })
+            (a, if step.is_some() { hi } else { a })
         };
-        set = set.union(Bits::stepped(a, b, step));
+        set = set.union(Bits::stepped(a, b, step.unwrap_or(1)));
     }
     Ok(set)
 }
@@ -759,6 +790,32 @@ mod tests {
             let s: Schedule = text.parse().unwrap();
             assert_eq!(s.to_string(), *text);
         }
+    }
+
+    #[test]
+    fn a_step_of_one_repeats_every_unit_like_systemd() {
+        // systemd's `*:0/1` is every minute; a step of 1 was once read as the start alone.
+        let after = "2026-01-01T10:07:00Z";
+        assert_eq!(runs("*:0/1", after, 3), ["2026-01-01T10:08:00Z", "2026-01-01T10:09:00Z", "2026-01-01T10:10:00Z"]);
+        assert_eq!(
+            runs("*:1/1", "2026-01-01T10:58:30Z", 3),
+            ["2026-01-01T10:59:00Z", "2026-01-01T11:01:00Z", "2026-01-01T11:02:00Z"]
+        );
+        assert_eq!(runs("0/1:00", after, 2), ["2026-01-01T11:00:00Z", "2026-01-01T12:00:00Z"]);
+        assert_eq!(runs("hourly :0/1", after, 2), ["2026-01-01T10:08:00Z", "2026-01-01T10:09:00Z"]);
+        assert_eq!(runs("0/1 * * * *", after, 2), ["2026-01-01T10:08:00Z", "2026-01-01T10:09:00Z"]);
+        assert_eq!(runs("minutely", after, 2), ["2026-01-01T10:08:00Z", "2026-01-01T10:09:00Z"]);
+        assert_eq!(runs("quarterly", after, 2), ["2026-04-01T00:00:00Z", "2026-07-01T00:00:00Z"]);
+        assert_eq!(runs("semiannually", after, 2), ["2026-07-01T00:00:00Z", "2027-01-01T00:00:00Z"]);
+        // A step that cannot repeat is refused, as systemd does, rather than read as one value.
+        let e = parse_schedule("*:59/1").unwrap_err();
+        assert_eq!(
+            e.message,
+            "expected a time like 00:30, got \"*:59/1\": minutes step `59/1` never repeats (59 + 1 is past 59): \
+             write `59` alone, or a range like `59..59/1`"
+        );
+        assert!(parse_schedule("22/2:00").is_err());
+        assert!(parse_schedule("*:44/15").is_ok());
     }
 
     #[test]

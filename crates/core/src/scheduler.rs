@@ -12,6 +12,13 @@
 //!   per task and calendar slot (a hash, not a random draw), so repeated ticks agree on it.
 //! - a task never run before counts from when it was first seen, so a fresh install does not
 //!   start every task at once.
+//!
+//! Tasks that take the app lock (backup, prune, update, app commands) never race for it:
+//! [`LockQueue`] holds the due ones and hands them out one at a time, in [`TaskKind::rank`]
+//! order — backup first, then prune, update and the app commands in config order — so a
+//! nightly backup and an app command on the same minute both run, one after the other. A
+//! task that still finds the lock held (by an operator's command) is recorded as `skipped`
+//! and retried after [`retry_delay`]; repeated skips raise the `job_skipped` alert.
 
 use crate::config::{Config, ScheduledJob};
 use crate::job::kind;
@@ -46,6 +53,117 @@ impl TaskKind {
             TaskKind::Update => kind::UPDATE,
             TaskKind::Command(_) => kind::COMMAND,
         }
+    }
+}
+
+impl TaskKind {
+    /// Whether the task's command takes the app lock (a mutating job): those run one at a
+    /// time, through [`LockQueue`].
+    pub fn needs_app_lock(&self) -> bool {
+        matches!(self, TaskKind::Backup | TaskKind::Prune | TaskKind::Update | TaskKind::Command(_))
+    }
+
+    /// The order in which due lock-taking tasks run (lower first): the backup before anything
+    /// that changes the data, pruning right after it, then an update (which has a fresh
+    /// backup behind it), then the app's own commands in config order.
+    pub fn rank(&self) -> u8 {
+        match self {
+            TaskKind::Backup => 0,
+            TaskKind::Prune => 1,
+            TaskKind::BackupCheck => 2,
+            TaskKind::Update => 3,
+            TaskKind::Command(_) => 4,
+            TaskKind::Check => 5,
+        }
+    }
+}
+
+/// How long a skipped task waits before it is tried again: 30 s after the first skip,
+/// doubling with each further one, at most 15 minutes (a long restore holding the lock is
+/// not polled every few seconds).
+pub fn retry_delay(skips: u32) -> Duration {
+    let secs = 30u64.saturating_mul(1u64 << skips.saturating_sub(1).min(10));
+    Duration::from_secs(secs.min(15 * 60))
+}
+
+/// One task waiting for the app lock.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Waiting {
+    pub run: TaskToRun,
+    /// Not before this instant (a retry after a skip).
+    pub not_before: Timestamp,
+    /// How many times in a row it found the lock held.
+    pub skips: u32,
+    /// Position among equal ranks: the order tasks became due (config order within a tick).
+    seq: u64,
+}
+
+/// The due tasks that take the app lock, waiting to run one at a time. Pure: the daemon feeds
+/// it due tasks, asks [`LockQueue::next`] whenever nothing of its own holds the lock, and
+/// reports skips with [`LockQueue::skipped`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct LockQueue {
+    waiting: Vec<Waiting>,
+    next_seq: u64,
+}
+
+impl LockQueue {
+    /// Adds due tasks (those that need the lock; others are ignored). A task already waiting
+    /// is not added twice: its one run stands for every slot it waited through.
+    pub fn add(&mut self, due: impl IntoIterator<Item = TaskToRun>, now: Timestamp) {
+        for run in due {
+            if !run.task.kind.needs_app_lock() || self.contains(&run.task.name) {
+                continue;
+            }
+            self.waiting.push(Waiting { run, not_before: now, skips: 0, seq: self.next_seq });
+            self.next_seq += 1;
+        }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.waiting.iter().any(|w| w.run.task.name == name)
+    }
+
+    /// The names of the waiting tasks (the scheduler treats them like running ones: not due).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.waiting.iter().map(|w| w.run.task.name.as_str())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// The task to start now, if the lock is free of the scheduler's own tasks: the lowest
+    /// rank (then the earliest to become due) among those whose retry time has come.
+    /// Returns it with its skip count so far, and removes it from the queue.
+    pub fn next(&mut self, now: Timestamp, lock_task_running: bool) -> Option<(TaskToRun, u32)> {
+        if lock_task_running {
+            return None;
+        }
+        let i = self
+            .waiting
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.not_before <= now)
+            .min_by_key(|(_, w)| (w.run.task.kind.rank(), w.seq))
+            .map(|(i, _)| i)?;
+        let w = self.waiting.remove(i);
+        Some((w.run, w.skips))
+    }
+
+    /// A task started from the queue found the lock held: it waits again, [`retry_delay`]
+    /// after `now`, ahead of tasks that became due later. Returns its consecutive skips and
+    /// when it is retried.
+    pub fn skipped(&mut self, run: TaskToRun, skips_before: u32, now: Timestamp) -> (u32, Timestamp) {
+        let skips = skips_before.saturating_add(1);
+        let delay = SignedDuration::try_from(retry_delay(skips)).unwrap_or(SignedDuration::MAX);
+        let not_before = now.checked_add(delay).unwrap_or(Timestamp::MAX);
+        // Keep its place: a retry goes before later arrivals of the same rank.
+        let seq =
+            self.waiting.iter().map(|w| w.seq).min().map_or(self.next_seq, |m| m.min(self.next_seq)).saturating_sub(1);
+        self.waiting.retain(|w| w.run.task.name != run.task.name);
+        self.waiting.push(Waiting { run, not_before, skips, seq });
+        (skips, not_before)
     }
 }
 
@@ -272,6 +390,86 @@ mod tests {
         st.get_mut("backup").unwrap().last_run = Some(ts("2026-10-25T00:30:00Z"));
         // One hour later the wall clock reads 02:30 again: not due.
         assert!(due_tasks(&t, &st, ts("2026-10-25T01:30:00Z"), &tz).is_empty());
+    }
+
+    fn due_now(name: &str, kind: TaskKind, at: &str) -> TaskToRun {
+        TaskToRun {
+            task: Task {
+                name: name.into(),
+                kind,
+                schedule: "daily 00:30".parse().unwrap(),
+                random_delay: Duration::ZERO,
+            },
+            scheduled_for: ts(at),
+            catch_up: false,
+        }
+    }
+
+    #[test]
+    fn tasks_due_on_the_same_minute_run_one_at_a_time_backup_first() {
+        let at = "2026-03-02T00:30:00Z";
+        let now = ts(at);
+        let mut q = LockQueue::default();
+        // In config order, as `tasks_from_config` lists them: check and the commands after the
+        // backup; here deliberately scrambled.
+        q.add(
+            [
+                due_now("job:clearsessions", TaskKind::Command("clearsessions".into()), at),
+                due_now("check", TaskKind::Check, at),
+                due_now("backup", TaskKind::Backup, at),
+                due_now("job:report", TaskKind::Command("report".into()), at),
+                due_now("update", TaskKind::Update, at),
+            ],
+            now,
+        );
+        assert!(!q.contains("check"), "a task without the lock does not wait");
+        let mut order = Vec::new();
+        let mut running = false;
+        for minute in 0..10 {
+            let t = now + SignedDuration::from_mins(minute);
+            if let Some((run, skips)) = q.next(t, running) {
+                assert_eq!(skips, 0);
+                order.push(run.task.name.clone());
+                running = true;
+                // Nothing else starts while it runs.
+                assert!(q.next(t, running).is_none());
+            }
+            running = false; // each task takes under a minute
+        }
+        assert_eq!(order, ["backup", "update", "job:clearsessions", "job:report"]);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_waiting_task_is_not_queued_twice() {
+        let mut q = LockQueue::default();
+        let now = ts("2026-03-02T00:30:00Z");
+        q.add([due_now("backup", TaskKind::Backup, "2026-03-02T00:30:00Z")], now);
+        q.add([due_now("backup", TaskKind::Backup, "2026-03-02T00:31:00Z")], now);
+        assert_eq!(q.names().collect::<Vec<_>>(), ["backup"]);
+    }
+
+    #[test]
+    fn a_skipped_task_is_retried_with_backoff_and_keeps_its_place() {
+        let at = "2026-03-02T00:30:00Z";
+        let now = ts(at);
+        let mut q = LockQueue::default();
+        q.add([due_now("backup", TaskKind::Backup, at), due_now("job:a", TaskKind::Command("a".into()), at)], now);
+        let (run, skips) = q.next(now, false).unwrap();
+        assert_eq!(run.task.name, "backup");
+        // An operator's command held the lock.
+        let (n, retry_at) = q.skipped(run, skips, now);
+        assert_eq!((n, retry_at), (1, now + SignedDuration::from_secs(30)));
+        // Meanwhile the next task may try.
+        let (a, a_skips) = q.next(now, false).unwrap();
+        assert_eq!(a.task.name, "job:a");
+        q.skipped(a, a_skips, now);
+        assert!(q.next(now + SignedDuration::from_secs(29), false).is_none(), "not before its retry time");
+        let (again, skips) = q.next(now + SignedDuration::from_secs(30), false).unwrap();
+        assert_eq!((again.task.name.as_str(), skips), ("backup", 1), "the backup still goes first");
+        let (n, retry_at) = q.skipped(again, skips, now + SignedDuration::from_secs(30));
+        assert_eq!((n, retry_at), (2, now + SignedDuration::from_secs(90)));
+        assert_eq!([1, 2, 3, 4, 5, 6, 20].map(retry_delay).map(|d| d.as_secs()), [30, 60, 120, 240, 480, 900, 900]);
     }
 
     #[test]

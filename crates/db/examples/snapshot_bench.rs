@@ -15,6 +15,7 @@ fn open(url: &str) -> Box<dyn caretaker_db::Database> {
         path: None,
         min_rows: Default::default(),
         compose_service: None,
+        dump_routines: true,
     };
     caretaker_db::open(&cfg, &Redactor::default()).expect("open")
 }

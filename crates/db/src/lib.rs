@@ -125,6 +125,14 @@ pub trait Database: Send + Sync {
 
     /// Removes one snapshot or kept-aside copy of this database.
     fn drop_snapshot(&self, snapshot: &Snapshot) -> Result<()>;
+
+    /// Whether the database user may read everything the dump writes (routines, views and
+    /// events owned by other users), so a backup does not first fail on the night it runs.
+    /// `Ok` holds warnings (e.g. routines left out of the backup by config); `Err` names what
+    /// cannot be read and, in its hint, the grant to ask for. Nothing to check by default.
+    fn check_dump_privileges(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
 }
 
 /// Where an adapter runs its client tools.
@@ -191,7 +199,11 @@ fn open_with(cfg: &config::Database, redactor: &Redactor, inside: Option<(&str, 
                     .with_tools(tools),
             )
         }
-        DbKind::Mariadb => Box::new(mariadb::Mariadb::new(relocate(url()?), redactor.clone())?.with_tools(tools)),
+        DbKind::Mariadb => Box::new(
+            mariadb::Mariadb::new(relocate(url()?), redactor.clone())?
+                .with_tools(tools)
+                .with_dump_routines(cfg.dump_routines),
+        ),
         DbKind::Sqlite if inside.is_some() => {
             return Err(Error::new(
                 ErrorKind::Other,

@@ -31,6 +31,8 @@ pub struct Mariadb {
     target: String,
     redactor: Redactor,
     tools: Tools,
+    /// `--routines` in dumps (config `database.dump_routines`, default true).
+    dump_routines: bool,
 }
 
 fn q(name: &str) -> String {
@@ -79,7 +81,7 @@ impl Mariadb {
         } else {
             format!("mariadb database {database} on {host}:{port}")
         };
-        Ok(Mariadb { url, database, target, redactor, tools: Tools::Host })
+        Ok(Mariadb { url, database, target, redactor, tools: Tools::Host, dump_routines: true })
     }
 
     /// Runs the client tools where `tools` says (the server's container, for a database in a
@@ -90,6 +92,14 @@ impl Mariadb {
             self.target = format!("{} (container {})", self.target, &c[..c.len().min(12)]);
         }
         self.tools = tools;
+        self
+    }
+
+    /// Leaves stored procedures and functions out of dumps (and so out of backups and
+    /// snapshots) when `false`: for a user that cannot be granted the right to read routines
+    /// it does not own (docs/databases.md, "MariaDB privileges").
+    pub fn with_dump_routines(mut self, dump_routines: bool) -> Self {
+        self.dump_routines = dump_routines;
         self
     }
 
@@ -150,6 +160,28 @@ impl Mariadb {
         })
     }
 
+    /// The server's version and the connected account as a GRANT names it (`'app'@'%'`).
+    fn version_and_user(&self) -> Result<(String, String)> {
+        let who = self.sql(Some(&self.database), "SELECT VERSION(), CURRENT_USER()")?;
+        let (version, current) = match who.first().map(|r| r.as_slice()) {
+            Some([v, u, ..]) => (v.clone(), u.clone()),
+            _ => (String::new(), String::new()),
+        };
+        let user = match current.rsplit_once('@') {
+            Some((u, h)) => format!("{}@{}", literal(u), literal(h)),
+            None => literal(&current),
+        };
+        Ok((version, user))
+    }
+
+    /// What to do about routines the dump cannot read, for this server and user.
+    fn routine_remedy(&self) -> String {
+        match self.version_and_user() {
+            Ok((version, user)) => routine_remedy(&version, &user, &self.database),
+            Err(_) => routine_remedy("", "<the app's user>", &self.database),
+        }
+    }
+
     /// `mariadb` (or `mysql`) with the option file; `--defaults-extra-file` must come first.
     fn client(&self, opts: &SecretFile) -> Result<Command> {
         self.tool(&["mariadb", "mysql"], opts)
@@ -159,9 +191,9 @@ impl Mariadb {
         let mut c = self.tool(&["mariadb-dump", "mysqldump"], opts)?;
         // A consistent snapshot of InnoDB tables without locking the app out, with everything
         // that is not a table; no CREATE DATABASE / USE, so it restores under any name.
+        c.arg(if self.dump_routines { "--routines" } else { "--skip-routines" });
         c.args([
             "--single-transaction",
-            "--routines",
             "--triggers",
             "--events",
             "--hex-blob",
@@ -264,6 +296,46 @@ impl Mariadb {
     }
 }
 
+/// The server as `SELECT VERSION()` names it: MariaDB (`11.4.3-MariaDB-1`) or MySQL (`8.0.36`),
+/// with its major and minor version.
+fn server_flavour(version: &str) -> (bool, u32, u32) {
+    let mariadb = version.to_ascii_lowercase().contains("mariadb");
+    let mut nums = version.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u32>().ok());
+    let (major, minor) = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
+    // Old MariaDB packages report `5.5.5-10.x.y-MariaDB`: the real version follows.
+    if mariadb && major == 5 && minor == 5 && version.starts_with("5.5.5-") {
+        return server_flavour(&version["5.5.5-".len()..]);
+    }
+    (mariadb, major, minor)
+}
+
+/// The grant that lets `user` (`'app'@'%'`) read the definitions of routines it does not own,
+/// which `mariadb-dump --routines` needs: it differs between servers and versions.
+pub fn routine_grant(version: &str, user: &str, database: &str) -> String {
+    let (mariadb, major, minor) = server_flavour(version);
+    let patch = version.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u32>().ok()).nth(2).unwrap_or(0);
+    if mariadb {
+        if (major, minor) >= (11, 3) {
+            format!("GRANT SHOW CREATE ROUTINE ON {}.* TO {user}; (MariaDB 11.3 and later)", q(database))
+        } else {
+            format!("GRANT SELECT ON mysql.proc TO {user}; (MariaDB before 11.3)")
+        }
+    } else if (major, minor, patch) >= (8, 0, 20) {
+        format!("GRANT SHOW_ROUTINE ON *.* TO {user}; (MySQL 8.0.20 and later)")
+    } else {
+        format!("GRANT SELECT ON *.* TO {user}; (MySQL before 8.0.20: a global SELECT)")
+    }
+}
+
+/// The grant to ask for, or the config switch that leaves routines out (with its cost).
+pub fn routine_remedy(version: &str, user: &str, database: &str) -> String {
+    format!(
+        "ask the database administrator for: {} — or set `database.dump_routines: false` to back up without \
+         stored procedures and functions (they are then NOT in the backup; recreate them by hand after a restore)",
+        routine_grant(version, user, database)
+    )
+}
+
 /// The kind of a `mariadb` client error from its message (`ERROR 1045 (28000): Access denied`).
 pub fn classify_client_error(text: &str) -> (ErrorKind, Option<&'static str>) {
     let code = text
@@ -313,6 +385,77 @@ impl Database for Mariadb {
             tools.push(format!("{} ({v})", p.display()));
         }
         Ok(ServerInfo { version, tools })
+    }
+
+    fn check_dump_privileges(&self) -> Result<Vec<String>> {
+        let db = &self.database;
+        let (version, user) = self.version_and_user()?;
+        let routines = self.sql(
+            None,
+            &format!(
+                "SELECT ROUTINE_TYPE, ROUTINE_NAME, DEFINER FROM information_schema.ROUTINES \
+                 WHERE ROUTINE_SCHEMA = {} ORDER BY ROUTINE_NAME",
+                literal(db)
+            ),
+        )?;
+        let mut unreadable = Vec::new();
+        let mut warnings = Vec::new();
+        if !self.dump_routines {
+            if !routines.is_empty() {
+                warnings.push(format!(
+                    "{} stored routine(s) are NOT backed up (database.dump_routines: false): {}",
+                    routines.len(),
+                    routines.iter().map(|r| r.get(1).cloned().unwrap_or_default()).collect::<Vec<_>>().join(", ")
+                ));
+            }
+        } else {
+            for r in &routines {
+                let [kind, name, definer, ..] = r.as_slice() else { continue };
+                // What the dump runs: its third column is NULL for a user who may run the
+                // routine but not read its body (mariadb-dump then fails with "has
+                // insufficient privileges to SHOW CREATE PROCEDURE").
+                let sql = format!("SHOW CREATE {kind} {}.{}", q(db), q(name));
+                let readable = match self.sql(Some(db), &sql) {
+                    Ok(rows) => rows.first().and_then(|row| row.get(2)).is_some_and(|body| body != "NULL"),
+                    Err(_) => false,
+                };
+                if !readable {
+                    unreadable.push(format!("{} {} (DEFINER={definer})", kind.to_lowercase(), q(name)));
+                }
+            }
+        }
+        let mut problems = Vec::new();
+        if !unreadable.is_empty() {
+            problems.push(format!(
+                "the dump cannot read {} owned by another user: {}",
+                if unreadable.len() == 1 { "a routine" } else { "routines" },
+                unreadable.join(", ")
+            ));
+        }
+        // Views and events: `SHOW CREATE VIEW` needs SHOW VIEW, `SHOW EVENTS` needs EVENT.
+        let views = self.sql(
+            None,
+            &format!("SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = {}", literal(db)),
+        )?;
+        for v in views.iter().filter_map(|r| r.first()) {
+            if let Err(e) = self.sql(Some(db), &format!("SHOW CREATE VIEW {}.{}", q(db), q(v))) {
+                problems.push(format!("the dump cannot read view {}: {}", q(v), e.message()));
+            }
+        }
+        if let Err(e) = self.sql(Some(db), &format!("SHOW EVENTS FROM {}", q(db))) {
+            problems.push(format!("the dump cannot list events: {}", e.message()));
+        }
+        if problems.is_empty() {
+            return Ok(warnings);
+        }
+        let mut hint = Vec::new();
+        if !unreadable.is_empty() {
+            hint.push(routine_remedy(&version, &user, db));
+        }
+        if problems.len() > usize::from(!unreadable.is_empty()) {
+            hint.push(format!("views and events need: GRANT SHOW VIEW, EVENT ON {}.* TO {user};", q(db)));
+        }
+        Err(Error::new(ErrorKind::AuthFailed, &self.target, problems.join("; ")).hint(hint.join("; ")))
     }
 
     fn size(&self) -> Result<u64> {
@@ -384,7 +527,16 @@ impl Database for Mariadb {
         }
         let opts = self.option_file()?;
         let cmd = self.dump_command(&opts, &self.database)?;
-        process::stream_out(cmd, out, &self.redactor).map_err(|f| self.tool_error(f))
+        process::stream_out(cmd, out, &self.redactor).map_err(|f| {
+            let e = self.tool_error(f);
+            if !e.message().contains("insufficient privileges to SHOW CREATE") {
+                return e;
+            }
+            // A routine owned by another user (DEFINER=root): say which grant to ask for, in
+            // the message too, since a backup quotes the dump's message but not its hint.
+            let remedy = self.routine_remedy();
+            Error::new(ErrorKind::AuthFailed, &self.target, format!("{} — {remedy}", e.message())).hint(remedy)
+        })
     }
 
     fn restore(&self, input: &mut dyn Read, mode: RestoreMode) -> Result<Restored> {
@@ -491,6 +643,22 @@ impl Database for Mariadb {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_the_grant_for_routines_per_server_and_version() {
+        let g = |v: &str| routine_grant(v, "'app'@'%'", "shop");
+        assert_eq!(
+            g("11.4.3-MariaDB-ubu2404"),
+            "GRANT SHOW CREATE ROUTINE ON `shop`.* TO 'app'@'%'; (MariaDB 11.3 and later)"
+        );
+        assert_eq!(g("11.3.2-MariaDB"), "GRANT SHOW CREATE ROUTINE ON `shop`.* TO 'app'@'%'; (MariaDB 11.3 and later)");
+        assert_eq!(g("10.11.6-MariaDB-0+deb12u1"), "GRANT SELECT ON mysql.proc TO 'app'@'%'; (MariaDB before 11.3)");
+        assert_eq!(g("5.5.5-10.6.12-MariaDB"), "GRANT SELECT ON mysql.proc TO 'app'@'%'; (MariaDB before 11.3)");
+        assert_eq!(g("8.0.36"), "GRANT SHOW_ROUTINE ON *.* TO 'app'@'%'; (MySQL 8.0.20 and later)");
+        assert_eq!(g("8.4.0"), "GRANT SHOW_ROUTINE ON *.* TO 'app'@'%'; (MySQL 8.0.20 and later)");
+        assert_eq!(g("8.0.19"), "GRANT SELECT ON *.* TO 'app'@'%'; (MySQL before 8.0.20: a global SELECT)");
+        assert_eq!(g("5.7.44-log"), "GRANT SELECT ON *.* TO 'app'@'%'; (MySQL before 8.0.20: a global SELECT)");
+    }
 
     #[test]
     fn classifies_client_errors() {

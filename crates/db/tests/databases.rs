@@ -60,6 +60,7 @@ fn db_config(kind: DbKind, url: Option<String>, path: Option<PathBuf>) -> config
         path,
         min_rows: BTreeMap::new(),
         compose_service: None,
+        dump_routines: true,
     }
 }
 
@@ -578,4 +579,59 @@ fn postgres_restore_creates_the_role_and_database_with_admin_url() {
     if let Err(p) = outcome {
         std::panic::resume_unwind(p);
     }
+}
+
+/// A procedure owned by another user (DEFINER=root) in the app's schema: `mariadb-dump
+/// --routines` fails on it every night. The privilege check says so before, naming the grant
+/// for the server's version; with that grant the dump works, and `dump_routines: false`
+/// leaves the routine out with a warning.
+#[test]
+fn mariadb_dump_privileges_are_checked_and_name_the_grant() {
+    let Some(m) = maria() else { return };
+    let h = m.fresh(true);
+    let user = unique_name("ct_app");
+    let password = "app-password-for-tests";
+    Maria::run(
+        &m.url,
+        None,
+        &format!("CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'; GRANT ALL ON `{}`.* TO '{user}'@'%';", h.name),
+    );
+    let drop_user = format!("DROP USER IF EXISTS '{user}'@'%'");
+    m.exec(
+        &h,
+        "CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1), (2);
+         CREATE DEFINER=CURRENT_USER PROCEDURE root_owned() SELECT COUNT(*) FROM t;
+         CREATE DEFINER=CURRENT_USER VIEW root_view AS SELECT id FROM t;",
+    );
+    let u = caretaker_db::url::parse_url(&m.url).unwrap();
+    let app_url = format!("mysql://{user}:{password}@{}:{}/{}", u.host.unwrap(), u.port.unwrap(), h.name);
+    let app = m.open(app_url.clone());
+    let version = app.check().unwrap().version;
+
+    let e = app.check_dump_privileges().unwrap_err();
+    assert!(e.message().contains("procedure `root_owned` (DEFINER=root@"), "{e}");
+    let hint = e.what_to_do().unwrap();
+    let grant = caretaker_db::mariadb::routine_grant(&version, &format!("'{user}'@'%'"), &h.name);
+    assert!(hint.contains(&grant) && hint.contains("database.dump_routines: false"), "{hint}");
+    // Right: the dump itself fails, and says what to ask for.
+    let dump = app.dump(&mut Vec::new()).unwrap_err();
+    assert!(dump.message().contains("insufficient privileges") && dump.message().contains(&grant), "{dump}");
+
+    // Leaving routines out: a warning that they are not backed up, and the dump works.
+    let mut cfg = db_config(DbKind::Mariadb, Some(app_url), None);
+    cfg.dump_routines = false;
+    let without = caretaker_db::open(&cfg, &Redactor::default()).unwrap();
+    let warnings = without.check_dump_privileges().unwrap();
+    assert_eq!(warnings, ["1 stored routine(s) are NOT backed up (database.dump_routines: false): root_owned"]);
+    let mut out = Vec::new();
+    without.dump(&mut out).unwrap();
+    assert!(!String::from_utf8_lossy(&out).contains("root_owned`()"), "routine left out");
+
+    // The grant the hint names is enough.
+    Maria::run(&m.url, None, grant.split(';').next().unwrap());
+    assert_eq!(app.check_dump_privileges().unwrap(), Vec::<String>::new());
+    let mut out = Vec::new();
+    app.dump(&mut out).unwrap();
+    assert!(String::from_utf8_lossy(&out).contains("PROCEDURE `root_owned`"));
+    Maria::run(&m.url, None, &drop_user);
 }

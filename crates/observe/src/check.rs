@@ -56,6 +56,24 @@ fn result(name: impl Into<String>, status: CheckStatus, message: impl Into<Strin
     CheckResult { name: name.into(), status, message: message.into() }
 }
 
+/// The `database dump` check from the database adapter's privilege check
+/// (`caretaker_db::Database::check_dump_privileges`): whether the backup's dump can read
+/// every routine, view and event, so it does not first fail on the night it runs. `Ok` holds
+/// warnings (routines left out by config); `Err` is the problem and its hint (the grant).
+pub fn dump_privileges(outcome: Result<Vec<String>, (String, Option<String>)>) -> CheckResult {
+    let name = "database dump";
+    match outcome {
+        Ok(w) if w.is_empty() => result(
+            name,
+            CheckStatus::Ok,
+            "the database user can read everything the dump needs (routines, views, events)",
+        ),
+        Ok(w) => result(name, CheckStatus::Warning, w.join("; ")),
+        Err((problem, Some(hint))) => result(name, CheckStatus::Critical, format!("{problem} (hint: {hint})")),
+        Err((problem, None)) => result(name, CheckStatus::Critical, problem),
+    }
+}
+
 /// The worst status of all results (`Ok` for none).
 pub fn overall(results: &[CheckResult]) -> CheckStatus {
     results.iter().map(|r| r.status).max_by_key(|s| s.rank()).unwrap_or(CheckStatus::Ok)

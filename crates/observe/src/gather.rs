@@ -108,6 +108,7 @@ pub fn gather(
             runs: k.runs,
         });
     }
+    obs.skipped_tasks = store.skipped_tasks()?;
     let mut backup_stats = None;
     if cfg.backup.is_some() {
         let last = store.last_success(kind::BACKUP)?;

@@ -6,7 +6,7 @@
 //! notification).
 
 use crate::store::{parse_ts, StateError, Store};
-use caretaker_core::alert::{AlertState, Silence};
+use caretaker_core::alert::{AlertState, Silence, SkippedTaskObs};
 use caretaker_core::scheduler::TaskState;
 use jiff::Timestamp;
 use rusqlite::{params, OptionalExtension};
@@ -202,18 +202,84 @@ impl Store {
         Ok(out)
     }
 
-    /// The newest finished job of a kind, whatever its outcome.
+    /// The newest finished job of a kind, whatever its outcome; a skipped attempt (never
+    /// started) is not a run and does not count.
     pub fn last_finished(&self, kind: &str) -> Result<Option<crate::JobRecord>, StateError> {
         let id: Option<i64> = self
             .conn
             .query_row(
-                "SELECT id FROM jobs WHERE kind = ?1 AND outcome != 'running' ORDER BY id DESC LIMIT 1",
+                "SELECT id FROM jobs WHERE kind = ?1 AND outcome NOT IN ('running', 'skipped') ORDER BY id DESC LIMIT 1",
                 params![kind],
                 |r| r.get(0),
             )
             .optional()
             .map_err(self.err())?;
         id.map(|id| self.job(id)).transpose()
+    }
+}
+
+impl Store {
+    /// Records that the scheduler could not start a task (outcome `skipped`, trigger
+    /// `schedule`): a finished job with the reason as its error and first log line, and the
+    /// task's name in its figures (`{"task": ..., "name": ...}`) for [`Store::skipped_tasks`].
+    pub fn record_skipped(&self, kind: &str, task: &str, reason: &str) -> Result<i64, StateError> {
+        let mut job = self.start_job(kind, caretaker_core::job::Trigger::Schedule, false)?;
+        let id = job.id();
+        job.log(&format!("skipped: {reason}"));
+        let name = task.strip_prefix("job:");
+        job.finish(
+            caretaker_core::job::Outcome::Skipped,
+            serde_json::json!({"task": task, "name": name}),
+            Some(reason),
+        )?;
+        Ok(id)
+    }
+
+    /// The running job that holds the app lock, if any (a mutating job still running).
+    pub fn lock_holder(&self) -> Result<Option<crate::JobRecord>, StateError> {
+        let id: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT id FROM jobs WHERE outcome = 'running' AND mutating = 1 ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())?;
+        id.map(|id| self.job(id)).transpose()
+    }
+
+    /// Scheduled tasks whose latest attempts were skipped: the skips of each task since its
+    /// job last ran (any outcome but `skipped`, from the scheduler or an operator). A command
+    /// task `job:<name>` matches `command` jobs of that name.
+    pub fn skipped_tasks(&self) -> Result<Vec<SkippedTaskObs>, StateError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT s.kind, json_extract(s.figures, '$.task'), s.started_at, s.error FROM jobs s
+                 WHERE s.outcome = 'skipped' AND json_extract(s.figures, '$.task') IS NOT NULL
+                   AND s.id > COALESCE((SELECT MAX(r.id) FROM jobs r
+                        WHERE r.kind = s.kind AND r.outcome NOT IN ('skipped', 'running')
+                          AND (json_extract(s.figures, '$.name') IS NULL
+                               OR json_extract(r.figures, '$.name') = json_extract(s.figures, '$.name'))), 0)
+                 ORDER BY s.id",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, String>(1)?, parse_ts(r.get(2)?), r.get::<_, Option<String>>(3)?)))
+            .map_err(self.err())?;
+        let mut out: Vec<SkippedTaskObs> = Vec::new();
+        for row in rows {
+            let (task, at, reason) = row.map_err(self.err())?;
+            match out.iter_mut().find(|t| t.task == task) {
+                Some(t) => {
+                    t.skips += 1;
+                    t.reason = reason;
+                }
+                None => out.push(SkippedTaskObs { task, skips: 1, since: at, reason }),
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -267,5 +333,43 @@ mod tests {
         assert_eq!(tasks["check"].last_run, Some(t));
         assert!(s.remove_silence(1).unwrap());
         assert!(!s.remove_silence(1).unwrap());
+    }
+
+    #[test]
+    fn skipped_attempts_count_until_the_task_runs_and_are_not_runs() {
+        use caretaker_core::job::{Outcome, Trigger};
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), Redactor::default()).unwrap();
+        s.start_job("backup", Trigger::Schedule, true)
+            .unwrap()
+            .finish(Outcome::Succeeded, serde_json::json!({}), None)
+            .unwrap();
+        s.record_skipped("backup", "backup", "job #3 (restore) held the app lock").unwrap();
+        s.record_skipped("command", "job:report", "held").unwrap();
+        s.record_skipped("backup", "backup", "job #4 (restore) held the app lock").unwrap();
+        let t = s.skipped_tasks().unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!((t[0].task.as_str(), t[0].skips), ("backup", 2));
+        assert_eq!(t[0].reason.as_deref(), Some("job #4 (restore) held the app lock"));
+        assert_eq!((t[1].task.as_str(), t[1].skips), ("job:report", 1));
+        // A skip is not a run: the last finished backup is still the successful one.
+        assert_eq!(s.last_finished("backup").unwrap().unwrap().outcome, Outcome::Succeeded);
+        let skipped = s.jobs(Some("backup"), 1).unwrap().remove(0);
+        assert_eq!((skipped.outcome, skipped.trigger), (Outcome::Skipped, Trigger::Schedule));
+        // Another command running does not end report's streak; report running does.
+        let done = |name: &str| {
+            s.start_job("command", Trigger::Schedule, true)
+                .unwrap()
+                .finish(Outcome::Succeeded, serde_json::json!({"name": name}), None)
+                .unwrap()
+        };
+        done("other");
+        assert_eq!(s.skipped_tasks().unwrap().len(), 2);
+        done("report");
+        let t = s.skipped_tasks().unwrap();
+        assert_eq!(t.iter().map(|t| t.task.as_str()).collect::<Vec<_>>(), ["backup"]);
+        assert!(s.lock_holder().unwrap().is_none());
+        let _running = s.start_job("restore", Trigger::Cli, true).unwrap();
+        assert_eq!(s.lock_holder().unwrap().unwrap().kind, "restore");
     }
 }

@@ -92,7 +92,7 @@ fn outcome_class(o: Outcome) -> &'static str {
     match o {
         Outcome::Succeeded => "ok",
         Outcome::Running => "neutral",
-        Outcome::Partial | Outcome::RolledBack | Outcome::Interrupted => "warn",
+        Outcome::Partial | Outcome::RolledBack | Outcome::Interrupted | Outcome::Skipped => "warn",
         Outcome::Failed | Outcome::Refused => "bad",
     }
 }

@@ -33,7 +33,13 @@ fn database_contents(app: &crate::context::AppContext) -> Vec<caretaker_observe:
         Ok(_) => (CheckStatus::Ok, "reachable, has tables with rows (the backup safety check passes)".to_string()),
         Err(e) => (CheckStatus::Critical, e.to_string()),
     };
-    vec![caretaker_observe::check::CheckResult { name: "database contents".into(), status, message }]
+    let mut out = vec![caretaker_observe::check::CheckResult { name: "database contents".into(), status, message }];
+    // What the nightly dump needs to read (MariaDB: routines owned by other users).
+    if let Ok(db) = crate::compose::open_database(&app.config, &app.redactor) {
+        let privileges = db.check_dump_privileges().map_err(|e| (e.to_string(), e.what_to_do().map(str::to_string)));
+        out.push(caretaker_observe::check::dump_privileges(privileges));
+    }
+    out
 }
 
 /// The `command` health probes of compose services, run inside each service's container

@@ -41,6 +41,8 @@ fn check(app: &AppContext, db: &dyn Database, as_json: bool) -> Result<Code> {
     let size = db.size()?;
     let min_rows = app.config.database.as_ref().map(|d| d.min_rows.clone()).unwrap_or_default();
     let safety = db.safety_check(&min_rows);
+    // What the nightly dump needs to read, checked before the night it fails.
+    let privileges = db.check_dump_privileges();
     if as_json {
         let v = json!({
             "target": db.target(),
@@ -48,6 +50,7 @@ fn check(app: &AppContext, db: &dyn Database, as_json: bool) -> Result<Code> {
             "tools": info.tools,
             "size_bytes": size,
             "safety_check": match &safety { Ok(_) => "ok".to_string(), Err(e) => e.message().to_string() },
+            "dump_privileges": match &privileges { Ok(w) if w.is_empty() => "ok".to_string(), Ok(w) => w.join("; "), Err(e) => e.message().to_string() },
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -61,8 +64,14 @@ fn check(app: &AppContext, db: &dyn Database, as_json: bool) -> Result<Code> {
             Ok(c) => println!("safety    ok ({} tables)", c.tables.len()),
             Err(e) => println!("safety    REFUSED: {}", e.message()),
         }
+        match &privileges {
+            Ok(w) if w.is_empty() => println!("dump      ok (the user can read routines, views and events)"),
+            Ok(w) => println!("dump      WARNING: {}", w.join("; ")),
+            Err(e) => println!("dump      CANNOT READ EVERYTHING: {}", e.message()),
+        }
     }
     safety?;
+    privileges?;
     Ok(Code::Ok)
 }
 

@@ -21,6 +21,7 @@ mod prod;
 mod recover;
 mod recover_code;
 mod restore_filetypes;
+mod scheduler;
 mod secrets;
 mod status_page;
 mod supervisor;

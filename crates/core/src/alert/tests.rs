@@ -291,3 +291,25 @@ fn service_down_counts_from_the_supervisors_down_since() {
     let mut w = World::new();
     assert_eq!(w.step(&down(-10), at(0)).len(), 1);
 }
+
+#[test]
+fn repeated_skips_of_a_scheduled_task_fire_job_skipped() {
+    let mut rules = alerts_defaults().rules;
+    let skipped = |task: &str, skips: u32| SkippedTaskObs {
+        task: task.into(),
+        skips,
+        since: at(-5),
+        reason: Some("job #12 (restore, started 2026-03-01T00:00:00Z) held the app lock".into()),
+    };
+    let o = Observations { skipped_tasks: vec![skipped("job:report", 2), skipped("backup", 3)], ..Default::default() };
+    let c = conditions(&rules, &o, at(0));
+    let got: Vec<(&str, &str, Severity)> = c.iter().map(|c| (c.rule, c.subject.as_str(), c.severity)).collect();
+    // Two skips are a collision the retry handles; the third in a row alerts.
+    assert_eq!(got, [(rule::JOB_SKIPPED, "backup", Severity::Critical)]);
+    assert!(c[0].summary.contains("skipped 3 times in a row") && c[0].summary.contains("job #12"), "{}", c[0].summary);
+    let o = Observations { skipped_tasks: vec![skipped("job:report", SKIPS_TO_ALERT)], ..Default::default() };
+    assert_eq!(conditions(&rules, &o, at(0))[0].severity, Severity::Warning);
+    rules.job_skipped = false;
+    assert!(conditions(&rules, &o, at(0)).is_empty());
+    assert!(validate_matcher("job_skipped/backup").is_ok());
+}

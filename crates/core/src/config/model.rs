@@ -390,6 +390,10 @@ pub struct Database {
     /// that container's address instead of the URL's host, and the client tools (dump,
     /// restore) run inside the container (docs/compose.md).
     pub compose_service: Option<String>,
+    /// MariaDB: dump stored procedures and functions (`--routines`, default true). Turned off
+    /// only when the database user cannot be granted the right to read routines it does not
+    /// own; they are then not in the backup (docs/databases.md).
+    pub dump_routines: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -585,6 +589,8 @@ pub struct Rules {
     pub service_down_for: Option<Duration>,
     pub job_failed: bool,
     pub service_mode: bool,
+    /// Fires when a scheduled task was skipped `alert::SKIPS_TO_ALERT` times in a row.
+    pub job_skipped: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]

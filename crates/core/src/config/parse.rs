@@ -695,6 +695,7 @@ fn database(cx: &mut Cx, node: &Node, path: &str) -> Option<Database> {
         })
         .unwrap_or_default();
     let compose_service = m.opt(cx, "compose_service", |cx, n, p| compose_name(cx, n, p, "service name"));
+    let dump_routines = m.opt(cx, "dump_routines", boolean).unwrap_or(true);
     let span = *m.span();
     m.finish(cx);
     let kind = kind?;
@@ -768,7 +769,7 @@ fn database(cx: &mut Cx, node: &Node, path: &str) -> Option<Database> {
             Some("remove it, and create the MariaDB user and database once by hand".into()),
         );
     }
-    Some(Database { kind, url, admin_url, path: path_, min_rows, compose_service })
+    Some(Database { kind, url, admin_url, path: path_, min_rows, compose_service, dump_routines })
 }
 
 /// What is wrong with a PostgreSQL or MariaDB connection URL, the way the database adapters
@@ -1114,6 +1115,7 @@ fn rules_defaults() -> Rules {
         service_down_for: Some(Duration::from_secs(5 * MINS)),
         job_failed: true,
         service_mode: true,
+        job_skipped: true,
     }
 }
 
@@ -1317,6 +1319,9 @@ fn rules(cx: &mut Cx, node: &Node, path: &str) -> Option<Rules> {
     }
     if let Some(v) = m.opt(cx, "service_mode", boolean) {
         r.service_mode = v;
+    }
+    if let Some(v) = m.opt(cx, "job_skipped", boolean) {
+        r.job_skipped = v;
     }
     m.finish(cx);
     Some(r)
