@@ -2,6 +2,7 @@
 
 mod backup;
 mod backup_failures;
+mod backup_metrics;
 mod backup_targets;
 mod compose;
 mod compose_mariadb;
