@@ -11,7 +11,9 @@ use caretaker_backup::{
     location, BackupEngine, BackupRequest, ErrorKind, ReadData, RestoreRequest, RestoreWhat, SafetyPolicy,
     SnapshotInfo, TreeSpec,
 };
-use caretaker_core::job::figures::{BackupCheckFigures, BackupFigures, Figures, PruneFigures, RepositoryFigures};
+use caretaker_core::job::figures::{
+    BackupCheckFigures, BackupFigures, Figures, PruneFigures, RepositoryFigures, RestoreFigures,
+};
 use caretaker_core::job::{kind, Outcome, Trigger};
 use caretaker_db::RestoreMode;
 
@@ -299,7 +301,7 @@ fn restore_cmd(
             }
             Err(e) => {
                 job.log(&format!("database restore failed: {e:#}"));
-                let figures = serde_json::json!({"snapshot": snap.id, "files": files});
+                let figures = restore_figures(&snap.id, files.as_ref(), None, &[])?;
                 job.finish(Outcome::Failed, figures, Some(&format!("{e:#}")))?;
                 return Err(e);
             }
@@ -312,7 +314,7 @@ fn restore_cmd(
             Ok(v) => v,
             Err(e) => {
                 job.log(&format!("volume restore failed: {e:#}"));
-                let figures = serde_json::json!({"snapshot": snap.id, "files": files, "database": db});
+                let figures = restore_figures(&snap.id, files.as_ref(), db.as_ref(), &[])?;
                 job.finish(Outcome::Failed, figures, Some(&format!("{e:#}")))?;
                 return Err(e);
             }
@@ -324,7 +326,7 @@ fn restore_cmd(
         job.log(&format!("volume {} restored ({} bytes)", v.volume, v.bytes));
     }
     let errors: Vec<String> = files.as_ref().map(|r| r.errors.clone()).unwrap_or_default();
-    let figures = serde_json::json!({"snapshot": snap.id, "files": files, "database": db, "volumes": volumes});
+    let figures = restore_figures(&snap.id, files.as_ref(), db.as_ref(), &volumes)?;
     let outcome = if errors.is_empty() { Outcome::Succeeded } else { Outcome::Partial };
     job.finish(outcome, figures.clone(), errors.first().map(String::as_str))?;
     if json {
@@ -545,6 +547,22 @@ fn backup_figures(r: &caretaker_backup::BackupReport, repository: RepositoryFigu
         measurement: Some(serde_json::to_value(&r.measurement)?),
         repository,
     })
+}
+
+/// A restore job's figures: the reports of the parts restored so far.
+fn restore_figures(
+    snapshot: &str,
+    files: Option<&caretaker_backup::RestoreReport>,
+    database: Option<&DbRestored>,
+    volumes: &[crate::volbackup::Restored],
+) -> Result<serde_json::Value> {
+    Ok(RestoreFigures {
+        snapshot: Some(snapshot.to_string()),
+        files: files.map(serde_json::to_value).transpose()?,
+        database: database.map(serde_json::to_value).transpose()?,
+        volumes: volumes.iter().map(serde_json::to_value).collect::<serde_json::Result<_>>()?,
+    }
+    .to_json())
 }
 
 /// A prune job's figures: what the retention policy removed and the totals after it.

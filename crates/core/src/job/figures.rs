@@ -119,15 +119,55 @@ pub struct CheckFigures {
     pub checks: Option<u64>,
 }
 
-/// `update` (and `rollback`) that failed: where, and what the rollback did.
+/// `update` and `rollback`: the release, and for a failed update where it failed and what
+/// the rollback did.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct UpdateFigures {
+    /// The release updated to (`rollback`: the release rolled back to).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub release: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// Whether migrations were needed (`None`: not known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migrations: Option<bool>,
+    /// The database snapshot taken before the switch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+    /// `rollback`: the release that served before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// `update --resume` that found nothing to resume: `Some(false)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub failed_step: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rolled_back_to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub database_reverted: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback_seconds: Option<f64>,
+}
+
+/// `db_snapshot`, `db_revert`, `db_prune`: the database's own snapshots.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DbSnapshotFigures {
+    /// The snapshot taken or reverted to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<f64>,
+    /// `db_revert`: where the previous contents were kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_aside: Option<String>,
+    /// `db_prune`: the snapshots removed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
 }
 
 /// `command`: one of the config's scheduled app commands.
@@ -149,6 +189,7 @@ impl Figures for RestoreFigures {}
 impl Figures for RecoverFigures {}
 impl Figures for CheckFigures {}
 impl Figures for UpdateFigures {}
+impl Figures for DbSnapshotFigures {}
 impl Figures for CommandFigures {}
 
 #[cfg(test)]
