@@ -22,11 +22,12 @@ use crate::retention;
 use crate::safety::{self, Measurement, TreeMeasure};
 use crate::source::{CompositeSource, LocalPart, Tracker};
 use crate::stream::{valid_name, StreamSource, STREAMS_DIR};
+use caretaker_core::job::figures::RepositoryFigures;
 use rustic_core::repofile::{MasterKey, SnapshotFile, StringList};
 use rustic_core::{
-    BackupOptions, CheckOptions, ConfigOptions, Credentials, KeyOptions, NoProgressBars, OpenStatus, Progress,
-    ProgressBars, ProgressType, PruneOptions, ReadSubsetOption, Repository, RepositoryBackends, RepositoryOptions,
-    RusticError, SnapshotOptions,
+    BackupOptions, CheckOptions, ConfigOptions, Credentials, FileType, KeyOptions, NoProgressBars, OpenStatus,
+    Progress, ProgressBars, ProgressType, PruneOptions, ReadBackend, ReadSubsetOption, Repository, RepositoryBackends,
+    RepositoryOptions, RusticError, SnapshotOptions,
 };
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -132,6 +133,23 @@ impl ResticRepository {
         let repo = raw.open(&creds).map_err(self.err("opening repository"))?;
         *self.key.lock().unwrap() = Some(repo.key());
         Ok(repo)
+    }
+
+    /// The repository as a whole: its snapshots and the bytes of all its files (config,
+    /// keys, snapshots, index, packs), from one listing of each kind of file — no key
+    /// derivation, nothing decrypted; for a remote target, a handful of list requests.
+    pub fn totals(&self) -> Result<RepositoryFigures> {
+        let be = self.backends.repository();
+        let mut totals = RepositoryFigures { snapshots: Some(0), repository_size_bytes: Some(0) };
+        for tpe in [FileType::Config, FileType::Key, FileType::Snapshot, FileType::Index, FileType::Pack] {
+            let files = be.list_with_size(tpe).map_err(self.err("listing repository files"))?;
+            let bytes: u64 = files.iter().map(|(_, n)| u64::from(*n)).sum();
+            totals.repository_size_bytes = totals.repository_size_bytes.map(|t| t + bytes);
+            if tpe == FileType::Snapshot {
+                totals.snapshots = Some(files.len() as u64);
+            }
+        }
+        Ok(totals)
     }
 
     fn all_snapshots(&self, repo: &Open) -> Result<Vec<SnapshotFile>> {
@@ -579,7 +597,10 @@ impl BackupEngine for ResticRepository {
             repo.delete_snapshots(&remove).map_err(self.err("removing snapshots"))?;
         }
         let repo = self.open()?;
-        let opts = PruneOptions::default();
+        // Unused packs are deleted now, not marked for a later prune: caretaker's app lock keeps
+        // its own backups out meanwhile, and the freed space is what the report and the
+        // repository figures then say (docs/decisions.md).
+        let opts = PruneOptions::default().instant_delete(true);
         let plan = repo.prune_plan(&opts).map_err(self.err("planning prune"))?;
         let packs_removed = plan.stats.packs.unused + plan.stats.packs_unref + plan.stats.packs_to_delete.remove;
         let bytes_freed = plan.stats.size_sum().remove + plan.stats.size_unref;

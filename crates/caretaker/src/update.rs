@@ -9,6 +9,7 @@ use crate::exit::{Code, Failure};
 use crate::runner::run_logged;
 use anyhow::{anyhow, bail, Context, Result};
 use caretaker_core::config::{Command as AppCommand, Config, GitRef, MigrationDetect, Redactor};
+use caretaker_core::job::figures::{Figures, UpdateFigures};
 use caretaker_core::job::{kind, Outcome, Trigger};
 use caretaker_core::update::{
     self as plan, failure_consequence, migrations_from_added_files, outside_release, plan_rollback, plan_update,
@@ -476,7 +477,11 @@ impl Updater<'_> {
         // Read under the lock: a concurrent resume may just have finished it.
         let Some(mut p) = load_progress(self.store)? else {
             println!("no interrupted update to resume");
-            job.finish(Outcome::Succeeded, serde_json::json!({"resumed": false}), None)?;
+            job.finish(
+                Outcome::Succeeded,
+                UpdateFigures { resumed: Some(false), ..Default::default() }.to_json(),
+                None,
+            )?;
             return Ok(Code::Ok);
         };
         job.log(&format!("resuming update job {} to {} at step {}", p.job_id, p.to, step_label(&p)));
@@ -521,7 +526,12 @@ impl Updater<'_> {
                             return Ok((
                                 Code::Failure,
                                 Outcome::Failed,
-                                serde_json::json!({"release": p.to, "failed_step": step.name()}),
+                                UpdateFigures {
+                                    release: Some(p.to.clone()),
+                                    failed_step: Some(step.name().into()),
+                                    ..Default::default()
+                                }
+                                .to_json(),
                                 Some(format!("step {} failed after the health gate: {reason}", step.name())),
                             ));
                         }
@@ -548,8 +558,15 @@ impl Updater<'_> {
                 return Ok((
                     Code::Ok,
                     Outcome::Succeeded,
-                    serde_json::json!({"release": p.to, "commit": p.to_commit, "migrations": p.migrations_needed,
-                        "snapshot": p.snapshot, "seconds": started.elapsed().as_secs_f64()}),
+                    UpdateFigures {
+                        release: Some(p.to.clone()),
+                        commit: Some(p.to_commit.clone()),
+                        migrations: p.migrations_needed,
+                        snapshot: p.snapshot.clone(),
+                        seconds: Some(started.elapsed().as_secs_f64()),
+                        ..Default::default()
+                    }
+                    .to_json(),
                     None,
                 ));
             }
@@ -583,11 +600,15 @@ impl Updater<'_> {
             r.state = "failed".into();
         }
         registry.save(self.store)?;
-        let figures = serde_json::json!({
-            "release": p.to, "failed_step": failed_step, "rolled_back_to": p.from,
-            "database_reverted": p.snapshot.is_some(),
-            "rollback_seconds": rb_started.elapsed().as_secs_f64(),
-        });
+        let figures = UpdateFigures {
+            release: Some(p.to.clone()),
+            failed_step: Some(failed_step.to_string()),
+            rolled_back_to: p.from.clone(),
+            database_reverted: Some(p.snapshot.is_some()),
+            rollback_seconds: Some(rb_started.elapsed().as_secs_f64()),
+            ..Default::default()
+        }
+        .to_json();
         let log_hint = format!("the job log: caretaker jobs show {}", job.id());
         self.store.clear_fact(FACT_PROGRESS)?;
         if let Some(err) = rollback_error {
@@ -1014,7 +1035,11 @@ impl Updater<'_> {
             match back {
                 Ok(()) => {
                     maintenance_off()?;
-                    job.finish(Outcome::RolledBack, serde_json::json!({"release": current}), Some(&why))?;
+                    job.finish(
+                        Outcome::RolledBack,
+                        UpdateFigures { release: current.clone(), ..Default::default() }.to_json(),
+                        Some(&why),
+                    )?;
                     return Err(Failure::new(
                         Code::RolledBack,
                         format!("{why}; {} serves again", current.unwrap_or_default()),
@@ -1038,7 +1063,11 @@ impl Updater<'_> {
         registry.history.pop();
         registry.save(self.store)?;
         let _ = self.store.record_event("rollback", &self.config.app.name, &format!("rolled back to {prev}"));
-        job.finish(Outcome::Succeeded, serde_json::json!({"release": prev, "from": current}), None)?;
+        job.finish(
+            Outcome::Succeeded,
+            UpdateFigures { release: Some(prev.to_string()), from: current.clone(), ..Default::default() }.to_json(),
+            None,
+        )?;
         println!("rolled back to {prev} (code only; the database was not changed)");
         if maintenance_was_on {
             println!("maintenance mode was on before the rollback and stays on (`caretaker maintenance off` ends it)");

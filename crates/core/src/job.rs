@@ -1,6 +1,8 @@
 //! The job model: every operation caretaker performs is a job with a kind, a trigger and an
 //! outcome. The records live in the state store; this module only names things.
 
+pub mod figures;
+
 use serde::{Deserialize, Serialize};
 use std::fmt;
 

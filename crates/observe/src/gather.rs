@@ -5,6 +5,7 @@ use crate::host::host_stats;
 use crate::probe;
 use caretaker_core::alert::{Observations, ServiceObs};
 use caretaker_core::config::{Config, DbKind};
+use caretaker_core::job::figures::{BackupFigures, Figures, PruneFigures, RepositoryFigures};
 use caretaker_core::job::kind;
 use caretaker_core::metrics::{BackupStats, HostStats, JobStats, Snapshot};
 use caretaker_core::mode::Mode;
@@ -113,15 +114,24 @@ pub fn gather(
     if cfg.backup.is_some() {
         let last = store.last_success(kind::BACKUP)?;
         obs.backup = Some(last.as_ref().and_then(|j| j.ended_at));
-        let fig = |keys: &[&str]| {
-            let f = &last.as_ref()?.figures;
-            keys.iter().find_map(|k| f.get(*k).and_then(|v| v.as_u64()))
-        };
+        let backup = last.as_ref().map(|j| BackupFigures::from_json(&j.figures)).unwrap_or_default();
+        // The repository as a whole is measured after every backup and prune: the newer counts.
+        let pruned = store.last_success(kind::PRUNE)?;
+        let repository = [
+            last.as_ref().map(|j| (j.ended_at, backup.repository.clone())),
+            pruned.as_ref().map(|j| (j.ended_at, PruneFigures::from_json(&j.figures).repository)),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|(_, r)| *r != RepositoryFigures::default())
+        .max_by_key(|(at, _)| *at)
+        .map(|(_, r)| r)
+        .unwrap_or_default();
         backup_stats = Some(BackupStats {
-            snapshots: fig(&["snapshots", "snapshot_count"]),
-            repository_size_bytes: fig(&["repository_size_bytes", "repository_bytes"]),
-            last_added_bytes: fig(&["bytes_added", "added_bytes", "data_added"]),
-            last_size_bytes: fig(&["size_bytes", "total_bytes", "bytes"]),
+            snapshots: repository.snapshots,
+            repository_size_bytes: repository.repository_size_bytes,
+            last_added_bytes: backup.bytes_added,
+            last_size_bytes: backup.bytes_read,
         });
     }
     if cfg.update.automatic {

@@ -27,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use caretaker_core::config::Config;
+use caretaker_core::job::figures::{BackupFigures, Figures, PruneFigures};
 use caretaker_core::job::{kind, Outcome, Trigger};
 use caretaker_core::mode::Mode;
 use caretaker_core::scheduler::{next_start, tasks_from_config};
@@ -108,8 +109,8 @@ pub struct BackupSummary {
     pub newest_snapshot: Option<String>,
     /// Bytes read by the newest backup (the size of the app's data it saved).
     pub newest_size_bytes: Option<u64>,
-    /// Repository size: the engine's figure when it reports one, else the sum of the bytes
-    /// each backup added (an upper bound once prune has run).
+    /// Repository size as measured after the newest backup or prune (the bytes of all its
+    /// files); `None` until a backup or prune has measured it.
     pub repository_size_bytes: Option<u64>,
     /// Age of the newest successful backup: the data loss if the machine died now (RPO).
     pub age_seconds: Option<i64>,
@@ -156,10 +157,6 @@ pub struct DurationPoint {
     pub outcome: Outcome,
     pub ended_at: Timestamp,
     pub seconds: f64,
-}
-
-fn fig_u64(f: &serde_json::Value, keys: &[&str]) -> Option<u64> {
-    keys.iter().find_map(|k| f.get(*k).and_then(|v| v.as_u64()))
 }
 
 fn label<T: Serialize>(v: &T) -> String {
@@ -257,19 +254,26 @@ pub fn gather(
             .filter(|j| matches!(j.outcome, Outcome::Succeeded | Outcome::Partial) && j.ended_at.is_some())
             .collect();
         runs.reverse();
-        let mut added_sum = 0u64;
-        for j in &runs {
-            added_sum = added_sum.saturating_add(fig_u64(&j.figures, &["bytes_added", "added_bytes"]).unwrap_or(0));
-            let size = fig_u64(&j.figures, &["repository_size_bytes", "repository_bytes"]).unwrap_or(added_sum);
-            repository_size.push(SizePoint { at: j.ended_at.expect("filtered"), bytes: size });
-        }
+        // The repository's size as measured after each backup and prune (so it shrinks after a
+        // prune); rows from before caretaker measured it have no point.
+        let mut measured: Vec<(Timestamp, u64)> = runs
+            .iter()
+            .filter_map(|j| Some((j.ended_at?, BackupFigures::from_json(&j.figures).repository.repository_size_bytes?)))
+            .collect();
+        measured.extend(store.jobs(Some(kind::PRUNE), CHART_BACKUPS)?.iter().filter_map(|j| {
+            let size = PruneFigures::from_json(&j.figures).repository.repository_size_bytes?;
+            Some((j.ended_at.filter(|_| j.outcome == Outcome::Succeeded)?, size))
+        }));
+        measured.sort_by_key(|(at, _)| *at);
+        repository_size.extend(measured.into_iter().map(|(at, bytes)| SizePoint { at, bytes }));
         let newest = runs.iter().rev().find(|j| j.outcome == Outcome::Succeeded);
+        let newest_figures = newest.map(|j| BackupFigures::from_json(&j.figures)).unwrap_or_default();
         Some(BackupSummary {
             count: runs.len() as u64,
             newest: newest.and_then(|j| j.ended_at),
             newest_job: newest.map(|j| j.id),
-            newest_snapshot: newest.and_then(|j| j.figures.get("snapshot_id")?.as_str().map(str::to_string)),
-            newest_size_bytes: newest.and_then(|j| fig_u64(&j.figures, &["bytes_read", "size_bytes", "total_bytes"])),
+            newest_snapshot: newest_figures.snapshot_id,
+            newest_size_bytes: newest_figures.bytes_read,
             repository_size_bytes: repository_size.last().map(|p| p.bytes),
             age_seconds: newest.and_then(|j| j.ended_at).map(|t| now.duration_since(t).as_secs().max(0)),
         })

@@ -91,9 +91,9 @@ fn gather_collects_every_section() {
     let b = d.backups.as_ref().unwrap();
     assert_eq!(b.count, 2);
     assert_eq!(b.newest_size_bytes, Some(6000));
-    assert_eq!(b.repository_size_bytes, Some(4000), "sum of bytes added");
+    assert_eq!(b.repository_size_bytes, None, "rows without a measured size give none, no guess");
     assert!(b.age_seconds.unwrap() < 60);
-    assert_eq!(d.charts.repository_size.iter().map(|p| p.bytes).collect::<Vec<_>>(), vec![3000, 4000]);
+    assert!(d.charts.repository_size.is_empty());
     assert_eq!(d.charts.job_durations.len(), 3);
     assert_eq!(d.charts.job_durations[0].kind, "backup", "oldest first");
     assert_eq!(d.alerts[0].status, "firing");
@@ -122,6 +122,37 @@ fn gather_collects_every_section() {
     assert!(d.services.live);
     assert_eq!(d.services.rows[0].state, "running");
     assert_eq!(d.services.rows[0].health, "healthy");
+}
+
+#[test]
+fn repository_size_is_the_measured_one_and_shrinks_after_a_prune() {
+    use caretaker_core::job::figures::{BackupFigures, PruneFigures, RepositoryFigures};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Redactor::new(Vec::new())).unwrap();
+    let repo = |snapshots, bytes| RepositoryFigures { snapshots: Some(snapshots), repository_size_bytes: Some(bytes) };
+    let backup = |snapshots, bytes| {
+        let j = store.start_job(kind::BACKUP, Trigger::Schedule, false).unwrap();
+        let f = BackupFigures {
+            bytes_read: Some(700),
+            bytes_added: Some(300),
+            repository: repo(snapshots, bytes),
+            ..Default::default()
+        };
+        j.finish(Outcome::Succeeded, f.to_json(), None).unwrap();
+    };
+    backup(1, 1000);
+    backup(2, 1300);
+    let j = store.start_job(kind::PRUNE, Trigger::Schedule, false).unwrap();
+    let f = PruneFigures { removed_snapshots: vec!["a".into()], repository: repo(1, 600), ..Default::default() };
+    j.finish(Outcome::Succeeded, f.to_json(), None).unwrap();
+    let cfg = config(&auth::hash_password("pw").unwrap());
+    let d = gather(&cfg, &store, None, Timestamp::now()).unwrap();
+    assert_eq!(d.backups.as_ref().unwrap().repository_size_bytes, Some(600), "after the prune");
+    assert_eq!(d.charts.repository_size.iter().map(|p| p.bytes).collect::<Vec<_>>(), vec![1000, 1300, 600]);
+    backup(2, 900);
+    let d = gather(&cfg, &store, None, Timestamp::now()).unwrap();
+    assert_eq!(d.backups.as_ref().unwrap().repository_size_bytes, Some(900));
+    assert_eq!(d.backups.as_ref().unwrap().newest_size_bytes, Some(700));
 }
 
 #[test]

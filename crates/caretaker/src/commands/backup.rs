@@ -12,6 +12,9 @@ use caretaker_backup::{
     location, BackupEngine, BackupRequest, ErrorKind, ReadData, RestoreRequest, RestoreWhat, SafetyPolicy,
     SnapshotInfo, TreeSpec,
 };
+use caretaker_core::job::figures::{
+    BackupCheckFigures, BackupFigures, Figures, PruneFigures, RepositoryFigures, RestoreFigures,
+};
 use caretaker_core::job::{kind, Outcome, Trigger};
 use caretaker_db::RestoreMode;
 use std::path::{Path, PathBuf};
@@ -109,7 +112,11 @@ pub fn run(global: &Global, args: &BackupArgs) -> Result<Code> {
                         }
                         job.log(&format!("error: {e}"));
                     }
-                    let figures = serde_json::json!({"errors": r.errors.len(), "warnings": r.warnings.len()});
+                    let figures = BackupCheckFigures {
+                        errors: Some(r.errors.len() as u64),
+                        warnings: Some(r.warnings.len() as u64),
+                    }
+                    .to_json();
                     if *json {
                         let summary = serde_json::json!({
                             "job": job_id,
@@ -143,10 +150,10 @@ pub fn run(global: &Global, args: &BackupArgs) -> Result<Code> {
             }
         }
         BackupCommand::Prune { json } => {
-            let job = app.store.start_job(kind::PRUNE, crate::context::trigger(), true)?;
+            let mut job = app.store.start_job(kind::PRUNE, crate::context::trigger(), true)?;
             match repo.prune(&cfg.keep) {
                 Ok(r) => {
-                    let figures = serde_json::to_value(&r)?;
+                    let figures = prune_figures(&r, repository_figures(&repo, &mut job)).to_json();
                     job.finish(Outcome::Succeeded, figures.clone(), None)?;
                     if *json {
                         println!("{}", serde_json::to_string_pretty(&figures)?);
@@ -480,14 +487,15 @@ fn restore_cmd(app: &AppContext, repo: &caretaker_backup::ResticRepository, a: &
     if in_place && !was_on {
         crate::appmode::maintenance_off(&app.store, &app.config, "restore")?;
     }
-    let figures = serde_json::json!({
-        "snapshot": snap.id,
-        "files": done.files,
-        "config": done.config,
-        "database": done.database,
-        "volumes": done.volumes,
-        "kept_aside": done.kept_aside,
-    });
+    let figures = RestoreFigures {
+        snapshot: Some(snap.id.clone()),
+        files: done.files.as_ref().map(serde_json::to_value).transpose()?,
+        config: done.config.as_ref().map(|c| c.display().to_string()),
+        database: done.database.as_ref().map(serde_json::to_value).transpose()?,
+        volumes: done.volumes.iter().map(serde_json::to_value).collect::<serde_json::Result<_>>()?,
+        kept_aside: done.kept_aside.iter().map(serde_json::to_value).collect::<serde_json::Result<_>>()?,
+    }
+    .to_json();
     if let Err(e) = res {
         let refused = crate::exit::classify(&e).0 == Code::Refused;
         job.log(&format!("restore failed: {e:#}"));
@@ -898,7 +906,7 @@ fn run_backup(
     }
     match repo.backup(&req, streams) {
         Ok(r) => {
-            let figures = serde_json::to_value(&r)?;
+            let figures = backup_figures(&r, repository_figures(repo, &mut job))?.to_json();
             for e in &r.read_errors {
                 job.log(&format!("unreadable: {e}"));
             }
@@ -1009,5 +1017,49 @@ pub fn to_failure(e: caretaker_backup::Error) -> Failure {
     match e.hint {
         Some(h) => f.hint(h),
         None => f,
+    }
+}
+
+/// The repository's totals after a backup or a prune. Measuring is best effort: a listing
+/// that fails is logged and leaves the figures out, the job keeps its outcome.
+fn repository_figures(
+    repo: &caretaker_backup::ResticRepository,
+    job: &mut caretaker_state::JobHandle,
+) -> RepositoryFigures {
+    repo.totals().unwrap_or_else(|e| {
+        job.log(&format!("could not measure the repository: {}", e.message));
+        RepositoryFigures::default()
+    })
+}
+
+/// A backup job's figures: the engine's report and the repository's totals after it.
+fn backup_figures(r: &caretaker_backup::BackupReport, repository: RepositoryFigures) -> Result<BackupFigures> {
+    Ok(BackupFigures {
+        snapshot_id: Some(r.snapshot_id.clone()),
+        complete: Some(r.complete),
+        read_errors: r.read_errors.clone(),
+        bytes_read: Some(r.bytes_read),
+        bytes_added: Some(r.bytes_added),
+        files: Some(r.files),
+        files_new: Some(r.files_new),
+        files_changed: Some(r.files_changed),
+        duration: Some(r.duration.as_secs_f64()),
+        measurement: Some(serde_json::to_value(&r.measurement)?),
+        repository,
+    })
+}
+
+/// A prune job's figures: what the retention policy removed and the totals after it.
+fn prune_figures(r: &caretaker_backup::PruneReport, repository: RepositoryFigures) -> PruneFigures {
+    PruneFigures {
+        removed_snapshots: r.removed_snapshots.clone(),
+        kept_snapshots: r
+            .kept_snapshots
+            .iter()
+            .map(|(id, why)| (id.clone(), why.iter().map(|w| w.to_string()).collect()))
+            .collect(),
+        packs_removed: Some(r.packs_removed),
+        bytes_freed: Some(r.bytes_freed),
+        repository,
     }
 }

@@ -6,6 +6,7 @@ use crate::context::open_app;
 use crate::exit::{nagios, Code};
 use crate::output::table;
 use anyhow::Result;
+use caretaker_core::job::figures::{CheckFigures, Figures};
 use caretaker_core::job::{kind, Outcome};
 use caretaker_observe::check::{overall, run_checks, CheckStatus};
 use std::io::IsTerminal;
@@ -129,7 +130,8 @@ pub fn run(global: &Global, args: &CheckArgs) -> Result<Code> {
             job.log(&format!("{:<8} {}: {}", r.status.as_str(), r.name, r.message));
         }
         let outcome = if worst == CheckStatus::Ok { Outcome::Succeeded } else { Outcome::Failed };
-        let figures = serde_json::json!({"status": worst.as_str(), "checks": results.len()});
+        let figures =
+            CheckFigures { status: Some(worst.as_str().to_string()), checks: Some(results.len() as u64) }.to_json();
         let bad: Vec<String> = results
             .iter()
             .filter(|r| r.status != CheckStatus::Ok)

@@ -7,6 +7,7 @@ use crate::context::{open_app, AppContext};
 use crate::exit::{Code, Failure};
 use crate::output::table;
 use anyhow::Result;
+use caretaker_core::job::figures::{DbSnapshotFigures, Figures};
 use caretaker_core::job::{Outcome, Trigger};
 use caretaker_db::{Database, Snapshot, SnapshotPolicy};
 use serde_json::json;
@@ -83,7 +84,12 @@ fn snapshot(app: &AppContext, db: &dyn Database, label: Option<&str>, as_json: b
         Ok(s) => {
             let seconds = started.elapsed().as_secs_f64();
             job.log(&format!("took snapshot {} in {seconds:.2} s", s.name));
-            job.finish(Outcome::Succeeded, json!({"name": s.name, "duration_seconds": seconds}), None)?;
+            job.finish(
+                Outcome::Succeeded,
+                DbSnapshotFigures { name: Some(s.name.clone()), duration_seconds: Some(seconds), ..Default::default() }
+                    .to_json(),
+                None,
+            )?;
             if as_json {
                 println!("{}", serde_json::to_string_pretty(&json!({"name": s.name, "seconds": seconds}))?);
             } else {
@@ -165,14 +171,25 @@ fn revert(app: &AppContext, db: &dyn Database, name: &str, yes: bool) -> Result<
             }
             job.finish(
                 Outcome::Succeeded,
-                json!({"name": name, "kept_aside": aside, "duration_seconds": seconds, "restarted": restarted}),
+                DbSnapshotFigures {
+                    name: Some(name.to_string()),
+                    kept_aside: Some(aside.to_string()),
+                    duration_seconds: Some(seconds),
+                    restarted: restarted.clone(),
+                    ..Default::default()
+                }
+                .to_json(),
                 None,
             )?;
             Ok(Code::Ok)
         }
         Err(e) => {
             job.log(&format!("failed: {e}"));
-            job.finish(Outcome::Failed, json!({"name": name}), Some(&e.to_string()))?;
+            job.finish(
+                Outcome::Failed,
+                DbSnapshotFigures { name: Some(name.to_string()), ..Default::default() }.to_json(),
+                Some(&e.to_string()),
+            )?;
             Err(e.into())
         }
     }
@@ -199,7 +216,8 @@ fn prune(app: &AppContext, db: &dyn Database, keep_last: usize, max_age: &str, d
     for c in &remove {
         if let Err(e) = db.drop_snapshot(c) {
             job.log(&format!("failed to remove {}: {e}", c.name));
-            job.finish(Outcome::Failed, json!({"removed": removed}), Some(&e.to_string()))?;
+            let figures = DbSnapshotFigures { removed: removed.clone(), ..Default::default() }.to_json();
+            job.finish(Outcome::Failed, figures, Some(&e.to_string()))?;
             return Err(e.into());
         }
         job.log(&format!("removed {}", c.name));
@@ -211,7 +229,11 @@ fn prune(app: &AppContext, db: &dyn Database, keep_last: usize, max_age: &str, d
     } else {
         println!("removed {}; {}", removed.len(), kept_line(kept, &policy));
     }
-    job.finish(Outcome::Succeeded, json!({"removed": removed, "kept": kept}), None)?;
+    job.finish(
+        Outcome::Succeeded,
+        DbSnapshotFigures { removed, kept: Some(kept), ..Default::default() }.to_json(),
+        None,
+    )?;
     Ok(Code::Ok)
 }
 

@@ -9,6 +9,7 @@ use crate::exit::{Code, Failure};
 use crate::output::table;
 use crate::runner::run_logged;
 use anyhow::{Context, Result};
+use caretaker_core::job::figures::{BackupFigures, Figures};
 use caretaker_core::job::{kind, Outcome, Trigger};
 use caretaker_supervisor::protocol::Request;
 use std::io::Write;
@@ -140,7 +141,10 @@ pub fn run(global: &Global, args: &DemoArgs) -> Result<Code> {
     }
     println!(
         "  backup      snapshot {} in {} (job {})",
-        summary.pointer("/figures/snapshot_id").and_then(|v| v.as_str()).map(|s| &s[..s.len().min(8)]).unwrap_or("?"),
+        BackupFigures::from_json(&summary["figures"])
+            .snapshot_id
+            .map(|s| s.chars().take(8).collect::<String>())
+            .unwrap_or_else(|| "?".into()),
         dir.join("backups").display(),
         summary.get("job").map(|v| v.to_string()).unwrap_or_else(|| "?".into())
     );

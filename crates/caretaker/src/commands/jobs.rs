@@ -8,6 +8,7 @@ use crate::exit::{Code, Failure};
 use crate::output::{human_duration, table};
 use crate::runner::run_logged;
 use anyhow::Result;
+use caretaker_core::job::figures::{CommandFigures, DbSnapshotFigures, Figures};
 use caretaker_core::job::{kind, Outcome};
 use caretaker_state::JobRecord;
 
@@ -55,7 +56,12 @@ fn list(global: &Global, args: &JobsArgs) -> Result<Code> {
 }
 
 fn label(j: &JobRecord) -> String {
-    match j.figures.get("name").and_then(|v| v.as_str()) {
+    // A scheduled command's or a database snapshot's name.
+    let name = match j.kind.as_str() {
+        kind::COMMAND => CommandFigures::from_json(&j.figures).name,
+        _ => DbSnapshotFigures::from_json(&j.figures).name,
+    };
+    match name {
         Some(name) => format!("{} {name}", j.kind),
         None => j.kind.clone(),
     }
@@ -143,7 +149,12 @@ fn run_named(global: &Global, name: &str, json: bool) -> Result<Code> {
         Err(e) => (Outcome::Failed, Some(format!("cannot start `{name}`: {e}")), Code::Unavailable),
     };
     job.log(&format!("finished: {outcome}"));
-    let figures = serde_json::json!({"name": name, "duration_seconds": seconds, "exit": ended.as_ref().ok().map(|e| e.describe())});
+    let figures = CommandFigures {
+        name: Some(name.to_string()),
+        duration_seconds: Some(seconds),
+        exit: ended.as_ref().ok().map(|e| e.describe()),
+    }
+    .to_json();
     job.finish(outcome, figures.clone(), error.as_deref())?;
     if json {
         println!(

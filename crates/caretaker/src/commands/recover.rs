@@ -31,6 +31,7 @@ use crate::update::Updater;
 use anyhow::{Context, Result};
 use caretaker_backup::{location, BackupEngine, RestoreRequest, RestoreWhat};
 use caretaker_core::config::GitRef;
+use caretaker_core::job::figures::{Figures, RecoverFigures, RecoverStep};
 use caretaker_core::job::{kind, Outcome, Trigger};
 use caretaker_core::recover::{
     plan_code, snapshot_commit, CodeObservations, CodePlan, DatabasePlan, DeployReason, Progress, RefOrigin,
@@ -125,17 +126,22 @@ pub fn run(global: &Global, args: &RecoverArgs) -> Result<Code> {
     let resumed_job = resumed.as_ref().map(|p| p.job_id);
     let res = recover(global, &app, &repo, args, resumed, &mut job, &mut steps);
     let total = all.elapsed().as_secs_f64();
-    let figures = json!({
-        "steps": steps.done.iter().map(|(s, secs, what)| json!({"step": s, "seconds": secs, "what": what})).collect::<Vec<_>>(),
-        "seconds": total,
-        "resumed_job": resumed_job,
-    });
+    let mut figures = RecoverFigures {
+        steps: steps
+            .done
+            .iter()
+            .map(|(step, seconds, what)| RecoverStep { step: step.clone(), seconds: *seconds, what: what.clone() })
+            .collect(),
+        seconds: Some(total),
+        resumed_job,
+        ..Default::default()
+    };
     match res {
         Ok(Recovered { snapshot, release }) => {
-            let mut figures = figures;
-            figures["snapshot"] = json!(snapshot);
-            figures["code"] = release;
+            figures.snapshot = Some(snapshot.clone());
+            figures.code = Some(release);
             app.store.clear_fact(FACT_PROGRESS)?;
+            let figures = figures.to_json();
             job.finish(Outcome::Succeeded, figures.clone(), None)?;
             // (mode-supervisor) A successful recover ends service mode, and says so.
             if let Some(was) = crate::appmode::clear_failed_after(&app.store, &app.config, "recover")? {
@@ -161,7 +167,7 @@ pub fn run(global: &Global, args: &RecoverArgs) -> Result<Code> {
             let code = crate::exit::classify(&e).0;
             let outcome = if code == Code::Refused { Outcome::Refused } else { Outcome::Failed };
             job.log(&format!("{e:#}"));
-            job.finish(outcome, figures, Some(&format!("{e:#}")))?;
+            job.finish(outcome, figures.to_json(), Some(&format!("{e:#}")))?;
             if outcome == Outcome::Refused {
                 app.store.record_event("recover_refused", &app.config.app.name, &format!("{e:#}"))?;
             }

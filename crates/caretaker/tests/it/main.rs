@@ -3,6 +3,7 @@
 mod adopt;
 mod backup;
 mod backup_failures;
+mod backup_metrics;
 mod backup_targets;
 mod compose;
 mod compose_mariadb;
