@@ -15,6 +15,7 @@ mod demo;
 mod jobs;
 mod maintenance;
 mod observe;
+mod probe;
 mod recover;
 mod recover_code;
 mod secrets;
