@@ -368,8 +368,10 @@ impl ExpectStatus {
             _ => Err(format!("\"{t}\" is not an HTTP status (100 to 599)")),
         };
         if let Some(d) = s.strip_suffix("xx").or_else(|| s.strip_suffix("XX")) {
-            let n = code(&format!("{d}00"))?;
-            return Ok((n, n + 99));
+            return match d.parse::<u16>() {
+                Ok(c @ 1..=5) => Ok((c * 100, c * 100 + 99)),
+                _ => Err(format!("\"{s}\" is not an HTTP status class (1xx to 5xx)")),
+            };
         }
         if let Some((lo, hi)) = s.split_once('-') {
             let (lo, hi) = (code(lo)?, code(hi)?);
