@@ -106,6 +106,7 @@ async fn send<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, req: &[u8], addr: &st
 }
 
 /// The parts of a probe URL.
+#[derive(Debug)]
 struct Target {
     tls: bool,
     /// Without IPv6 brackets.
@@ -407,5 +408,168 @@ mod tests {
         let mut c = std::process::Command::new("sleep");
         c.arg("10");
         assert!(command(c, Duration::from_millis(200)).await.unwrap_err().contains("longer than"));
+    }
+
+    fn openssl(dir: &std::path::Path, args: &[&str]) {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// A self-signed certificate (`name`.pem / `name`.key) as `openssl req -x509` makes them.
+    fn self_signed(dir: &std::path::Path, name: &str) {
+        let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                "-keyout",
+                &key,
+                "-out",
+                &cert,
+            ],
+        );
+    }
+
+    /// `openssl s_server -www` (any GET answers 200) on a free port; killed when dropped.
+    struct TlsServer(std::process::Child, u16);
+    impl Drop for TlsServer {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    async fn tls_server(dir: &std::path::Path, cert: &str, key: &str) -> TlsServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept", &format!("127.0.0.1:{port}"), "-cert", cert, "-key", key])
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl s_server");
+        let server = TlsServer(child, port);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "openssl s_server did not listen on {port}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server
+    }
+
+    #[tokio::test]
+    async fn https_probe_trusts_the_ca_file_as_a_ca_or_a_pinned_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        self_signed(d, "server");
+        self_signed(d, "other");
+        // A private CA and a leaf it signed: trusted as a CA, not by pinning.
+        openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-subj",
+                "/CN=leaf",
+                "-keyout",
+                "leaf.key",
+                "-out",
+                "leaf.csr",
+            ],
+        );
+        std::fs::write(d.join("leaf.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "leaf.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "leaf.ext",
+                "-out",
+                "leaf.pem",
+            ],
+        );
+        let t = Duration::from_secs(5);
+        let probe = |port: u16, ca: Option<&str>| HttpProbe {
+            url: format!("https://127.0.0.1:{port}/healthz"),
+            expect_status: ExpectStatus::default(),
+            expect_body: None,
+            ca_file: ca.map(|c| d.join(c)),
+        };
+        let pinned = tls_server(d, "server.pem", "server.key").await;
+        let e = http_status(&probe(pinned.1, None), t).await.unwrap_err();
+        assert!(e.contains("TLS handshake") && e.contains("ca_file"), "not a public certificate: {e}");
+        let e = http_status(&probe(pinned.1, Some("other.pem")), t).await.unwrap_err();
+        assert!(e.contains("TLS handshake"), "another certificate: {e}");
+        assert_eq!(http_status(&probe(pinned.1, Some("server.pem")), t).await, Ok(200));
+        let signed = tls_server(d, "leaf.pem", "leaf.key").await;
+        assert_eq!(http_status(&probe(signed.1, Some("ca.pem")), t).await, Ok(200));
+        assert!(http_status(&probe(signed.1, Some("other.pem")), t).await.is_err());
+        let e = http_status(&probe(signed.1, Some("missing.pem")), t).await.unwrap_err();
+        assert!(e.contains("cannot read the probe's ca_file"), "{e}");
+    }
+
+    #[test]
+    fn probe_urls_are_split_into_host_port_and_path() {
+        let cases = [
+            ("http://127.0.0.1:8001/healthz", false, "127.0.0.1", 8001, "/healthz", "127.0.0.1:8001"),
+            ("https://example.org", true, "example.org", 443, "/", "example.org:443"),
+            ("http://example.org?x=1", false, "example.org", 80, "/?x=1", "example.org:80"),
+            ("https://[::1]:8443/up?deep=1", true, "::1", 8443, "/up?deep=1", "[::1]:8443"),
+        ];
+        for (url, tls, host, port, path, addr) in cases {
+            let t = Target::parse(url).unwrap();
+            assert_eq!(
+                (t.tls, t.host.as_str(), t.port, t.path.as_str(), t.addr()),
+                (tls, host, port, path, addr.into())
+            );
+        }
+        assert!(Target::parse("ftp://h/").is_err());
+        assert!(Target::parse("http://h:port/").unwrap_err().contains("not a port"));
     }
 }
