@@ -538,8 +538,9 @@ fn database_compose_service_needs_a_compose_app_and_a_server() {
 
 #[test]
 fn expect_status_takes_codes_classes_ranges_and_lists() {
-    let cases: &[(&str, &[(u16, u16)], &str, &[u16], &[u16])] = &[
-        // (yaml value, ranges, display, accepted, refused)
+    /// (yaml value, ranges, display, accepted, refused)
+    type Case = (&'static str, &'static [(u16, u16)], &'static str, &'static [u16], &'static [u16]);
+    let cases: &[Case] = &[
         ("200", &[(200, 200)], "200", &[200], &[204, 302]),
         ("\"3xx\"", &[(300, 399)], "3xx", &[301, 308], &[200, 400]),
         ("\"200-302\"", &[(200, 302)], "200-302", &[204, 302], &[303, 500]),
