@@ -510,10 +510,8 @@ impl ComposeDaemon {
             let _ = tx.send(Msg::Probed { service: probed, generation, result });
         };
         match h.probe {
-            Probe::Http { url, expect_status, expect_body } => {
-                tokio::spawn(async move {
-                    send(caretaker_supervisor::probe::http(&url, expect_status, expect_body.as_deref(), timeout).await)
-                });
+            Probe::Http(http) => {
+                tokio::spawn(async move { send(caretaker_supervisor::probe::http(&http, timeout).await) });
             }
             Probe::Tcp { address } => {
                 tokio::spawn(async move { send(caretaker_supervisor::probe::tcp(&address, timeout).await) });

@@ -687,10 +687,8 @@ impl Daemon {
             let _ = tx.send(Msg::Probed { idx, generation, result });
         };
         match h.probe.clone() {
-            Probe::Http { url, expect_status, expect_body } => {
-                tokio::spawn(async move {
-                    send(caretaker_supervisor::probe::http(&url, expect_status, expect_body.as_deref(), timeout).await)
-                });
+            Probe::Http(http) => {
+                tokio::spawn(async move { send(caretaker_supervisor::probe::http(&http, timeout).await) });
             }
             Probe::Tcp { address } => {
                 tokio::spawn(async move { send(caretaker_supervisor::probe::tcp(&address, timeout).await) });

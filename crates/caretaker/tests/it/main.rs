@@ -19,6 +19,7 @@ mod jobs;
 mod maintenance;
 mod observe;
 mod prod;
+mod probe;
 mod recover;
 mod recover_code;
 mod restore_filetypes;

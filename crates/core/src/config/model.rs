@@ -360,9 +360,81 @@ pub struct HealthCheck {
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Probe {
-    Http { url: String, expect_status: Option<u16>, expect_body: Option<String> },
+    Http(HttpProbe),
     Tcp { address: String },
     Command { command: Command },
+}
+
+/// An HTTP(S) GET probe. One success rule everywhere (daemon, compose watcher, `check`): the
+/// status must be in `expect_status` (default: any 2xx); redirects are not followed, so a 3xx
+/// fails unless listed (docs/supervisor.md, "Health probes").
+#[derive(Clone, Debug, Serialize)]
+pub struct HttpProbe {
+    pub url: String,
+    pub expect_status: ExpectStatus,
+    pub expect_body: Option<String>,
+    /// PEM certificates trusted for `https://` besides the public web roots: a private CA, or a
+    /// self-signed certificate the server must present exactly.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The HTTP statuses a probe accepts: inclusive ranges; empty means the default, any 2xx.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExpectStatus(pub Vec<(u16, u16)>);
+
+impl ExpectStatus {
+    pub fn accepts(&self, status: u16) -> bool {
+        if self.0.is_empty() {
+            return (200..300).contains(&status);
+        }
+        self.0.iter().any(|(lo, hi)| (*lo..=*hi).contains(&status))
+    }
+
+    /// One item of `expect_status`: `200`, `"3xx"` or `"200-399"`.
+    pub fn parse_item(s: &str) -> Result<(u16, u16), String> {
+        let s = s.trim();
+        let code = |t: &str| match t.trim().parse::<u16>() {
+            Ok(n) if (100..=599).contains(&n) => Ok(n),
+            _ => Err(format!("\"{t}\" is not an HTTP status (100 to 599)")),
+        };
+        if let Some(d) = s.strip_suffix("xx").or_else(|| s.strip_suffix("XX")) {
+            return match d.parse::<u16>() {
+                Ok(c @ 1..=5) => Ok((c * 100, c * 100 + 99)),
+                _ => Err(format!("\"{s}\" is not an HTTP status class (1xx to 5xx)")),
+            };
+        }
+        if let Some((lo, hi)) = s.split_once('-') {
+            let (lo, hi) = (code(lo)?, code(hi)?);
+            if lo > hi {
+                return Err(format!("\"{s}\" is an empty range"));
+            }
+            return Ok((lo, hi));
+        }
+        code(s).map(|n| (n, n))
+    }
+}
+
+impl std::fmt::Display for ExpectStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("2xx");
+        }
+        for (i, (lo, hi)) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            match (lo, hi) {
+                (lo, hi) if lo == hi => write!(f, "{sep}{lo}")?,
+                (lo, hi) if lo % 100 == 0 && *hi == lo + 99 => write!(f, "{sep}{}xx", lo / 100)?,
+                (lo, hi) => write!(f, "{sep}{lo}-{hi}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for ExpectStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

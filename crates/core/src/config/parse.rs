@@ -580,8 +580,9 @@ struct ProbeKeys {
     http: Option<String>,
     tcp: Option<String>,
     command: Option<Command>,
-    expect_status: Option<u16>,
+    expect_status: Option<ExpectStatus>,
     expect_body: Option<String>,
+    ca_file: Option<PathBuf>,
 }
 
 impl ProbeKeys {
@@ -598,8 +599,9 @@ impl ProbeKeys {
             }),
             tcp: m.opt(cx, "tcp", host_port),
             command: m.opt(cx, "command", command),
-            expect_status: m.opt(cx, "expect_status", |cx, n, p| bounded(cx, n, p, 100, 599).map(|v| v as u16)),
+            expect_status: m.opt(cx, "expect_status", expect_status),
             expect_body: m.opt(cx, "expect_body", string),
+            ca_file: m.opt(cx, "ca_file", |cx, n, p| nonempty(cx, n, p).map(|s| cx.resolve_path(&s))),
         }
     }
 
@@ -621,12 +623,44 @@ impl ProbeKeys {
         if (self.expect_status.is_some() || self.expect_body.is_some()) && self.http.is_none() {
             cx.error(span, path, "`expect_status` and `expect_body` only apply to `http` probes".to_string(), None);
         }
+        if self.ca_file.is_some() && !self.http.as_deref().is_some_and(|u| u.starts_with("https://")) {
+            cx.error(span, path, "`ca_file` only applies to `https://` probes".to_string(), None);
+        }
         Some(match (self.http, self.tcp, self.command) {
-            (Some(url), _, _) => Probe::Http { url, expect_status: self.expect_status, expect_body: self.expect_body },
+            (Some(url), _, _) => Probe::Http(HttpProbe {
+                url,
+                expect_status: self.expect_status.unwrap_or_default(),
+                expect_body: self.expect_body,
+                ca_file: self.ca_file,
+            }),
             (_, Some(address), _) => Probe::Tcp { address },
             (_, _, Some(command)) => Probe::Command { command },
             _ => unreachable!("exactly one probe kind"),
         })
+    }
+}
+
+/// `expect_status`: one status (`200`), a class (`"3xx"`), a range (`"200-399"`) or a list of
+/// those.
+fn expect_status(cx: &mut Cx, node: &Node, path: &str) -> Option<ExpectStatus> {
+    let item = |cx: &mut Cx, n: &Node, p: &str| {
+        let s = string(cx, n, p)?;
+        match ExpectStatus::parse_item(&s) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                cx.error(
+                    n.span(),
+                    p,
+                    format!("`{p}`: {e}"),
+                    Some("e.g. `200`, `\"2xx\"`, `\"200-399\"` or `[200, 302]`".into()),
+                );
+                None
+            }
+        }
+    };
+    match node {
+        Node::Sequence(_) => list(cx, node, path, item).map(ExpectStatus),
+        _ => item(cx, node, path).map(|r| ExpectStatus(vec![r])),
     }
 }
 

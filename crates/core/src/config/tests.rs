@@ -361,6 +361,61 @@ fn bad_observe_sections_are_reported() {
 }
 
 #[test]
+fn expect_status_takes_codes_classes_ranges_and_lists() {
+    /// (yaml value, ranges, display, accepted, refused)
+    type Case = (&'static str, &'static [(u16, u16)], &'static str, &'static [u16], &'static [u16]);
+    let cases: &[Case] = &[
+        ("200", &[(200, 200)], "200", &[200], &[204, 302]),
+        ("\"3xx\"", &[(300, 399)], "3xx", &[301, 308], &[200, 400]),
+        ("\"200-302\"", &[(200, 302)], "200-302", &[204, 302], &[303, 500]),
+        ("[\"2xx\", 302]", &[(200, 299), (302, 302)], "2xx, 302", &[200, 302], &[301, 404]),
+    ];
+    for (value, ranges, shown, ok, bad) in cases {
+        let text = format!(
+            "version: 1\napp: {{ name: a }}\nchecks:\n  home: {{ http: \"http://127.0.0.1:8000/\", expect_status: {value} }}\n"
+        );
+        let cfg = load_str(&text).unwrap_or_else(|d| panic!("{value}: {d:?}")).config;
+        let Probe::Http(h) = &cfg.checks[0].probe else { panic!("{value}: not http") };
+        assert_eq!(h.expect_status.0, *ranges, "{value}");
+        assert_eq!(h.expect_status.to_string(), *shown, "{value}");
+        assert!(ok.iter().all(|s| h.expect_status.accepts(*s)), "{value}");
+        assert!(!bad.iter().any(|s| h.expect_status.accepts(*s)), "{value}");
+    }
+    let default = ExpectStatus::default();
+    assert_eq!((default.to_string(), default.accepts(204), default.accepts(301)), ("2xx".into(), true, false));
+}
+
+#[test]
+fn bad_expect_status_and_ca_file_are_reported() {
+    check_errors(
+        "version: 1\napp: { name: a }\nchecks:\n  a: { http: \"http://h/\", expect_status: [200, \"6xx\", \"302-301\"] }\n  b: { http: \"http://h/\", ca_file: ca.pem }\n",
+        expect![[r#"
+            error: `checks.a.expect_status[1]`: "6xx" is not an HTTP status class (1xx to 5xx)
+              --> /etc/caretaker/caretaker.yml:4:48
+              |
+            4 |   a: { http: "http://h/", expect_status: [200, "6xx", "302-301"] }
+              |                                                ^
+               = hint: e.g. `200`, `"2xx"`, `"200-399"` or `[200, 302]`
+
+            error: `checks.a.expect_status[2]`: "302-301" is an empty range
+              --> /etc/caretaker/caretaker.yml:4:55
+              |
+            4 |   a: { http: "http://h/", expect_status: [200, "6xx", "302-301"] }
+              |                                                       ^
+               = hint: e.g. `200`, `"2xx"`, `"200-399"` or `[200, 302]`
+
+            error: `ca_file` only applies to `https://` probes
+              --> /etc/caretaker/caretaker.yml:5:3
+              |
+            5 |   b: { http: "http://h/", ca_file: ca.pem }
+              |   ^
+
+            3 errors, 0 warnings
+        "#]],
+    );
+}
+
+#[test]
 fn service_backoff_defaults_and_limits() {
     use std::time::Duration;
     let base = "version: 1\napp:\n  name: guestbook\nservices:\n";
