@@ -80,8 +80,8 @@ fn restic_check(restic: &Path, repo: &str, extra: &[&str], env: &[(&str, &str)],
     assert!(out.status.success() && text.contains("no errors were found"), "restic check: {text}");
 }
 
-/// Three `503 Slow Down` answers to pack uploads (the same upload, retried) and a pack upload
-/// whose answer comes 3 s late: the backup completes, every pack is there, stock restic
+/// Three `503 Slow Down` answers to the first pack uploads (one upload retried three times, or
+/// parallel uploads each retried) and a pack upload whose answer comes 3 s late: the backup completes, every pack is there, stock restic
 /// verifies every byte.
 #[test]
 fn s3_backup_survives_three_503s_and_a_slow_response() {
@@ -122,24 +122,6 @@ fn s3_backup_survives_three_503s_and_a_slow_response() {
         let keys = [("AWS_ACCESS_KEY_ID", "AKIDTEST"), ("AWS_SECRET_ACCESS_KEY", "test-secret-key")];
         restic_check(&restic, &direct, &[], &keys, dir.path());
     }
-}
-
-/// The `ssh` processes this test process started (children whose command is `ssh`).
-fn ssh_children() -> Vec<i32> {
-    let me = std::process::id().to_string();
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
-        // pid (comm) state ppid ...
-        let Some(close) = stat.rfind(')') else { continue };
-        let comm = &stat[stat.find('(').unwrap_or(0) + 1..close];
-        let ppid = stat[close + 1..].split_whitespace().nth(1).unwrap_or("");
-        if comm == "ssh" && ppid == me {
-            out.push(pid);
-        }
-    }
-    out
 }
 
 fn files_under(dir: &Path) -> usize {

@@ -136,6 +136,42 @@ fn sftp_repository_conforms() {
     conforms(&sftp::SftpBackend::connect(&target).unwrap());
 }
 
+/// The next request after the ssh process died starts a new one (no retry decorator here: the
+/// reconnect is the backend's own), and the repository is intact.
+#[test]
+fn sftp_request_after_its_ssh_died_reconnects() {
+    let Some(sshd) = caretaker_testkit::TestSshd::from_env() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("remote/repo").to_str().unwrap().to_string();
+    let target = sftp::SftpTarget {
+        user: Some(&sshd.user),
+        host: "127.0.0.1",
+        port: Some(sshd.port),
+        path: &path,
+        key_file: Some(&sshd.key),
+        known_hosts_file: Some(&sshd.known_hosts),
+    };
+    let be = sftp::SftpBackend::connect(&target).unwrap();
+    be.create().unwrap();
+    let key = Id::random();
+    be.write_bytes(FileType::Key, &key, false, data(100, 1).into()).unwrap();
+    let first = ssh_children();
+    assert_eq!(first.len(), 1, "{first:?}");
+    // SAFETY: kill(2) on a child process of this test.
+    assert_eq!(unsafe { libc::kill(first[0], libc::SIGKILL) }, 0);
+    // Dead (a zombie until the backend reaps it).
+    caretaker_testkit::wait_until(Duration::from_secs(30), "ssh to die", || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", first[0])).unwrap_or_default();
+        let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next().map(str::to_string));
+        matches!(state.as_deref(), None | Some("Z")).then_some(())
+    });
+    assert_eq!(be.list_with_size(FileType::Key).unwrap(), vec![(key, 100)]);
+    assert_eq!(be.reconnects(), 1);
+    let now = ssh_children();
+    assert!(now.len() == 1 && now[0] != first[0], "{first:?} → {now:?}");
+    assert_eq!(be.read_full(FileType::Key, &key).unwrap(), data(100, 1));
+}
+
 /// A backend that fails (transiently) the first `fail` calls after each successful one — so
 /// that every request of the suite fails `fail` times before it works — or always
 /// (`fail == u32::MAX`); counts calls.

@@ -60,6 +60,24 @@ pub fn moto() -> Option<Moto> {
     Some(m)
 }
 
+/// The `ssh` processes this test process started (children whose command is `ssh`).
+pub fn ssh_children() -> Vec<i32> {
+    let me = std::process::id().to_string();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        // pid (comm) state ppid ...
+        let Some(close) = stat.rfind(')') else { continue };
+        let comm = &stat[stat.find('(').unwrap_or(0) + 1..close];
+        let ppid = stat[close + 1..].split_whitespace().nth(1).unwrap_or("");
+        if comm == "ssh" && ppid == me {
+            out.push(pid);
+        }
+    }
+    out
+}
+
 /// The `restic` binary; `None` (a loud skip) when it is not installed, outside CI.
 pub fn restic() -> Option<PathBuf> {
     let found = std::env::var_os("PATH")
