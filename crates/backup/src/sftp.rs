@@ -118,6 +118,9 @@ fn is_down(lower: &str) -> bool {
     .any(|s| lower.contains(s))
 }
 
+/// How [`classify_ssh_failure`] begins the message for a server that could not be reached.
+const UNREACHABLE: &str = "cannot reach the SFTP server";
+
 /// Why ssh could not open the session, from what it printed (pure; unit-tested).
 pub fn classify_ssh_failure(t: &SftpTarget<'_>, stderr: &str) -> Error {
     let host = t.host_spec();
@@ -188,7 +191,7 @@ pub fn classify_ssh_failure(t: &SftpTarget<'_>, stderr: &str) -> Error {
             .hint("enable `Subsystem sftp` in the server's sshd_config");
     }
     if is_down(&lower) {
-        return Error::new(Kind::Unreachable, format!("cannot reach the SFTP server {host} ({last})"))
+        return Error::new(Kind::Unreachable, format!("{UNREACHABLE} {host} ({last})"))
             .hint("check that the server is up and reachable from this machine (network, firewall, host name), then run again");
     }
     Error::new(Kind::Unreachable, format!("cannot open an SFTP session on {host}: {last}"))
@@ -427,7 +430,13 @@ fn open(t: &SftpTarget<'_>) -> Result<Conn, (Error, bool)> {
                             true,
                         ));
                     }
-                    Err((classify_ssh_failure(t, &printed), is_down(&printed.to_lowercase())))
+                    {
+                        // Transient only when the server could not be reached: ssh also prints
+                        // "connection closed" after refusing a key or a host key.
+                        let err = classify_ssh_failure(t, &printed);
+                        let transient = err.kind == Kind::Unreachable && err.message.starts_with(UNREACHABLE);
+                        Err((err, transient))
+                    }
                 }
             }
         })?;
