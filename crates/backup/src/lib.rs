@@ -8,6 +8,7 @@
 //! - `damage`: the snapshots and files that damaged packs found by `check` hold;
 //! - [`local`]: local repositories, with restic's file and directory modes;
 //! - [`location`]: from the config's `backup.repository` to a storage backend;
+//! - [`retry`]: the decorator that retries a remote repository's transient failures;
 //! - [`s3`]: S3-compatible repositories over opendal's S3 service;
 //! - [`sftp`]: SFTP repositories through the system's `ssh`;
 //! - [`source`]: the snapshot source (file trees + config file + streams) that records errors;
@@ -22,6 +23,7 @@ pub mod location;
 pub mod restic;
 mod restore;
 pub mod retention;
+pub mod retry;
 pub mod s3;
 pub mod safety;
 pub mod sftp;

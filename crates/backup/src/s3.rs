@@ -6,8 +6,10 @@
 use bytes::Bytes;
 use opendal::blocking::Operator;
 use opendal::options::{ListOptions, ReadOptions};
+use opendal::{HttpTransporter, OperationContext};
 use rustic_core::{BytesList, ErrorKind, FileType, Id, ReadBackend, RusticError, RusticResult, WriteBackend};
 use std::sync::OnceLock;
+use std::time::Duration;
 use tokio::runtime::Runtime;
 
 /// Where and how to reach the bucket. The keys are handed over here and nowhere else.
@@ -45,8 +47,18 @@ fn backend_err(what: String, err: opendal::Error) -> Box<RusticError> {
     RusticError::with_source(ErrorKind::Backend, what, err)
 }
 
+/// How long the S3 client waits for a connection, and for each read of a response, before
+/// the request fails as temporary (and is retried: `crate::retry`).
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(120);
+
 impl S3Backend {
     pub fn new(t: &S3Target<'_>) -> RusticResult<Self> {
+        Self::with_io_timeout(t, DEFAULT_IO_TIMEOUT)
+    }
+
+    /// As [`S3Backend::new`], with connect and read timeouts of `io_timeout`: a server that
+    /// stops answering fails the request (temporarily) instead of hanging the backup.
+    pub fn with_io_timeout(t: &S3Target<'_>, io_timeout: Duration) -> RusticResult<Self> {
         // reqwest is built without a bundled crypto provider (that would be aws-lc, a long C
         // build); rustls uses *ring*, which the workspace builds anyway.
         // opendal's own switch for this transport would bring aws-lc back, so it is installed
@@ -65,6 +77,12 @@ impl S3Backend {
         let location = format!("s3:{}/{}/{}", t.endpoint, t.bucket, t.prefix.trim_matches('/'));
         let op = opendal::Operator::new(builder)
             .map_err(|e| backend_err(format!("configuring S3 repository {location}"), e))?;
+        let client =
+            reqwest::Client::builder().connect_timeout(io_timeout).read_timeout(io_timeout).build().map_err(|e| {
+                RusticError::with_source(ErrorKind::Backend, format!("configuring S3 repository {location}"), e)
+            })?;
+        let transport = HttpTransporter::new(opendal_http_transport_reqwest::ReqwestTransport::new(client));
+        let op = op.with_context(OperationContext::new().with_http_transport(transport));
         let _guard = runtime().enter();
         let op = Operator::new(op).map_err(|e| backend_err(format!("opening S3 repository {location}"), e))?;
         Ok(S3Backend { op, location })

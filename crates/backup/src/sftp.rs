@@ -8,14 +8,19 @@
 //!
 //! Files are written as `<name>-tmp-<pid>-<n>` and renamed into place, so a killed run never
 //! leaves a truncated file under a valid name (restic and rustic ignore names that are not ids).
+//!
+//! A lost connection (ssh exited or the session broke) fails the request with a
+//! [`Transient`] error, and the next request starts a new `ssh` process: the retry decorator
+//! (`crate::retry`) turns a dropped connection mid-backup into a reconnect and a retry.
 
 use crate::error::{Error, ErrorKind as Kind};
+use crate::retry::Transient;
 use bytes::Bytes;
 use russh_sftp::client::SftpSession;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use rustic_core::{BytesList, ErrorKind, FileType, Id, ReadBackend, RusticError, RusticResult, WriteBackend};
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -94,6 +99,28 @@ pub fn ssh_args(t: &SftpTarget<'_>) -> Vec<OsString> {
     a
 }
 
+/// Whether what ssh printed (lowercase) says the server could not be reached — the one kind of
+/// connection failure that waiting may fix (a refused key or host key never is).
+fn is_down(lower: &str) -> bool {
+    [
+        "connection refused",
+        "connection timed out",
+        "no route to host",
+        "network is unreachable",
+        "could not resolve hostname",
+        "name or service not known",
+        "temporary failure in name resolution",
+        "connection closed",
+        "connection reset",
+        "operation timed out",
+    ]
+    .iter()
+    .any(|s| lower.contains(s))
+}
+
+/// How [`classify_ssh_failure`] begins the message for a server that could not be reached.
+const UNREACHABLE: &str = "cannot reach the SFTP server";
+
 /// Why ssh could not open the session, from what it printed (pure; unit-tested).
 pub fn classify_ssh_failure(t: &SftpTarget<'_>, stderr: &str) -> Error {
     let host = t.host_spec();
@@ -163,19 +190,8 @@ pub fn classify_ssh_failure(t: &SftpTarget<'_>, stderr: &str) -> Error {
         return Error::new(Kind::Unreachable, format!("the SSH server {host} offers no SFTP subsystem ({last})"))
             .hint("enable `Subsystem sftp` in the server's sshd_config");
     }
-    let down = [
-        "connection refused",
-        "connection timed out",
-        "no route to host",
-        "network is unreachable",
-        "could not resolve hostname",
-        "name or service not known",
-        "connection closed",
-        "connection reset",
-        "operation timed out",
-    ];
-    if down.iter().any(|s| lower.contains(s)) {
-        return Error::new(Kind::Unreachable, format!("cannot reach the SFTP server {host} ({last})"))
+    if is_down(&lower) {
+        return Error::new(Kind::Unreachable, format!("{UNREACHABLE} {host} ({last})"))
             .hint("check that the server is up and reachable from this machine (network, firewall, host name), then run again");
     }
     Error::new(Kind::Unreachable, format!("cannot open an SFTP session on {host}: {last}"))
@@ -195,15 +211,84 @@ fn runtime() -> &'static Runtime {
     })
 }
 
-pub struct SftpBackend {
+/// [`SftpTarget`] owned, to reconnect.
+#[derive(Clone, Debug)]
+struct OwnedTarget {
+    user: Option<String>,
+    host: String,
+    port: Option<u16>,
+    path: String,
+    key_file: Option<PathBuf>,
+    known_hosts_file: Option<PathBuf>,
+}
+
+impl OwnedTarget {
+    fn new(t: &SftpTarget<'_>) -> Self {
+        OwnedTarget {
+            user: t.user.map(str::to_string),
+            host: t.host.to_string(),
+            port: t.port,
+            path: t.path.to_string(),
+            key_file: t.key_file.map(Path::to_path_buf),
+            known_hosts_file: t.known_hosts_file.map(Path::to_path_buf),
+        }
+    }
+
+    fn target(&self) -> SftpTarget<'_> {
+        SftpTarget {
+            user: self.user.as_deref(),
+            host: &self.host,
+            port: self.port,
+            path: &self.path,
+            key_file: self.key_file.as_deref(),
+            known_hosts_file: self.known_hosts_file.as_deref(),
+        }
+    }
+}
+
+/// One `ssh` process and the SFTP session over it.
+struct Conn {
     session: SftpSession,
-    /// The `ssh` process (killed when the backend is dropped).
+    /// The `ssh` process (killed when the connection is dropped).
     child: Mutex<tokio::process::Child>,
     /// The last few KiB of what ssh printed, for error messages.
     stderr: Arc<Mutex<String>>,
+    /// A request saw the connection fail: the next request reconnects.
+    broken: std::sync::atomic::AtomicBool,
+}
+
+impl Conn {
+    /// Whether ssh has exited or a request saw the session break.
+    fn is_gone(&self) -> bool {
+        if self.broken.load(Ordering::Relaxed) {
+            return true;
+        }
+        let _rt = runtime().enter();
+        self.child.lock().unwrap().try_wait().ok().flatten().is_some()
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if !self.broken.load(Ordering::Relaxed) {
+            let _ =
+                runtime().block_on(async { tokio::time::timeout(Duration::from_secs(5), self.session.close()).await });
+        }
+        if let Ok(mut c) = self.child.lock() {
+            let _ = c.start_kill();
+        }
+    }
+}
+
+pub struct SftpBackend {
+    target: OwnedTarget,
+    /// The current connection; replaced when it is gone.
+    conn: Mutex<Arc<Conn>>,
     root: String,
     location: String,
     tmp_counter: AtomicU64,
+    /// How many times the connection was re-established.
+    reconnects: AtomicU64,
 }
 
 impl std::fmt::Debug for SftpBackend {
@@ -220,10 +305,65 @@ fn is_not_found(e: &russh_sftp::client::error::Error) -> bool {
     matches!(e, russh_sftp::client::error::Error::Status(s) if s.status_code == StatusCode::NoSuchFile)
 }
 
+/// Whether the error says the session itself failed (not the server refusing one request):
+/// no status from the server, a timeout, or the client's "connection lost" statuses.
+fn is_connection_error(e: &russh_sftp::client::error::Error) -> bool {
+    use russh_sftp::client::error::Error as E;
+    match e {
+        E::Status(s) => matches!(s.status_code, StatusCode::NoConnection | StatusCode::ConnectionLost),
+        E::IO(_) | E::Timeout | E::UnexpectedPacket | E::UnexpectedBehavior(_) => true,
+        E::Limited(_) => false,
+    }
+}
+
 impl SftpBackend {
     /// Starts `ssh` and opens the SFTP session; a refused host key or login, or a server that
     /// cannot be reached, is an [`Error`] that says which and what to do.
     pub fn connect(t: &SftpTarget<'_>) -> Result<Self, Error> {
+        let conn = open(t).map_err(|(e, _)| e)?;
+        Ok(SftpBackend {
+            target: OwnedTarget::new(t),
+            conn: Mutex::new(Arc::new(conn)),
+            root: t.path.trim_end_matches('/').to_string(),
+            location: t.location(),
+            tmp_counter: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+        })
+    }
+
+    /// How many times the connection was re-established after it was lost.
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// The connection to use: the current one, or a new one when it is gone (a failure to
+    /// reconnect is [`Transient`] when the server could not be reached, permanent when it
+    /// refused the key or host key).
+    fn conn(&self) -> RusticResult<Arc<Conn>> {
+        let mut cur = self.conn.lock().unwrap();
+        if !cur.is_gone() {
+            return Ok(cur.clone());
+        }
+        let t = self.target.target();
+        match open(&t) {
+            Ok(c) => {
+                self.reconnects.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(repository = %self.location, "the SSH connection was lost; reconnected");
+                *cur = Arc::new(c);
+                Ok(cur.clone())
+            }
+            Err((e, transient)) => {
+                let what = format!("reconnecting to {}", self.location);
+                Err(if transient { backend_err(what, Transient(Box::new(e))) } else { backend_err(what, e) })
+            }
+        }
+    }
+}
+
+/// Starts `ssh` and opens the SFTP session; on failure the error and whether it is transient
+/// (the server could not be reached, or did not answer).
+fn open(t: &SftpTarget<'_>) -> Result<Conn, (Error, bool)> {
+    {
         let location = t.location();
         let args = ssh_args(t);
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -239,9 +379,9 @@ impl SftpBackend {
             let mut child = cmd.spawn().map_err(|e| {
                 let err = Error::new(Kind::Unreachable, format!("cannot run `ssh` for {location}: {e}"));
                 if e.kind() == std::io::ErrorKind::NotFound {
-                    err.hint("install the OpenSSH client (Debian: apt-get install openssh-client)")
+                    (err.hint("install the OpenSSH client (Debian: apt-get install openssh-client)"), false)
                 } else {
-                    err
+                    (err, true)
                 }
             })?;
             let out = child.stdout.take().expect("piped stdout");
@@ -284,26 +424,27 @@ impl SftpBackend {
                             Ok(Err(e)) => e.to_string(),
                             _ => "no answer in 90 s".to_string(),
                         };
-                        return Err(Error::new(
-                            Kind::Unreachable,
-                            format!("cannot open an SFTP session on {location}: {why}"),
-                        )
-                        .hint("check that the server is up and offers SFTP, then run again"));
+                        return Err((
+                            Error::new(Kind::Unreachable, format!("cannot open an SFTP session on {location}: {why}"))
+                                .hint("check that the server is up and offers SFTP, then run again"),
+                            true,
+                        ));
                     }
-                    Err(classify_ssh_failure(t, &printed))
+                    {
+                        // Transient only when the server could not be reached: ssh also prints
+                        // "connection closed" after refusing a key or a host key.
+                        let err = classify_ssh_failure(t, &printed);
+                        let transient = err.kind == Kind::Unreachable && err.message.starts_with(UNREACHABLE);
+                        Err((err, transient))
+                    }
                 }
             }
         })?;
-        Ok(SftpBackend {
-            session,
-            child: Mutex::new(child),
-            stderr,
-            root: t.path.trim_end_matches('/').to_string(),
-            location,
-            tmp_counter: AtomicU64::new(0),
-        })
+        Ok(Conn { session, child: Mutex::new(child), stderr, broken: std::sync::atomic::AtomicBool::new(false) })
     }
+}
 
+impl SftpBackend {
     /// The repository in restic's notation.
     pub fn location_name(&self) -> String {
         self.location.clone()
@@ -318,22 +459,24 @@ impl SftpBackend {
         }
     }
 
-    /// `what` failed: adds what ssh printed when the connection is gone.
-    fn fail(&self, what: String, err: russh_sftp::client::error::Error) -> Box<RusticError> {
-        let gone = {
+    /// `what` failed on `c`: a failure of the connection itself marks it for a reconnect and is
+    /// [`Transient`] (with what ssh printed when it exited); the server's refusals are not.
+    fn fail(&self, c: &Conn, what: String, err: russh_sftp::client::error::Error) -> Box<RusticError> {
+        let exited = {
             let _rt = runtime().enter();
-            self.child.lock().unwrap().try_wait().ok().flatten().is_some()
+            c.child.lock().unwrap().try_wait().ok().flatten().is_some()
         };
-        if gone {
-            let printed = self.stderr.lock().unwrap().clone();
+        if exited || is_connection_error(&err) {
+            c.broken.store(true, Ordering::Relaxed);
+            let printed = c.stderr.lock().unwrap().clone();
             let last = printed.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
             let what = format!("{what}: the SSH connection to {} was lost (connection closed; {last})", self.location);
-            return backend_err(what, err);
+            return backend_err(what, Transient(Box::new(err)));
         }
         backend_err(format!("{what} of {}", self.location), err)
     }
 
-    async fn mkdir_p(&self, dir: &str) -> Result<(), russh_sftp::client::error::Error> {
+    async fn mkdir_p(s: &SftpSession, dir: &str) -> Result<(), russh_sftp::client::error::Error> {
         let mut prefix = String::new();
         for part in dir.split('/') {
             if part.is_empty() {
@@ -346,12 +489,13 @@ impl SftpBackend {
                 prefix.push('/');
             }
             prefix.push_str(part);
-            match self.session.create_dir(prefix.as_str()).await {
+            match s.create_dir(prefix.as_str()).await {
                 // Created here: restic's mode (the server's umask gave it 0755).
-                Ok(()) => self.session.set_metadata(prefix.as_str(), mode(crate::local::DIR_MODE)).await?,
+                Ok(()) => s.set_metadata(prefix.as_str(), mode(crate::local::DIR_MODE)).await?,
                 // An existing directory gives a generic failure; only a real directory will do.
-                Err(e) => match self.session.metadata(prefix.as_str()).await {
+                Err(e) => match s.metadata(prefix.as_str()).await {
                     Ok(m) if m.is_dir() => {}
+                    Err(e2) if is_connection_error(&e2) => return Err(e2),
                     _ => return Err(e),
                 },
             }
@@ -359,8 +503,12 @@ impl SftpBackend {
         Ok(())
     }
 
-    async fn list_dir(&self, dir: &str, tpe: FileType) -> Result<Vec<(Id, u32)>, russh_sftp::client::error::Error> {
-        let entries = match self.session.read_dir(dir).await {
+    async fn list_dir(
+        s: &SftpSession,
+        dir: &str,
+        tpe: FileType,
+    ) -> Result<Vec<(Id, u32)>, russh_sftp::client::error::Error> {
+        let entries = match s.read_dir(dir).await {
             Ok(e) => e,
             Err(e) if is_not_found(&e) => return Ok(Vec::new()),
             Err(e) => return Err(e),
@@ -377,11 +525,15 @@ impl SftpBackend {
         Ok(out)
     }
 
-    async fn write_file(&self, path: &str, content: BytesList) -> Result<(), russh_sftp::client::error::Error> {
+    async fn write_file(
+        &self,
+        s: &SftpSession,
+        path: &str,
+        content: BytesList,
+    ) -> Result<(), russh_sftp::client::error::Error> {
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
         let tmp = format!("{path}-tmp-{}-{n}", std::process::id());
-        let mut f = self
-            .session
+        let mut f = s
             .open_with_flags_and_attributes(
                 tmp.as_str(),
                 OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE,
@@ -396,14 +548,14 @@ impl SftpBackend {
         let _ = f.sync_all().await;
         f.shutdown().await?;
         drop(f);
-        if let Err(e) = self.session.rename(tmp.as_str(), path).await {
+        if let Err(e) = s.rename(tmp.as_str(), path).await {
             // SFTP v3 rename does not replace: only an existing target (a rewritten config or
             // a retried write) is removed first.
-            if self.session.try_exists(path).await.unwrap_or(false) {
-                self.session.remove_file(path).await?;
-                self.session.rename(tmp.as_str(), path).await?;
+            if s.try_exists(path).await.unwrap_or(false) {
+                s.remove_file(path).await?;
+                s.rename(tmp.as_str(), path).await?;
             } else {
-                let _ = self.session.remove_file(tmp.as_str()).await;
+                let _ = s.remove_file(tmp.as_str()).await;
                 return Err(e);
             }
         }
@@ -417,47 +569,40 @@ fn mode(bits: u32) -> FileAttributes {
     FileAttributes { permissions: Some(bits), ..FileAttributes::default() }
 }
 
-impl Drop for SftpBackend {
-    fn drop(&mut self) {
-        let _ = runtime().block_on(self.session.close());
-        if let Ok(mut c) = self.child.lock() {
-            let _ = c.start_kill();
-        }
-    }
-}
-
 impl ReadBackend for SftpBackend {
     fn location(&self) -> String {
         self.location.clone()
     }
 
     fn list_with_size(&self, tpe: FileType) -> RusticResult<Vec<(Id, u32)>> {
+        let c = self.conn()?;
+        let s = &c.session;
         runtime().block_on(async {
             if tpe == FileType::Config {
                 let path = format!("{}/config", self.root);
-                return match self.session.metadata(path.as_str()).await {
+                return match s.metadata(path.as_str()).await {
                     Ok(m) => Ok(vec![(Id::default(), m.size.unwrap_or(0).try_into().unwrap_or(u32::MAX))]),
                     Err(e) if is_not_found(&e) => Ok(Vec::new()),
-                    Err(e) => Err(self.fail("reading the config".into(), e)),
+                    Err(e) => Err(self.fail(&c, "reading the config".into(), e)),
                 };
             }
             let dir = format!("{}/{}", self.root, tpe.dirname());
             if tpe != FileType::Pack {
-                return self.list_dir(&dir, tpe).await.map_err(|e| self.fail(format!("listing {dir}"), e));
+                return Self::list_dir(s, &dir, tpe).await.map_err(|e| self.fail(&c, format!("listing {dir}"), e));
             }
-            let subdirs = match self.session.read_dir(dir.as_str()).await {
+            let subdirs = match s.read_dir(dir.as_str()).await {
                 Ok(e) => e,
                 Err(e) if is_not_found(&e) => return Ok(Vec::new()),
-                Err(e) => return Err(self.fail(format!("listing {dir}"), e)),
+                Err(e) => return Err(self.fail(&c, format!("listing {dir}"), e)),
             };
             let subs: Vec<String> =
                 subdirs.filter(|e| e.file_type().is_dir()).map(|e| format!("{dir}/{}", e.file_name())).collect();
             // 256 directories: 16 listings in flight at a time, not one round trip after another.
             let mut out = Vec::new();
             for chunk in subs.chunks(16) {
-                let listed = futures_join(chunk.iter().map(|sub| self.list_dir(sub, tpe))).await;
+                let listed = futures_join(chunk.iter().map(|sub| Self::list_dir(s, sub, tpe))).await;
                 for (sub, r) in chunk.iter().zip(listed) {
-                    out.extend(r.map_err(|e| self.fail(format!("listing {sub}"), e))?);
+                    out.extend(r.map_err(|e| self.fail(&c, format!("listing {sub}"), e))?);
                 }
             }
             Ok(out)
@@ -466,24 +611,42 @@ impl ReadBackend for SftpBackend {
 
     fn read_full(&self, tpe: FileType, id: &Id) -> RusticResult<Bytes> {
         let path = self.path(tpe, id);
+        let c = self.conn()?;
         runtime()
-            .block_on(self.session.read(path.as_str()))
+            .block_on(c.session.read(path.as_str()))
             .map(Bytes::from)
-            .map_err(|e| self.fail(format!("reading {path}"), e))
+            .map_err(|e| self.fail(&c, format!("reading {path}"), e))
     }
 
     fn read_partial(&self, tpe: FileType, id: &Id, _cacheable: bool, offset: u32, length: u32) -> RusticResult<Bytes> {
         let path = self.path(tpe, id);
-        runtime()
+        let c = self.conn()?;
+        let (buf, got) = runtime()
             .block_on(async {
-                let mut f = self.session.open(path.as_str()).await?;
+                let mut f = c.session.open(path.as_str()).await?;
                 f.seek(std::io::SeekFrom::Start(u64::from(offset))).await?;
                 let mut buf = vec![0u8; length as usize];
-                f.read_exact(&mut buf).await?;
+                let mut got = 0;
+                while got < buf.len() {
+                    let n = f.read(&mut buf[got..]).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    got += n;
+                }
                 drop(f);
-                Ok::<_, russh_sftp::client::error::Error>(Bytes::from(buf))
+                Ok::<_, russh_sftp::client::error::Error>((buf, got))
             })
-            .map_err(|e| self.fail(format!("reading {path}"), e))
+            .map_err(|e| self.fail(&c, format!("reading {path}"), e))?;
+        if got < buf.len() {
+            // The file is shorter than the range: the server said so (end of file), not the
+            // connection; never retried.
+            return Err(RusticError::new(
+                ErrorKind::Backend,
+                format!("reading {path} of {}: the file ends after {got} of {} bytes", self.location, buf.len()),
+            ));
+        }
+        Ok(Bytes::from(buf))
     }
 
     fn warmup_path(&self, tpe: FileType, id: &Id) -> String {
@@ -494,6 +657,8 @@ impl ReadBackend for SftpBackend {
 impl WriteBackend for SftpBackend {
     /// The repository's directories, as restic creates them (also `data/00` … `data/ff`).
     fn create(&self) -> RusticResult<()> {
+        let c = self.conn()?;
+        let s = &c.session;
         runtime().block_on(async {
             let mut dirs = vec![self.root.clone()];
             for tpe in [FileType::Key, FileType::Snapshot, FileType::Index, FileType::Pack] {
@@ -501,13 +666,13 @@ impl WriteBackend for SftpBackend {
             }
             dirs.push(format!("{}/locks", self.root));
             for d in &dirs {
-                self.mkdir_p(d).await.map_err(|e| self.fail(format!("creating {d}"), e))?;
+                Self::mkdir_p(s, d).await.map_err(|e| self.fail(&c, format!("creating {d}"), e))?;
             }
             let subdirs: Vec<String> = (0..=255u8).map(|i| format!("{}/data/{i:02x}", self.root)).collect();
             for chunk in subdirs.chunks(16) {
-                let made = futures_join(chunk.iter().map(|d| self.mkdir_p(d))).await;
+                let made = futures_join(chunk.iter().map(|d| Self::mkdir_p(s, d))).await;
                 for (d, r) in chunk.iter().zip(made) {
-                    r.map_err(|e| self.fail(format!("creating {d}"), e))?;
+                    r.map_err(|e| self.fail(&c, format!("creating {d}"), e))?;
                 }
             }
             Ok(())
@@ -516,15 +681,19 @@ impl WriteBackend for SftpBackend {
 
     fn write_bytes(&self, tpe: FileType, id: &Id, _cacheable: bool, content: BytesList) -> RusticResult<()> {
         let path = self.path(tpe, id);
-        runtime().block_on(self.write_file(&path, content)).map_err(|e| self.fail(format!("writing {path}"), e))
+        let c = self.conn()?;
+        runtime()
+            .block_on(self.write_file(&c.session, &path, content))
+            .map_err(|e| self.fail(&c, format!("writing {path}"), e))
     }
 
     fn remove(&self, tpe: FileType, id: &Id, _cacheable: bool) -> RusticResult<()> {
         let path = self.path(tpe, id);
-        match runtime().block_on(self.session.remove_file(path.as_str())) {
+        let c = self.conn()?;
+        match runtime().block_on(c.session.remove_file(path.as_str())) {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(self.fail(format!("removing {path}"), e)),
+            Err(e) => Err(self.fail(&c, format!("removing {path}"), e)),
         }
     }
 }

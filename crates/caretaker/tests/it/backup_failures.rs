@@ -127,9 +127,10 @@ fn s3_endpoint_down_is_unreachable() {
     std::fs::write(media.join("a.txt"), "a").unwrap();
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let ct = s.write_config(&format!(
-        "version: 1\napp:\n  name: bkfail\nfiles: [ \"{}\" ]\nbackup:\n  repository: \"s3:http://127.0.0.1:{free}/bkt/app\"\n  password: \"{PASSWORD}\"\n  s3: {{ access_key_id: AKIDTEST, secret_access_key: \"s3-SECRET-test\" }}\n",
+        "version: 1\napp:\n  name: bkfail\nfiles: [ \"{}\" ]\nbackup:\n  repository: \"s3:http://127.0.0.1:{free}/bkt/app\"\n  password: \"{PASSWORD}\"\n  s3: {{ access_key_id: AKIDTEST, secret_access_key: \"s3-SECRET-test\" }}\n  retry: {{ max_time: 3s }}\n",
         media.display()
     ));
+    // Retried (connection refused is transient) for at most 3 s, then named.
     let out = ct.run(&["backup", "run"]);
     unavailable(&out, &["unreachable", &format!("127.0.0.1:{free}"), "hint: check the network"]);
     assert!(!stderr_of(&out).contains("s3-SECRET-test"), "the secret key is never printed");

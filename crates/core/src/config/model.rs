@@ -491,6 +491,22 @@ pub struct Backup {
     pub max_shrink_percent: u8,
     pub sftp: Option<SftpOptions>,
     pub s3: Option<S3Options>,
+    /// Retries of failed requests to a remote (S3/SFTP) repository (docs/backup.md "Retries").
+    pub retry: Retry,
+}
+
+/// `backup.retry`: how long a remote repository's transient failures are retried.
+#[derive(Clone, Debug, Serialize)]
+pub struct Retry {
+    /// Total time one request may spend in retries before the backup fails (0: no retries).
+    #[serde(serialize_with = "ser_duration")]
+    pub max_time: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry { max_time: Duration::from_secs(10 * 60) }
+    }
 }
 
 /// A backup repository location, in restic's notation.

@@ -1010,6 +1010,14 @@ fn backup(cx: &mut Cx, node: &Node, path: &str) -> Option<Backup> {
         }
         Some(S3Options { access_key_id: id?, secret_access_key: key?, region })
     });
+    let retry = m
+        .opt(cx, "retry", |cx, n, p| {
+            let mut m = cx.map(n, p)?;
+            let max_time = m.opt(cx, "max_time", duration).unwrap_or(Retry::default().max_time);
+            m.finish(cx);
+            Some(Retry { max_time })
+        })
+        .unwrap_or_default();
     let span = *m.span();
     m.finish(cx);
     let repository = repository?;
@@ -1032,6 +1040,7 @@ fn backup(cx: &mut Cx, node: &Node, path: &str) -> Option<Backup> {
         max_shrink_percent,
         sftp,
         s3,
+        retry,
     })
 }
 

@@ -792,4 +792,21 @@ fn diagnostics_never_quote_secret_values() {
         assert!(!shown.contains("SECRET"), "{shown}");
         assert!(shown.contains("***"), "{shown}");
     }
+
+#[test]
+fn backup_retry_max_time_defaults_to_ten_minutes_and_can_be_set_or_turned_off() {
+    let base =
+        "version: 1\napp:\n  name: x\nfiles: [/f]\nbackup:\n  repository: /srv/b\n  password: \"0123456789abcdef\"\n";
+    let cfg = load_str(base).unwrap().config;
+    assert_eq!(cfg.backup.unwrap().retry.max_time, std::time::Duration::from_secs(600));
+    for (value, secs) in [("30m", 1800), ("0s", 0)] {
+        let text = format!("{base}  retry: {{ max_time: {value} }}\n");
+        let cfg = load_str(&text).unwrap_or_else(|d| panic!("{value}: {}", d.render(&text))).config;
+        assert_eq!(cfg.backup.unwrap().retry.max_time, std::time::Duration::from_secs(secs), "{value}");
+    }
+    let text = format!("{base}  retry: {{ max_time: soon }}\n");
+    let d = load_str(&text).unwrap_err();
+    assert!(d.0[0].message.contains("backup.retry.max_time"), "{:?}", d.0);
+    let text = format!("{base}  retry: {{ attempts: 5 }}\n");
+    assert!(load_str(&text).is_err(), "an unknown key under backup.retry is refused");
 }
