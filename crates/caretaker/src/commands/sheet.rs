@@ -163,6 +163,16 @@ pub fn cloud_init(global: &Global, args: &CloudInitArgs) -> Result<Code> {
         recover: args.recover,
         hostname: args.hostname.clone(),
     };
+    let targets: Vec<std::path::PathBuf> = match (&args.out, &args.user_data) {
+        (Some(out), _) => vec![out.clone()],
+        (None, Some(dir)) => vec![dir.join("user-data"), dir.join("meta-data")],
+        (None, None) => Vec::new(),
+    };
+    if let Some(t) = targets.iter().find(|t| t.exists()).filter(|_| !args.force) {
+        return Err(Failure::new(Code::Refused, format!("{} exists", t.display()))
+            .hint("pass --force to overwrite it, or choose another path")
+            .into());
+    }
     let written = if let Some(out) = &args.out {
         let tool = seed::write_iso(&s, out, args.force).map_err(|e| match e {
             seed::SeedError::NoIsoTool => Failure::new(Code::Unavailable, e.to_string()).hint(

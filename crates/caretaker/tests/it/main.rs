@@ -18,6 +18,7 @@ mod observe;
 mod recover;
 mod recover_code;
 mod secrets;
+mod sheet;
 mod status_page;
 mod supervisor;
 mod update;
