@@ -32,6 +32,8 @@ pub struct SheetInfo {
     pub date: String,
     /// Where the config lives on the server, printed in the recovery steps.
     pub config_path: String,
+    /// Warnings printed in bold under the header (e.g. secrets the config only points at).
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,6 +204,10 @@ fn text_pages(info: &SheetInfo, text: &str, sha: &str, len: usize, codes: usize)
         "This sheet holds every secret of the app, the backup repository password included. \
          Whoever holds it can read and delete the backups. Keep it locked away, offline; shred old copies.",
     );
+    for n in &info.notes {
+        w.gap(4.0);
+        w.para(b"F2", 10.0, n);
+    }
     w.gap(6.0);
     w.line(b"F2", 12.0, "How to recover on a new machine");
     let steps = [
@@ -343,6 +349,7 @@ mod tests {
             domain: Some("shop.example.org".into()),
             date: "2026-12-04 21:00 UTC".into(),
             config_path: "/etc/caretaker/caretaker.yml".into(),
+            notes: vec![],
         };
         let cfg = b"version: 1\napp:\n  name: shop\n".repeat(50);
         let pdf = render(&info, &cfg).unwrap();

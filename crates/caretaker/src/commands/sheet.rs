@@ -68,9 +68,30 @@ fn write_private(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
 pub fn sheet(global: &Global, args: &SheetArgs) -> Result<Code> {
     let (path, config, app, domain) = config_bytes(global)?;
     let config_path = std::path::absolute(&path).unwrap_or(path.clone()).display().to_string();
+    let refs = caretaker_sheet::refs::external_references(&String::from_utf8_lossy(&config));
+    let mut notes = Vec::new();
+    if !refs.is_empty() {
+        let list: Vec<String> = refs.iter().map(|(n, k)| format!("line {n}: {k}")).collect();
+        notes.push(format!(
+            "Not on this sheet: the config reads {} secret(s) from files or the environment ({}). Keep those with the sheet.",
+            refs.len(),
+            list.join(", ")
+        ));
+        eprintln!(
+            "warning: the config reads {} secret(s) from files or the environment, which the sheet does not hold ({}); \
+             keep those with the sheet, or put the values in the config",
+            refs.len(),
+            list.join(", ")
+        );
+    }
     let now = jiff::Timestamp::now();
-    let info =
-        pdf::SheetInfo { app: app.clone(), domain, date: now.strftime("%Y-%m-%d %H:%M UTC").to_string(), config_path };
+    let info = pdf::SheetInfo {
+        app: app.clone(),
+        domain,
+        date: now.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+        config_path,
+        notes,
+    };
     let bytes = pdf::render(&info, &config).map_err(|e| Failure::new(Code::Failure, e.to_string()))?;
     write_private(&args.out, &bytes, args.force)?;
     let codes = chunk::encode(&config, chunk::DEFAULT_CHUNK).len();
