@@ -24,9 +24,18 @@ fn require_tool(tool: &str, package: &str) -> bool {
     false
 }
 
+const SECRET: &str = "s3cr3t-k3y-\u{e9}t\u{e9}-0123456789abcdef";
+
 fn short_config() -> String {
-    "version: 1\napp:\n  name: shop\n  domain: shop.example.org\n  env:\n    DJANGO_SECRET_KEY: { secret: \"s3cr3t-k3y-\u{e9}t\u{e9}-0123456789abcdef\" }\nservices:\n  web: python3 -m http.server 8080 --bind 127.0.0.1\n"
-        .to_string()
+    format!(
+        "version: 1\napp:\n  name: shop\n  domain: shop.example.org\n  env:\n    DJANGO_SECRET_KEY: {{ secret: \"{SECRET}\" }}\nservices:\n  web: python3 -m http.server 8080 --bind 127.0.0.1\n"
+    )
+}
+
+/// Neither stdout nor stderr shows the config's secret.
+fn assert_quiet(out: &std::process::Output) {
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr_of(out));
+    assert!(!text.contains(SECRET), "a secret was printed:\n{text}");
 }
 
 /// About 10 KB, mostly long random-looking secrets.
@@ -60,6 +69,7 @@ fn sheet_and_pages(s: &Scratch, config: &str) -> (PathBuf, Vec<PathBuf>) {
     let out = ct.run(&["config", "sheet", "--out", pdf.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(stderr_of(&out).contains("holds every secret"), "{}", stderr_of(&out));
+    assert_quiet(&out);
     assert_eq!(mode(&pdf), 0o600);
     let pages = s.path().join("pages");
     std::fs::create_dir(&pages).unwrap();
@@ -85,8 +95,26 @@ fn sheet_round_trips_a_short_config_through_pdftoppm_and_from_its_own_pdf() {
     let back = s.path().join("back.yml");
     let out = from_qr(&pages, &back, &[]);
     assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_quiet(&out);
     assert_eq!(std::fs::read(&back).unwrap(), config.as_bytes());
     assert_eq!(mode(&back), 0o600);
+
+    // A JPEG scan works as well.
+    let jpeg = s.path().join("scan");
+    let r = Command::new("pdftoppm")
+        .args(["-r", "150", "-jpeg", "-singlefile", "-f"])
+        .arg(pages.len().to_string())
+        .args(["-l"])
+        .arg(pages.len().to_string())
+        .arg(&pdf)
+        .arg(&jpeg)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "pdftoppm: {}", stderr_of(&r));
+    let from_jpeg = s.path().join("from-jpeg.yml");
+    let out = from_qr(&[s.path().join("scan.jpg")], &from_jpeg, &[]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(std::fs::read(&from_jpeg).unwrap(), config.as_bytes());
 
     // An existing file is kept unless --force.
     let again = from_qr(&pages, &back, &[]);
@@ -213,6 +241,7 @@ fn cloud_init_seed_passes_the_schema_check_and_the_iso_lists_its_files() {
         "--recover",
     ]);
     assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_quiet(&out);
     let user_data = std::fs::read_to_string(dir.join("user-data")).unwrap();
     assert_eq!(mode(&dir.join("user-data")), 0o600);
     assert!(user_data.contains("'recover'"));
@@ -273,4 +302,21 @@ fn cloud_init_seed_passes_the_schema_check_and_the_iso_lists_its_files() {
         .unwrap();
     assert_eq!(none.status.code(), Some(6), "{}", stderr_of(&none));
     assert!(stderr_of(&none).contains("xorriso"), "{}", stderr_of(&none));
+}
+
+#[test]
+fn sheet_names_the_secrets_the_config_only_points_at() {
+    let s = Scratch::new();
+    let key = s.write("django.key", "kept-in-a-file\n", 0o600);
+    let config = format!(
+        "version: 1\napp:\n  name: shop\n  env:\n    DJANGO_SECRET_KEY: {{ secret_file: {} }}\nservices:\n  web: python3 -m http.server 8080 --bind 127.0.0.1\n",
+        key.display()
+    );
+    let ct = s.write_config(&config);
+    let pdf = s.path().join("sheet.pdf");
+    let out = ct.run(&["config", "sheet", "--out", pdf.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert!(err.contains("line 5: secret_file"), "{err}");
+    assert!(!err.contains("kept-in-a-file"), "{err}");
 }
