@@ -121,6 +121,71 @@ pub enum ConfigCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a printable recovery sheet (PDF): the config as text and as redundant QR codes.
+    /// It holds every secret: keep it offline (docs/recovery-sheet.md)
+    Sheet(SheetArgs),
+    /// Rebuild the config from the recovery sheet's QR codes (PNG/JPEG scans, or the sheet PDF)
+    FromQr(FromQrArgs),
+    /// Write a cloud-init NoCloud seed (ISO labelled cidata, or user-data + meta-data files)
+    /// that installs caretaker and this config on a new machine's first boot
+    CloudInit(CloudInitArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SheetArgs {
+    /// Where to write the PDF (mode 0600)
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: PathBuf,
+    /// Overwrite an existing file
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct FromQrArgs {
+    /// Scans of the sheet's QR codes (PNG or JPEG, several codes per image are fine), or the
+    /// sheet PDF caretaker wrote
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Where to write the config (mode 0600)
+    #[arg(long, short = 'o', value_name = "FILE", default_value = "caretaker.yml")]
+    pub out: PathBuf,
+    /// Overwrite an existing file
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("dest").required(true).args(["out", "user_data"])))]
+#[command(group(clap::ArgGroup::new("bin").required(true).args(["binary_url", "binary"])))]
+pub struct CloudInitArgs {
+    /// Write an ISO 9660 image labelled cidata (needs xorriso or genisoimage)
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Write user-data and meta-data into this directory instead
+    #[arg(long, value_name = "DIR")]
+    pub user_data: Option<PathBuf>,
+    /// Download caretaker from this URL on first boot
+    #[arg(long, value_name = "URL")]
+    pub binary_url: Option<String>,
+    /// SHA-256 (hex) the downloaded binary must have
+    #[arg(long, value_name = "HEX", requires = "binary_url")]
+    pub binary_sha256: Option<String>,
+    /// Carry this caretaker binary inside the seed
+    #[arg(long, value_name = "FILE")]
+    pub binary: Option<PathBuf>,
+    /// Where the config goes on the new machine
+    #[arg(long, value_name = "PATH", default_value = "/etc/caretaker/caretaker.yml")]
+    pub config_path: String,
+    /// Run `caretaker recover` (restore from the latest backup) before starting the app
+    #[arg(long)]
+    pub recover: bool,
+    /// The new machine's hostname
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Overwrite existing files
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -42,6 +42,9 @@ fn main() {
     let result = match &cli.command {
         Command::Config(ConfigCommand::Check { json }) => commands::config::check(&cli.global, *json),
         Command::Config(ConfigCommand::Show { json }) => commands::config::show(&cli.global, *json),
+        Command::Config(ConfigCommand::Sheet(a)) => commands::sheet::sheet(&cli.global, a),
+        Command::Config(ConfigCommand::FromQr(a)) => commands::sheet::from_qr(a),
+        Command::Config(ConfigCommand::CloudInit(a)) => commands::sheet::cloud_init(&cli.global, a),
         Command::Init(a) => commands::init::run(&cli.global, a),
         Command::Jobs(a) => commands::jobs::run(&cli.global, a),
         Command::Maintenance(c) => commands::maintenance::run(&cli.global, c),

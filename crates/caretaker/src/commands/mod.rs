@@ -19,6 +19,7 @@ pub mod notify;
 pub mod recover;
 pub mod restart;
 pub mod schedule;
+pub mod sheet;
 pub mod silence;
 pub mod status;
 pub mod status_page;

@@ -25,6 +25,7 @@ mod recover_code;
 mod restore_filetypes;
 mod scheduler;
 mod secrets;
+mod sheet;
 mod status_page;
 mod supervisor;
 mod update;
