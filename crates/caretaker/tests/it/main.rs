@@ -20,6 +20,7 @@ mod observe;
 mod prod;
 mod recover;
 mod recover_code;
+mod reload;
 mod restore_filetypes;
 mod secrets;
 mod status_page;
