@@ -428,6 +428,8 @@ impl ComposeDaemon {
         };
         let names = self.watch.names();
         self.watch.sync_services(crate::compose::watch_specs(&new, &names));
+        // A service that just got a health check is probed at once (the loop ticks it).
+        self.watch.schedule_probes(Instant::now());
         self.keep = crate::compose::keep_running(&new, &self.model);
         self.config = new;
         if let Some(p) = prepared {

@@ -64,7 +64,7 @@ pub fn plan(old: &Config, new: &Config) -> ReloadPlan {
 
     p.rebind = old.http.listen != new.http.listen
         || old.front_door.as_ref().map(|f| &f.listen) != new.front_door.as_ref().map(|f| &f.listen);
-    let sections: [(&str, fn(&Config) -> serde_json::Value); 12] = [
+    let sections: [Section; 16] = [
         ("http", |c| json(&c.http)),
         ("front_door", |c| json(&c.front_door)),
         ("alerts", |c| json(&c.alerts)),
@@ -77,18 +77,12 @@ pub fn plan(old: &Config, new: &Config) -> ReloadPlan {
         ("timezone", |c| json(&c.timezone)),
         ("maintenance", |c| json(&c.maintenance)),
         ("compose", |c| json(&c.compose)),
-    ];
-    for (name, get) in sections {
-        if get(old) != get(new) {
-            p.sections.push(name.to_string());
-        }
-    }
-    for (name, get) in [
-        ("database", (|c| json(&c.database)) as fn(&Config) -> serde_json::Value),
+        ("database", |c| json(&c.database)),
         ("files", |c| json(&c.files)),
         ("logs", |c| json(&c.logs)),
         ("app", |c| json(&c.app)),
-    ] {
+    ];
+    for (name, get) in sections {
         if get(old) != get(new) {
             p.sections.push(name.to_string());
         }
@@ -96,11 +90,14 @@ pub fn plan(old: &Config, new: &Config) -> ReloadPlan {
     // A changed secret anywhere (SMTP password, webhook URL...) serializes as `***` both
     // times; compare the values themselves.
     let secrets = |c: &Config| c.secrets().into_iter().map(|s| s.expose().to_string()).collect::<Vec<_>>();
-    if secrets(old) != secrets(new) && !p.sections.iter().any(|s| s == "secrets") {
+    if secrets(old) != secrets(new) {
         p.sections.push("secrets".to_string());
     }
     p
 }
+
+/// A config section by name, and how to read it for comparison.
+type Section = (&'static str, fn(&Config) -> serde_json::Value);
 
 fn json<T: Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)

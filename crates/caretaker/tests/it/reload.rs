@@ -204,3 +204,46 @@ fn the_systemd_unit_reloads_through_caretaker_reload() {
     let reload = text.lines().find_map(|l| l.strip_prefix("ExecReload=")).expect(&text);
     assert!(reload.starts_with(crate::BIN) && reload.ends_with(" reload"), "{reload}");
 }
+
+#[test]
+fn a_compose_app_follows_reloaded_service_settings_and_listeners_without_recreating_containers() {
+    let Some(mut app) = crate::compose::ComposeApp::new() else { return };
+    let port = free_port();
+    app.write(
+        "docker-compose.yml",
+        &format!(
+            r#"version: "3.7"
+services:
+  web:
+    image: {base}
+    command: ["demo-app", "serve", "--listen", "0.0.0.0:8000", "--allow-pending"]
+    ports: ["127.0.0.1:{port}:8000"]
+    restart: unless-stopped
+"#,
+            base = app.base
+        ),
+    );
+    app.config("compose: {}");
+    app.ct.expect(&["up", "--timeout", "120"], 0);
+    let web = app.service("web");
+    assert_eq!((web["state"].as_str(), web["health"].as_str()), (Some("running"), Some("none")), "{web}");
+    let container = crate::compose::docker(&["inspect", "--format", "{{.Id}}", &format!("{}_web_1", app.project)]);
+
+    // A health check for the service and a new HTTP listener.
+    let old_port = app.http_port;
+    app.http_port = free_port();
+    app.config(&format!(
+        "compose:\n  services:\n    web: {{ health: {{ http: \"http://127.0.0.1:{port}/healthz\", interval: 1s, timeout: 1s }} }}"
+    ));
+    let out = app.ct.expect(&["reload"], 0);
+    assert!(out.contains("compose") && out.contains("http") && out.contains("listeners: bound"), "{out}");
+    wait_until(Duration::from_secs(30), "the new health check to pass", || {
+        (app.service("web")["health"] == "healthy").then_some(())
+    });
+    assert_eq!(http_get(app.http_port, "/metrics").map(|r| r.0), Some(200));
+    wait_until(Duration::from_secs(20), "the old port to be closed", || {
+        std::net::TcpStream::connect(("127.0.0.1", old_port)).is_err().then_some(())
+    });
+    let same = crate::compose::docker(&["inspect", "--format", "{{.Id}}", &format!("{}_web_1", app.project)]);
+    assert_eq!(same, container, "the container was not recreated");
+}
