@@ -31,6 +31,7 @@ use caretaker_supervisor::logfile::{self, RotatingLog};
 use caretaker_supervisor::machine::{Action, AppEvent, Event, Exit, Phase, ServiceSpec, Supervisor};
 use caretaker_supervisor::process::{self, Launch, Record, Records};
 use caretaker_supervisor::protocol::{ReloadReport, Request, Response, ServiceStatus, StatusReport, SOCKET_NAME};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -385,7 +386,11 @@ impl Surroundings {
         tracing::info!("http listener on {http_addr} (GET /metrics)");
         if let (Some(listener), Some(fd)) = (&p.front_door, &config.front_door) {
             let settings = caretaker_frontdoor::Settings::from_config(&config.app.name, fd);
-            let listener = tokio::net::TcpListener::from_std(listener.try_clone()?)?;
+            let dup = listener.try_clone()?;
+            // A socket systemd passed stays one in its duplicate (the front door stops
+            // accepting on SIGTERM and leaves it to systemd).
+            crate::listen::note_duplicate(listener.as_raw_fd(), dup.as_raw_fd());
+            let listener = tokio::net::TcpListener::from_std(dup)?;
             crate::web::spawn_front_door(settings, listener, self.mode.subscribe(), shutdown.clone())?;
             tracing::info!("front door on {} → {}", fd.listen, fd.upstream);
         }
