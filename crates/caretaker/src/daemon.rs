@@ -109,6 +109,9 @@ pub fn run(app: AppContext, allow_world_readable_config: bool) -> Result<()> {
 }
 
 async fn run_async(app: AppContext, allow_world_readable_config: bool) -> Result<()> {
+    // SIGHUP's default action ends the process: catch it from the start (tokio keeps the
+    // handler installed); one that comes before the event loop listens is not acted on.
+    let _hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     // Bind the listeners first: a port in use ends the daemon before anything starts.
     let listeners = Listeners::bind(&app.config).await?;
     if app.config.compose.is_some() {
