@@ -59,6 +59,9 @@ pub enum Command {
     Down(DownArgs),
     /// Restart one service, or all of them
     Restart(RestartArgs),
+    /// Make the running daemon read its config again (as SIGHUP does): restarts the services
+    /// whose definition changed; listeners, schedules, alerts and the status page follow
+    Reload(ReloadArgs),
     /// Update the app to a new release from its git source, rolling back on any failure
     Update(UpdateArgs),
     /// Return to the release deployed before the current one (code only)
@@ -451,6 +454,16 @@ pub struct RestartArgs {
     /// Give up waiting for health after this many seconds
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct ReloadArgs {
+    /// Give up waiting for the daemon's answer (its restarts) after this many seconds
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

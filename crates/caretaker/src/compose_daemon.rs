@@ -26,7 +26,7 @@ use caretaker_core::config::{Config, Probe};
 use caretaker_state::Store;
 use caretaker_supervisor::logfile::{self, RotatingLog};
 use caretaker_supervisor::machine::{Health, Phase};
-use caretaker_supervisor::protocol::{Request, Response, StatusReport};
+use caretaker_supervisor::protocol::{ReloadReport, Request, Response, StatusReport};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -88,6 +88,9 @@ struct ComposeDaemon {
     exit_after: Option<u64>,
     /// The services an update keeps running, from the compose file last read.
     keep: Vec<String>,
+    /// The compose file last read (a reload works out `keep` again from it).
+    model: caretaker_compose::model::ProjectModel,
+    allow_world_readable_config: bool,
     down_since: Vec<(String, Option<jiff::Timestamp>)>,
     view: watch::Sender<ServicesView>,
     mode: watch::Sender<caretaker_core::mode::Mode>,
@@ -114,7 +117,7 @@ pub async fn run(app: AppContext, allow_world_readable_config: bool, listeners: 
     let watch = ComposeWatch::new(crate::compose::watch_specs(&app.config, &services.service_names()));
 
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let around = Surroundings::start(&app, allow_world_readable_config, listeners, tx.clone(), |request, reply| {
+    let mut around = Surroundings::start(&app, allow_world_readable_config, listeners, tx.clone(), |request, reply| {
         Msg::Control { request, reply }
     })
     .await?;
@@ -147,6 +150,8 @@ pub async fn run(app: AppContext, allow_world_readable_config: bool, listeners: 
         done_op: 0,
         exit_after: None,
         keep,
+        model: services,
+        allow_world_readable_config,
         view: around.view.clone(),
         mode: around.mode.clone(),
     };
@@ -166,6 +171,7 @@ pub async fn run(app: AppContext, allow_world_readable_config: bool, listeners: 
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     loop {
         let deadline = d.watch.next_deadline();
         let sleep = async {
@@ -175,7 +181,11 @@ pub async fn run(app: AppContext, allow_world_readable_config: bool, listeners: 
             }
         };
         tokio::select! {
-            Some(msg) = rx.recv() => d.handle(msg),
+            Some(msg) = rx.recv() => match msg {
+                Msg::Control { request: Request::Reload, reply } => d.reload(&mut around, Some(reply), "reload").await,
+                msg => d.handle(msg),
+            },
+            _ = hup.recv() => d.reload(&mut around, None, "SIGHUP").await,
             _ = sleep => {
                 let acts = d.watch.tick(Instant::now());
                 d.execute(acts);
@@ -305,6 +315,7 @@ impl ComposeDaemon {
                 }
                 if let Some(m) = model {
                     self.keep = crate::compose::keep_running(&self.config, &m);
+                    self.model = m.clone();
                     let names = m.service_names();
                     if names != self.watch.names() {
                         tracing::info!("compose services: {}", names.join(", "));
@@ -383,6 +394,64 @@ impl ComposeDaemon {
         }
     }
 
+    /// A reload (`caretaker reload`, SIGHUP; docs/daemon.md): the listeners, alert rules,
+    /// schedules and status page follow the new config, and so do caretaker's settings of the
+    /// compose services (health checks, `critical`, `keep_running`). The containers are not
+    /// recreated: their definitions are the compose file's, which `caretaker up` or an update
+    /// applies.
+    async fn reload(&mut self, around: &mut Surroundings, reply: Option<oneshot::Sender<Response>>, by: &str) {
+        let answer = |reply: Option<oneshot::Sender<Response>>, r: Response| {
+            if let Some(reply) = reply {
+                let _ = reply.send(r);
+            }
+        };
+        if self.exit_after.is_some() {
+            tracing::warn!("{by}: not now, the daemon is shutting down");
+            return answer(reply, Response::Error { message: "cannot reload: the daemon is shutting down".into() });
+        }
+        let new =
+            match crate::daemon::read_new_config(&self.config_path, self.allow_world_readable_config, &self.config) {
+                Ok(c) => c,
+                Err(problems) => {
+                    tracing::error!("{by}: the new config was refused, the running one stays:\n{problems}");
+                    return answer(reply, Response::Refused { problems });
+                }
+            };
+        let plan = caretaker_core::reload::plan(&self.config, &new);
+        let prepared = match around.prepare(&plan, &self.config, &new).await {
+            Ok(p) => p,
+            Err(e) => {
+                let problems = format!("{e:#}");
+                tracing::error!("{by}: the new config was refused, the running one stays:\n{problems}");
+                return answer(reply, Response::Refused { problems });
+            }
+        };
+        let names = self.watch.names();
+        self.watch.sync_services(crate::compose::watch_specs(&new, &names));
+        // A service that just got a health check is probed at once (the loop ticks it).
+        self.watch.schedule_probes(Instant::now());
+        self.keep = crate::compose::keep_running(&new, &self.model);
+        self.config = new;
+        if let Some(p) = prepared {
+            if let Err(e) = around.switch(p) {
+                tracing::error!("{by}: cannot start the listeners, alerts and scheduler of the new config: {e:#}");
+            }
+        }
+        let mut notes = Vec::new();
+        if plan.sections.iter().any(|s| s == "compose") {
+            notes.push("compose service settings apply now; containers are recreated from the compose file by `caretaker up` or an update".to_string());
+        }
+        let report = ReloadReport {
+            unchanged: names,
+            sections: plan.sections,
+            rebound: plan.rebind,
+            notes,
+            ..Default::default()
+        };
+        tracing::info!("{by}: done — sections [{}]", report.sections.join(", "));
+        answer(reply, Response::Reloaded(report));
+    }
+
     fn control(&mut self, request: Request, reply: oneshot::Sender<Response>) {
         if self.exit_after.is_some() && !matches!(request, Request::Status | Request::ModeChanged) {
             let _ = reply.send(Response::Error { message: "the daemon is shutting down".into() });
@@ -394,6 +463,10 @@ impl ComposeDaemon {
             }
             Request::ModeChanged => {
                 let _ = reply.send(crate::web::reload_mode(&self.store, &self.mode));
+            }
+            // Taken by the event loop (it awaits the listeners); never reaches here.
+            Request::Reload => {
+                let _ = reply.send(Response::Error { message: "reload is handled by the event loop".into() });
             }
             Request::Up => {
                 let acts = self.watch.request(WatchRequest::Up);

@@ -25,11 +25,13 @@ use anyhow::{Context, Result};
 use caretaker_core::alert::ServiceObs;
 use caretaker_core::config::{Config, Probe, Service};
 use caretaker_core::mode::Mode;
+use caretaker_core::reload::ReloadPlan;
 use caretaker_state::Store;
 use caretaker_supervisor::logfile::{self, RotatingLog};
 use caretaker_supervisor::machine::{Action, AppEvent, Event, Exit, Phase, ServiceSpec, Supervisor};
 use caretaker_supervisor::process::{self, Launch, Record, Records};
-use caretaker_supervisor::protocol::{Request, Response, ServiceStatus, StatusReport, SOCKET_NAME};
+use caretaker_supervisor::protocol::{ReloadReport, Request, Response, ServiceStatus, StatusReport, SOCKET_NAME};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -40,8 +42,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 /// Everything that reaches the event loop.
 enum Msg {
-    Exited { idx: usize, generation: u64, exit: Exit },
-    Probed { idx: usize, generation: u64, result: Result<(), String> },
+    // By name, not index: a reload renumbers the services.
+    Exited { name: String, generation: u64, exit: Exit },
+    Probed { name: String, generation: u64, result: Result<(), String> },
     Control { request: Request, reply: oneshot::Sender<Response> },
 }
 
@@ -71,6 +74,25 @@ struct Daemon {
     view: watch::Sender<ServicesView>,
     /// The app's mode for the front door (also fed by [`crate::web::follow_mode`]).
     mode: watch::Sender<Mode>,
+    allow_world_readable_config: bool,
+    /// A reload restarting or starting its services one after the other.
+    reloading: Option<Reloading>,
+}
+
+/// A reload under way: its services are restarted (or started) one at a time in dependency
+/// order, each once the one before it is up (or has failed), then the caller is answered.
+struct Reloading {
+    by: String,
+    queue: std::collections::VecDeque<(String, Step)>,
+    current: Option<String>,
+    report: ReloadReport,
+    reply: Option<oneshot::Sender<Response>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Restart,
+    Start,
 }
 
 pub fn socket_path(state_dir: &Path) -> PathBuf {
@@ -87,6 +109,9 @@ pub fn run(app: AppContext, allow_world_readable_config: bool) -> Result<()> {
 }
 
 async fn run_async(app: AppContext, allow_world_readable_config: bool) -> Result<()> {
+    // SIGHUP's default action ends the process: catch it from the start (tokio keeps the
+    // handler installed); one that comes before the event loop listens is not acted on.
+    let _hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     // Bind the listeners first: a port in use ends the daemon before anything starts.
     let listeners = Listeners::bind(&app.config).await?;
     if app.config.compose.is_some() {
@@ -148,7 +173,10 @@ async fn run_async(app: AppContext, allow_world_readable_config: bool) -> Result
         down_since: vec![Some(jiff::Timestamp::now()); n],
         view: around.view.clone(),
         mode: around.mode.clone(),
+        allow_world_readable_config,
+        reloading: None,
     };
+    let mut around = around;
     tracing::info!(app = %d.config.app.name, pid = std::process::id(), socket = %around.socket.display(), "daemon started");
     // An update that a crash interrupted is finished (forward or back) by `update --resume`,
     // which stops and starts the services through this daemon; starting them here could run
@@ -167,6 +195,7 @@ async fn run_async(app: AppContext, allow_world_readable_config: bool) -> Result
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     loop {
         let deadline = d.sup.next_deadline();
         let sleep = async {
@@ -176,14 +205,19 @@ async fn run_async(app: AppContext, allow_world_readable_config: bool) -> Result
             }
         };
         tokio::select! {
-            Some(msg) = rx.recv() => d.handle(msg),
+            Some(msg) = rx.recv() => match msg {
+                Msg::Control { request: Request::Reload, reply } => d.reload(&mut around, Some(reply), "reload").await,
+                msg => d.handle(msg),
+            },
             _ = sleep => {
                 let acts = d.sup.tick(Instant::now());
                 d.execute(acts);
             }
             _ = term.recv() => d.begin_exit("SIGTERM"),
             _ = int.recv() => d.begin_exit("SIGINT"),
+            _ = hup.recv() => d.reload(&mut around, None, "SIGHUP").await,
         }
+        d.step_reload();
         d.answer_waiting_down();
         d.publish_view();
         if d.exiting && d.all_down() {
@@ -215,6 +249,12 @@ impl Listeners {
 
 /// What runs around the supervisor, whichever runtime the app uses: the control socket, the
 /// HTTP listener, the front door, the mode follower, alerts and the scheduler.
+///
+/// The control socket and the mode follower live as long as the daemon. The others follow
+/// the config: a reload that changes any section but the services ends them and starts them
+/// anew with the new config ([`Surroundings::prepare`], [`Surroundings::switch`]). A listener
+/// whose address stayed the same keeps its socket (a duplicate is handed on, so it never
+/// stops listening); a new address is bound before the old one is let go.
 pub struct Surroundings {
     /// The services' view the runtime publishes after every event.
     pub view: watch::Sender<ServicesView>,
@@ -222,6 +262,26 @@ pub struct Surroundings {
     pub mode: watch::Sender<Mode>,
     pub socket: PathBuf,
     shutdown: watch::Sender<bool>,
+    tasks: Tasks,
+    state_dir: PathBuf,
+    invocation: crate::scheduled::Invocation,
+}
+
+/// The tasks that follow the config, with the sockets they listen on (kept to hand on).
+struct Tasks {
+    shutdown: watch::Sender<bool>,
+    http: std::net::TcpListener,
+    front_door: Option<std::net::TcpListener>,
+}
+
+/// What a reload's new surroundings need, made before anything changes so that a failure
+/// (a port in use, an unreadable status token file) refuses the reload.
+pub struct Prepared {
+    config: Arc<Config>,
+    redactor: caretaker_core::config::Redactor,
+    http: std::net::TcpListener,
+    front_door: Option<std::net::TcpListener>,
+    router: axum::Router,
 }
 
 impl Surroundings {
@@ -242,50 +302,167 @@ impl Surroundings {
         std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))?;
         tokio::spawn(accept_loop(listener, tx, wrap));
 
-        let config = Arc::new(app.config.clone());
         let (shutdown_tx, shutdown) = watch::channel(false);
-        let (view_tx, view_rx) = watch::channel(ServicesView::default());
-        let (mode_tx, mode_rx) = watch::channel(app.store.mode().unwrap_or(Mode::Normal));
-        let open_store = || caretaker_state::Store::open(&state_dir, app.redactor.clone());
-        crate::web::follow_mode(open_store()?, mode_tx.clone(), shutdown.clone());
-        let web = WebContext {
-            config: config.clone(),
-            state_dir: state_dir.clone(),
-            redactor: app.redactor.clone(),
-            services: view_rx.clone(),
-            mode: mode_rx.clone(),
-        };
-        let http_addr = listeners.http.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        tokio::spawn(crate::web::serve_http(
-            listeners.http,
-            crate::web::router(&web)?,
-            crate::web::limits(&web),
+        let (view_tx, _) = watch::channel(ServicesView::default());
+        let (mode_tx, _) = watch::channel(app.store.mode().unwrap_or(Mode::Normal));
+        crate::web::follow_mode(
+            caretaker_state::Store::open(&state_dir, app.redactor.clone())?,
+            mode_tx.clone(),
             shutdown.clone(),
-        ));
-        tracing::info!("http listener on {http_addr} (GET /metrics)");
-        if let (Some(listener), Some(fd)) = (listeners.front_door, &config.front_door) {
-            let settings = caretaker_frontdoor::Settings::from_config(&config.app.name, fd);
-            crate::web::spawn_front_door(settings, listener, mode_rx.clone(), shutdown.clone())?;
-            tracing::info!("front door on {} → {}", fd.listen, fd.upstream);
-        }
-        tokio::spawn(alerts_loop(config.clone(), open_store()?, view_rx.clone(), shutdown.clone()));
+        );
         let invocation = crate::scheduled::Invocation {
             exe: std::env::current_exe().context("finding caretaker's own executable")?,
             config_path: std::path::absolute(&app.config_path).unwrap_or(app.config_path.clone()),
             state_dir: std::path::absolute(&state_dir).unwrap_or(state_dir.clone()),
             allow_world_readable_config,
         };
+        let mut around = Surroundings {
+            view: view_tx,
+            mode: mode_tx,
+            socket: sock,
+            shutdown: shutdown_tx,
+            // Replaced at once below.
+            tasks: Tasks { shutdown: watch::channel(false).0, http: listeners.http.into_std()?, front_door: None },
+            state_dir,
+            invocation,
+        };
+        let http = around.tasks.http.try_clone()?;
+        let front_door = listeners.front_door.map(|l| l.into_std()).transpose()?;
+        let prepared = around.prepared(&app.config, app.redactor.clone(), http, front_door)?;
+        around.switch(prepared)?;
+        Ok(around)
+    }
+
+    fn web_context(&self, config: Arc<Config>, redactor: caretaker_core::config::Redactor) -> WebContext {
+        WebContext {
+            config,
+            state_dir: self.state_dir.clone(),
+            redactor,
+            services: self.view.subscribe(),
+            mode: self.mode.subscribe(),
+        }
+    }
+
+    fn prepared(
+        &self,
+        config: &Config,
+        redactor: caretaker_core::config::Redactor,
+        http: std::net::TcpListener,
+        front_door: Option<std::net::TcpListener>,
+    ) -> Result<Prepared> {
+        let config = Arc::new(config.clone());
+        let router = crate::web::router(&self.web_context(config.clone(), redactor.clone()))?;
+        Ok(Prepared { config, redactor, http, front_door, router })
+    }
+
+    /// For a reload to `new` (from `old`): the listeners — the same sockets where the address
+    /// stayed, new ones bound where it changed — and the HTTP routes. `Ok(None)`: nothing
+    /// around the services changed.
+    pub async fn prepare(&self, plan: &ReloadPlan, old: &Config, new: &Config) -> Result<Option<Prepared>> {
+        if plan.sections.is_empty() {
+            return Ok(None);
+        }
+        let http = if old.http.listen == new.http.listen {
+            self.tasks.http.try_clone()?
+        } else {
+            crate::web::bind(&new.http.listen, "http.listen").await?.into_std()?
+        };
+        let front_door = match (&new.front_door, &old.front_door, &self.tasks.front_door) {
+            (None, _, _) => None,
+            (Some(n), Some(o), Some(l)) if n.listen == o.listen => Some(l.try_clone()?),
+            (Some(n), _, _) => Some(crate::web::bind(&n.listen, "front_door.listen").await?.into_std()?),
+        };
+        let redactor = caretaker_core::config::Redactor::new(new.secrets());
+        Ok(Some(self.prepared(new, redactor, http, front_door)?))
+    }
+
+    /// Ends the tasks of the old config and starts those of the new one.
+    pub fn switch(&mut self, p: Prepared) -> Result<()> {
+        let _ = self.tasks.shutdown.send(true);
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let config = p.config;
+        let open_store = || caretaker_state::Store::open(&self.state_dir, p.redactor.clone());
+        let web = self.web_context(config.clone(), p.redactor.clone());
+        let http = tokio::net::TcpListener::from_std(p.http.try_clone()?)?;
+        let http_addr = http.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        tokio::spawn(crate::web::serve_http(http, p.router, crate::web::limits(&web), shutdown.clone()));
+        tracing::info!("http listener on {http_addr} (GET /metrics)");
+        if let (Some(listener), Some(fd)) = (&p.front_door, &config.front_door) {
+            let settings = caretaker_frontdoor::Settings::from_config(&config.app.name, fd);
+            let dup = listener.try_clone()?;
+            // A socket systemd passed stays one in its duplicate (the front door stops
+            // accepting on SIGTERM and leaves it to systemd).
+            crate::listen::note_duplicate(listener.as_raw_fd(), dup.as_raw_fd());
+            let listener = tokio::net::TcpListener::from_std(dup)?;
+            crate::web::spawn_front_door(settings, listener, self.mode.subscribe(), shutdown.clone())?;
+            tracing::info!("front door on {} → {}", fd.listen, fd.upstream);
+        }
+        tokio::spawn(alerts_loop(config.clone(), open_store()?, self.view.subscribe(), shutdown.clone()));
+        let invocation = crate::scheduled::Invocation {
+            exe: self.invocation.exe.clone(),
+            config_path: self.invocation.config_path.clone(),
+            state_dir: self.invocation.state_dir.clone(),
+            allow_world_readable_config: self.invocation.allow_world_readable_config,
+        };
         tokio::spawn(crate::scheduled::run(config.clone(), open_store()?, invocation, shutdown.clone()));
-        Ok(Surroundings { view: view_tx, mode: mode_tx, socket: sock, shutdown: shutdown_tx })
+        self.tasks = Tasks { shutdown: shutdown_tx, http: p.http, front_door: p.front_door };
+        Ok(())
     }
 
     /// Ends the tasks and removes the socket, once the services are stopped.
     pub async fn finish(self) {
+        let _ = self.tasks.shutdown.send(true);
         let _ = self.shutdown.send(true);
         let _ = std::fs::remove_file(&self.socket);
         // Let the connection tasks deliver the answers to `down --daemon` before the runtime ends.
         tokio::time::sleep(Duration::from_millis(100)).await;
         tracing::info!("daemon stopped");
+    }
+}
+
+/// Reads the config file again for a reload. `Err`: every problem, rendered as `caretaker
+/// config check` shows them. Beyond validation, what a running daemon cannot change is
+/// refused: the app's name, its state directory, and switching between the built-in
+/// supervisor and compose.
+pub fn read_new_config(path: &Path, allow_world_readable: bool, running: &Config) -> Result<Config, String> {
+    let file = crate::context::read_config(path, allow_world_readable).map_err(|e| format!("{e:#}"))?;
+    let loaded = file.result.map_err(|d| d.render(&file.text))?;
+    if !loaded.warnings.is_empty() {
+        tracing::warn!("the new config:\n{}", loaded.warnings.render(&file.text));
+    }
+    let new = loaded.config;
+    let mut problems = Vec::new();
+    if new.app.name != running.app.name {
+        problems.push(format!(
+            "app.name changed ({} → {}): a running daemon keeps its app",
+            running.app.name, new.app.name
+        ));
+    }
+    if new.state_dir != running.state_dir {
+        problems.push("state_dir changed: a running daemon keeps its state directory".to_string());
+    }
+    if new.compose.is_some() != running.compose.is_some() {
+        problems.push("the app switched between `services` and `compose`: that takes a daemon restart".to_string());
+    }
+    if let (Some(a), Some(b)) = (&running.compose, &new.compose) {
+        let project = |c: &caretaker_core::config::Compose| {
+            serde_json::to_value((&c.files, &c.project, &c.project_dir, &c.cli)).unwrap_or_default()
+        };
+        if project(a) != project(b) {
+            problems.push(
+                "compose.files, compose.project, compose.project_dir or compose.cli changed: that takes a daemon restart"
+                    .to_string(),
+            );
+        }
+    }
+    if problems.is_empty() {
+        Ok(new)
+    } else {
+        Err(format!(
+            "{}: {}\n(restart the daemon to take such a change: `systemctl restart`, or `caretaker down --daemon` then `caretaker up`)",
+            path.display(),
+            problems.join("; ")
+        ))
     }
 }
 
@@ -404,6 +581,179 @@ impl Daemon {
         self.view.send_replace(ServicesView { statuses, observations });
     }
 
+    /// A reload (`caretaker reload`, SIGHUP): reads and validates the config file, works out
+    /// what changed ([`caretaker_core::reload::plan`]) and follows it. Anything invalid, or a
+    /// listener that cannot be bound, refuses the whole reload: nothing changes.
+    async fn reload(&mut self, around: &mut Surroundings, reply: Option<oneshot::Sender<Response>>, by: &str) {
+        let refuse = |reply: Option<oneshot::Sender<Response>>, problems: String| {
+            tracing::error!("{by}: the new config was refused, the running one stays:\n{problems}");
+            if let Some(r) = reply {
+                let _ = r.send(Response::Refused { problems });
+            }
+        };
+        if self.exiting || self.reloading.is_some() {
+            let why = if self.exiting { "the daemon is shutting down" } else { "a reload is under way" };
+            tracing::warn!("{by}: not now, {why}");
+            if let Some(r) = reply {
+                let _ = r.send(Response::Error { message: format!("cannot reload: {why}") });
+            }
+            return;
+        }
+        tracing::info!("{by}: reading {}", self.config_path.display());
+        let new = match read_new_config(&self.config_path, self.allow_world_readable_config, &self.config) {
+            Ok(c) => c,
+            Err(problems) => return refuse(reply, problems),
+        };
+        let plan = caretaker_core::reload::plan(&self.config, &new);
+        // Logs of new services first: a log that cannot be opened refuses the reload.
+        let mut new_logs = std::collections::HashMap::new();
+        for name in &plan.start {
+            let p = logfile::path(&self.state_dir, name);
+            match RotatingLog::open(&p, new.logs.max_size_bytes, new.logs.keep) {
+                Ok(l) => {
+                    new_logs.insert(name.clone(), Arc::new(Mutex::new(l)));
+                }
+                Err(e) => return refuse(reply, format!("cannot open {}: {e}", p.display())),
+            }
+        }
+        let prepared = match around.prepare(&plan, &self.config, &new).await {
+            Ok(p) => p,
+            Err(e) => return refuse(reply, format!("{e:#}")),
+        };
+        let report = self.apply_reload(new, &plan, new_logs);
+        if let Some(p) = prepared {
+            if let Err(e) = around.switch(p) {
+                tracing::error!("{by}: cannot start the listeners, alerts and scheduler of the new config: {e:#}");
+            }
+        }
+        let mut r = Reloading { by: by.to_string(), queue: Default::default(), current: None, report, reply };
+        for name in &r.report.restarted {
+            r.queue.push_back((name.clone(), Step::Restart));
+        }
+        for name in &r.report.started {
+            r.queue.push_back((name.clone(), Step::Start));
+        }
+        self.reloading = Some(r);
+        self.step_reload();
+    }
+
+    /// Takes the new config: stops removed services, renumbers the supervisor's services and
+    /// returns what is to be restarted and started (done by [`Daemon::step_reload`]).
+    fn apply_reload(
+        &mut self,
+        new: Config,
+        plan: &ReloadPlan,
+        mut new_logs: std::collections::HashMap<String, Arc<Mutex<RotatingLog>>>,
+    ) -> ReloadReport {
+        let app_up = self.sup.services().iter().any(|m| !m.is_down());
+        for name in &plan.stop {
+            let Some(idx) = self.sup.index(name) else { continue };
+            self.service_log(idx, "stopping: removed from the config");
+            if let (Some(c), false) = (self.children[idx], self.sup.services()[idx].is_down()) {
+                tracing::info!(service = %name, pid = c.pgid, "removed from the config: stopping (SIGTERM to the process group)");
+                retire(c, self.config.services[idx].stop_timeout, name.clone());
+            }
+        }
+        let specs = new.services.iter().map(ServiceSpec::from_config).collect();
+        let map = self.sup.reconfigure(specs);
+        let now = jiff::Timestamp::now();
+        let mut children = Vec::new();
+        let mut logs = Vec::new();
+        let mut down_since = Vec::new();
+        for (svc, from) in new.services.iter().zip(&map) {
+            match *from {
+                Some(i) => {
+                    children.push(self.children[i]);
+                    logs.push(self.logs[i].clone());
+                    down_since.push(self.down_since[i]);
+                }
+                None => {
+                    children.push(None);
+                    logs.push(new_logs.remove(&svc.name).expect("opened for every new service"));
+                    down_since.push(Some(now));
+                }
+            }
+        }
+        self.children = children;
+        self.logs = logs;
+        self.down_since = down_since;
+        self.config = new;
+        self.save_records();
+
+        let mut report = ReloadReport {
+            unchanged: plan.unchanged.clone(),
+            stopped: plan.stop.clone(),
+            sections: plan.sections.clone(),
+            rebound: plan.rebind,
+            ..Default::default()
+        };
+        for name in &plan.restart {
+            let idx = self.sup.index(name).expect("a service of the new config");
+            // One an operator stopped (`down`) stays stopped, with its new definition.
+            if self.sup.services()[idx].phase() == Phase::Stopped {
+                report.not_running.push(name.clone());
+            } else {
+                report.restarted.push(name.clone());
+            }
+        }
+        for name in &plan.start {
+            if app_up {
+                report.started.push(name.clone());
+            } else {
+                report.not_running.push(name.clone());
+            }
+        }
+        report
+    }
+
+    /// Moves a reload on: restarts (or starts) the next service once the one before it is up
+    /// or has failed; answers the caller when none is left.
+    fn step_reload(&mut self) {
+        loop {
+            let Some(r) = self.reloading.as_mut() else { return };
+            if let Some(cur) = &r.current {
+                let busy = self
+                    .sup
+                    .index(cur)
+                    .is_some_and(|i| matches!(self.sup.services()[i].phase(), Phase::Starting | Phase::Stopping));
+                if busy && !self.exiting {
+                    return;
+                }
+                r.current = None;
+            }
+            let next = if self.exiting { None } else { r.queue.pop_front() };
+            match next {
+                Some((name, step)) => {
+                    r.current = Some(name.clone());
+                    let Some(idx) = self.sup.index(&name) else { continue };
+                    tracing::info!(service = %name, "{}: {}", r.by, if step == Step::Restart { "restarting with its new definition" } else { "starting (new in the config)" });
+                    match step {
+                        Step::Restart => self.apply(AppEvent::Restart(Some(name))),
+                        Step::Start => self.apply(AppEvent::Service(idx, Event::Up)),
+                    }
+                }
+                None => {
+                    let r = self.reloading.take().expect("checked above");
+                    let rep = &r.report;
+                    tracing::info!(
+                        "{}: done — restarted [{}], started [{}], stopped [{}], unchanged [{}], not running [{}], sections [{}]",
+                        r.by,
+                        rep.restarted.join(", "),
+                        rep.started.join(", "),
+                        rep.stopped.join(", "),
+                        rep.unchanged.join(", "),
+                        rep.not_running.join(", "),
+                        rep.sections.join(", ")
+                    );
+                    if let Some(reply) = r.reply {
+                        let _ = reply.send(Response::Reloaded(r.report));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
     fn all_down(&self) -> bool {
         self.sup.services().iter().all(|m| matches!(m.phase(), Phase::Stopped | Phase::Failed))
     }
@@ -429,7 +779,9 @@ impl Daemon {
 
     fn handle(&mut self, msg: Msg) {
         match msg {
-            Msg::Exited { idx, generation, exit } => {
+            Msg::Exited { name, generation, exit } => {
+                // A service a reload removed (its process was stopped on its own).
+                let Some(idx) = self.sup.index(&name) else { return };
                 if self.sup.services()[idx].generation() != generation {
                     return;
                 }
@@ -444,7 +796,8 @@ impl Daemon {
                 self.apply(AppEvent::Service(idx, Event::Exited(exit)));
                 self.save_records();
             }
-            Msg::Probed { idx, generation, result } => {
+            Msg::Probed { name, generation, result } => {
+                let Some(idx) = self.sup.index(&name) else { return };
                 if self.sup.services()[idx].generation() != generation {
                     return;
                 }
@@ -501,6 +854,10 @@ impl Daemon {
             Request::StopApp => {
                 self.apply(AppEvent::Down);
                 self.waiting_down.push(reply);
+            }
+            // Taken by the event loop (it awaits the listeners); never reaches here.
+            Request::Reload => {
+                let _ = reply.send(Response::Error { message: "reload is handled by the event loop".into() });
             }
         }
     }
@@ -656,6 +1013,7 @@ impl Daemon {
             pumps.push(tokio::spawn(pump(err, "err", self.logs[idx].clone())));
         }
         let tx = self.tx.clone();
+        let name = svc.name.clone();
         tokio::spawn(async move {
             use std::os::unix::process::ExitStatusExt;
             let exit = match child.wait().await {
@@ -673,7 +1031,7 @@ impl Daemon {
                 }
             })
             .await;
-            let _ = tx.send(Msg::Exited { idx, generation, exit });
+            let _ = tx.send(Msg::Exited { name, generation, exit });
         });
         Ok(pid)
     }
@@ -683,8 +1041,9 @@ impl Daemon {
         let generation = self.sup.services()[idx].generation();
         let tx = self.tx.clone();
         let timeout = h.timeout;
+        let name = svc.name.clone();
         let send = move |result| {
-            let _ = tx.send(Msg::Probed { idx, generation, result });
+            let _ = tx.send(Msg::Probed { name, generation, result });
         };
         match h.probe.clone() {
             Probe::Http(http) => {
@@ -725,6 +1084,22 @@ impl Daemon {
             tracing::error!("cannot write {}: {e}", self.state_dir.join("services.json").display());
         }
     }
+}
+
+/// Stops the process group of a service a reload removed: SIGTERM now, SIGKILL after its
+/// `stop_timeout` if the same process (pid and start time) still leads it.
+fn retire(c: Child, stop_timeout: Duration, name: String) {
+    process::signal_group(c.pgid, libc::SIGTERM);
+    tokio::spawn(async move {
+        let deadline = Instant::now() + stop_timeout;
+        let same = || process::stat(c.pgid).is_some_and(|s| s.start_ticks == c.start_ticks);
+        while Instant::now() < deadline && same() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if same() && process::signal_group(c.pgid, libc::SIGKILL) {
+            tracing::warn!(service = %name, "did not stop within {stop_timeout:?}; killed");
+        }
+    });
 }
 
 /// Why a start failed: `Permanent` fails the service at once (retrying cannot help), a

@@ -35,6 +35,15 @@ pub fn was_inherited(fd: RawFd) -> bool {
     HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner()).contains(&fd)
 }
 
+/// `dup` is a duplicate of the socket `original` (a live reload hands one on): it counts as
+/// passed by systemd when the original does.
+pub fn note_duplicate(original: RawFd, dup: RawFd) {
+    let mut fds = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    if fds.contains(&original) && !fds.contains(&dup) {
+        fds.push(dup);
+    }
+}
+
 /// The name a `.socket` unit gives the socket of a config key (`FileDescriptorName=`).
 pub fn fd_name(key: &str) -> &'static str {
     match key {

@@ -64,6 +64,7 @@ fn main() {
         Command::Up(a) => commands::up::run(&cli.global, a),
         Command::Down(a) => commands::down::run(&cli.global, a),
         Command::Restart(a) => commands::restart::run(&cli.global, a),
+        Command::Reload(a) => commands::reload::run(&cli.global, a),
         Command::Update(a) => commands::update::update(&cli.global, a),
         Command::Rollback => commands::update::rollback(&cli.global),
         Command::Releases(a) => commands::update::releases(&cli.global, a),

@@ -267,6 +267,16 @@ impl ComposeWatch {
         }
     }
 
+    /// Probes at `now` every running service that has a health check but no probe scheduled:
+    /// one that [`ComposeWatch::sync_services`] just gave a check (a live reload).
+    pub fn schedule_probes(&mut self, now: Instant) {
+        for s in self.services.iter_mut() {
+            if s.spec.health.is_some() && s.running() && s.next_probe.is_none() && !s.probing {
+                s.next_probe = Some(now);
+            }
+        }
+    }
+
     pub fn names(&self) -> Vec<String> {
         self.services.iter().map(|s| s.spec.name.clone()).collect()
     }
@@ -833,6 +843,17 @@ mod tests {
         let acts = w.observed(c.at(2.0), 30, &[db.clone()]);
         assert_eq!(acts, vec![Action::Run(Op::Restart(vec!["db".into()]))]);
         assert_eq!(w.restarts(0), 1);
+    }
+
+    #[test]
+    fn a_health_check_added_to_a_running_service_is_probed_once_scheduled() {
+        let c = Clock(Instant::now());
+        let mut w = ComposeWatch::new(vec![spec("web")]);
+        up(&mut w, c.at(0.0), 10, &[container("web", "a", "running", 0)]);
+        w.sync_services(vec![probed_spec("web")]);
+        assert!(w.tick(c.at(1.0)).is_empty(), "nothing scheduled the probe yet");
+        w.schedule_probes(c.at(1.0));
+        assert!(matches!(w.tick(c.at(1.0)).as_slice(), [Action::Probe { service: 0, .. }]));
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod job;
 pub mod metrics;
 pub mod mode;
 pub mod recover;
+pub mod reload;
 pub mod schedule;
 pub mod scheduler;
 pub mod update;

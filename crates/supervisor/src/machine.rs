@@ -592,6 +592,40 @@ impl Supervisor {
         &self.machines
     }
 
+    /// Takes a new set of services (a live reload). A service named in both keeps its machine
+    /// — phase, process, restart count — with the new spec, which its next start uses; a new
+    /// name gets a stopped machine; a service not named any more is dropped (the caller stops
+    /// its process). Returns, for each new index, the service's old index.
+    pub fn reconfigure(&mut self, specs: Vec<ServiceSpec>) -> Vec<Option<usize>> {
+        let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+        let old_index: Vec<Option<usize>> = names.iter().map(|n| self.index(n)).collect();
+        let mut old: Vec<Option<ServiceMachine>> = std::mem::take(&mut self.machines).into_iter().map(Some).collect();
+        let (mut start, mut stop) = (Vec::new(), Vec::new());
+        for (spec, from) in specs.into_iter().zip(&old_index) {
+            let kept = from.and_then(|i| old[i].take());
+            start.push(from.is_some_and(|i| self.pending_start[i]));
+            stop.push(from.is_some_and(|i| self.pending_stop[i]));
+            self.machines.push(match kept {
+                Some(mut m) => {
+                    if m.spec.health.is_some() != spec.health.is_some() && m.phase != Phase::Running {
+                        m.health = if spec.health.is_some() { Health::Unknown } else { Health::None };
+                    }
+                    m.spec = spec;
+                    m
+                }
+                None => ServiceMachine::new(spec),
+            });
+        }
+        self.deps = self
+            .machines
+            .iter()
+            .map(|m| m.spec.after.iter().filter_map(|a| names.iter().position(|n| n == a)).collect())
+            .collect();
+        self.pending_start = start;
+        self.pending_stop = stop;
+        old_index
+    }
+
     pub fn index(&self, name: &str) -> Option<usize> {
         self.machines.iter().position(|m| m.name() == name)
     }
@@ -1058,6 +1092,23 @@ mod tests {
         let acts = s.on_event(c.at(1.1), AppEvent::Service(1, Event::Exited(Exit::Code(0))));
         assert_eq!(acts, vec![(1, Action::Kill), (1, Action::Spawn)]);
         assert_eq!(s.services()[0].phase(), Phase::Running);
+    }
+
+    #[test]
+    fn reconfigure_keeps_running_services_and_maps_indices_by_name() {
+        let c = Clock(Instant::now());
+        let mut s = sup(vec![spec("db"), spec("old"), after(spec("web"), &["db"])]);
+        s.on_event(c.at(0.0), AppEvent::Up);
+        for i in 0..3 {
+            s.on_event(c.at(0.0), AppEvent::Service(i, Event::Spawned { pid: i as u32 + 1 }));
+        }
+        let map = s.reconfigure(vec![spec("db"), after(spec("web"), &["db", "new"]), spec("new")]);
+        assert_eq!(map, vec![Some(0), Some(2), None]);
+        assert_eq!(s.services()[1].pid(), Some(3), "web keeps its process");
+        assert_eq!(s.services()[1].spec().after, ["db", "new"]);
+        assert_eq!(s.services()[2].phase(), Phase::Stopped);
+        // The new service starts on its own; an unchanged one is not touched.
+        assert_eq!(s.on_event(c.at(1.0), AppEvent::Service(2, Event::Up)), vec![(2, Action::Spawn)]);
     }
 
     #[test]

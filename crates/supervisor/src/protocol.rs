@@ -35,6 +35,10 @@ pub enum Request {
     /// now. Answered once the front door follows the new mode, so the caller may go on (stop
     /// the app, say the site is back) knowing visitors see it.
     ModeChanged,
+    /// Read the config file again and follow it (live reload, docs/daemon.md): answered with
+    /// [`Response::Reloaded`] once the changed services were restarted, or
+    /// [`Response::Refused`] when the new config is invalid (the old one keeps running).
+    Reload,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +46,39 @@ pub enum Request {
 pub enum Response {
     Ok,
     Status(StatusReport),
-    Error { message: String },
+    Error {
+        message: String,
+    },
+    Reloaded(ReloadReport),
+    /// The new config was not taken; `problems` lists every one (rendered like `config check`).
+    Refused {
+        problems: String,
+    },
+}
+
+/// What a reload did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// Stopped and started again with their new definition, in dependency order.
+    pub restarted: Vec<String>,
+    /// New services that were started.
+    pub started: Vec<String>,
+    /// Services no longer in the config, stopped.
+    pub stopped: Vec<String>,
+    /// Left alone.
+    pub unchanged: Vec<String>,
+    /// Changed with the new definition but not started: they were not running (the app is
+    /// down, or the service was stopped).
+    #[serde(default)]
+    pub not_running: Vec<String>,
+    /// The other config sections that changed and that the daemon now follows.
+    pub sections: Vec<String>,
+    /// The listeners were bound anew on their new addresses.
+    pub rebound: bool,
+    /// What the reload could not carry out and takes a daemon restart (e.g. a changed
+    /// compose project).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +131,12 @@ mod tests {
         assert_eq!(r, r#"{"request":"up"}"#);
         let r = serde_json::to_string(&Request::ModeChanged).unwrap();
         assert_eq!(r, r#"{"request":"mode_changed"}"#);
+        assert_eq!(serde_json::to_string(&Request::Reload).unwrap(), r#"{"request":"reload"}"#);
+        let refused = Response::Refused { problems: "error: x".into() };
+        let s = serde_json::to_string(&refused).unwrap();
+        assert_eq!(s, r#"{"response":"refused","problems":"error: x"}"#);
+        let done = Response::Reloaded(ReloadReport { restarted: vec!["web".into()], ..Default::default() });
+        assert_eq!(serde_json::from_str::<Response>(&serde_json::to_string(&done).unwrap()).unwrap(), done);
         let resp = Response::Status(StatusReport {
             app: "a".into(),
             daemon_pid: 1,

@@ -109,6 +109,9 @@ After=network-online.target
 [Service]
 Type=simple
 ExecStart={exe} --config {config} --state-dir {state} daemon
+# `systemctl reload`: the daemon reads the config again (docs/daemon.md, \"Reload\"); an
+# invalid config is refused with its problems in the journal, and the running one stays.
+ExecReload={exe} --config {config} --state-dir {state} reload
 Restart=on-failure
 RestartSec=5s
 # SIGTERM goes to the daemon only: it stops the services itself, in reverse dependency order.

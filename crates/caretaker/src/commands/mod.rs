@@ -17,6 +17,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod notify;
 pub mod recover;
+pub mod reload;
 pub mod restart;
 pub mod schedule;
 pub mod sheet;

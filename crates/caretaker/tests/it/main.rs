@@ -22,6 +22,7 @@ mod prod;
 mod probe;
 mod recover;
 mod recover_code;
+mod reload;
 mod restore_filetypes;
 mod scheduler;
 mod secrets;
