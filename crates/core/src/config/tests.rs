@@ -792,6 +792,7 @@ fn diagnostics_never_quote_secret_values() {
         assert!(!shown.contains("SECRET"), "{shown}");
         assert!(shown.contains("***"), "{shown}");
     }
+}
 
 #[test]
 fn backup_retry_max_time_defaults_to_ten_minutes_and_can_be_set_or_turned_off() {
