@@ -122,7 +122,7 @@ pub fn start_background_daemon(global: &Global, config_path: &Path, state_dir: &
 }
 
 /// Whether a service counts as up for `up`.
-fn service_up(s: &caretaker_supervisor::protocol::ServiceStatus) -> bool {
+pub fn service_up(s: &caretaker_supervisor::protocol::ServiceStatus) -> bool {
     s.state == Phase::Running && matches!(s.health, Health::Healthy | Health::None)
 }
 

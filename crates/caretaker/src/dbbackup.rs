@@ -153,8 +153,31 @@ pub fn restart_running_services(app: &crate::context::AppContext) -> anyhow::Res
         .filter(|s| Some(&s.name) != db_service.as_ref())
         .map(|s| s.name.clone())
         .collect();
+    let old_pids: std::collections::BTreeMap<String, Option<u32>> =
+        report.services.iter().map(|s| (s.name.clone(), s.pid)).collect();
     for s in &running {
         crate::control::request(state_dir, &Request::Restart { service: Some(s.clone()) }, timeout)?;
+    }
+    // Return once they serve again (a new process, running and healthy), so whoever restored the
+    // database hands back an app that answers, not one that is still restarting.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let Some(Response::Status(now)) = crate::control::request(state_dir, &Request::Status, timeout)? else {
+            break;
+        };
+        let restarted = |name: &String| {
+            now.services.iter().find(|s| &s.name == name).is_some_and(|s| {
+                crate::control::service_up(s) && (s.pid.is_none() || s.pid != old_pids.get(name).copied().flatten())
+            })
+        };
+        if running.iter().all(restarted) {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let slow: Vec<&String> = running.iter().filter(|n| !restarted(n)).collect();
+            anyhow::bail!("restarted services are not healthy again within 120 s: {slow:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
     Ok(running)
 }
