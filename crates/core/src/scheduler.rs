@@ -31,6 +31,8 @@ pub enum TaskKind {
     BackupCheck,
     Check,
     Update,
+    /// The dependency report (`caretaker deps`).
+    Deps,
     /// An app command from the config's `jobs:` section.
     Command(String),
 }
@@ -44,6 +46,7 @@ impl TaskKind {
             TaskKind::BackupCheck => kind::BACKUP_CHECK,
             TaskKind::Check => kind::CHECK,
             TaskKind::Update => kind::UPDATE,
+            TaskKind::Deps => kind::DEPS,
             TaskKind::Command(_) => kind::COMMAND,
         }
     }
@@ -90,6 +93,9 @@ pub fn tasks_from_config(cfg: &Config) -> Vec<Task> {
         if let Some(s) = &cfg.update.schedule {
             push("update".into(), TaskKind::Update, s);
         }
+    }
+    if let Some(s) = &cfg.deps.schedule {
+        push("deps".into(), TaskKind::Deps, s);
     }
     for ScheduledJob { name, schedule, .. } in &cfg.jobs {
         push(format!("job:{name}"), TaskKind::Command(name.clone()), schedule);

@@ -51,6 +51,7 @@ pub fn alert_name(rule: &str) -> &'static str {
         super::rule::SERVICE_DOWN => "CaretakerServiceDown",
         super::rule::JOB_FAILED => "CaretakerJobFailed",
         super::rule::SERVICE_MODE => "CaretakerServiceMode",
+        super::rule::DEPENDENCIES_VULNERABLE => "CaretakerDependenciesVulnerable",
         _ => "CaretakerAlert",
     }
 }
