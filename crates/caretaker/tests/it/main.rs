@@ -12,6 +12,7 @@ mod config;
 mod daemon;
 mod db;
 mod demo;
+mod deps;
 mod jobs;
 mod maintenance;
 mod observe;
