@@ -282,12 +282,14 @@ mod tests {
 
     #[test]
     fn tasks_come_from_the_config() {
-        let text = "version: 1\napp: { name: a }\nfiles: [/srv]\nbackup: { repository: /b, password: x, schedule: daily 00:30, prune_schedule: Sun 03:00 }\nupdate: { schedule: daily 06:30, automatic: true }\njobs: { clearsessions: { command: x, schedule: daily 04:00 } }\nscheduler: { random_delay: 10m }\n";
+        let text = "version: 1\napp: { name: a }\nfiles: [/srv]\nbackup: { repository: /b, password: x, schedule: daily 00:30, prune_schedule: Sun 03:00 }\nupdate: { schedule: daily 06:30, automatic: true }\njobs: { clearsessions: { command: x, schedule: daily 04:00 } }\nscheduler: { random_delay: 10m }\ndeps: { schedule: Mon 05:00, lockfile: uv.lock, index_url: off }\n";
         let cfg = crate::config::load(text, std::path::Path::new("/etc/c.yml"), None, &crate::config::NoSecrets)
             .unwrap()
             .config;
         let names: Vec<String> = tasks_from_config(&cfg).into_iter().map(|t| t.name).collect();
-        assert_eq!(names, ["backup", "prune", "check", "update", "job:clearsessions"]);
+        assert_eq!(names, ["backup", "prune", "check", "update", "deps", "job:clearsessions"]);
+        assert_eq!(cfg.deps.lockfile.as_deref(), Some(std::path::Path::new("uv.lock")));
+        assert_eq!(cfg.deps.index_url, None, "`index_url: off` turns the outdated check off");
         assert!(tasks_from_config(&cfg).iter().all(|t| t.random_delay == Duration::from_secs(600)));
     }
 }
