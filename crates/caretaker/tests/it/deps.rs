@@ -85,8 +85,11 @@ fn expected_for(pkg: &str, version: &str) -> Vec<Vec<&'static str>> {
 
 const HASHES: &str = "    --hash=sha256:0000000000000000000000000000000000000000000000000000000000000000";
 
-/// ≥ 20 fixtures: (directory, file name, content, the packages and versions it pins).
-fn fixtures() -> Vec<(&'static str, &'static str, String, Vec<(&'static str, &'static str)>)> {
+/// One fixture: (directory, file name, content, the packages and versions it pins).
+type Fixture = (&'static str, &'static str, String, Vec<(&'static str, &'static str)>);
+
+/// ≥ 20 fixtures.
+fn fixtures() -> Vec<Fixture> {
     let uv = |pkgs: &[(&str, &str)]| {
         let mut s = "version = 1\nrequires-python = \">=3.10\"\n\n[[package]]\nname = \"notes\"\nversion = \"0.1.0\"\nsource = { editable = \".\" }\n".to_string();
         for (n, v) in pkgs {
