@@ -151,7 +151,7 @@ fn read_dependencies(app: &AppContext, lockfile: Option<&Path>) -> Result<(Sourc
     }
     c.envs(env);
     let shown = argv.join(" ");
-    let out = c.output().map_err(|e| format!("cannot run `{shown}` in {}: {e}", wd.display()))?;
+    let out = output_within(c, FREEZE_TIMEOUT).map_err(|e| format!("cannot run `{shown}` in {}: {e}", wd.display()))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let last = err.lines().last().unwrap_or_default();
@@ -159,6 +159,43 @@ fn read_dependencies(app: &AppContext, lockfile: Option<&Path>) -> Result<(Sourc
     }
     let r = read(Format::Requirements, &String::from_utf8_lossy(&out.stdout)).map_err(|e| e.to_string())?;
     Ok((SourceInfo { kind: "freeze", path: None, command: Some(shown), format: Format::Requirements }, r))
+}
+
+/// How long the freeze command may take (a hung interpreter must not hang the task).
+const FREEZE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Runs `c` to completion, its output collected; killed after `timeout`.
+fn output_within(mut c: std::process::Command, timeout: Duration) -> std::io::Result<std::process::Output> {
+    use std::process::Stdio;
+    let mut child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let (mut so, mut se) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+    let out_t = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = so.read_to_end(&mut b);
+        b
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = se.read_to_end(&mut b);
+        b
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::other(format!("it did not finish within {}s", timeout.as_secs())));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ok(std::process::Output {
+        status,
+        stdout: out_t.join().unwrap_or_default(),
+        stderr: err_t.join().unwrap_or_default(),
+    })
 }
 
 /// Versions of `name` on the index: a PyPI-style JSON API (`.../pypi/<name>/json`, yanked
