@@ -102,12 +102,42 @@ pub enum Command {
     /// Send notifications
     #[command(subcommand)]
     Notify(NotifyCommand),
+    /// Which of the app's Python dependencies are vulnerable (local OSV database) or outdated
+    Deps(DepsArgs),
     /// The bundled demo application (used by `caretaker demo` and the tests)
     #[command(hide = true, disable_help_flag = true)]
     DemoApp {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DepsArgs {
+    #[command(subcommand)]
+    pub command: Option<DepsCommand>,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// Read this lockfile or requirements file instead of the configured source
+    #[arg(long, value_name = "FILE")]
+    pub lockfile: Option<PathBuf>,
+    /// Do not ask the package index (outdated packages: not checked)
+    #[arg(long)]
+    pub offline: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DepsCommand {
+    /// Download the OSV PyPI database (`deps.db_url`) into the state directory
+    UpdateDb {
+        /// Download from here instead of `deps.db_url`
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Import the OSV PyPI database from a file (`all.zip`), for servers without internet
+    ImportDb { file: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]

@@ -60,6 +60,7 @@ fn main() {
         Command::Silence(c) => commands::silence::run(&cli.global, c),
         Command::Alerts(a) => commands::alerts::run(&cli.global, a),
         Command::Notify(c) => commands::notify::run(&cli.global, c),
+        Command::Deps(a) => commands::deps::run(&cli.global, a),
         Command::Daemon => commands::daemon::run(&cli.global),
         Command::Up(a) => commands::up::run(&cli.global, a),
         Command::Down(a) => commands::down::run(&cli.global, a),

@@ -27,6 +27,7 @@ pub fn task_argv(kind: &TaskKind) -> Vec<String> {
         TaskKind::Check => v(&["check"]),
         // Skipped by the command itself while in maintenance or service mode.
         TaskKind::Update => v(&["update", "--scheduled"]),
+        TaskKind::Deps => v(&["deps"]),
         TaskKind::Command(name) => v(&["jobs", "run", name]),
     }
 }
@@ -278,6 +279,7 @@ mod tests {
             (TaskKind::Prune, "backup prune", true),
             (TaskKind::BackupCheck, "backup check", true),
             (TaskKind::Check, "check", true),
+            (TaskKind::Deps, "deps", true),
             (TaskKind::Command("report".into()), "jobs run report", true),
         ];
         for (kind, argv, exists) in cases {

@@ -84,6 +84,7 @@ pub mod rule {
     pub const JOB_FAILED: &str = "job_failed";
     pub const SERVICE_MODE: &str = "service_mode";
     pub const JOB_SKIPPED: &str = "job_skipped";
+    pub const DEPENDENCIES_VULNERABLE: &str = "dependencies_vulnerable";
     pub const ALL_RULES: [&str; 11] = [
         FILESYSTEM_FREE,
         MEMORY_USED,
@@ -96,6 +97,7 @@ pub mod rule {
         JOB_FAILED,
         SERVICE_MODE,
         JOB_SKIPPED,
+        DEPENDENCIES_VULNERABLE,
     ];
 }
 
@@ -193,6 +195,20 @@ pub struct Observations {
     pub service_mode: Option<String>,
     /// Maintenance mode is on: notifications are held back (alerts still change state).
     pub maintenance: bool,
+    /// The newest successful dependency report (`caretaker deps`), if any.
+    pub dependencies: Option<DependenciesObs>,
+}
+
+/// What the newest dependency report found.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DependenciesObs {
+    /// Vulnerable packages (a package with several vulnerabilities counts once).
+    pub vulnerable: u64,
+    /// Outdated packages; `None` when no package index was reachable.
+    pub outdated: Option<u64>,
+    /// The vulnerable packages' names, for the alert's summary.
+    #[serde(default)]
+    pub vulnerable_packages: Vec<String>,
 }
 
 /// A rule's verdict that something is wrong right now.
@@ -537,6 +553,23 @@ pub fn conditions(rules: &Rules, obs: &Observations, now: Timestamp) -> Vec<Cond
                     t.since.strftime("%Y-%m-%d %H:%M:%S UTC")
                 ),
                 value: Some(f64::from(t.skips)),
+                hold: Duration::ZERO,
+                held_since: None,
+            });
+        }
+    }
+    if let (true, Some(d)) = (rules.dependencies_vulnerable, &obs.dependencies) {
+        if d.vulnerable > 0 {
+            out.push(Condition {
+                rule: rule::DEPENDENCIES_VULNERABLE,
+                subject: String::new(),
+                severity: Severity::Warning,
+                summary: format!(
+                    "{} of the app's dependencies have known vulnerabilities: {} (`caretaker deps`)",
+                    d.vulnerable,
+                    d.vulnerable_packages.join(", ")
+                ),
+                value: Some(d.vulnerable as f64),
                 hold: Duration::ZERO,
                 held_since: None,
             });

@@ -107,4 +107,6 @@ pub mod kind {
     /// A scheduled app command from the `jobs:` section of the config.
     pub const COMMAND: &str = "command";
     pub const DEMO: &str = "demo";
+    /// The dependency report (`caretaker deps`).
+    pub const DEPS: &str = "deps";
 }

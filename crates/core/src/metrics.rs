@@ -71,6 +71,8 @@ pub struct Snapshot {
     pub service_mode: Option<bool>,
     /// Silences in force.
     pub silences_active: Option<u64>,
+    /// The newest successful dependency report (`caretaker deps`), if any.
+    pub dependencies: Option<crate::alert::DependenciesObs>,
 }
 
 struct Out {
@@ -316,6 +318,20 @@ pub fn render_metrics(s: &Snapshot) -> String {
         "Whether the app is in service mode (cannot start).",
         s.service_mode.map(b),
     );
+    if let Some(d) = &s.dependencies {
+        o.one(
+            "caretaker_dependencies_vulnerable",
+            "gauge",
+            "Dependencies of the app with known vulnerabilities (newest `caretaker deps` report).",
+            Some(d.vulnerable as f64),
+        );
+        o.one(
+            "caretaker_dependencies_outdated",
+            "gauge",
+            "Outdated dependencies of the app (absent when no package index was reachable).",
+            d.outdated.map(|v| v as f64),
+        );
+    }
     o.s
 }
 
@@ -380,6 +396,7 @@ mod tests {
             maintenance: Some(false),
             service_mode: None,
             silences_active: Some(0),
+            dependencies: None,
         };
         expect_test::expect![[r#"
             # HELP caretaker_build_info caretaker version and the app it looks after (always 1).

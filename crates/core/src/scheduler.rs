@@ -38,6 +38,8 @@ pub enum TaskKind {
     BackupCheck,
     Check,
     Update,
+    /// The dependency report (`caretaker deps`).
+    Deps,
     /// An app command from the config's `jobs:` section.
     Command(String),
 }
@@ -51,6 +53,7 @@ impl TaskKind {
             TaskKind::BackupCheck => kind::BACKUP_CHECK,
             TaskKind::Check => kind::CHECK,
             TaskKind::Update => kind::UPDATE,
+            TaskKind::Deps => kind::DEPS,
             TaskKind::Command(_) => kind::COMMAND,
         }
     }
@@ -208,6 +211,9 @@ pub fn tasks_from_config(cfg: &Config) -> Vec<Task> {
         if let Some(s) = &cfg.update.schedule {
             push("update".into(), TaskKind::Update, s);
         }
+    }
+    if let Some(s) = &cfg.deps.schedule {
+        push("deps".into(), TaskKind::Deps, s);
     }
     for ScheduledJob { name, schedule, .. } in &cfg.jobs {
         push(format!("job:{name}"), TaskKind::Command(name.clone()), schedule);
@@ -474,12 +480,14 @@ mod tests {
 
     #[test]
     fn tasks_come_from_the_config() {
-        let text = "version: 1\napp: { name: a }\nfiles: [/srv]\nbackup: { repository: /b, password: x, schedule: daily 00:30, prune_schedule: Sun 03:00 }\nupdate: { schedule: daily 06:30, automatic: true }\njobs: { clearsessions: { command: x, schedule: daily 04:00 } }\nscheduler: { random_delay: 10m }\n";
+        let text = "version: 1\napp: { name: a }\nfiles: [/srv]\nbackup: { repository: /b, password: x, schedule: daily 00:30, prune_schedule: Sun 03:00 }\nupdate: { schedule: daily 06:30, automatic: true }\njobs: { clearsessions: { command: x, schedule: daily 04:00 } }\nscheduler: { random_delay: 10m }\ndeps: { schedule: Mon 05:00, lockfile: uv.lock, index_url: off }\n";
         let cfg = crate::config::load(text, std::path::Path::new("/etc/c.yml"), None, &crate::config::NoSecrets)
             .unwrap()
             .config;
         let names: Vec<String> = tasks_from_config(&cfg).into_iter().map(|t| t.name).collect();
-        assert_eq!(names, ["backup", "prune", "check", "update", "job:clearsessions"]);
+        assert_eq!(names, ["backup", "prune", "check", "update", "deps", "job:clearsessions"]);
+        assert_eq!(cfg.deps.lockfile.as_deref(), Some(std::path::Path::new("uv.lock")));
+        assert_eq!(cfg.deps.index_url, None, "`index_url: off` turns the outdated check off");
         assert!(tasks_from_config(&cfg).iter().all(|t| t.random_delay == Duration::from_secs(600)));
     }
 }

@@ -143,6 +143,7 @@ pub fn gather(
         Mode::Maintenance(_) => obs.maintenance = true,
         Mode::Service(f) => obs.service_mode = Some(f.reason),
     }
+    obs.dependencies = crate::deps::newest_report(store)?;
     let silences = store.silences(Some(now))?.into_iter().filter(|s| s.is_active(now)).count();
     let snapshot = Snapshot {
         app: cfg.app.name.clone(),
@@ -156,6 +157,7 @@ pub fn gather(
         maintenance: Some(obs.maintenance),
         service_mode: Some(obs.service_mode.is_some()),
         silences_active: Some(silences as u64),
+        dependencies: obs.dependencies.clone(),
     };
     Ok(Gathered { observations: obs, snapshot })
 }

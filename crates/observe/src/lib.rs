@@ -12,6 +12,7 @@
 //! text says) are made in `caretaker-core`; this crate only reads the world and sends messages.
 
 pub mod check;
+pub mod deps;
 pub mod gather;
 pub mod host;
 pub mod http;

@@ -15,6 +15,7 @@ mod config;
 mod daemon;
 mod db;
 mod demo;
+mod deps;
 mod jobs;
 mod maintenance;
 mod observe;

@@ -52,6 +52,7 @@ pub fn alert_name(rule: &str) -> &'static str {
         super::rule::JOB_FAILED => "CaretakerJobFailed",
         super::rule::SERVICE_MODE => "CaretakerServiceMode",
         super::rule::JOB_SKIPPED => "CaretakerJobSkipped",
+        super::rule::DEPENDENCIES_VULNERABLE => "CaretakerDependenciesVulnerable",
         _ => "CaretakerAlert",
     }
 }

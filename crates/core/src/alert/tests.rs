@@ -313,3 +313,24 @@ fn repeated_skips_of_a_scheduled_task_fire_job_skipped() {
     assert!(conditions(&rules, &o, at(0)).is_empty());
     assert!(validate_matcher("job_skipped/backup").is_ok());
 }
+
+#[test]
+fn vulnerable_dependencies_fire_their_rule_unless_it_is_off() {
+    let mut rules = alerts_defaults().rules;
+    let dep = |n: u64| Observations {
+        dependencies: Some(DependenciesObs {
+            vulnerable: n,
+            outdated: None,
+            vulnerable_packages: (0..n).map(|i| format!("pkg{i}")).collect(),
+        }),
+        ..Default::default()
+    };
+    let c: Vec<Condition> =
+        conditions(&rules, &dep(2), t0()).into_iter().filter(|c| c.rule == rule::DEPENDENCIES_VULNERABLE).collect();
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].severity, Severity::Warning);
+    assert!(c[0].summary.contains("pkg0, pkg1"), "{}", c[0].summary);
+    assert!(conditions(&rules, &dep(0), t0()).iter().all(|c| c.rule != rule::DEPENDENCIES_VULNERABLE));
+    rules.dependencies_vulnerable = false;
+    assert!(conditions(&rules, &dep(2), t0()).iter().all(|c| c.rule != rule::DEPENDENCIES_VULNERABLE));
+}

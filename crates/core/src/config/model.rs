@@ -67,6 +67,8 @@ pub struct Config {
     /// Who may read the status page (served on the `http` listener under `/status`); `None`:
     /// nobody (every request is refused).
     pub status: Option<StatusPage>,
+    /// The dependency report (`caretaker deps`, docs/deps.md).
+    pub deps: Deps,
 }
 
 impl Config {
@@ -679,6 +681,8 @@ pub struct Rules {
     pub service_mode: bool,
     /// Fires when a scheduled task was skipped `alert::SKIPS_TO_ALERT` times in a row.
     pub job_skipped: bool,
+    /// Fires while the newest dependency report lists a vulnerable package.
+    pub dependencies_vulnerable: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -759,6 +763,25 @@ pub struct CustomCheck {
     pub timeout: Duration,
     /// A failure is critical (default) or only a warning.
     pub critical: bool,
+}
+
+/// The dependency report: where the app's resolved dependencies are read, where the OSV
+/// database and the package index are (docs/deps.md).
+#[derive(Clone, Debug, Serialize)]
+pub struct Deps {
+    /// When to run the report as a scheduled task; `None`: only on demand.
+    #[serde(serialize_with = "ser_opt_schedule")]
+    pub schedule: Option<Schedule>,
+    /// Where `caretaker deps update-db` downloads the OSV PyPI export (`all.zip`).
+    pub db_url: String,
+    /// The package index for the outdated check: a PyPI-style JSON API (`.../pypi`) or a PEP
+    /// 691 simple index (`.../simple`). `None` (`index_url: off`): not checked.
+    pub index_url: Option<String>,
+    /// The lockfile or pinned requirements file (relative to the app's working directory);
+    /// `None`: `freeze_command` runs in the app's environment.
+    pub lockfile: Option<PathBuf>,
+    /// What prints the installed packages when there is no lockfile.
+    pub freeze_command: Command,
 }
 
 /// Scheduler settings shared by every scheduled task.

@@ -80,6 +80,10 @@ pub fn config(cx: &mut Cx, root: &Node) -> Option<Config> {
     let checks = m.opt(cx, "checks", checks).unwrap_or_default();
     let scheduler = m.opt(cx, "scheduler", scheduler).unwrap_or(Scheduler { random_delay: Duration::ZERO });
     let status = m.opt(cx, "status", status_page);
+    let deps = match m.get("deps") {
+        Some(n) => deps(cx, n, "deps"),
+        None => Some(deps_defaults()),
+    };
     m.finish(cx);
     if let (Some(c), Some(a)) = (&mut compose, &app) {
         if c.project.is_empty() {
@@ -107,6 +111,7 @@ pub fn config(cx: &mut Cx, root: &Node) -> Option<Config> {
         checks,
         scheduler,
         status,
+        deps: deps?,
     };
     Some(cfg)
 }
@@ -1159,6 +1164,7 @@ fn rules_defaults() -> Rules {
         job_failed: true,
         service_mode: true,
         job_skipped: true,
+        dependencies_vulnerable: true,
     }
 }
 
@@ -1359,6 +1365,9 @@ fn rules(cx: &mut Cx, node: &Node, path: &str) -> Option<Rules> {
     }
     if let Some(v) = m.opt(cx, "job_failed", boolean) {
         r.job_failed = v;
+    }
+    if let Some(v) = m.opt(cx, "dependencies_vulnerable", boolean) {
+        r.dependencies_vulnerable = v;
     }
     if let Some(v) = m.opt(cx, "service_mode", boolean) {
         r.service_mode = v;
@@ -1672,6 +1681,35 @@ fn password_hash(cx: &mut Cx, node: &Node, path: &str) -> Option<String> {
         return None;
     }
     Some(s)
+}
+
+/// The deps section when the config has none (also the base of a partial one).
+pub fn deps_defaults() -> Deps {
+    Deps {
+        schedule: None,
+        db_url: "https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip".into(),
+        index_url: Some("https://pypi.org/pypi".into()),
+        lockfile: None,
+        freeze_command: Command::Argv(vec!["python3".into(), "-m".into(), "pip".into(), "freeze".into()]),
+    }
+}
+
+fn deps(cx: &mut Cx, node: &Node, path: &str) -> Option<Deps> {
+    let mut m = cx.map(node, path)?;
+    let mut d = deps_defaults();
+    d.schedule = m.opt(cx, "schedule", schedule);
+    if let Some(u) = m.opt(cx, "db_url", nonempty) {
+        d.db_url = u;
+    }
+    if let Some(u) = m.opt(cx, "index_url", nonempty) {
+        d.index_url = if u == "off" { None } else { Some(u.trim_end_matches('/').to_string()) };
+    }
+    d.lockfile = m.opt(cx, "lockfile", nonempty).map(PathBuf::from);
+    if let Some(c) = m.opt(cx, "freeze_command", command) {
+        d.freeze_command = c;
+    }
+    m.finish(cx);
+    Some(d)
 }
 
 fn scheduler(cx: &mut Cx, node: &Node, path: &str) -> Option<Scheduler> {
