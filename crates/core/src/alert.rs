@@ -85,7 +85,7 @@ pub mod rule {
     pub const SERVICE_MODE: &str = "service_mode";
     pub const JOB_SKIPPED: &str = "job_skipped";
     pub const DEPENDENCIES_VULNERABLE: &str = "dependencies_vulnerable";
-    pub const ALL_RULES: [&str; 11] = [
+    pub const ALL_RULES: [&str; 12] = [
         FILESYSTEM_FREE,
         MEMORY_USED,
         LOAD,

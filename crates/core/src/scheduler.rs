@@ -77,6 +77,7 @@ impl TaskKind {
             TaskKind::Update => 3,
             TaskKind::Command(_) => 4,
             TaskKind::Check => 5,
+            TaskKind::Deps => 6,
         }
     }
 }
