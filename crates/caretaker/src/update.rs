@@ -163,8 +163,26 @@ pub fn spawn_resume_if_interrupted(
     if load_progress(store)?.is_none() {
         return Ok(false);
     }
-    // Progress while an update process holds the app lock is an update under way (it may be
-    // the one that started this daemon), not an interrupted one.
+    spawn_resume_unless_locked(
+        allow_world_readable_config,
+        config_path,
+        store,
+        &["update", "--resume", "--recovery"],
+        "starting `caretaker update --resume`",
+    )
+}
+
+/// Shared by the resumes of `update` and `recover`: unless a process holds the app lock, start
+/// caretaker with `args` (after the global `--config`/`--state-dir` options) as a separate
+/// process. Returns whether it started one. Progress while a process holds the app lock is a
+/// job under way (it may be the one that started this daemon), not an interrupted one.
+pub(crate) fn spawn_resume_unless_locked(
+    allow_world_readable_config: bool,
+    config_path: &Path,
+    store: &Store,
+    args: &[&str],
+    what: &str,
+) -> Result<bool> {
     let lock = store.dir().join("locks").join("app.lock");
     if matches!(caretaker_state::AppLock::try_acquire(&lock), Err(caretaker_state::LockError::Busy { .. })) {
         return Ok(false);
@@ -175,13 +193,15 @@ pub fn spawn_resume_if_interrupted(
     if allow_world_readable_config {
         cmd.arg("--allow-world-readable-config");
     }
-    cmd.args(["update", "--resume", "--recovery"]).stdin(std::process::Stdio::null());
-    cmd.spawn().context("starting `caretaker update --resume`")?;
+    cmd.args(args).stdin(std::process::Stdio::null());
+    cmd.spawn().context(what.to_string())?;
     Ok(true)
 }
 
+/// Debug builds only: SIGKILL caretaker itself when the env var `KILL_HOOK_ENV` names `step`,
+/// for the fault-injection tests; release builds ignore it.
 #[cfg(debug_assertions)]
-fn kill_hook(step: &str) {
+pub(crate) fn kill_hook(step: &str) {
     if std::env::var(KILL_HOOK_ENV).is_ok_and(|v| v == step) {
         // SAFETY: plain syscalls.
         unsafe {
@@ -191,7 +211,7 @@ fn kill_hook(step: &str) {
 }
 
 #[cfg(not(debug_assertions))]
-fn kill_hook(_step: &str) {}
+pub(crate) fn kill_hook(_step: &str) {}
 
 // ---------------------------------------------------------------------------------------------
 // git
