@@ -4,7 +4,7 @@ mod common;
 
 use caretaker_backup::location;
 use caretaker_backup::*;
-use common::{moto, restic, PASSWORD};
+use common::{moto, restic, sftp_target, PASSWORD};
 use std::io::Write;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -539,24 +539,6 @@ fn s3_round_trip_against_a_local_s3_server_and_stock_restic_checks_it() {
             .unwrap();
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success() && text.contains("no errors were found"), "restic check: {text}");
-    }
-}
-
-/// An SFTP target on the test sshd for a repository at `path`, with the test's key and
-/// known_hosts file unless given others.
-fn sftp_target<'a>(
-    sshd: &'a caretaker_testkit::TestSshd,
-    path: &'a str,
-    key: Option<&'a Path>,
-    known_hosts: Option<&'a Path>,
-) -> sftp::SftpTarget<'a> {
-    sftp::SftpTarget {
-        user: Some(&sshd.user),
-        host: "127.0.0.1",
-        port: Some(sshd.port),
-        path,
-        key_file: Some(key.unwrap_or(&sshd.key)),
-        known_hosts_file: Some(known_hosts.unwrap_or(&sshd.known_hosts)),
     }
 }
 

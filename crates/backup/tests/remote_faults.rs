@@ -139,14 +139,7 @@ fn sftp_backup_survives_its_ssh_connection_killed_mid_upload() {
     let media = tree(dir.path());
     let repo_path = dir.path().join("remote/apps/one");
     let repo_str = repo_path.to_str().unwrap().to_string();
-    let target = sftp::SftpTarget {
-        user: Some(&sshd.user),
-        host: "127.0.0.1",
-        port: Some(sshd.port),
-        path: &repo_str,
-        key_file: Some(&sshd.key),
-        known_hosts_file: Some(&sshd.known_hosts),
-    };
+    let target = sftp_target(&sshd, &repo_str, None, None);
     let repo = location::sftp(&target, PASSWORD).unwrap();
     repo.init().unwrap();
     let first = ssh_children();

@@ -125,14 +125,7 @@ fn sftp_repository_conforms() {
     let Some(sshd) = caretaker_testkit::TestSshd::from_env() else { return };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("remote/repo").to_str().unwrap().to_string();
-    let target = sftp::SftpTarget {
-        user: Some(&sshd.user),
-        host: "127.0.0.1",
-        port: Some(sshd.port),
-        path: &path,
-        key_file: Some(&sshd.key),
-        known_hosts_file: Some(&sshd.known_hosts),
-    };
+    let target = sftp_target(&sshd, &path, None, None);
     conforms(&sftp::SftpBackend::connect(&target).unwrap());
 }
 
@@ -143,14 +136,7 @@ fn sftp_request_after_its_ssh_died_reconnects() {
     let Some(sshd) = caretaker_testkit::TestSshd::from_env() else { return };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("remote/repo").to_str().unwrap().to_string();
-    let target = sftp::SftpTarget {
-        user: Some(&sshd.user),
-        host: "127.0.0.1",
-        port: Some(sshd.port),
-        path: &path,
-        key_file: Some(&sshd.key),
-        known_hosts_file: Some(&sshd.known_hosts),
-    };
+    let target = sftp_target(&sshd, &path, None, None);
     let be = sftp::SftpBackend::connect(&target).unwrap();
     be.create().unwrap();
     let key = Id::random();

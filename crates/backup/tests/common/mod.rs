@@ -214,3 +214,21 @@ fn serve(
     client.write_all(&response)?;
     client.flush()
 }
+
+/// An SFTP target on the test sshd for a repository at `path`, with the test's key and
+/// known_hosts file unless given others.
+pub fn sftp_target<'a>(
+    sshd: &'a caretaker_testkit::TestSshd,
+    path: &'a str,
+    key: Option<&'a std::path::Path>,
+    known_hosts: Option<&'a std::path::Path>,
+) -> caretaker_backup::sftp::SftpTarget<'a> {
+    caretaker_backup::sftp::SftpTarget {
+        user: Some(&sshd.user),
+        host: "127.0.0.1",
+        port: Some(sshd.port),
+        path,
+        key_file: Some(key.unwrap_or(&sshd.key)),
+        known_hosts_file: Some(known_hosts.unwrap_or(&sshd.known_hosts)),
+    }
+}
