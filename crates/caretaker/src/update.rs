@@ -139,14 +139,29 @@ impl Registry {
 }
 
 fn load_progress(store: &Store) -> Result<Option<Progress>> {
-    Ok(match store.fact(FACT_PROGRESS)? {
-        Some(s) => Some(serde_json::from_str(&s).context("reading the update progress")?),
+    load_json_fact(store, FACT_PROGRESS, "reading the update progress")
+}
+
+fn save_progress(store: &Store, p: &Progress) -> Result<()> {
+    save_json_fact(store, FACT_PROGRESS, p)
+}
+
+/// The JSON value of the fact `name` (the progress of an update or a recover), if it is set;
+/// `what` names it in the error when it cannot be read.
+pub(crate) fn load_json_fact<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    name: &str,
+    what: &'static str,
+) -> Result<Option<T>> {
+    Ok(match store.fact(name)? {
+        Some(s) => Some(serde_json::from_str(&s).context(what)?),
         None => None,
     })
 }
 
-fn save_progress(store: &Store, p: &Progress) -> Result<()> {
-    store.set_fact(FACT_PROGRESS, &serde_json::to_string(p)?)?;
+/// Sets the fact `name` to `value` as JSON.
+pub(crate) fn save_json_fact<T: serde::Serialize>(store: &Store, name: &str, value: &T) -> Result<()> {
+    store.set_fact(name, &serde_json::to_string(value)?)?;
     Ok(())
 }
 

@@ -46,15 +46,11 @@ use std::time::{Duration, Instant};
 pub const FACT_PROGRESS: &str = "recover.progress";
 
 fn load_progress(store: &Store) -> Result<Option<Progress>> {
-    Ok(match store.fact(FACT_PROGRESS)? {
-        Some(s) => Some(serde_json::from_str(&s).context("reading the recover progress")?),
-        None => None,
-    })
+    crate::update::load_json_fact(store, FACT_PROGRESS, "reading the recover progress")
 }
 
 fn save_progress(store: &Store, p: &Progress) -> Result<()> {
-    store.set_fact(FACT_PROGRESS, &serde_json::to_string(p)?)?;
-    Ok(())
+    crate::update::save_json_fact(store, FACT_PROGRESS, p)
 }
 
 /// Debug builds only: SIGKILL caretaker itself at `recover.<step>` (the env var of
