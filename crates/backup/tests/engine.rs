@@ -4,7 +4,7 @@ mod common;
 
 use caretaker_backup::location;
 use caretaker_backup::*;
-use common::{moto, restic, sftp_target, PASSWORD};
+use common::{moto, restic, s3_target, sftp_target, PASSWORD};
 use std::io::Write;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -489,14 +489,7 @@ fn s3_round_trip_against_a_local_s3_server_and_stock_restic_checks_it() {
     // `common::moto` creates the bucket `caretaker`.
     let Some(moto) = moto() else { return };
     let endpoint = format!("http://127.0.0.1:{}", moto.port);
-    let target = s3::S3Target {
-        endpoint: &endpoint,
-        bucket: "caretaker",
-        prefix: "apps/one",
-        region: "us-east-1",
-        access_key_id: "AKIDTEST",
-        secret_access_key: "test-secret-key",
-    };
+    let target = s3_target(&endpoint, "apps/one");
     let repo = location::s3(&target, PASSWORD).unwrap();
     repo.init().unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -96,14 +96,7 @@ fn s3_backup_survives_three_503s_and_a_slow_response() {
         },
     );
     let endpoint = format!("http://127.0.0.1:{}", proxy.port);
-    let target = s3::S3Target {
-        endpoint: &endpoint,
-        bucket: "caretaker",
-        prefix: "apps/one",
-        region: "us-east-1",
-        access_key_id: "AKIDTEST",
-        secret_access_key: "test-secret-key",
-    };
+    let target = s3_target(&endpoint, "apps/one");
     let repo = location::s3(&target, PASSWORD).unwrap();
     repo.init().unwrap();
     let dir = tempfile::tempdir().unwrap();

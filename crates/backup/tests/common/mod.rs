@@ -232,3 +232,16 @@ pub fn sftp_target<'a>(
         known_hosts_file: Some(known_hosts.unwrap_or(&sshd.known_hosts)),
     }
 }
+
+/// An S3 target for the bucket `caretaker` that [`moto`] creates, at `endpoint` (moto or a
+/// proxy in front of it), with the test credentials, for a repository under `prefix`.
+pub fn s3_target<'a>(endpoint: &'a str, prefix: &'a str) -> caretaker_backup::s3::S3Target<'a> {
+    caretaker_backup::s3::S3Target {
+        endpoint,
+        bucket: "caretaker",
+        prefix,
+        region: "us-east-1",
+        access_key_id: "AKIDTEST",
+        secret_access_key: "test-secret-key",
+    }
+}
