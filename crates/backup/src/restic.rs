@@ -632,24 +632,8 @@ impl BackupEngine for ResticRepository {
         let node = repo
             .node_from_snapshot_and_path(&snap, &format!("{STREAMS_DIR}/{name}"))
             .map_err(|_| Error::new(ErrorKind::NotFound, format!("snapshot {} has no stream {name}", snap.id)))?;
-        let mut counting = Counting { inner: out, n: 0 };
+        let mut counting = crate::restore::Counting { inner: out, n: 0 };
         contained(|| repo.dump(&node, &mut counting).map_err(self.err("restoring stream")))?;
         Ok(counting.n)
-    }
-}
-
-struct Counting<'a> {
-    inner: &'a mut dyn Write,
-    n: u64,
-}
-
-impl Write for Counting<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.n += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
     }
 }

@@ -393,9 +393,10 @@ impl Write for Sparse {
     }
 }
 
-struct Counting<W> {
-    inner: W,
-    n: u64,
+/// A writer that counts the bytes written through it (also used by `restic`'s stream restore).
+pub(crate) struct Counting<W> {
+    pub(crate) inner: W,
+    pub(crate) n: u64,
 }
 
 impl<W: Write> Write for Counting<W> {

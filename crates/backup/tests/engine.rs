@@ -1,13 +1,14 @@
 //! The engine against real local repositories, and stock `restic` reading what it wrote.
 
+mod common;
+
 use caretaker_backup::location;
 use caretaker_backup::*;
+use common::{moto, restic, s3_target, sftp_target, PASSWORD};
 use std::io::Write;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-const PASSWORD: &str = "correct horse battery staple";
 
 struct Bytes {
     name: &'static str,
@@ -323,19 +324,6 @@ fn prune_keeps_the_policy_and_the_newest_complete_snapshot() {
     assert!(repo.check(ReadData::All).unwrap().errors.is_empty());
 }
 
-/// Stock restic, the Debian package: `None` (a loud skip) when missing outside CI.
-fn restic() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join("restic")).find(|p| p.is_file()));
-    if found.is_none() {
-        if std::env::var_os("CI").is_some() {
-            panic!("restic is not installed: scripts/install-deps installs it (scripts/deps/apt.txt)");
-        }
-        eprintln!("SKIPPED: restic not installed (apt-get install restic)");
-    }
-    found
-}
-
 #[test]
 fn stock_restic_lists_checks_and_restores_a_caretaker_snapshot() {
     let Some(restic) = restic() else { return };
@@ -496,73 +484,12 @@ fn sigkill_mid_backup_leaves_a_consistent_repository() {
     }
 }
 
-/// A moto S3 server on loopback, killed when dropped.
-struct Moto {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `python3 -m moto.server` (pip package `moto[server]`); `None` (a loud skip) when it
-/// is not installed, outside CI.
-fn moto() -> Option<Moto> {
-    let ok = Command::new("python3")
-        .args(["-c", "import moto.server, flask"])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var_os("CI").is_some() {
-            panic!("moto is not installed: pip install 'moto[server]'");
-        }
-        eprintln!("SKIPPED: moto not installed (pip install 'moto[server]')");
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new("python3")
-        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let m = Moto { child, port };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "moto did not listen within 60 s");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    Some(m)
-}
-
-fn http_put(port: u16, path: &str) -> String {
-    use std::io::Read;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "PUT {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
 #[test]
 fn s3_round_trip_against_a_local_s3_server_and_stock_restic_checks_it() {
+    // `common::moto` creates the bucket `caretaker`.
     let Some(moto) = moto() else { return };
-    let reply = http_put(moto.port, "/caretaker");
-    assert!(reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200"), "{reply}");
     let endpoint = format!("http://127.0.0.1:{}", moto.port);
-    let target = s3::S3Target {
-        endpoint: &endpoint,
-        bucket: "caretaker",
-        prefix: "apps/one",
-        region: "us-east-1",
-        access_key_id: "AKIDTEST",
-        secret_access_key: "test-secret-key",
-    };
+    let target = s3_target(&endpoint, "apps/one");
     let repo = location::s3(&target, PASSWORD).unwrap();
     repo.init().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -605,24 +532,6 @@ fn s3_round_trip_against_a_local_s3_server_and_stock_restic_checks_it() {
             .unwrap();
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success() && text.contains("no errors were found"), "restic check: {text}");
-    }
-}
-
-/// An SFTP target on the test sshd for a repository at `path`, with the test's key and
-/// known_hosts file unless given others.
-fn sftp_target<'a>(
-    sshd: &'a caretaker_testkit::TestSshd,
-    path: &'a str,
-    key: Option<&'a Path>,
-    known_hosts: Option<&'a Path>,
-) -> sftp::SftpTarget<'a> {
-    sftp::SftpTarget {
-        user: Some(&sshd.user),
-        host: "127.0.0.1",
-        port: Some(sshd.port),
-        path,
-        key_file: Some(key.unwrap_or(&sshd.key)),
-        known_hosts_file: Some(known_hosts.unwrap_or(&sshd.known_hosts)),
     }
 }
 

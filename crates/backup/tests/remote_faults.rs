@@ -96,14 +96,7 @@ fn s3_backup_survives_three_503s_and_a_slow_response() {
         },
     );
     let endpoint = format!("http://127.0.0.1:{}", proxy.port);
-    let target = s3::S3Target {
-        endpoint: &endpoint,
-        bucket: "caretaker",
-        prefix: "apps/one",
-        region: "us-east-1",
-        access_key_id: "AKIDTEST",
-        secret_access_key: "test-secret-key",
-    };
+    let target = s3_target(&endpoint, "apps/one");
     let repo = location::s3(&target, PASSWORD).unwrap();
     repo.init().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -139,14 +132,7 @@ fn sftp_backup_survives_its_ssh_connection_killed_mid_upload() {
     let media = tree(dir.path());
     let repo_path = dir.path().join("remote/apps/one");
     let repo_str = repo_path.to_str().unwrap().to_string();
-    let target = sftp::SftpTarget {
-        user: Some(&sshd.user),
-        host: "127.0.0.1",
-        port: Some(sshd.port),
-        path: &repo_str,
-        key_file: Some(&sshd.key),
-        known_hosts_file: Some(&sshd.known_hosts),
-    };
+    let target = sftp_target(&sshd, &repo_str, None, None);
     let repo = location::sftp(&target, PASSWORD).unwrap();
     repo.init().unwrap();
     let first = ssh_children();

@@ -109,14 +109,7 @@ fn local_repository_conforms() {
 fn s3_repository_conforms() {
     let Some(moto) = moto() else { return };
     let endpoint = format!("http://127.0.0.1:{}", moto.port);
-    let target = s3::S3Target {
-        endpoint: &endpoint,
-        bucket: "caretaker",
-        prefix: "conformance",
-        region: "us-east-1",
-        access_key_id: "AKIDTEST",
-        secret_access_key: "test-secret-key",
-    };
+    let target = s3_target(&endpoint, "conformance");
     conforms(&s3::S3Backend::new(&target).unwrap());
 }
 
@@ -125,14 +118,7 @@ fn sftp_repository_conforms() {
     let Some(sshd) = caretaker_testkit::TestSshd::from_env() else { return };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("remote/repo").to_str().unwrap().to_string();
-    let target = sftp::SftpTarget {
-        user: Some(&sshd.user),
-        host: "127.0.0.1",
-        port: Some(sshd.port),
-        path: &path,
-        key_file: Some(&sshd.key),
-        known_hosts_file: Some(&sshd.known_hosts),
-    };
+    let target = sftp_target(&sshd, &path, None, None);
     conforms(&sftp::SftpBackend::connect(&target).unwrap());
 }
 
@@ -143,14 +129,7 @@ fn sftp_request_after_its_ssh_died_reconnects() {
     let Some(sshd) = caretaker_testkit::TestSshd::from_env() else { return };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("remote/repo").to_str().unwrap().to_string();
-    let target = sftp::SftpTarget {
-        user: Some(&sshd.user),
-        host: "127.0.0.1",
-        port: Some(sshd.port),
-        path: &path,
-        key_file: Some(&sshd.key),
-        known_hosts_file: Some(&sshd.known_hosts),
-    };
+    let target = sftp_target(&sshd, &path, None, None);
     let be = sftp::SftpBackend::connect(&target).unwrap();
     be.create().unwrap();
     let key = Id::random();
@@ -303,14 +282,7 @@ fn s3_request_that_hangs_times_out_and_is_retried() {
         Faults { matching: "PUT /caretaker/hang/keys/".into(), fail_503: 0, delayed: 1, delay: Duration::from_secs(5) },
     );
     let endpoint = format!("http://127.0.0.1:{}", proxy.port);
-    let target = s3::S3Target {
-        endpoint: &endpoint,
-        bucket: "caretaker",
-        prefix: "hang",
-        region: "us-east-1",
-        access_key_id: "AKIDTEST",
-        secret_access_key: "test-secret-key",
-    };
+    let target = s3_target(&endpoint, "hang");
     let be: Arc<dyn WriteBackend> = Arc::new(s3::S3Backend::with_io_timeout(&target, Duration::from_secs(1)).unwrap());
     let retrying = RetryBackend::new(be, quick(Duration::from_secs(60)));
     let id = Id::random();

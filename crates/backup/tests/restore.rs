@@ -2,8 +2,11 @@
 //! modes and owners) against the original and stock `restic restore`; restores from damaged
 //! packs; the modes of repository files and restored dumps.
 
+mod common;
+
 use caretaker_backup::location;
 use caretaker_backup::*;
+use common::{restic, PASSWORD};
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::io::{Seek, SeekFrom, Write};
@@ -11,8 +14,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-const PASSWORD: &str = "correct horse battery staple";
 
 fn new_repo(dir: &Path) -> ResticRepository {
     let repo = location::local(&dir.join("repo"), PASSWORD).unwrap();
@@ -158,19 +159,6 @@ fn age(root: &Path) {
     for (i, p) in entries.iter().enumerate() {
         set_mtime(p, 1_600_000_000 + i as i64 * 3600, 123_456_789 + i as i64);
     }
-}
-
-/// Stock restic, the Debian package: `None` (a loud skip) when missing outside CI.
-fn restic() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join("restic")).find(|p| p.is_file()));
-    if found.is_none() {
-        if std::env::var_os("CI").is_some() {
-            panic!("restic is not installed: scripts/install-deps installs it (scripts/deps/apt.txt)");
-        }
-        eprintln!("SKIPPED: restic not installed (apt-get install restic)");
-    }
-    found
 }
 
 /// `restic restore` of `snapshot` from the local repository in `dir` into `target`.

@@ -156,15 +156,7 @@ pub async fn run(app: AppContext, allow_world_readable_config: bool, listeners: 
         mode: around.mode.clone(),
     };
     tracing::info!(app = %d.config.app.name, pid = std::process::id(), socket = %around.socket.display(), "daemon started (compose)");
-    if crate::update::spawn_resume_if_interrupted(allow_world_readable_config, &d.config_path, &d.store)? {
-        tracing::warn!("an update was interrupted; `caretaker update --resume` finishes it before the app starts");
-    } else if crate::commands::recover::spawn_resume_if_interrupted(
-        allow_world_readable_config,
-        &d.config_path,
-        &d.store,
-    )? {
-        tracing::warn!("a recover was interrupted; `caretaker recover` finishes it and starts the app");
-    } else {
+    if !crate::daemon::resume_interrupted_job(allow_world_readable_config, &d.config_path, &d.store)? {
         let acts = d.watch.request(WatchRequest::Up);
         d.execute(acts);
     }

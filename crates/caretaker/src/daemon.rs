@@ -178,18 +178,7 @@ async fn run_async(app: AppContext, allow_world_readable_config: bool) -> Result
     };
     let mut around = around;
     tracing::info!(app = %d.config.app.name, pid = std::process::id(), socket = %around.socket.display(), "daemon started");
-    // An update that a crash interrupted is finished (forward or back) by `update --resume`,
-    // which stops and starts the services through this daemon; starting them here could run
-    // a release on half-migrated data.
-    if crate::update::spawn_resume_if_interrupted(allow_world_readable_config, &d.config_path, &d.store)? {
-        tracing::warn!("an update was interrupted; `caretaker update --resume` finishes it before the app starts");
-    } else if crate::commands::recover::spawn_resume_if_interrupted(
-        allow_world_readable_config,
-        &d.config_path,
-        &d.store,
-    )? {
-        tracing::warn!("a recover was interrupted; `caretaker recover` finishes it and starts the app");
-    } else {
+    if !resume_interrupted_job(allow_world_readable_config, &d.config_path, &d.store)? {
         d.apply(AppEvent::Up);
     }
 
@@ -1140,5 +1129,26 @@ async fn pump(stream: impl AsyncRead + Unpin, tag: &'static str, log: Arc<Mutex<
                 }
             }
         }
+    }
+}
+
+/// For both daemons, on start: when an update or a recover was interrupted, start the process
+/// that finishes it and return `true`; then the daemon leaves starting the services to it. An
+/// update that a crash interrupted is finished (forward or back) by `update --resume`, which
+/// stops and starts the services through this daemon; starting them here could run a release
+/// on half-migrated data.
+pub(crate) fn resume_interrupted_job(
+    allow_world_readable_config: bool,
+    config_path: &std::path::Path,
+    store: &Store,
+) -> Result<bool> {
+    if crate::update::spawn_resume_if_interrupted(allow_world_readable_config, config_path, store)? {
+        tracing::warn!("an update was interrupted; `caretaker update --resume` finishes it before the app starts");
+        Ok(true)
+    } else if crate::commands::recover::spawn_resume_if_interrupted(allow_world_readable_config, config_path, store)? {
+        tracing::warn!("a recover was interrupted; `caretaker recover` finishes it and starts the app");
+        Ok(true)
+    } else {
+        Ok(false)
     }
 }

@@ -139,14 +139,29 @@ impl Registry {
 }
 
 fn load_progress(store: &Store) -> Result<Option<Progress>> {
-    Ok(match store.fact(FACT_PROGRESS)? {
-        Some(s) => Some(serde_json::from_str(&s).context("reading the update progress")?),
+    load_json_fact(store, FACT_PROGRESS, "reading the update progress")
+}
+
+fn save_progress(store: &Store, p: &Progress) -> Result<()> {
+    save_json_fact(store, FACT_PROGRESS, p)
+}
+
+/// The JSON value of the fact `name` (the progress of an update or a recover), if it is set;
+/// `what` names it in the error when it cannot be read.
+pub(crate) fn load_json_fact<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    name: &str,
+    what: &'static str,
+) -> Result<Option<T>> {
+    Ok(match store.fact(name)? {
+        Some(s) => Some(serde_json::from_str(&s).context(what)?),
         None => None,
     })
 }
 
-fn save_progress(store: &Store, p: &Progress) -> Result<()> {
-    store.set_fact(FACT_PROGRESS, &serde_json::to_string(p)?)?;
+/// Sets the fact `name` to `value` as JSON.
+pub(crate) fn save_json_fact<T: serde::Serialize>(store: &Store, name: &str, value: &T) -> Result<()> {
+    store.set_fact(name, &serde_json::to_string(value)?)?;
     Ok(())
 }
 
@@ -163,8 +178,26 @@ pub fn spawn_resume_if_interrupted(
     if load_progress(store)?.is_none() {
         return Ok(false);
     }
-    // Progress while an update process holds the app lock is an update under way (it may be
-    // the one that started this daemon), not an interrupted one.
+    spawn_resume_unless_locked(
+        allow_world_readable_config,
+        config_path,
+        store,
+        &["update", "--resume", "--recovery"],
+        "starting `caretaker update --resume`",
+    )
+}
+
+/// Shared by the resumes of `update` and `recover`: unless a process holds the app lock, start
+/// caretaker with `args` (after the global `--config`/`--state-dir` options) as a separate
+/// process. Returns whether it started one. Progress while a process holds the app lock is a
+/// job under way (it may be the one that started this daemon), not an interrupted one.
+pub(crate) fn spawn_resume_unless_locked(
+    allow_world_readable_config: bool,
+    config_path: &Path,
+    store: &Store,
+    args: &[&str],
+    what: &str,
+) -> Result<bool> {
     let lock = store.dir().join("locks").join("app.lock");
     if matches!(caretaker_state::AppLock::try_acquire(&lock), Err(caretaker_state::LockError::Busy { .. })) {
         return Ok(false);
@@ -175,13 +208,15 @@ pub fn spawn_resume_if_interrupted(
     if allow_world_readable_config {
         cmd.arg("--allow-world-readable-config");
     }
-    cmd.args(["update", "--resume", "--recovery"]).stdin(std::process::Stdio::null());
-    cmd.spawn().context("starting `caretaker update --resume`")?;
+    cmd.args(args).stdin(std::process::Stdio::null());
+    cmd.spawn().context(what.to_string())?;
     Ok(true)
 }
 
+/// Debug builds only: SIGKILL caretaker itself when the env var `KILL_HOOK_ENV` names `step`,
+/// for the fault-injection tests; release builds ignore it.
 #[cfg(debug_assertions)]
-fn kill_hook(step: &str) {
+pub(crate) fn kill_hook(step: &str) {
     if std::env::var(KILL_HOOK_ENV).is_ok_and(|v| v == step) {
         // SAFETY: plain syscalls.
         unsafe {
@@ -191,7 +226,7 @@ fn kill_hook(step: &str) {
 }
 
 #[cfg(not(debug_assertions))]
-fn kill_hook(_step: &str) {}
+pub(crate) fn kill_hook(_step: &str) {}
 
 // ---------------------------------------------------------------------------------------------
 // git

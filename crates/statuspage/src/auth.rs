@@ -193,13 +193,7 @@ impl Limiter {
 
     /// Starts an attempt for `ip`; `false` when it already has the most it may have.
     fn begin(&mut self, ip: IpAddr, now: Instant) -> bool {
-        self.make_room(now);
-        let r = self.by_address.entry(ip).or_insert(Record {
-            failures: 0,
-            blocked_until: None,
-            last_failure: now,
-            in_flight: 0,
-        });
+        let r = self.record(ip, now);
         if r.in_flight >= MAX_IN_FLIGHT_PER_ADDRESS {
             return false;
         }
@@ -221,15 +215,20 @@ impl Limiter {
         }
     }
 
-    /// A failure without a verification (a wrong token).
-    fn fail(&mut self, ip: IpAddr, now: Instant) {
+    /// The record of `ip`, a fresh one when it has none (after making room for it).
+    fn record(&mut self, ip: IpAddr, now: Instant) -> &mut Record {
         self.make_room(now);
-        let r = self.by_address.entry(ip).or_insert(Record {
+        self.by_address.entry(ip).or_insert(Record {
             failures: 0,
             blocked_until: None,
             last_failure: now,
             in_flight: 0,
-        });
+        })
+    }
+
+    /// A failure without a verification (a wrong token).
+    fn fail(&mut self, ip: IpAddr, now: Instant) {
+        let r = self.record(ip, now);
         Self::failed(r, now);
     }
 

@@ -214,3 +214,34 @@ fn serve(
     client.write_all(&response)?;
     client.flush()
 }
+
+/// An SFTP target on the test sshd for a repository at `path`, with the test's key and
+/// known_hosts file unless given others.
+pub fn sftp_target<'a>(
+    sshd: &'a caretaker_testkit::TestSshd,
+    path: &'a str,
+    key: Option<&'a std::path::Path>,
+    known_hosts: Option<&'a std::path::Path>,
+) -> caretaker_backup::sftp::SftpTarget<'a> {
+    caretaker_backup::sftp::SftpTarget {
+        user: Some(&sshd.user),
+        host: "127.0.0.1",
+        port: Some(sshd.port),
+        path,
+        key_file: Some(key.unwrap_or(&sshd.key)),
+        known_hosts_file: Some(known_hosts.unwrap_or(&sshd.known_hosts)),
+    }
+}
+
+/// An S3 target for the bucket `caretaker` that [`moto`] creates, at `endpoint` (moto or a
+/// proxy in front of it), with the test credentials, for a repository under `prefix`.
+pub fn s3_target<'a>(endpoint: &'a str, prefix: &'a str) -> caretaker_backup::s3::S3Target<'a> {
+    caretaker_backup::s3::S3Target {
+        endpoint,
+        bucket: "caretaker",
+        prefix,
+        region: "us-east-1",
+        access_key_id: "AKIDTEST",
+        secret_access_key: "test-secret-key",
+    }
+}

@@ -46,31 +46,18 @@ use std::time::{Duration, Instant};
 pub const FACT_PROGRESS: &str = "recover.progress";
 
 fn load_progress(store: &Store) -> Result<Option<Progress>> {
-    Ok(match store.fact(FACT_PROGRESS)? {
-        Some(s) => Some(serde_json::from_str(&s).context("reading the recover progress")?),
-        None => None,
-    })
+    crate::update::load_json_fact(store, FACT_PROGRESS, "reading the recover progress")
 }
 
 fn save_progress(store: &Store, p: &Progress) -> Result<()> {
-    store.set_fact(FACT_PROGRESS, &serde_json::to_string(p)?)?;
-    Ok(())
+    crate::update::save_json_fact(store, FACT_PROGRESS, p)
 }
 
 /// Debug builds only: SIGKILL caretaker itself at `recover.<step>` (the env var of
 /// `update::KILL_HOOK_ENV`), for the fault-injection tests; release builds ignore it.
-#[cfg(debug_assertions)]
 fn kill_hook(step: &str) {
-    if std::env::var(crate::update::KILL_HOOK_ENV).is_ok_and(|v| v == format!("recover.{step}")) {
-        // SAFETY: plain syscalls.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGKILL);
-        }
-    }
+    crate::update::kill_hook(&format!("recover.{step}"));
 }
-
-#[cfg(not(debug_assertions))]
-fn kill_hook(_step: &str) {}
 
 /// For the daemon, on start: when a `recover` was interrupted (its progress is there and no
 /// process holds the app lock), start `caretaker recover` as a separate process to finish it;
@@ -84,19 +71,13 @@ pub fn spawn_resume_if_interrupted(
     if load_progress(store)?.is_none() {
         return Ok(false);
     }
-    let lock = store.dir().join("locks").join("app.lock");
-    if matches!(caretaker_state::AppLock::try_acquire(&lock), Err(caretaker_state::LockError::Busy { .. })) {
-        return Ok(false);
-    }
-    let exe = std::env::current_exe()?;
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("--config").arg(std::path::absolute(config_path)?).arg("--state-dir").arg(store.dir());
-    if allow_world_readable_config {
-        cmd.arg("--allow-world-readable-config");
-    }
-    cmd.arg("recover").stdin(std::process::Stdio::null());
-    cmd.spawn().context("starting `caretaker recover`")?;
-    Ok(true)
+    crate::update::spawn_resume_unless_locked(
+        allow_world_readable_config,
+        config_path,
+        store,
+        &["recover"],
+        "starting `caretaker recover`",
+    )
 }
 
 struct Steps {

@@ -9,13 +9,12 @@
 
 use caretaker_testkit::{wait_until, Caretaker};
 use serde_json::Value;
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::Duration;
 
 use crate::update::{commit_tag, drop_pg_database, free_port, git, pg_rows, psql};
-use crate::update_django::{copy_tree, django_python, FIXTURE};
+use crate::update_django::{copy_tree, django_python, http_json, FIXTURE};
 use crate::BIN;
 
 const DOC: &str = include_str!("../../../../docs/adopt.md");
@@ -84,19 +83,7 @@ impl Adoption {
 
     /// One HTTP/1.0 request to the site.
     fn http(&self, method: &str, path: &str, body: Option<&Value>) -> Option<(u16, String)> {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        write!(
-            s,
-            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .ok()?;
-        let mut buf = String::new();
-        s.read_to_string(&mut buf).ok()?;
-        let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-        Some((status, buf.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default()))
+        http_json(self.port, method, path, body)
     }
 
     fn version(&self) -> String {

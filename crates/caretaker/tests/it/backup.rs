@@ -114,10 +114,9 @@ fn database_dump_is_in_the_snapshot_and_restores_into_an_empty_database() {
     assert_eq!(sqlite_rows(&db), ["before the backup", "ünïcode"]);
 }
 
-/// The CLI on an S3 repository (`s3:http://…` + `backup.s3` keys) against a moto server.
-#[test]
-fn backup_run_list_and_restore_on_an_s3_repository() {
-    use std::io::{Read, Write};
+/// A moto S3 server on a free local port, stopped when dropped; `None` (the test is skipped)
+/// when moto is not installed, which CI does not allow.
+pub(crate) fn start_moto() -> Option<Moto> {
     use std::process::{Command, Stdio};
     let ok = Command::new("python3")
         .args(["-c", "import moto.server, flask"])
@@ -127,27 +126,41 @@ fn backup_run_list_and_restore_on_an_s3_repository() {
     if !ok {
         assert!(std::env::var_os("CI").is_none(), "moto is not installed: pip install 'moto[server]'");
         eprintln!("SKIPPED: moto not installed (pip install 'moto[server]')");
-        return;
+        return None;
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _moto = Kill(
-        Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let child = Command::new("python3")
+        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let moto = Moto { child, port };
     caretaker_testkit::wait_until(std::time::Duration::from_secs(60), "moto to listen", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).ok()
     });
+    Some(moto)
+}
+
+/// A running moto server (see `start_moto`).
+pub(crate) struct Moto {
+    child: std::process::Child,
+    pub(crate) port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The CLI on an S3 repository (`s3:http://…` + `backup.s3` keys) against a moto server.
+#[test]
+fn backup_run_list_and_restore_on_an_s3_repository() {
+    use std::io::{Read, Write};
+    let Some(moto) = start_moto() else { return };
+    let port = moto.port;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(s, "PUT /bkt HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n").unwrap();
     let mut reply = String::new();

@@ -30,7 +30,7 @@ fn unavailable(out: &std::process::Output, words: &[&str]) {
 }
 
 /// Incompressible bytes (xorshift), so that sizes on disk are predictable.
-fn noise(n: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn noise(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     (0..n)
         .map(|_| {

@@ -45,15 +45,7 @@ fn dir_bytes(dir: &Path) -> u64 {
 
 /// Incompressible bytes (xorshift), different for each seed, so every version is new data.
 fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    crate::backup_failures::noise(len, seed.wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 /// Runs a backup of `data` rewritten from `seed`; returns its `--json` figures.
@@ -137,36 +129,8 @@ fn backup_metrics_follow_backups_and_prune() {
 #[test]
 fn backup_metrics_follow_backups_and_prune_on_s3() {
     use std::io::{Read, Write};
-    use std::process::{Command, Stdio};
-    let ok = Command::new("python3")
-        .args(["-c", "import moto.server, flask"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(std::env::var_os("CI").is_none(), "moto is not installed: pip install 'moto[server]'");
-        eprintln!("SKIPPED: moto not installed (pip install 'moto[server]')");
-        return;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _moto = Kill(
-        Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    caretaker_testkit::wait_until(std::time::Duration::from_secs(60), "moto to listen", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    });
+    let Some(moto) = crate::backup::start_moto() else { return };
+    let port = moto.port;
     let http = |req: &str| {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         write!(s, "{req} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n").unwrap();

@@ -93,13 +93,7 @@ fn a_due_scheduled_job_runs_as_a_recorded_job() {
         "timezone: UTC\njobs:\n  report: { command: \"echo report ran > report.txt\", schedule: hourly }",
     );
     // The task last ran two hours ago, so it is due as soon as the daemon's scheduler ticks.
-    {
-        let store =
-            caretaker_state::Store::open(&app.path("state"), caretaker_core::config::Redactor::default()).unwrap();
-        let past = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2);
-        store.task_seen("job:report", past).unwrap();
-        store.task_ran("job:report", past).unwrap();
-    }
+    ran_two_hours_ago(&app, "job:report");
     let _d = app.daemon();
     let job = wait_until(Duration::from_secs(30), "the scheduled job to finish", || {
         let jobs = app.ct.json(&["jobs", "--json"]);
@@ -168,4 +162,13 @@ fn up_waits_for_the_resume_of_an_update_interrupted_with_its_daemon() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("healthy"), "{}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(site.version().as_deref(), Some("v1"), "rolled back to what served before");
     assert_eq!(site.ct.json(&["maintenance", "status", "--json"])["mode"], "normal");
+}
+
+/// Records in the app's state that `task` was seen and last ran two hours ago, so an hourly
+/// task is due at the daemon scheduler's first tick.
+pub(crate) fn ran_two_hours_ago(app: &App, task: &str) {
+    let store = caretaker_state::Store::open(&app.path("state"), caretaker_core::config::Redactor::default()).unwrap();
+    let past = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2);
+    store.task_seen(task, past).unwrap();
+    store.task_ran(task, past).unwrap();
 }

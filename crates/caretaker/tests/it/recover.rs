@@ -568,6 +568,19 @@ fn database_swapped_under_the_running_app_restarts_its_services() {
         assert_eq!(status, 200, "{body}");
         body
     };
+    // Web runs again with a new pid, and requests right after see the swapped-in data: with
+    // the entry posted before the snapshot, without `missing`.
+    let restarted_and_without = |pid: u64, missing: &str| {
+        caretaker_testkit::wait_until(Duration::from_secs(30), "web to be running again", || {
+            let s = ct.json(&["status", "--json"]);
+            (s["services"][0]["state"] == "running").then_some(())
+        });
+        assert_ne!(web_pid(), pid, "web was restarted");
+        for _ in 0..3 {
+            let e = entries();
+            assert!(e.contains("before-the-snapshot") && !e.contains(missing), "{e}");
+        }
+    };
     post("before-the-snapshot");
     let snap = ct.json(&["db", "snapshot", "--json"])["name"].as_str().unwrap().to_string();
     post("after-the-snapshot");
@@ -575,15 +588,7 @@ fn database_swapped_under_the_running_app_restarts_its_services() {
     let pid = web_pid();
     let out = ct.expect(&["db", "revert", &snap, "--yes"], 0);
     assert!(out.contains("restarted web"), "{out}");
-    caretaker_testkit::wait_until(Duration::from_secs(30), "web to be running again", || {
-        let s = ct.json(&["status", "--json"]);
-        (s["services"][0]["state"] == "running").then_some(())
-    });
-    assert_ne!(web_pid(), pid, "web was restarted");
-    for _ in 0..3 {
-        let e = entries();
-        assert!(e.contains("before-the-snapshot") && !e.contains("after-the-snapshot"), "{e}");
-    }
+    restarted_and_without(pid, "after-the-snapshot");
 
     ct.expect(&["backup", "init"], 0);
     assert_eq!(ct.json(&["backup", "run", "--json"])["outcome"], "succeeded");
@@ -592,15 +597,7 @@ fn database_swapped_under_the_running_app_restarts_its_services() {
     let out = ct.run(&["backup", "restore", "--db-only", "--force"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
     assert!(stderr_of(&out).contains("restarted web"), "{}", stderr_of(&out));
-    caretaker_testkit::wait_until(Duration::from_secs(30), "web to be running again", || {
-        let s = ct.json(&["status", "--json"]);
-        (s["services"][0]["state"] == "running").then_some(())
-    });
-    assert_ne!(web_pid(), pid, "web was restarted");
-    for _ in 0..3 {
-        let e = entries();
-        assert!(e.contains("before-the-snapshot") && !e.contains("after-the-backup"), "{e}");
-    }
+    restarted_and_without(pid, "after-the-backup");
     ct.expect(&["down", "--daemon"], 0);
     let copies =
         psql_out(&base, &format!("SELECT string_agg(datname, ',') FROM pg_database WHERE datname LIKE '{db}%'"));

@@ -151,13 +151,7 @@ fn reload_moves_the_listener_and_follows_new_schedules_and_status_users() {
     let services = "  idle: \"exec sleep 3331\"";
     let app = App::new(services, &format!("http: {{ listen: \"127.0.0.1:{old_port}\" }}"));
     // The job the new config adds last ran two hours ago: due at the scheduler's first tick.
-    {
-        let store =
-            caretaker_state::Store::open(&app.path("state"), caretaker_core::config::Redactor::default()).unwrap();
-        let past = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2);
-        store.task_seen("job:report", past).unwrap();
-        store.task_ran("job:report", past).unwrap();
-    }
+    crate::daemon::ran_two_hours_ago(&app, "job:report");
     let _d = app.daemon();
     let idle = running_pid(&app, "idle");
     wait_until(Duration::from_secs(20), "/metrics on the old port", || {

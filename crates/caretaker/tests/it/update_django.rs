@@ -176,19 +176,7 @@ http: {{ listen: "127.0.0.1:{http_port}" }}
 
     /// One HTTP/1.0 request to the app (Host 127.0.0.1, which `ALLOWED_HOSTS` accepts).
     fn http(&self, method: &str, path: &str, body: Option<&Value>) -> Option<(u16, String)> {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        write!(
-            s,
-            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .ok()?;
-        let mut buf = String::new();
-        s.read_to_string(&mut buf).ok()?;
-        let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-        Some((status, buf.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default()))
+        http_json(self.port, method, path, body)
     }
 
     fn version(&self) -> String {
@@ -620,4 +608,22 @@ fn django_updates_keep_the_operators_maintenance_and_prune_failed_releases_first
     assert_eq!(app.version(), "v1");
     app.ct.expect(&["maintenance", "off"], 0);
     assert!(app.healthy());
+}
+
+/// One HTTP/1.0 request with an optional JSON body to 127.0.0.1:`port` (Host 127.0.0.1);
+/// the status and the body of the reply, `None` when it could not be had.
+pub(crate) fn http_json(port: u16, method: &str, path: &str, body: Option<&Value>) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, buf.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default()))
 }
