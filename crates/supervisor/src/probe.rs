@@ -415,31 +415,34 @@ mod tests {
         assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
 
-    /// A self-signed certificate (`name`.pem / `name`.key) as `openssl req -x509` makes them.
-    fn self_signed(dir: &std::path::Path, name: &str) {
+    /// A self-signed certificate (`name`.pem / `name`.key) as `openssl req -x509` makes them,
+    /// for `subject`, with `extra` arguments (e.g. `-addext` for the names it serves).
+    fn self_signed_as(dir: &std::path::Path, name: &str, subject: &str, extra: &[&str]) {
         let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=localhost",
-                "-addext",
-                "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                "-keyout",
-                &key,
-                "-out",
-                &cert,
-            ],
-        );
+        let mut args = vec![
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            subject,
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+        ];
+        args.extend_from_slice(extra);
+        openssl(dir, &args);
+    }
+
+    /// A self-signed server certificate for localhost and 127.0.0.1.
+    fn self_signed(dir: &std::path::Path, name: &str) {
+        self_signed_as(dir, name, "/CN=localhost", &["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"]);
     }
 
     /// `openssl s_server -www` (any GET answers 200) on a free port; killed when dropped.
@@ -475,26 +478,7 @@ mod tests {
         self_signed(d, "server");
         self_signed(d, "other");
         // A private CA and a leaf it signed: trusted as a CA, not by pinning.
-        openssl(
-            d,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=test CA",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-            ],
-        );
+        self_signed_as(d, "ca", "/CN=test CA", &[]);
         openssl(
             d,
             &[

@@ -262,15 +262,7 @@ alerts: {{ rules: {{ service_down_for: 1s }} }}"#
     assert_eq!(http_get(door, "/healthz").map(|r| r.0), Some(200), "the site keeps serving");
     let log = std::fs::read_to_string(app.path("state/logs/celeryworker.log")).unwrap();
     assert!(log.contains("cannot reach the broker"), "{log}");
-    wait_until(Duration::from_secs(90), "the service_down alert of the worker to fire", || {
-        let alerts = app.ct.json(&["alerts", "--json"]);
-        alerts
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["rule"] == "service_down" && a["subject"] == "celeryworker" && a["status"] == "firing")
-            .cloned()
-    });
+    crate::supervisor::wait_for_firing_alert(&app.ct, "service_down", "celeryworker");
 
     // Step 7: fixed; `restart` recreates the failed worker with the env file as it is now.
     write_env(

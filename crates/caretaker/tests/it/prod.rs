@@ -209,15 +209,7 @@ fn a_non_critical_service_in_a_crash_loop_alerts_but_the_site_keeps_serving() {
     let log = std::fs::read_to_string(app.path("state/logs/worker.log")).unwrap();
     assert!(log.contains("failed: crash loop"), "{log}");
     // The daemon's alert evaluation (every 30 s) fires `service_down` for the worker.
-    wait_until(Duration::from_secs(90), "the service_down alert of the worker to fire", || {
-        let alerts = app.ct.json(&["alerts", "--json"]);
-        alerts
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["rule"] == "service_down" && a["subject"] == "worker" && a["status"] == "firing")
-            .cloned()
-    });
+    crate::supervisor::wait_for_firing_alert(&app.ct, "service_down", "worker");
     // Still serving the app, not the service page.
     assert_eq!(http_get(door, "/healthz").map(|r| r.0), Some(200));
 }

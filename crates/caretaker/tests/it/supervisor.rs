@@ -547,3 +547,17 @@ fn a_service_that_exits_at_once_is_never_reported_up() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("before it had run for 0.5s"), "{err}");
 }
+
+/// Waits (up to 90 s: the daemon evaluates alert rules every 30 s) until `caretaker alerts`
+/// lists `rule` for `subject` as firing.
+pub(crate) fn wait_for_firing_alert(ct: &caretaker_testkit::Caretaker, rule: &str, subject: &str) {
+    wait_until(Duration::from_secs(90), &format!("the {rule} alert of {subject} to fire"), || {
+        let alerts = ct.json(&["alerts", "--json"]);
+        alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["rule"] == rule && a["subject"] == subject && a["status"] == "firing")
+            .cloned()
+    });
+}
