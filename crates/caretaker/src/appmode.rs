@@ -123,8 +123,8 @@ pub fn announce(store: &Store) {
 /// off. Dropped without `finish` (an error path), it restores the mode it found,
 /// best effort. Service mode is not touched: it wins over maintenance either way.
 ///
-/// A job that persists its progress (update) stores [`ModeGuard::was_on`] with it and uses
-/// [`ModeGuard::resume`] when it is resumed after a crash.
+/// The update flow, which persists its progress, keeps an operator's maintenance differently:
+/// its plan has no maintenance steps when maintenance was on (`core::update`).
 pub struct ModeGuard<'a> {
     store: &'a Store,
     cfg: &'a Config,
@@ -142,22 +142,6 @@ impl<'a> ModeGuard<'a> {
             maintenance_on(store, cfg, message, by)?;
         }
         Ok(ModeGuard { store, cfg, by: by.to_string(), was_on, done: false })
-    }
-
-    #[allow(dead_code)] // for the update flow's resume (update.rs), which persists `was_on`
-    /// For a job resumed after a crash: `was_on` is what the job found when it began. Makes
-    /// sure maintenance is on.
-    pub fn resume(store: &'a Store, cfg: &'a Config, was_on: bool, by: &str) -> Result<Self> {
-        if store.fact(FACT_MAINTENANCE)?.is_none() {
-            maintenance_on(store, cfg, None, by)?;
-        }
-        Ok(ModeGuard { store, cfg, by: by.to_string(), was_on, done: false })
-    }
-
-    #[allow(dead_code)] // for the update flow, which persists it with its progress
-    /// Whether maintenance was on before the job.
-    pub fn was_on(&self) -> bool {
-        self.was_on
     }
 
     /// Ends the job's maintenance: off, unless it was on before the job. Returns the mode now.

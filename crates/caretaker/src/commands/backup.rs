@@ -470,10 +470,15 @@ fn restore_cmd(app: &AppContext, repo: &caretaker_backup::ResticRepository, a: &
     };
     // In place: maintenance mode throughout, and the mode found is restored afterwards.
     let in_place = a.target.is_none();
-    let was_on = app.store.fact(caretaker_core::mode::FACT_MAINTENANCE)?.is_some();
-    if in_place && !was_on {
-        crate::appmode::maintenance_on(&app.store, &app.config, Some("Restoring data from a backup."), "restore")?;
-    }
+    let maintenance = match in_place {
+        true => Some(crate::appmode::ModeGuard::enter_maintenance(
+            &app.store,
+            &app.config,
+            Some("Restoring data from a backup."),
+            "restore",
+        )?),
+        false => None,
+    };
     let mut done = Restored::default();
     let res = execute(app, repo, &snap, a, &layout, &plan, &mut job, &mut done);
     if let Err(e) = &res {
@@ -484,8 +489,8 @@ fn restore_cmd(app: &AppContext, repo: &caretaker_backup::ResticRepository, a: &
             crate::appmode::set_failed(&app.store, &app.config, &format!("restoring from a backup failed: {e:#}"))?;
         }
     }
-    if in_place && !was_on {
-        crate::appmode::maintenance_off(&app.store, &app.config, "restore")?;
+    if let Some(m) = maintenance {
+        m.finish()?;
     }
     let figures = RestoreFigures {
         snapshot: Some(snap.id.clone()),
