@@ -54,6 +54,21 @@ pub fn config_dir(config_path: &Path) -> PathBuf {
     }
 }
 
+/// The message for a working directory that does not exist, with the next step: under the
+/// release pointer (`<state dir>/current`) it means no release is deployed yet.
+pub fn missing_working_dir(cwd: &Path, state_dir: &Path) -> String {
+    let current = caretaker_state::Layout::new(state_dir).current();
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    if abs(cwd).starts_with(abs(&current)) && std::fs::symlink_metadata(&current).is_err() {
+        format!(
+            "working directory {} does not exist: no release is deployed yet — run `caretaker update` first",
+            cwd.display()
+        )
+    } else {
+        format!("working directory {} does not exist: create it, or correct `working_dir` in the config", cwd.display())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

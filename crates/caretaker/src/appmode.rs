@@ -14,6 +14,7 @@
 //! [`ModeGuard`] is maintenance for the length of a job that leaves the mode as it found it: an
 //! operator's maintenance stays on.
 
+use crate::exit::{Code, Failure};
 use anyhow::{Context, Result};
 use caretaker_core::config::Config;
 use caretaker_core::mode::{Failed, Maintenance, Mode, FACT_FAILED, FACT_MAINTENANCE};
@@ -198,4 +199,49 @@ pub fn sync_page(store: &Store, cfg: &Config) -> Result<Mode> {
     f.sync_all()?;
     std::fs::rename(&tmp, &page).with_context(|| format!("writing {}", page.display()))?;
     Ok(mode)
+}
+
+/// After `up` or `restart` (`by`) got its services running and healthy: says what the site
+/// now serves, and keeps the rule of docs/maintenance.md — service mode that a failed service
+/// set is cleared once every service runs and is healthy (and the command says so); service
+/// mode set by anything else (a failed update or restore) stays until `reset-failed`, and the
+/// command fails, so it never leaves the site on the service page with exit code 0.
+pub fn settle_mode(app: &crate::context::AppContext, by: &str) -> Result<Code> {
+    use caretaker_core::mode::Mode;
+    let state_dir = app.store.dir();
+    if let Mode::Service(f) = app.store.mode()? {
+        if !set_by_a_service(&f) {
+            return Err(Failure::new(
+                Code::Failure,
+                format!("the services run, but the app stays in service mode (since {}): {}", f.since, f.reason),
+            )
+            .hint("that was not a service failure: once its cause is dealt with, `caretaker reset-failed` ends it")
+            .into());
+        }
+        let report = crate::control::status(state_dir)?.ok_or_else(|| crate::control::no_daemon(state_dir))?;
+        if let Some(s) = report.services.iter().find(|s| !crate::control::service_up(s)) {
+            return Err(Failure::new(
+                Code::Failure,
+                format!("the app stays in service mode: service {} is {} ({})", s.name, s.state, f.reason),
+            )
+            .hint("`caretaker up` starts every service; once all are healthy, service mode ends")
+            .into());
+        }
+        if let Some(was) = clear_failed_after(&app.store, &app.config, by)? {
+            println!("service mode cleared: every service runs and is healthy (was: {})", was.reason);
+        }
+    }
+    match app.store.mode()? {
+        Mode::Normal => {}
+        Mode::Maintenance(m) => eprintln!(
+            "note: maintenance mode is on (since {}, by {}): visitors see the maintenance page; `caretaker maintenance off` ends it",
+            m.since, m.by
+        ),
+        Mode::Service(f) => {
+            return Err(Failure::new(Code::Failure, format!("the app is in service mode: {}", f.reason))
+                .hint("`caretaker status` shows why")
+                .into())
+        }
+    }
+    Ok(Code::Ok)
 }

@@ -2,7 +2,6 @@
 //! `up` finds none, and waiting for the app to come up.
 
 use crate::cli::Global;
-use crate::daemon::socket_path;
 use crate::exit::{Code, Failure};
 use anyhow::{Context, Result};
 use caretaker_supervisor::logfile;
@@ -12,6 +11,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+/// The daemon's control socket.
+fn socket_path(state_dir: &Path) -> std::path::PathBuf {
+    caretaker_state::Layout::new(state_dir).socket()
+}
 
 /// Sends a request; `Ok(None)` when no daemon listens.
 pub fn request(state_dir: &Path, req: &Request, timeout: Duration) -> Result<Option<Response>> {
@@ -30,7 +34,7 @@ pub fn request(state_dir: &Path, req: &Request, timeout: Duration) -> Result<Opt
 
 /// The flock a running daemon holds (one daemon per app).
 pub fn daemon_lock_path(state_dir: &Path) -> std::path::PathBuf {
-    state_dir.join("locks").join("daemon.lock")
+    caretaker_state::Layout::new(state_dir).daemon_lock()
 }
 
 /// Asks the daemon to stop its services and exit, and returns once it has exited (its lock is
@@ -79,7 +83,7 @@ pub fn status(state_dir: &Path) -> Result<Option<StatusReport>> {
 /// `<state dir>/daemon.log`) and waits until its socket answers.
 pub fn start_background_daemon(global: &Global, config_path: &Path, state_dir: &Path) -> Result<()> {
     let exe = std::env::current_exe().context("finding caretaker's own executable")?;
-    let log_path = state_dir.join("daemon.log");
+    let log_path = caretaker_state::Layout::new(state_dir).daemon_log();
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -165,104 +169,6 @@ pub fn wait_until_up(state_dir: &Path, only: Option<&str>, timeout: Duration) ->
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// After `up` or `restart` (`by`) got its services running and healthy: says what the site
-/// now serves, and keeps the rule of docs/maintenance.md — service mode that a failed service
-/// set is cleared once every service runs and is healthy (and the command says so); service
-/// mode set by anything else (a failed update or restore) stays until `reset-failed`, and the
-/// command fails, so it never leaves the site on the service page with exit code 0.
-pub fn settle_mode(app: &crate::context::AppContext, by: &str) -> Result<Code> {
-    use caretaker_core::mode::Mode;
-    let state_dir = app.store.dir();
-    if let Mode::Service(f) = app.store.mode()? {
-        if !crate::appmode::set_by_a_service(&f) {
-            return Err(Failure::new(
-                Code::Failure,
-                format!("the services run, but the app stays in service mode (since {}): {}", f.since, f.reason),
-            )
-            .hint("that was not a service failure: once its cause is dealt with, `caretaker reset-failed` ends it")
-            .into());
-        }
-        let report = status(state_dir)?.ok_or_else(|| no_daemon(state_dir))?;
-        if let Some(s) = report.services.iter().find(|s| !service_up(s)) {
-            return Err(Failure::new(
-                Code::Failure,
-                format!("the app stays in service mode: service {} is {} ({})", s.name, s.state, f.reason),
-            )
-            .hint("`caretaker up` starts every service; once all are healthy, service mode ends")
-            .into());
-        }
-        if let Some(was) = crate::appmode::clear_failed_after(&app.store, &app.config, by)? {
-            println!("service mode cleared: every service runs and is healthy (was: {})", was.reason);
-        }
-    }
-    match app.store.mode()? {
-        Mode::Normal => {}
-        Mode::Maintenance(m) => eprintln!(
-            "note: maintenance mode is on (since {}, by {}): visitors see the maintenance page; `caretaker maintenance off` ends it",
-            m.since, m.by
-        ),
-        Mode::Service(f) => {
-            return Err(Failure::new(Code::Failure, format!("the app is in service mode: {}", f.reason))
-                .hint("`caretaker status` shows why")
-                .into())
-        }
-    }
-    Ok(Code::Ok)
-}
-
-/// An update that was interrupted (its progress is stored) is finished before `up` starts
-/// anything: by the `update --resume` a new daemon starts, or one started here when a daemon
-/// already runs. Waits for it and reports how it ended. `Ok(false)`: no interrupted update.
-pub fn finish_interrupted_update(global: &Global, app: &crate::context::AppContext) -> Result<bool> {
-    let store = &app.store;
-    let Some(progress) = store.fact(crate::update::FACT_PROGRESS)? else { return Ok(false) };
-    let job = serde_json::from_str::<serde_json::Value>(&progress).ok().and_then(|v| v["job_id"].as_i64());
-    let state_dir = store.dir();
-    if status(state_dir)?.is_none() {
-        // A new daemon starts the resume itself (and no services before it ends).
-        start_background_daemon(global, &app.config_path, state_dir)?;
-    } else {
-        crate::update::spawn_resume_if_interrupted(global.allow_world_readable_config, &app.config_path, store)?;
-    }
-    let label = job.map(|j| format!("job {j}")).unwrap_or_else(|| "job".into());
-    eprintln!("resuming interrupted update {label}: waiting for it to finish (`caretaker jobs` shows it)");
-    let started = Instant::now();
-    let mut idle_since: Option<Instant> = None;
-    let lock = state_dir.join("locks").join("app.lock");
-    while store.fact(crate::update::FACT_PROGRESS)?.is_some() {
-        // The resume holds the app lock while it works; progress without a holder for a while
-        // (after the resume had time to start) means it ended without finishing.
-        if lock_is_held(&lock) {
-            idle_since = None;
-        } else if started.elapsed() > Duration::from_secs(10) {
-            let since = *idle_since.get_or_insert_with(Instant::now);
-            if since.elapsed() > Duration::from_secs(3) {
-                return Err(Failure::new(Code::Failure, format!("the interrupted update {label} was not finished"))
-                    .hint("run `caretaker update --resume`; its output says why")
-                    .into());
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    // The progress is cleared just before the job's record is finished: wait for the record
-    // (the resume holds the app lock until then).
-    let newest = || store.jobs(Some(caretaker_core::job::kind::UPDATE), 1).map(|j| j.into_iter().next());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = newest()?;
-    while last.as_ref().is_some_and(|j| j.outcome == caretaker_core::job::Outcome::Running)
-        && Instant::now() < deadline
-        && lock_is_held(&lock)
-    {
-        std::thread::sleep(Duration::from_millis(100));
-        last = newest()?;
-    }
-    if let Some(j) = newest()? {
-        let why = j.error.map(|e| format!(": {e}")).unwrap_or_default();
-        eprintln!("update job {} (resuming {label}) ended: {}{why}", j.id, j.outcome.as_str());
-    }
-    Ok(true)
 }
 
 /// Whether some process holds the `flock` on `path`, found in /proc/locks — without taking it:

@@ -20,6 +20,7 @@
 
 use crate::appenv::{app_env, working_dir};
 use crate::context::AppContext;
+use crate::runtime::Engine;
 use crate::web::{ServicesView, WebContext};
 use anyhow::{Context, Result};
 use caretaker_core::alert::ServiceObs;
@@ -30,7 +31,7 @@ use caretaker_state::Store;
 use caretaker_supervisor::logfile::{self, RotatingLog};
 use caretaker_supervisor::machine::{Action, AppEvent, Event, Exit, Phase, ServiceSpec, Supervisor};
 use caretaker_supervisor::process::{self, Launch, Record, Records};
-use caretaker_supervisor::protocol::{ReloadReport, Request, Response, ServiceStatus, StatusReport, SOCKET_NAME};
+use caretaker_supervisor::protocol::{ReloadReport, Request, Response, ServiceStatus, StatusReport};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -96,7 +97,7 @@ enum Step {
 }
 
 pub fn socket_path(state_dir: &Path) -> PathBuf {
-    state_dir.join(SOCKET_NAME)
+    caretaker_state::Layout::new(state_dir).socket()
 }
 
 /// Runs the daemon until it is told to exit. The caller holds the daemon lock.
@@ -114,9 +115,14 @@ async fn run_async(app: AppContext, allow_world_readable_config: bool) -> Result
     let _hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     // Bind the listeners first: a port in use ends the daemon before anything starts.
     let listeners = Listeners::bind(&app.config).await?;
-    if app.config.compose.is_some() {
-        return crate::compose_daemon::run(app, allow_world_readable_config, listeners).await;
+    match app.runtime().engine() {
+        Engine::Processes => run_processes(app, allow_world_readable_config, listeners).await,
+        Engine::Compose => crate::compose_daemon::run(app, allow_world_readable_config, listeners).await,
     }
+}
+
+/// The daemon's loop for the built-in supervisor (the process runtime's engine).
+pub async fn run_processes(app: AppContext, allow_world_readable_config: bool, listeners: Listeners) -> Result<()> {
     let state_dir = app.store.dir().to_path_buf();
     let records = Records::new(&state_dir);
     // A predecessor that was SIGKILLed may have left services running: stop them first, so
@@ -430,20 +436,9 @@ pub fn read_new_config(path: &Path, allow_world_readable: bool, running: &Config
     if new.state_dir != running.state_dir {
         problems.push("state_dir changed: a running daemon keeps its state directory".to_string());
     }
-    if new.compose.is_some() != running.compose.is_some() {
-        problems.push("the app switched between `services` and `compose`: that takes a daemon restart".to_string());
-    }
-    if let (Some(a), Some(b)) = (&running.compose, &new.compose) {
-        let project = |c: &caretaker_core::config::Compose| {
-            serde_json::to_value((&c.files, &c.project, &c.project_dir, &c.cli)).unwrap_or_default()
-        };
-        if project(a) != project(b) {
-            problems.push(
-                "compose.files, compose.project, compose.project_dir or compose.cli changed: that takes a daemon restart"
-                    .to_string(),
-            );
-        }
-    }
+    // What the runtime cannot change under a running daemon (its engine, the compose project).
+    let runtime = crate::runtime::for_config(running, path, &crate::context::state_dir(None, running));
+    problems.extend(runtime.reload_refusals(&new));
     if problems.is_empty() {
         Ok(new)
     } else {
@@ -962,7 +957,7 @@ impl Daemon {
         // Checked first: env files are read relative to the working directory.
         let cwd = svc.working_dir.clone().unwrap_or_else(|| working_dir(&self.config.app, &self.config_path));
         if !cwd.is_dir() {
-            return Err(SpawnError::Permanent(missing_working_dir(&cwd, &self.state_dir)));
+            return Err(SpawnError::Permanent(crate::appenv::missing_working_dir(&cwd, &self.state_dir)));
         }
         // An env file or user that cannot be had stays so until the operator acts.
         let launch = self.launch(&svc.command, Some(svc)).map_err(|e| SpawnError::Permanent(format!("{e:#}")))?;
@@ -974,7 +969,7 @@ impl Daemon {
             let program = &launch.argv[0];
             match e.kind() {
                 std::io::ErrorKind::NotFound if !launch.cwd.is_dir() => {
-                    SpawnError::Permanent(missing_working_dir(&launch.cwd, &self.state_dir))
+                    SpawnError::Permanent(crate::appenv::missing_working_dir(&launch.cwd, &self.state_dir))
                 }
                 std::io::ErrorKind::NotFound => SpawnError::Permanent(format!(
                     "program `{program}` not found (in {} or on the PATH): check the service's `command`",
@@ -1070,7 +1065,10 @@ impl Daemon {
             })
             .collect();
         if let Err(e) = self.records.save(&records) {
-            tracing::error!("cannot write {}: {e}", self.state_dir.join("services.json").display());
+            tracing::error!(
+                "cannot write {}: {e}",
+                caretaker_state::Layout::new(&self.state_dir).service_records().display()
+            );
         }
     }
 }
@@ -1096,21 +1094,6 @@ fn retire(c: Child, stop_timeout: Duration, name: String) {
 enum SpawnError {
     Permanent(String),
     Transient(anyhow::Error),
-}
-
-/// The message for a working directory that does not exist, with the next step: under the
-/// release pointer (`<state dir>/current`) it means no release is deployed yet.
-pub fn missing_working_dir(cwd: &Path, state_dir: &Path) -> String {
-    let current = crate::update::current_link(state_dir);
-    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    if abs(cwd).starts_with(abs(&current)) && std::fs::symlink_metadata(&current).is_err() {
-        format!(
-            "working directory {} does not exist: no release is deployed yet — run `caretaker update` first",
-            cwd.display()
-        )
-    } else {
-        format!("working directory {} does not exist: create it, or correct `working_dir` in the config", cwd.display())
-    }
 }
 
 /// Copies a service's output into its log, line by line (invalid UTF-8 replaced).

@@ -115,7 +115,7 @@ impl std::fmt::Display for RestoreDbError {
 impl RestoreDbError {
     pub fn into_anyhow(self) -> anyhow::Error {
         match self {
-            RestoreDbError::Engine(e) => crate::commands::backup::to_failure(e).into(),
+            RestoreDbError::Engine(e) => crate::exit::backup_failure(e).into(),
             RestoreDbError::Db(e) => e.into(),
             RestoreDbError::Io(e) => anyhow::Error::new(e).context("creating a pipe for the database restore"),
         }
@@ -145,7 +145,8 @@ pub fn restart_running_services(app: &crate::context::AppContext) -> anyhow::Res
     let Some(Response::Status(report)) = crate::control::request(state_dir, &Request::Status, timeout)? else {
         return Ok(Vec::new());
     };
-    let db_service = app.config.database.as_ref().and_then(|d| d.compose_service.clone());
+    let runtime = app.runtime();
+    let db_service = runtime.database_service().map(str::to_string);
     let running: Vec<String> = report
         .services
         .iter()

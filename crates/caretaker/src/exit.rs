@@ -144,6 +144,25 @@ pub fn classify(err: &anyhow::Error) -> (Code, Option<String>) {
     (Code::Failure, None)
 }
 
+/// The backup engine's error kinds as exit codes (docs/exit-codes.md).
+pub fn backup_failure(e: caretaker_backup::Error) -> Failure {
+    let code = match e.kind {
+        caretaker_backup::ErrorKind::Refused => Code::Refused,
+        caretaker_backup::ErrorKind::Unreachable
+        | caretaker_backup::ErrorKind::NoRepository
+        | caretaker_backup::ErrorKind::DiskFull
+        | caretaker_backup::ErrorKind::WrongPassword
+        | caretaker_backup::ErrorKind::HostKey => Code::Unavailable,
+        caretaker_backup::ErrorKind::Invalid => Code::Usage,
+        _ => Code::Failure,
+    };
+    let f = Failure::new(code, e.message);
+    match e.hint {
+        Some(h) => f.hint(h),
+        None => f,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

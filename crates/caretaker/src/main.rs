@@ -19,6 +19,7 @@ mod listen;
 mod output;
 mod progress;
 mod runner;
+mod runtime;
 mod scheduled;
 mod update;
 mod volbackup;

@@ -46,6 +46,24 @@ pub fn run_logged(
     redact: &dyn Fn(&str) -> String,
     echo: bool,
 ) -> std::io::Result<Ended> {
+    run_lines(cmd, env, cwd, timeout, redact, &mut |line| {
+        if echo {
+            println!("{line}");
+        }
+        job.log(line);
+    })
+}
+
+/// [`run_logged`] with each output line (redacted) and caretaker's notes about the command
+/// (its time limit) going to `each_line`.
+pub fn run_lines(
+    cmd: &AppCommand,
+    env: &[(String, String)],
+    cwd: &Path,
+    timeout: Duration,
+    redact: &dyn Fn(&str) -> String,
+    each_line: &mut dyn FnMut(&str),
+) -> std::io::Result<Ended> {
     let argv = cmd.argv();
     let mut c = Command::new(&argv[0]);
     c.args(&argv[1..]).current_dir(cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -97,11 +115,7 @@ pub fn run_logged(
     loop {
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(line) => {
-                let line = redact(&line);
-                if echo {
-                    println!("{line}");
-                }
-                job.log(&line);
+                each_line(&redact(&line));
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {}
@@ -113,7 +127,7 @@ pub fn run_logged(
         }
         if !timed_out && deadline.is_some_and(|d| Instant::now() > d) {
             timed_out = true;
-            job.log(&format!("timed out after {}s; stopping the command", timeout.as_secs()));
+            each_line(&format!("timed out after {}s; stopping the command", timeout.as_secs()));
             stop_group(pid, Duration::from_secs(10), || matches!(child.try_wait(), Ok(Some(_))));
         }
     }
@@ -124,11 +138,7 @@ pub fn run_logged(
         let _ = r.join();
     }
     for line in rx.try_iter() {
-        let line = redact(&line);
-        if echo {
-            println!("{line}");
-        }
-        job.log(&line);
+        each_line(&redact(&line));
     }
     use std::os::unix::process::ExitStatusExt;
     Ok(if timed_out {

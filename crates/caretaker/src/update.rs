@@ -2,25 +2,23 @@
 //! and carrying out the steps `caretaker_core::update` plans — persisting the progress in the
 //! state store before every step so that a killed caretaker can be resumed (docs/updates.md).
 
-use crate::appenv::app_env;
 use crate::cli::Global;
 use crate::control::{request, start_background_daemon, wait_until_up};
 use crate::exit::{Code, Failure};
-use crate::runner::run_logged;
 use anyhow::{anyhow, bail, Context, Result};
-use caretaker_core::config::{Command as AppCommand, Config, GitRef, MigrationDetect, Redactor};
+use caretaker_core::config::{Config, GitRef, MigrationDetect, Redactor};
 use caretaker_core::job::figures::{Figures, UpdateFigures};
 use caretaker_core::job::{kind, Outcome, Trigger};
 use caretaker_core::update::{
-    self as plan, failure_consequence, migrations_from_added_files, outside_release, plan_rollback, plan_update,
-    release_name, releases_to_remove, Migrations, Observations, Phase, Progress, Resume, RollbackStep, Step,
+    self as plan, failure_consequence, migrations_from_added_files, plan_rollback, plan_update, release_name,
+    releases_to_remove, Migrations, Observations, Phase, Progress, Resume, RollbackStep, Step,
 };
 use caretaker_state::{JobHandle, Store};
 use caretaker_supervisor::protocol::{Request, StatusReport};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The fact holding the [`Progress`] of an unfinished update.
 pub const FACT_PROGRESS: &str = "update.progress";
@@ -32,16 +30,14 @@ pub const FACT_RELEASES: &str = "update.releases";
 #[cfg(debug_assertions)]
 pub const KILL_HOOK_ENV: &str = "CARETAKER_TEST_KILL_AT_STEP";
 
-const BUILD_TIMEOUT: Duration = Duration::from_secs(3600);
-
 /// Where releases live: `<state dir>/releases/<n>-<commit>`, and `<state dir>/current`, the
 /// symlink `app.working_dir` should name.
 pub fn releases_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join("releases")
+    caretaker_state::Layout::new(state_dir).releases()
 }
 
 pub fn current_link(state_dir: &Path) -> PathBuf {
-    state_dir.join("current")
+    caretaker_state::Layout::new(state_dir).current()
 }
 
 /// The release `current` points at, by directory name.
@@ -57,7 +53,7 @@ pub fn switch_current(state_dir: &Path, release: &str) -> Result<()> {
     if !target.is_dir() {
         bail!("release directory {} is missing", target.display());
     }
-    let tmp = state_dir.join(".current.tmp");
+    let tmp = caretaker_state::Layout::new(state_dir).current_tmp();
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink(&target, &tmp).with_context(|| format!("creating {}", tmp.display()))?;
     std::fs::rename(&tmp, current_link(state_dir)).context("switching the current symlink")?;
@@ -198,7 +194,7 @@ pub(crate) fn spawn_resume_unless_locked(
     args: &[&str],
     what: &str,
 ) -> Result<bool> {
-    let lock = store.dir().join("locks").join("app.lock");
+    let lock = store.layout().app_lock();
     if matches!(caretaker_state::AppLock::try_acquire(&lock), Err(caretaker_state::LockError::Busy { .. })) {
         return Ok(false);
     }
@@ -246,7 +242,7 @@ fn git(args: &[&str], cwd: Option<&Path>) -> Result<String> {
 
 /// The bare repository caching fetched commits.
 fn git_cache(state_dir: &Path) -> Result<PathBuf> {
-    let dir = state_dir.join("cache").join("git");
+    let dir = caretaker_state::Layout::new(state_dir).cache().join("git");
     if !dir.join("HEAD").exists() {
         std::fs::create_dir_all(&dir)?;
         git(&["init", "--bare", "--quiet"], Some(&dir))?;
@@ -363,8 +359,14 @@ impl Updater<'_> {
         self.store.dir().to_path_buf()
     }
 
-    fn redact(&self) -> impl Fn(&str) -> String + '_ {
-        |s| self.redactor.redact(s)
+    /// How the app runs (the runtime carries out builds, migrations and clean-up).
+    fn runtime(&self) -> Box<dyn crate::runtime::AppRuntime> {
+        crate::runtime::for_app(crate::runtime::Placement {
+            config: self.config.clone(),
+            config_path: self.config_path.to_path_buf(),
+            state_dir: self.state_dir(),
+            redactor: self.redactor.clone(),
+        })
     }
 
     fn source_reference(&self, to: Option<&str>) -> Result<(String, String)> {
@@ -427,7 +429,7 @@ impl Updater<'_> {
             migrations,
             has_database: self.config.database.is_some(),
             // A compose app always makes its release's images (docs/compose.md).
-            has_build: !self.config.app.build.is_empty() || self.config.compose.is_some(),
+            has_build: !self.config.app.build.is_empty() || self.runtime().always_builds(),
             has_migrate: !self.config.app.migrate.is_empty(),
             database_has_tables,
             // Maintenance the operator switched on stays on: the update does not touch it.
@@ -675,38 +677,11 @@ impl Updater<'_> {
         Ok((Code::RolledBack, Outcome::RolledBack, figures, Some(why)))
     }
 
-    fn run_commands(&self, cmds: &[AppCommand], dir: &Path, job: &mut JobHandle<'_>, what: &str) -> Result<()> {
-        let env = app_env(&self.config.app, None, dir)?;
-        for c in cmds {
-            job.log(&format!("{what}: {}", c.argv().join(" ")));
-            let ended = run_logged(c, &env, dir, BUILD_TIMEOUT, job, &self.redact(), false)
-                .with_context(|| format!("starting {what} command {}", c.argv().join(" ")))?;
-            if !ended.success() {
-                bail!("{what} command `{}` {}", c.argv().join(" "), ended.describe());
-            }
-        }
-        Ok(())
-    }
-
     /// Builds the release exported into `release` (directory name `name`): `app.build` in it,
     /// and for a compose app its images under the release's tags. The one build of `update`
     /// and `recover`.
     pub fn build(&self, release: &Path, name: &str, job: &mut JobHandle<'_>) -> Result<()> {
-        self.run_commands(&self.config.app.build, release, job, "build")?;
-        if self.config.compose.is_some() {
-            let pins = crate::compose::prepare_release_images(
-                self.config,
-                self.config_path,
-                self.redactor,
-                release,
-                name,
-                &mut |l| job.log(l),
-            )?;
-            for (service, image) in pins {
-                job.log(&format!("service {service}: image {image}"));
-            }
-        }
-        Ok(())
+        self.runtime().build_release(release, name, &mut |l| job.log(l))
     }
 
     /// For `recover`: fetches `reference` from the source, exports and builds a new release
@@ -760,18 +735,8 @@ impl Updater<'_> {
                     p.migrations_needed = Some(true);
                     return Ok(());
                 };
-                if self.config.compose.is_some() {
-                    let (cfg, path, r) = (self.config, self.config_path, self.redactor);
-                    let limit = crate::compose::ONE_OFF_TIMEOUT;
-                    let ok =
-                        crate::compose::run_one_off(cfg, path, r, &release, c, "detect", limit, &mut |l| job.log(l))?
-                            .success();
-                    p.migrations_needed = Some(!ok);
-                    job.log(&format!("migrations needed: {}", !ok));
-                    return Ok(());
-                }
-                let env = app_env(&self.config.app, None, &release)?;
-                let ended = run_logged(c, &env, &release, BUILD_TIMEOUT, job, &self.redact(), false)?;
+                let limit = crate::runtime::ONE_OFF_TIMEOUT;
+                let ended = self.runtime().run_one_off(&release, c, "detect", limit, &mut |l| job.log(l))?;
                 p.migrations_needed = Some(!ended.success());
                 job.log(&format!("migrations needed: {}", !ended.success()));
                 Ok(())
@@ -794,16 +759,7 @@ impl Updater<'_> {
                 save_progress(self.store, p)
             }
             Step::Switch => switch_current(&state_dir, &p.to),
-            Step::Migrate if self.config.compose.is_some() => {
-                let (cfg, path, r) = (self.config, self.config_path, self.redactor);
-                // On a first deployment nothing runs yet, and one-off containers start no
-                // dependencies (`--no-deps`): the database's service must be up first.
-                crate::compose::start_database_service_at(cfg, path, r, &release)?;
-                crate::compose::run_one_off_commands(cfg, path, r, &release, &cfg.app.migrate, "migrate", &mut |l| {
-                    job.log(l)
-                })
-            }
-            Step::Migrate => self.run_commands(&self.config.app.migrate, &release, job, "migrate"),
+            Step::Migrate => self.runtime().migrate(&release, &mut |l| job.log(l)),
             Step::Start => self.start_services(),
             Step::HealthGate => {
                 let report = wait_until_up(&state_dir, None, self.config.update.health_timeout)?;
@@ -820,10 +776,7 @@ impl Updater<'_> {
         match s {
             RollbackStep::StopNew => {
                 request(&state_dir, &Request::StopApp, self.stop_timeout())?;
-                if self.config.compose.is_some() {
-                    crate::compose::remove_one_off_containers(self.config, self.redactor, &mut |l| job.log(l))?;
-                }
-                Ok(())
+                self.runtime().remove_one_offs(&mut |l| job.log(l))
             }
             RollbackStep::RevertDatabase => {
                 let name = p.snapshot.as_deref().expect("planned only with a snapshot");
@@ -896,7 +849,7 @@ impl Updater<'_> {
                 )),
             ),
             Ok(_) => (false, None),
-            Err(e) if self.config.database.as_ref().is_some_and(|d| d.compose_service.is_some()) => {
+            Err(e) if self.runtime().database_service().is_some() => {
                 (false, Some(format!("the database service does not run yet ({e:#}): no snapshot before migrating")))
             }
             Err(e) => (
@@ -908,34 +861,10 @@ impl Updater<'_> {
         }
     }
 
-    /// After the health gate: every service of the app runs inside the new release directory
-    /// (its process's working directory, `/proc/<pid>/cwd`, symlinks resolved). A service that
-    /// runs elsewhere — `cd` in its command, a `working_dir` pinned to a path — would pass the
-    /// health gate on the old code. A compose app's services run its release's images.
+    /// After the health gate: the services run the new release (the runtime says how it
+    /// knows: a process's working directory, a container's pinned image).
     fn verify_release(&self, report: &StatusReport, release: &Path, job: &mut JobHandle<'_>) -> Result<()> {
-        if self.config.compose.is_some() {
-            return Ok(());
-        }
-        let release = std::fs::canonicalize(release).with_context(|| format!("resolving {}", release.display()))?;
-        let mut cwds = Vec::new();
-        for s in &report.services {
-            let Some(pid) = s.pid else { continue };
-            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).map_err(|e| {
-                anyhow!("cannot tell which release service {} runs (reading /proc/{pid}/cwd: {e})", s.name)
-            })?;
-            job.log(&format!("service {} (pid {pid}) runs in {}", s.name, cwd.display()));
-            cwds.push((s.name.clone(), cwd));
-        }
-        let outside = outside_release(&cwds, &release);
-        if outside.is_empty() {
-            return Ok(());
-        }
-        let list: Vec<String> = outside.iter().map(|(n, d)| format!("{n} in {}", d.display())).collect();
-        bail!(
-            "the services passed their health check but do not run the new release {}: {} — check `app.working_dir` and the services' commands and `working_dir` (`caretaker config check`)",
-            release.display(),
-            list.join(", ")
-        )
+        self.runtime().verify_release(report, release, &mut |l| job.log(l))
     }
 
     fn stop_timeout(&self) -> Duration {
@@ -952,7 +881,7 @@ impl Updater<'_> {
 
     fn database(&self) -> Result<Box<dyn caretaker_db::Database>> {
         self.config.database.as_ref().ok_or_else(|| anyhow!("no database configured"))?;
-        Ok(crate::compose::open_database(self.config, self.redactor)?)
+        Ok(self.runtime().open_database()?)
     }
 
     /// Records the release as deployed, schedules its snapshot's removal, drops expired
@@ -1006,12 +935,10 @@ impl Updater<'_> {
             registry.releases.retain(|x| &x.name != r);
             registry.history.retain(|x| x != r);
         }
-        if self.config.compose.is_some() {
-            // Images and containers of releases that are gone; the remaining ones' stay.
-            let keep: Vec<String> = names.iter().filter(|n| !remove.contains(n)).cloned().collect();
-            if let Err(e) = crate::compose::clean_up(self.config, self.redactor, &keep, &mut |l| job.log(l)) {
-                job.log(&format!("cleaning up after the update: {e:#}"));
-            }
+        // What the runtime keeps per release (a compose app's images) of releases that are gone.
+        let keep: Vec<String> = names.iter().filter(|n| !remove.contains(n)).cloned().collect();
+        if let Err(e) = self.runtime().clean_up(&keep, &mut |l| job.log(l)) {
+            job.log(&format!("cleaning up after the update: {e:#}"));
         }
         registry.save(self.store)
     }
@@ -1116,4 +1043,57 @@ fn step_label(p: &Progress) -> String {
         Phase::Forward => p.current_step().map(|s| s.name().to_string()).unwrap_or_else(|| "end".into()),
         Phase::RollingBack { step, .. } => format!("rollback after {step}"),
     }
+}
+
+/// An update that was interrupted (its progress is stored) is finished before `up` starts
+/// anything: by the `update --resume` a new daemon starts, or one started here when a daemon
+/// already runs. Waits for it and reports how it ended. `Ok(false)`: no interrupted update.
+pub fn finish_interrupted_update(global: &Global, app: &crate::context::AppContext) -> Result<bool> {
+    let store = &app.store;
+    let Some(progress) = store.fact(FACT_PROGRESS)? else { return Ok(false) };
+    let job = serde_json::from_str::<serde_json::Value>(&progress).ok().and_then(|v| v["job_id"].as_i64());
+    let state_dir = store.dir();
+    if crate::control::status(state_dir)?.is_none() {
+        // A new daemon starts the resume itself (and no services before it ends).
+        crate::control::start_background_daemon(global, &app.config_path, state_dir)?;
+    } else {
+        spawn_resume_if_interrupted(global.allow_world_readable_config, &app.config_path, store)?;
+    }
+    let label = job.map(|j| format!("job {j}")).unwrap_or_else(|| "job".into());
+    eprintln!("resuming interrupted update {label}: waiting for it to finish (`caretaker jobs` shows it)");
+    let started = Instant::now();
+    let mut idle_since: Option<Instant> = None;
+    let lock = store.layout().app_lock();
+    while store.fact(FACT_PROGRESS)?.is_some() {
+        // The resume holds the app lock while it works; progress without a holder for a while
+        // (after the resume had time to start) means it ended without finishing.
+        if crate::control::lock_is_held(&lock) {
+            idle_since = None;
+        } else if started.elapsed() > Duration::from_secs(10) {
+            let since = *idle_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > Duration::from_secs(3) {
+                return Err(Failure::new(Code::Failure, format!("the interrupted update {label} was not finished"))
+                    .hint("run `caretaker update --resume`; its output says why")
+                    .into());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The progress is cleared just before the job's record is finished: wait for the record
+    // (the resume holds the app lock until then).
+    let newest = || store.jobs(Some(caretaker_core::job::kind::UPDATE), 1).map(|j| j.into_iter().next());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = newest()?;
+    while last.as_ref().is_some_and(|j| j.outcome == caretaker_core::job::Outcome::Running)
+        && Instant::now() < deadline
+        && crate::control::lock_is_held(&lock)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+        last = newest()?;
+    }
+    if let Some(j) = newest()? {
+        let why = j.error.map(|e| format!(": {e}")).unwrap_or_default();
+        eprintln!("update job {} (resuming {label}) ended: {}{why}", j.id, j.outcome.as_str());
+    }
+    Ok(true)
 }

@@ -331,7 +331,7 @@ fn restore_stream(repo: &dyn BackupEngine, snapshot: &str, stream: &str, v: &Vol
                 Ok(n)
             }
             (_, Err(e)) => Err(e.into()),
-            (Err(e), Ok(_)) => Err(crate::commands::backup::to_failure(e).into()),
+            (Err(e), Ok(_)) => Err(crate::exit::backup_failure(e).into()),
         }
     })
 }

@@ -14,11 +14,13 @@
 //! caretaker turns into `interrupted` (see [`Store::open`]). The per-app lock is an `flock`,
 //! which the kernel releases when its holder dies, so a crash can never leave it stuck.
 
+mod layout;
 mod lock;
 mod observe;
 mod process;
 mod store;
 
+pub use layout::Layout;
 pub use lock::{AppLock, LockError};
 pub use observe::JobKindStats;
 pub use process::ProcessIdentity;

@@ -175,10 +175,11 @@ impl Store {
     /// Opens (creating if needed) the state directory, brings the schema up to date and marks
     /// jobs whose process died as `interrupted`.
     pub fn open(dir: &Path, redactor: Redactor) -> Result<Store, StateError> {
+        let layout = crate::Layout::new(dir);
         create_private_dir(dir)?;
-        create_private_dir(&dir.join("jobs"))?;
-        create_private_dir(&dir.join("locks"))?;
-        let db_path = dir.join("state.db");
+        create_private_dir(&layout.jobs())?;
+        create_private_dir(&layout.locks())?;
+        let db_path = layout.database();
         let conn = Connection::open(&db_path).map_err(StateError::db(&db_path))?;
         let _ = fs::set_permissions(&db_path, fs::Permissions::from_mode(0o600));
         // WAL: readers (status page, CLI) never block the writer; synchronous=NORMAL in WAL
@@ -197,6 +198,11 @@ impl Store {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The paths inside the state directory.
+    pub fn layout(&self) -> crate::Layout {
+        crate::Layout::new(&self.dir)
     }
 
     fn migrate(&mut self) -> Result<(), StateError> {
@@ -277,7 +283,7 @@ impl Store {
     /// A mutating job fails with [`StateError::Busy`] while another one runs.
     pub fn start_job(&self, kind: &str, trigger: Trigger, mutating: bool) -> Result<JobHandle<'_>, StateError> {
         let lock = if mutating {
-            match AppLock::try_acquire(&self.dir.join("locks").join("app.lock")) {
+            match AppLock::try_acquire(&self.layout().app_lock()) {
                 Ok(l) => {
                     // We hold the lock, so any job recorded as holding it is dead.
                     let stale: Vec<i64> = {
@@ -326,7 +332,7 @@ impl Store {
             )
             .map_err(StateError::db(&self.db_path))?;
         let id = self.conn.last_insert_rowid();
-        let log_path = self.dir.join("jobs").join(format!("{id}.log"));
+        let log_path = self.layout().job_log(id);
         self.conn
             .execute("UPDATE jobs SET log_path = ?2 WHERE id = ?1", params![id, log_path.to_string_lossy()])
             .map_err(StateError::db(&self.db_path))?;

@@ -4,7 +4,7 @@
 
 use crate::cli::{BackupArgs, BackupCommand, Global};
 use crate::context::{open_app, AppContext};
-use crate::exit::{Code, Failure};
+use crate::exit::{backup_failure, Code, Failure};
 use crate::output::{human_duration, table};
 use anyhow::{Context, Result};
 use caretaker_backup::safety::{plan_restore, Destination, Place, RestoreObservations, RestorePlan};
@@ -34,7 +34,7 @@ pub fn run(global: &Global, args: &BackupArgs) -> Result<Code> {
                 let job = app.store.start_job(kind::BACKUP, crate::context::trigger(), true)?;
                 job.finish(Outcome::Failed, serde_json::json!({}), Some(&e.message))?;
             }
-            return Err(to_failure(e).into());
+            return Err(backup_failure(e).into());
         }
     };
     let json = match &args.command {
@@ -49,14 +49,14 @@ pub fn run(global: &Global, args: &BackupArgs) -> Result<Code> {
     let repo = crate::progress::attach(repo, json);
     match &args.command {
         BackupCommand::Init => {
-            repo.init().map_err(to_failure)?;
+            repo.init().map_err(backup_failure)?;
             eprintln!("created backup repository {}", cfg.repository);
             Ok(Code::Ok)
         }
         BackupCommand::Run { json, allow_shrink } => run_backup(&app, &repo, &cfg, *json, *allow_shrink),
         BackupCommand::List { json } => {
             reconcile_killed_runs(&app, &repo, &mut |_| {});
-            let snaps = repo.snapshots().map_err(to_failure)?;
+            let snaps = repo.snapshots().map_err(backup_failure)?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&snaps)?);
             } else {
@@ -145,7 +145,7 @@ pub fn run(global: &Global, args: &BackupArgs) -> Result<Code> {
                 }
                 Err(e) => {
                     job.finish(Outcome::Failed, serde_json::json!({}), Some(&e.message))?;
-                    Err(to_failure(e).into())
+                    Err(backup_failure(e).into())
                 }
             }
         }
@@ -169,7 +169,7 @@ pub fn run(global: &Global, args: &BackupArgs) -> Result<Code> {
                 }
                 Err(e) => {
                     job.finish(Outcome::Failed, serde_json::json!({}), Some(&e.message))?;
-                    Err(to_failure(e).into())
+                    Err(backup_failure(e).into())
                 }
             }
         }
@@ -192,7 +192,7 @@ pub fn run(global: &Global, args: &BackupArgs) -> Result<Code> {
 /// The snapshot `wanted` names (an id prefix), or the newest complete one (else the newest
 /// that is not pending), as the engine picks it.
 pub fn resolve_snapshot(repo: &dyn BackupEngine, wanted: Option<&str>) -> Result<SnapshotInfo> {
-    let snaps = repo.snapshots().map_err(to_failure)?;
+    let snaps = repo.snapshots().map_err(backup_failure)?;
     let found = match wanted {
         Some(w) if w != "latest" => {
             let found: Vec<_> = snaps.into_iter().filter(|s| s.id.starts_with(w)).collect();
@@ -230,7 +230,7 @@ pub fn restore_db(app: &AppContext, repo: &dyn BackupEngine, snapshot: &str, for
     let Some(_) = &app.config.database else {
         return Err(Failure::new(Code::Config, "the config has no `database:` section").into());
     };
-    let db = crate::compose::open_database(&app.config, &app.redactor)?;
+    let db = app.runtime().open_database()?;
     let contents = db.contents()?;
     if contents.exists && !contents.is_blank() && !force {
         return Err(Failure::new(
@@ -415,7 +415,7 @@ fn observe(app: &AppContext, snap: &SnapshotInfo, a: &RestoreArgs<'_>) -> Result
             has_streams && (snap.measurement.is_none() || streams.iter().any(|s| s == crate::dbbackup::STREAM_NAME));
         if !a.files_only && app.config.database.is_some() && (has_dump || a.db_only) {
             layout.database = true;
-            let db = crate::compose::open_database(&app.config, &app.redactor)?;
+            let db = app.runtime().open_database()?;
             let c = db.contents()?;
             let what = (c.exists && !c.is_blank()).then(|| format!("has {} tables", c.tables.len()));
             destinations.push(Destination {
@@ -619,7 +619,7 @@ fn execute(
             target: a.target.map(Into::into),
             skip: all.into_iter().filter(|p| !layout.paths.contains(p)).collect(),
         };
-        let r = repo.restore(&req).map_err(to_failure);
+        let r = repo.restore(&req).map_err(backup_failure);
         let r = match r {
             Ok(r) => r,
             Err(e) => {
@@ -695,7 +695,7 @@ fn restore_config(
         target: Some(scratch.clone()),
         skip: snap.paths.iter().map(PathBuf::from).filter(|p| p != in_snapshot).collect(),
     };
-    let res = repo.restore(&req).map_err(|e| anyhow::Error::from(to_failure(e))).and_then(|r| {
+    let res = repo.restore(&req).map_err(|e| anyhow::Error::from(backup_failure(e))).and_then(|r| {
         if let Some(e) = r.errors.first() {
             return Err(Failure::new(Code::Failure, format!("restoring the config file: {e}")).into());
         }
@@ -736,7 +736,7 @@ fn kept_aside(app: &AppContext, keep: Option<usize>, dry_run: bool, json: bool) 
     // Database copies are listed; `caretaker db prune` removes them by its own policy.
     let mut db_rows = Vec::new();
     if app.config.database.is_some() {
-        match crate::compose::open_database(&app.config, &app.redactor).and_then(|db| {
+        match app.runtime().open_database().and_then(|db| {
             let copies = db.list_snapshots()?;
             Ok((db.target().to_string(), copies))
         }) {
@@ -863,7 +863,7 @@ fn run_backup(
     // into the snapshot as `/caretaker-streams/database`.
     let mut streams: Vec<Box<dyn caretaker_backup::StreamSource>> = Vec::new();
     if let Some(dbcfg) = &config.database {
-        let checked = crate::compose::open_database(config, &app.redactor).and_then(|db| {
+        let checked = app.runtime().open_database().and_then(|db| {
             db.safety_check(&dbcfg.min_rows)?;
             Ok(db)
         });
@@ -963,7 +963,7 @@ fn run_backup(
                     )?
                 );
             }
-            Err(to_failure(e).into())
+            Err(backup_failure(e).into())
         }
     }
 }
@@ -1003,25 +1003,6 @@ fn reconcile_killed_runs(app: &AppContext, repo: &dyn BackupEngine, log: &mut dy
             Ok(false) => {}
             Err(e) => log(&format!("job {id}: could not record its outcome: {e}")),
         }
-    }
-}
-
-/// The engine's error kinds as exit codes (docs/exit-codes.md).
-pub fn to_failure(e: caretaker_backup::Error) -> Failure {
-    let code = match e.kind {
-        ErrorKind::Refused => Code::Refused,
-        ErrorKind::Unreachable
-        | ErrorKind::NoRepository
-        | ErrorKind::DiskFull
-        | ErrorKind::WrongPassword
-        | ErrorKind::HostKey => Code::Unavailable,
-        ErrorKind::Invalid => Code::Usage,
-        _ => Code::Failure,
-    };
-    let f = Failure::new(code, e.message);
-    match e.hint {
-        Some(h) => f.hint(h),
-        None => f,
     }
 }
 

@@ -28,53 +28,18 @@ fn paint(status: CheckStatus, text: &str, color: bool) -> String {
 /// backups run (tables with rows, and `min_rows` when configured).
 fn database_contents(app: &crate::context::AppContext) -> Vec<caretaker_observe::check::CheckResult> {
     let Some(cfg) = &app.config.database else { return Vec::new() };
-    let outcome =
-        crate::compose::open_database(&app.config, &app.redactor).and_then(|db| db.safety_check(&cfg.min_rows));
+    let outcome = app.runtime().open_database().and_then(|db| db.safety_check(&cfg.min_rows));
     let (status, message) = match outcome {
         Ok(_) => (CheckStatus::Ok, "reachable, has tables with rows (the backup safety check passes)".to_string()),
         Err(e) => (CheckStatus::Critical, e.to_string()),
     };
     let mut out = vec![caretaker_observe::check::CheckResult { name: "database contents".into(), status, message }];
     // What the nightly dump needs to read (MariaDB: routines owned by other users).
-    if let Ok(db) = crate::compose::open_database(&app.config, &app.redactor) {
+    if let Ok(db) = app.runtime().open_database() {
         let privileges = db.check_dump_privileges().map_err(|e| (e.to_string(), e.what_to_do().map(str::to_string)));
         out.push(caretaker_observe::check::dump_privileges(privileges));
     }
     out
-}
-
-/// The `command` health probes of compose services, run inside each service's container
-/// (`compose exec -T`), as the daemon runs them.
-fn compose_command_probes(app: &crate::context::AppContext) -> Vec<caretaker_observe::check::CheckResult> {
-    use caretaker_core::config::Probe;
-    let Some(c) = &app.config.compose else { return Vec::new() };
-    let probes: Vec<_> = c
-        .services
-        .iter()
-        .filter_map(|s| s.health.as_ref().map(|h| (&s.name, h)))
-        .filter_map(|(name, h)| match &h.probe {
-            Probe::Command { command } => Some((name, command, h.timeout)),
-            _ => None,
-        })
-        .collect();
-    if probes.is_empty() {
-        return Vec::new();
-    }
-    let project = crate::compose::project(&app.config, &app.config_path, &app.redactor);
-    probes
-        .into_iter()
-        .map(|(name, command, timeout)| {
-            let outcome = match &project {
-                Ok(p) => caretaker_observe::probe::command(p.exec_command(name, &command.argv(), false), timeout),
-                Err(e) => Err(format!("{e:#}")),
-            };
-            let (status, message) = match outcome {
-                Ok(m) => (CheckStatus::Ok, m),
-                Err(e) => (CheckStatus::Critical, format!("in its container: {}", app.redactor.redact(&e))),
-            };
-            caretaker_observe::check::CheckResult { name: format!("service {name}"), status, message }
-        })
-        .collect()
 }
 
 /// The last line: the overall status, said as what it is — the worst of the results.
@@ -120,7 +85,7 @@ pub fn run(global: &Global, args: &CheckArgs) -> Result<Code> {
     let app = open_app(global)?;
     let now = jiff::Timestamp::now();
     let mut extra = database_contents(&app);
-    extra.extend(compose_command_probes(&app));
+    extra.extend(app.runtime().service_checks());
     let mut results = run_checks(&app.config, &app.store, extra, now)?;
     backup_age_from_repository(&app, &mut results, now);
     let worst = overall(&results);

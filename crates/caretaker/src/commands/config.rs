@@ -9,7 +9,7 @@ use anyhow::Result;
 pub fn check(global: &Global, json: bool) -> Result<Code> {
     let path = find_config(global.config.as_deref())?;
     let file = read_config(&path, global.allow_world_readable_config)?;
-    let (mut ok, diags, summary) = match &file.result {
+    let (mut ok, diags, summary, machine) = match &file.result {
         Ok(l) => {
             // The release pointer depends on the state directory, which --state-dir overrides.
             let state_dir = crate::context::state_dir(global.state_dir.as_deref(), &l.config);
@@ -18,23 +18,18 @@ pub fn check(global: &Global, json: bool) -> Result<Code> {
                 caretaker_core::config::release_pointer_problems(&l.config, &file.text, &path, &state_dir, &cwd);
             let mut diags = l.warnings.clone();
             diags.0.extend(pointer.iter().cloned());
-            (pointer.is_empty(), diags, pointer.is_empty().then(|| summary(&l.config)))
+            let runtime = crate::runtime::for_config(&l.config, &path, &state_dir);
+            // What the (pure) validation cannot see: this machine (a compose app's names
+            // against its compose file; a service's working directory).
+            let machine = runtime.check_machine();
+            (pointer.is_empty(), diags, pointer.is_empty().then(|| summary(&l.config, &*runtime)), Some(machine))
         }
-        Err(d) => (false, d.clone(), None),
+        Err(d) => (false, d.clone(), None, None),
     };
-    // A compose app's names are checked against its compose file (docs/compose.md).
-    let compose = match &file.result {
-        Ok(l) if l.config.compose.is_some() => Some(crate::compose::check_names_report(&l.config, &path)),
-        _ => None,
-    };
-    if let Some(c) = &compose {
-        ok &= c.ok;
+    if let Some(m) = &machine {
+        ok &= m.ok;
     }
-    // What the (pure) validation cannot see: this machine.
-    let observed = match &file.result {
-        Ok(l) => observed_warnings(global, &path, &l.config),
-        Err(_) => Vec::new(),
-    };
+    let observed: &[String] = machine.as_ref().map(|m| m.observed.as_slice()).unwrap_or_default();
     if json {
         let out = serde_json::json!({
             "file": path.display().to_string(),
@@ -42,7 +37,7 @@ pub fn check(global: &Global, json: bool) -> Result<Code> {
             "errors": diags.errors().count(),
             "warnings": diags.warnings().count() + observed.len(),
             "problems": diags,
-            "compose": compose.as_ref().map(|c| &c.json),
+            "compose": machine.as_ref().and_then(|m| m.compose_json.as_ref()),
             "observed": observed,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -50,11 +45,8 @@ pub fn check(global: &Global, json: bool) -> Result<Code> {
         if !diags.is_empty() {
             eprint!("{}", diags.render(&file.text));
         }
-        for line in compose.iter().flat_map(|c| &c.lines) {
+        for line in machine.iter().flat_map(|m| &m.lines) {
             eprintln!("{line}");
-        }
-        for w in &observed {
-            eprintln!("warning: {w}");
         }
         if let Some(s) = summary.filter(|_| ok) {
             println!("{}: ok — {s}", path.display());
@@ -63,33 +55,8 @@ pub fn check(global: &Global, json: bool) -> Result<Code> {
     Ok(if ok { Code::Ok } else { Code::Config })
 }
 
-/// Warnings from looking at this machine after validation: a service's working directory
-/// that does not exist (the supervisor cannot start it).
-fn observed_warnings(global: &Global, path: &std::path::Path, cfg: &caretaker_core::config::Config) -> Vec<String> {
-    if cfg.compose.is_some() {
-        return Vec::new();
-    }
-    let state_dir = crate::context::state_dir(global.state_dir.as_deref(), cfg);
-    let app_dir = crate::appenv::working_dir(&cfg.app, path);
-    let mut dirs: Vec<std::path::PathBuf> = Vec::new();
-    for s in &cfg.services {
-        let d = s.working_dir.clone().unwrap_or_else(|| app_dir.clone());
-        if !dirs.contains(&d) {
-            dirs.push(d);
-        }
-    }
-    dirs.into_iter()
-        .filter(|d| !d.is_dir())
-        .map(|d| format!("services cannot start: {}", crate::daemon::missing_working_dir(&d, &state_dir)))
-        .collect()
-}
-
-fn summary(cfg: &caretaker_core::config::Config) -> String {
-    let mut parts = vec![format!("app {}", cfg.app.name)];
-    match &cfg.compose {
-        Some(c) => parts.push(format!("compose project {}", c.project)),
-        None => parts.push(format!("{} service{}", cfg.services.len(), if cfg.services.len() == 1 { "" } else { "s" })),
-    }
+fn summary(cfg: &caretaker_core::config::Config, runtime: &dyn crate::runtime::AppRuntime) -> String {
+    let mut parts = vec![format!("app {}", cfg.app.name), runtime.describe()];
     if let Some(db) = &cfg.database {
         parts.push(format!(
             "{} database",

@@ -34,7 +34,7 @@ fn open_db(app: &AppContext) -> Result<Box<dyn Database>> {
             .hint("add database: { kind: postgres, url_file: ... } (see caretaker init)")
             .into());
     };
-    Ok(crate::compose::open_database(&app.config, &app.redactor)?)
+    Ok(app.runtime().open_database()?)
 }
 
 fn check(app: &AppContext, db: &dyn Database, as_json: bool) -> Result<Code> {

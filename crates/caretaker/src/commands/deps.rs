@@ -33,7 +33,7 @@ pub fn run(global: &Global, args: &DepsArgs) -> Result<Code> {
 }
 
 fn db_dir(app: &AppContext) -> PathBuf {
-    app.store.dir().join("deps")
+    app.store.layout().deps()
 }
 
 /// Reads every JSON record of an OSV zip export into a [`Database`].

@@ -7,7 +7,6 @@ use crate::context::open_app;
 use crate::control::request;
 use crate::exit::Code;
 use anyhow::Result;
-use caretaker_supervisor::process::{stop_leftovers, Records};
 use caretaker_supervisor::protocol::Request;
 use std::time::Duration;
 
@@ -21,34 +20,12 @@ pub fn run(global: &Global, args: &DownArgs) -> Result<Code> {
     } else {
         request(&state_dir, &Request::Down { exit_daemon: false }, total)?.map(|_| ())
     };
+    let runtime = app.runtime();
     match stopped {
-        Some(()) if app.config.compose.is_some() => {
-            println!("stopped the compose project{}", if args.daemon { " and the daemon" } else { "" });
-        }
-        Some(()) => {
-            println!(
-                "stopped {} service(s){}",
-                app.config.services.len(),
-                if args.daemon { " and the daemon" } else { "" }
-            );
-        }
-        // Docker keeps a compose app's containers running without a daemon: stop them.
-        None if app.config.compose.is_some() => {
-            let project = crate::compose::project(&app.config, &app.config_path, &app.redactor)?;
-            project.stop(&[], app.config.stop_timeout_total(), &mut |_| {})?;
-            println!("no daemon runs for {}; stopped the compose project {}", app.config.app.name, project.name);
-        }
-        None => {
-            let records = Records::new(&state_dir);
-            let grace = app.config.services.iter().map(|s| s.stop_timeout).max().unwrap_or_default();
-            let found = stop_leftovers(&records.load(), grace);
-            records.save(&[])?;
-            if found.is_empty() {
-                println!("no daemon runs for {}; nothing to stop", app.config.app.name);
-            } else {
-                println!("no daemon ran; stopped what a previous one left running: {}", found.join(", "));
-            }
-        }
+        Some(()) => println!("stopped {}{}", runtime.what_stops(), if args.daemon { " and the daemon" } else { "" }),
+        // Without a daemon: what runs anyway (a compose app's containers, a killed daemon's
+        // processes).
+        None => println!("{}", runtime.stop_without_daemon()?),
     }
     Ok(Code::Ok)
 }

@@ -20,11 +20,11 @@ pub fn run(global: &Global, args: &InstallSystemdArgs) -> Result<Code> {
     let state = std::path::absolute(state_dir(global.state_dir.as_deref(), &config))?;
     let stop: Duration = config.stop_timeout_total() + Duration::from_secs(30);
     let mut unit = unit_text(&config.app.name, &exe, &config_path, &state, stop);
-    if config.compose.is_some() {
-        // A compose app's containers are docker's: start after it.
+    // A runtime that needs a service of the system (docker for compose) starts after it.
+    if let Some(after) = crate::runtime::for_config(&config, &config_path, &state).systemd_after() {
         unit = unit.replacen(
             "After=network-online.target\n",
-            "After=network-online.target docker.service\nWants=docker.service\n",
+            &format!("After=network-online.target {after}\nWants={after}\n"),
             1,
         );
     }

@@ -6,7 +6,6 @@ use crate::cli::{Global, JobsArgs, JobsCommand};
 use crate::context::open_app;
 use crate::exit::{Code, Failure};
 use crate::output::{human_duration, table};
-use crate::runner::run_logged;
 use anyhow::Result;
 use caretaker_core::job::figures::{CommandFigures, DbSnapshotFigures, Figures};
 use caretaker_core::job::{kind, Outcome};
@@ -107,41 +106,23 @@ fn run_named(global: &Global, name: &str, json: bool) -> Result<Code> {
         };
         return Err(Failure::new(Code::Usage, format!("no job named `{name}` in the config")).hint(hint).into());
     };
-    let cwd = working_dir(&app.config.app, &app.config_path);
-    let env = app_env(&app.config.app, None, &cwd)?;
+    // A compose app's commands run in a one-off container of `compose.app_service`.
+    let runtime = app.runtime();
+    let cwd = runtime.code_dir();
+    // The app's environment must be readable (env files) before a job is recorded.
+    app_env(&app.config.app, None, &working_dir(&app.config.app, &app.config_path))?;
     let mut job = app.store.start_job(kind::COMMAND, crate::context::trigger(), true)?;
     let id = job.id();
     job.log(&format!("running job `{name}`: {} (in {})", spec.command, cwd.display()));
-    let redactor = app.redactor.clone();
     let started = std::time::Instant::now();
-    let ended = if app.config.compose.is_some() {
-        // A compose app's commands run in a one-off container of `compose.app_service`.
-        let dir = crate::compose::project_dir(&app.config, &app.config_path);
-        let mut line = |l: &str| {
+    let ended = runtime
+        .run_one_off(&cwd, &spec.command, name, spec.timeout, &mut |l| {
             job.log(l);
             if !json {
                 println!("{l}");
             }
-        };
-        crate::compose::run_one_off(
-            &app.config,
-            &app.config_path,
-            &redactor,
-            &dir,
-            &spec.command,
-            name,
-            spec.timeout,
-            &mut line,
-        )
-        .map(|st| match (st.code(), std::os::unix::process::ExitStatusExt::signal(&st)) {
-            (Some(c), _) => crate::runner::Ended::Exited(c),
-            (None, Some(s)) => crate::runner::Ended::Signalled(s),
-            (None, None) => crate::runner::Ended::Exited(-1),
         })
-        .map_err(|e| std::io::Error::other(format!("{e:#}")))
-    } else {
-        run_logged(&spec.command, &env, &cwd, spec.timeout, &mut job, &|s| redactor.redact(s), !json)
-    };
+        .map_err(|e| format!("{e:#}"));
     let seconds = started.elapsed().as_secs_f64();
     let (outcome, error, code) = match &ended {
         Ok(e) if e.success() => (Outcome::Succeeded, None, Code::Ok),

@@ -20,13 +20,13 @@
 //! restore into a fresh database renamed into place (docs/databases.md), so a partial restore
 //! never looks like live data.
 
-use crate::appenv::{app_env, working_dir};
 use crate::cli::{Global, RecoverArgs};
-use crate::commands::backup::{resolve_snapshot, restore_db, to_failure};
+use crate::commands::backup::{resolve_snapshot, restore_db};
 use crate::context::open_app;
 use crate::control::{request, start_background_daemon, wait_until_up};
+use crate::exit::backup_failure;
 use crate::exit::{Code, Failure};
-use crate::runner::run_logged;
+
 use crate::update::Updater;
 use anyhow::{Context, Result};
 use caretaker_backup::{location, BackupEngine, RestoreRequest, RestoreWhat};
@@ -97,7 +97,7 @@ pub fn run(global: &Global, args: &RecoverArgs) -> Result<Code> {
     let Some(cfg) = app.config.backup.clone() else {
         return Err(Failure::new(Code::Config, "the config has no `backup:` section: nothing to recover from").into());
     };
-    let repo = crate::progress::attach(location::repository(&cfg).map_err(to_failure)?, args.json);
+    let repo = crate::progress::attach(location::repository(&cfg).map_err(backup_failure)?, args.json);
     let all = Instant::now();
     let mut job = app.store.start_job(kind::RECOVER, Trigger::Cli, true)?;
     let job_id = job.id();
@@ -225,7 +225,8 @@ fn recover(
 
     // 2. Where the code comes from: decided before anything is touched. A release an
     // interrupted run built is the one to use.
-    let code_dir = code_dir(app);
+    let runtime = app.runtime();
+    let code_dir = runtime.code_dir();
     let release_present = non_empty(&code_dir)?;
     let code_done = p.is_done("code");
     let obs = CodeObservations {
@@ -247,9 +248,9 @@ fn recover(
     // 3. Live data? (A database in a compose service must run first: start only it — from the
     // release present, or, on a machine without one, once the code step has built it. A compose
     // app's volumes are known from its compose file, which comes with the release too.)
-    let db_in_service = app.config.database.as_ref().is_some_and(|d| d.compose_service.is_some());
+    let db_in_service = runtime.database_service().is_some();
     let db_after_code = db_in_service && !release_present;
-    let volumes_after_code = app.config.compose.is_some() && !release_present;
+    let volumes_after_code = runtime.volumes_come_with_code() && !release_present;
     let inspected_now = !p.is_done("inspect");
     if inspected_now {
         let t = Instant::now();
@@ -258,7 +259,7 @@ fn recover(
         kill_hook("inspect");
         let mut live = Vec::new();
         if app.config.database.is_some() && !db_after_code {
-            crate::compose::start_database_service(&app.config, &app.config_path, &app.redactor)?;
+            runtime.start_database(None)?;
             live.extend(live_database(app)?);
         }
         let trees: Vec<PathBuf> = app.config.files.iter().map(|t| t.path.clone()).collect();
@@ -364,7 +365,7 @@ fn recover(
         let t = Instant::now();
         let mut found = Vec::new();
         if db_after_code && app.config.database.is_some() {
-            crate::compose::start_database_service(&app.config, &app.config_path, &app.redactor)?;
+            runtime.start_database(None)?;
             found.extend(live_database(app)?);
         }
         if volumes_after_code {
@@ -402,7 +403,7 @@ fn recover(
         let t = Instant::now();
         if db_in_service {
             // Finishing a job after a restart of the machine: the service may not run yet.
-            crate::compose::start_database_service(&app.config, &app.config_path, &app.redactor)?;
+            runtime.start_database(None)?;
         }
         let live_now = !live_database(app)?.is_empty();
         if !p.was_begun("database") {
@@ -418,7 +419,7 @@ fn recover(
         match (&d.kept_aside, plan) {
             (Some(own), DatabasePlan::ReplaceOwn) => {
                 // The interrupted run's restore: this job's own data, not worth keeping.
-                let db = crate::compose::open_database(&app.config, &app.redactor)?;
+                let db = app.runtime().open_database()?;
                 if let Some(c) = db.list_snapshots()?.into_iter().find(|c| &c.name == own) {
                     db.drop_snapshot(&c)?;
                 }
@@ -444,12 +445,14 @@ fn recover(
         save_progress(&app.store, &p)?;
         kill_hook("volumes");
         let v = crate::volbackup::restore(app, repo, &snap.id, &streams, force || own)?;
-        let docker = caretaker_compose::Docker::new(crate::compose::redact(&app.redactor));
         let mut what = Vec::new();
         for v in &v {
             match (&v.kept_aside, own) {
                 (Some(aside), true) => {
-                    docker.remove_volume(aside)?;
+                    crate::volbackup::remove_copy(
+                        app,
+                        &crate::volbackup::Copy { volume: v.volume.clone(), copy: aside.clone() },
+                    )?;
                     what.push(format!("{} ({} bytes; replacing the interrupted run's)", v.volume, v.bytes));
                 }
                 (Some(old), false) => {
@@ -469,23 +472,7 @@ fn recover(
         p.begin("migrate");
         save_progress(&app.store, &p)?;
         kill_hook("migrate");
-        if app.config.compose.is_some() {
-            let dir = crate::compose::project_dir(&app.config, &app.config_path);
-            let (cfg, path, r) = (&app.config, &app.config_path, &app.redactor);
-            crate::compose::run_one_off_commands(cfg, path, r, &dir, &cfg.app.migrate, "migrate", &mut |l| job.log(l))?;
-        } else {
-            let cwd = working_dir(&app.config.app, &app.config_path);
-            let env = app_env(&app.config.app, None, &cwd)?;
-            let redactor = app.redactor.clone();
-            for cmd in &app.config.app.migrate {
-                job.log(&format!("$ {cmd}"));
-                let ended =
-                    run_logged(cmd, &env, &cwd, Duration::from_secs(3600), job, &|s| redactor.redact(s), false)?;
-                if !ended.success() {
-                    return Err(Failure::new(Code::Failure, format!("migration `{cmd}` {}", ended.describe())).into());
-                }
-            }
-        }
+        runtime.migrate(&code_dir, &mut |l| job.log(l))?;
         p.finish("migrate");
         save_progress(&app.store, &p)?;
         steps.record(job, "migrate", t, format!("{} command(s)", app.config.app.migrate.len()));
@@ -493,7 +480,7 @@ fn recover(
 
     // 8. Start the app and wait until every health check passes. (Services already running held
     // connections to the database that was replaced: the database step restarted them.)
-    if !app.config.services.is_empty() || app.config.compose.is_some() {
+    if runtime.has_services() {
         let t = Instant::now();
         p.begin("start");
         save_progress(&app.store, &p)?;
@@ -602,7 +589,7 @@ fn restore_trees(
             target: Some(staging.clone()),
             skip: paths.iter().filter(|p| *p != tree).cloned().collect(),
         };
-        let r = repo.restore(&req).map_err(to_failure)?;
+        let r = repo.restore(&req).map_err(backup_failure)?;
         if !r.errors.is_empty() {
             return Err(Failure::new(Code::Failure, format!("restoring files: {}", r.errors.join("; "))).into());
         }
@@ -659,17 +646,6 @@ fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]
 }
 
-/// Where the app's code must be: a compose app's project directory, else its working
-/// directory (with `caretaker update`, `<state dir>/current`).
-fn code_dir(app: &crate::context::AppContext) -> PathBuf {
-    if app.config.compose.is_some() {
-        crate::compose::project_dir(&app.config, &app.config_path)
-    } else {
-        let dir = working_dir(&app.config.app, &app.config_path);
-        std::path::absolute(&dir).unwrap_or(dir)
-    }
-}
-
 /// Live data (`live`: what was found) is refused unless `--force`.
 fn refuse_live_data(live: &[String], force: bool) -> Result<()> {
     if live.is_empty() || force {
@@ -682,7 +658,7 @@ fn refuse_live_data(live: &[String], force: bool) -> Result<()> {
 
 /// The database as live data: it exists and holds tables.
 fn live_database(app: &crate::context::AppContext) -> Result<Vec<String>> {
-    let db = crate::compose::open_database(&app.config, &app.redactor)?;
+    let db = app.runtime().open_database()?;
     let c = db.contents()?;
     Ok(if c.exists && !c.is_blank() { vec![format!("{} has {} tables", db.target(), c.tables.len())] } else { vec![] })
 }

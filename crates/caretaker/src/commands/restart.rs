@@ -2,10 +2,11 @@
 //! order, started in order), and wait until they are healthy again. Then, as `up`: service
 //! mode set by a failed service ends once every service is healthy (docs/maintenance.md).
 
+use crate::appmode::settle_mode;
 use crate::cli::{Global, RestartArgs};
 use crate::context::open_app;
-use crate::control::{request_running, settle_mode, wait_until_up};
-use crate::exit::{Code, Failure};
+use crate::control::{request_running, wait_until_up};
+use crate::exit::Code;
 use anyhow::Result;
 use caretaker_supervisor::protocol::Request;
 use std::time::Duration;
@@ -13,13 +14,7 @@ use std::time::Duration;
 pub fn run(global: &Global, args: &RestartArgs) -> Result<Code> {
     let app = open_app(global)?;
     if let Some(s) = &args.service {
-        // A compose app's services are the compose file's: the daemon checks the name.
-        if app.config.compose.is_none() && app.config.service(s).is_none() {
-            let names: Vec<&str> = app.config.services.iter().map(|s| s.name.as_str()).collect();
-            return Err(Failure::new(Code::Usage, format!("no service named {s}"))
-                .hint(format!("services: {}", names.join(", ")))
-                .into());
-        }
+        app.runtime().check_service_name(s)?;
     }
     let state_dir = app.store.dir().to_path_buf();
     request_running(&state_dir, &Request::Restart { service: args.service.clone() }, Duration::from_secs(10))?;

@@ -28,40 +28,23 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<Code> {
                 print!("{}", render(&report, &mode));
             }
         }
-        None if app.config.compose.is_some() => {
-            // Docker runs a compose app's containers with or without a daemon: show them.
-            let project = crate::compose::project(&app.config, &app.config_path, &app.redactor)?;
-            let docker = caretaker_compose::Docker::new(crate::compose::redact(&app.redactor));
-            let model = project.model()?;
-            let mut watch = caretaker_compose::watch::ComposeWatch::new(crate::compose::watch_specs(
-                &app.config,
-                &model.service_names(),
-            ));
-            watch.observed(std::time::Instant::now(), 1, &docker.project_containers(&project.name)?);
-            let mut report = StatusReport {
-                app: app.config.app.name.clone(),
-                daemon_pid: 0,
-                service_mode: match &mode {
-                    Mode::Service(f) => Some(f.reason.clone()),
-                    _ => None,
-                },
-                services: watch.statuses(jiff::Timestamp::now()),
-            };
-            settle_by_uptime(&mut report);
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&with_mode(&report, &mode)?)?);
-            } else {
-                print!("{}", render(&report, &mode));
-            }
-        }
         None => {
             let service_mode = match &mode {
                 Mode::Service(f) => Some(f.reason.clone()),
                 _ => None,
             };
+            // What runs without a daemon (docker runs a compose app's containers anyway).
+            if let Some(report) = app.runtime().status_without_daemon(service_mode.clone())? {
+                if args.json {
+                    println!("{}", serde_json::to_string_pretty(&with_mode(&report, &mode)?)?);
+                } else {
+                    print!("{}", render(&report, &mode));
+                }
+                return Ok(Code::Ok);
+            }
             // Nothing can start without the working directory: say so before `up` finds out.
             let cwd = crate::appenv::working_dir(&app.config.app, &app.config_path);
-            let missing = (!cwd.is_dir()).then(|| crate::daemon::missing_working_dir(&cwd, app.store.dir()));
+            let missing = (!cwd.is_dir()).then(|| crate::appenv::missing_working_dir(&cwd, app.store.dir()));
             if args.json {
                 let services: Vec<_> = app
                     .config
@@ -92,7 +75,7 @@ pub fn run(global: &Global, args: &StatusArgs) -> Result<Code> {
 fn update_under_way(store: &caretaker_state::Store) -> Result<Option<String>> {
     let Some(progress) = store.fact(crate::update::FACT_PROGRESS)? else { return Ok(None) };
     let job = serde_json::from_str::<serde_json::Value>(&progress).ok().and_then(|v| v["job_id"].as_i64());
-    let lock = store.dir().join("locks").join("app.lock");
+    let lock = store.layout().app_lock();
     let busy = crate::control::lock_is_held(&lock);
     let job = job.map(|j| format!(" (job {j})")).unwrap_or_default();
     Ok(Some(if busy {
@@ -107,18 +90,6 @@ fn with_mode(report: &StatusReport, mode: &Mode) -> Result<serde_json::Value> {
     let mut v = serde_json::to_value(report)?;
     v["mode"] = serde_json::to_value(mode)?;
     Ok(v)
-}
-
-/// Without a daemon, the containers are observed once: one without a health check that has
-/// run for [`SETTLE`](caretaker_compose::watch::SETTLE) already (docker's start time) is
-/// running, not starting.
-fn settle_by_uptime(report: &mut StatusReport) {
-    let settle = caretaker_compose::watch::SETTLE.as_secs().max(1);
-    for s in &mut report.services {
-        if s.state == Phase::Starting && s.health == Health::None && s.uptime_seconds.is_some_and(|u| u >= settle) {
-            s.state = Phase::Running;
-        }
-    }
 }
 
 /// What visitors get, when it is not the app itself.
@@ -258,16 +229,5 @@ mod tests {
               (visitors see the service page; fix the cause, then `caretaker reset-failed`)
         "#]]
         .assert_eq(&render_mode(&by_update));
-    }
-
-    #[test]
-    fn without_a_daemon_settled_containers_are_running() {
-        let mut r = report(vec![
-            ServiceStatus { uptime_seconds: Some(30), ..svc("web", Phase::Starting, None, None) },
-            ServiceStatus { uptime_seconds: Some(0), ..svc("worker", Phase::Starting, None, None) },
-        ]);
-        settle_by_uptime(&mut r);
-        assert_eq!(r.services[0].state, Phase::Running);
-        assert_eq!(r.services[1].state, Phase::Starting, "just started: not settled yet");
     }
 }

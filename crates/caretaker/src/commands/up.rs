@@ -7,10 +7,12 @@
 //! every service is healthy, service mode set by a failed service ends; `up` says what the site
 //! serves (docs/maintenance.md).
 
+use crate::appmode::settle_mode;
 use crate::cli::{Global, UpArgs};
 use crate::context::open_app;
-use crate::control::{finish_interrupted_update, request, settle_mode, start_background_daemon, wait_until_up};
+use crate::control::{request, start_background_daemon, wait_until_up};
 use crate::exit::Code;
+use crate::update::finish_interrupted_update;
 use anyhow::Result;
 use caretaker_supervisor::protocol::Request;
 use std::time::Duration;
