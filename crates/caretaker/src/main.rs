@@ -8,7 +8,6 @@ mod appmode;
 mod cli;
 mod commands;
 mod compose;
-mod compose_daemon;
 mod context;
 mod control;
 mod daemon;

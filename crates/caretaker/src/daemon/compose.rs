@@ -14,8 +14,8 @@
 //! from what it first sees. On SIGTERM or `down --daemon` the project is stopped, as the
 //! built-in supervisor stops its processes.
 
+use super::{run_loop, Listeners, Signal, SupervisionEngine, Surroundings};
 use crate::context::AppContext;
-use crate::daemon::{Listeners, Surroundings};
 use crate::web::ServicesView;
 use anyhow::Result;
 use caretaker_compose::model::{Container, ProjectModel};
@@ -94,9 +94,17 @@ struct ComposeDaemon {
     down_since: Vec<(String, Option<jiff::Timestamp>)>,
     view: watch::Sender<ServicesView>,
     mode: watch::Sender<caretaker_core::mode::Mode>,
+    /// Ends the observer once the loop ended.
+    stop_observing: watch::Sender<bool>,
 }
 
-pub async fn run(app: AppContext, allow_world_readable_config: bool, listeners: Listeners) -> Result<()> {
+/// The compose watcher's engine (the compose runtime's) in the one daemon loop.
+pub(super) async fn run(
+    app: AppContext,
+    allow_world_readable_config: bool,
+    listeners: Listeners,
+    signals: mpsc::UnboundedReceiver<Signal>,
+) -> Result<()> {
     let project = crate::compose::project(&app.config, &app.config_path, &app.redactor)?;
     let docker = Docker::new(crate::compose::redact(&app.redactor));
     let services = {
@@ -116,10 +124,14 @@ pub async fn run(app: AppContext, allow_world_readable_config: bool, listeners: 
     );
     let watch = ComposeWatch::new(crate::compose::watch_specs(&app.config, &services.service_names()));
 
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut around = Surroundings::start(&app, allow_world_readable_config, listeners, tx.clone(), |request, reply| {
-        Msg::Control { request, reply }
-    })
+    let (tx, rx) = mpsc::unbounded_channel();
+    let around = Surroundings::start(
+        &app,
+        allow_world_readable_config,
+        listeners,
+        tx.clone(),
+        <ComposeDaemon as SupervisionEngine>::control_msg,
+    )
     .await?;
     let project = Arc::new(project);
     let seq = Arc::new(AtomicU64::new(1));
@@ -154,45 +166,62 @@ pub async fn run(app: AppContext, allow_world_readable_config: bool, listeners: 
         allow_world_readable_config,
         view: around.view.clone(),
         mode: around.mode.clone(),
+        stop_observing,
     };
     tracing::info!(app = %d.config.app.name, pid = std::process::id(), socket = %around.socket.display(), "daemon started (compose)");
-    if !crate::daemon::resume_interrupted_job(allow_world_readable_config, &d.config_path, &d.store)? {
+    if !super::resume_interrupted_job(allow_world_readable_config, &d.config_path, &d.store)? {
         let acts = d.watch.request(WatchRequest::Up);
         d.execute(acts);
     }
+    run_loop(d, rx, around, signals).await
+}
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    loop {
-        let deadline = d.watch.next_deadline();
-        let sleep = async {
-            match deadline {
-                Some(t) => tokio::time::sleep_until(t.into()).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            Some(msg) = rx.recv() => match msg {
-                Msg::Control { request: Request::Reload, reply } => d.reload(&mut around, Some(reply), "reload").await,
-                msg => d.handle(msg),
-            },
-            _ = hup.recv() => d.reload(&mut around, None, "SIGHUP").await,
-            _ = sleep => {
-                let acts = d.watch.tick(Instant::now());
-                d.execute(acts);
-            }
-            _ = term.recv() => d.begin_exit("SIGTERM"),
-            _ = int.recv() => d.begin_exit("SIGINT"),
-        }
-        d.publish_view();
-        if d.exit_after.is_some_and(|id| d.done_op >= id) {
-            break;
+impl SupervisionEngine for ComposeDaemon {
+    type Msg = Msg;
+
+    fn control_msg(request: Request, reply: oneshot::Sender<Response>) -> Msg {
+        Msg::Control { request, reply }
+    }
+
+    fn reload_request(msg: Msg) -> Result<oneshot::Sender<Response>, Msg> {
+        match msg {
+            Msg::Control { request: Request::Reload, reply } => Ok(reply),
+            msg => Err(msg),
         }
     }
-    let _ = stop_observing.send(true);
-    around.finish().await;
-    Ok(())
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.watch.next_deadline()
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        ComposeDaemon::handle(self, msg)
+    }
+
+    fn tick(&mut self, now: Instant) {
+        let acts = self.watch.tick(now);
+        self.execute(acts);
+    }
+
+    fn begin_exit(&mut self, why: &str) {
+        ComposeDaemon::begin_exit(self, why)
+    }
+
+    async fn reload(&mut self, around: &mut Surroundings, reply: Option<oneshot::Sender<Response>>, by: &str) {
+        ComposeDaemon::reload(self, around, reply, by).await
+    }
+
+    fn after_event(&mut self) {
+        self.publish_view();
+    }
+
+    fn done(&self) -> bool {
+        self.exit_after.is_some_and(|id| self.done_op >= id)
+    }
+
+    fn finish(&mut self) {
+        let _ = self.stop_observing.send(true);
+    }
 }
 
 /// Observes the project's containers every [`OBSERVE_INTERVAL`].
@@ -401,14 +430,13 @@ impl ComposeDaemon {
             tracing::warn!("{by}: not now, the daemon is shutting down");
             return answer(reply, Response::Error { message: "cannot reload: the daemon is shutting down".into() });
         }
-        let new =
-            match crate::daemon::read_new_config(&self.config_path, self.allow_world_readable_config, &self.config) {
-                Ok(c) => c,
-                Err(problems) => {
-                    tracing::error!("{by}: the new config was refused, the running one stays:\n{problems}");
-                    return answer(reply, Response::Refused { problems });
-                }
-            };
+        let new = match super::read_new_config(&self.config_path, self.allow_world_readable_config, &self.config) {
+            Ok(c) => c,
+            Err(problems) => {
+                tracing::error!("{by}: the new config was refused, the running one stays:\n{problems}");
+                return answer(reply, Response::Refused { problems });
+            }
+        };
         let plan = caretaker_core::reload::plan(&self.config, &new);
         let prepared = match around.prepare(&plan, &self.config, &new).await {
             Ok(p) => p,
