@@ -21,9 +21,9 @@
 
 use crate::model::Container;
 use caretaker_core::config::CrashLoop;
-use caretaker_supervisor::machine::{Exit, Health, HealthSpec, Phase, STARTING_PROBE_INTERVAL};
+use caretaker_core::supervision::{CrashWindow, HealthGate, HealthSpec, Verdict};
+use caretaker_supervisor::machine::{Exit, Health, Phase};
 use caretaker_supervisor::protocol::ServiceStatus;
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// How long a container without any health check must run before it counts as running.
@@ -108,13 +108,13 @@ struct Service {
     pending_ops: u32,
     container: Option<Container>,
     seen: Option<Seen>,
-    crashes: VecDeque<Instant>,
+    crashes: CrashWindow,
     restarts: u32,
     failed: Option<String>,
     op_error: Option<String>,
     // caretaker's probe
     probe_health: Health,
-    failures: u32,
+    gate: HealthGate,
     next_probe: Option<Instant>,
     probing: bool,
     generation: u64,
@@ -140,12 +140,12 @@ impl Service {
             pending_ops: 0,
             container: None,
             seen: None,
-            crashes: VecDeque::new(),
+            crashes: CrashWindow::default(),
             restarts: 0,
             failed: None,
             op_error: None,
             probe_health,
-            failures: 0,
+            gate: HealthGate::default(),
             next_probe: None,
             probing: false,
             generation: 0,
@@ -440,7 +440,7 @@ impl ComposeWatch {
             s.generation_key = Some(key);
             s.running_since = Some(now);
             s.settled = false;
-            s.failures = 0;
+            s.gate.reset();
             s.probing = false;
             s.probe_reason = None;
             s.docker_unhealthy_handled = false;
@@ -476,16 +476,7 @@ impl ComposeWatch {
             return;
         }
         s.restarts += 1;
-        s.crashes.push_back(now);
-        while s.crashes.front().is_some_and(|t| now.saturating_duration_since(*t) > s.spec.crash_loop.within) {
-            s.crashes.pop_front();
-        }
-        if s.crashes.len() as u32 > s.spec.crash_loop.restarts {
-            let reason = format!(
-                "crash loop: {} crashes within {}s, last: {why}",
-                s.crashes.len(),
-                s.spec.crash_loop.within.as_secs_f64()
-            );
+        if let Some(reason) = s.crashes.crashed(now, s.spec.crash_loop, &why) {
             s.failed = Some(reason.clone());
             s.wanted_up = false;
             s.busy = Some(Busy::Stopping);
@@ -534,29 +525,22 @@ impl ComposeWatch {
         if !s.running() || s.busy.is_some() || s.failed.is_some() {
             return out;
         }
-        if ok {
-            s.failures = 0;
-            s.probe_health = Health::Healthy;
-            s.probe_reason = None;
-            s.next_probe = Some(now + h.interval);
-            return out;
-        }
-        s.probe_reason = Some(format!("health check failed: {detail}"));
         let starting = s.probe_health != Health::Healthy;
-        let in_start_period = starting && s.running_since.is_some_and(|t| now < t + h.start_period);
-        if in_start_period {
-            s.next_probe = Some(now + h.interval.min(STARTING_PROBE_INTERVAL));
-            return out;
-        }
-        s.failures += 1;
-        if s.failures >= h.retries {
-            s.probe_health = Health::Unhealthy;
-            let why = format!("unhealthy ({} failed checks in a row): {detail}", s.failures);
-            s.failures = 0;
-            self.unhealthy(now, i, why, &mut out);
-        } else {
-            let every = if starting { h.interval.min(STARTING_PROBE_INTERVAL) } else { h.interval };
-            s.next_probe = Some(now + every);
+        match s.gate.probed(now, h, ok, &detail, starting, s.running_since) {
+            Verdict::Healthy { next } => {
+                s.probe_health = Health::Healthy;
+                s.probe_reason = None;
+                s.next_probe = Some(now + next);
+            }
+            Verdict::NotCounted { next } | Verdict::Failed { next } => {
+                s.probe_reason = Some(format!("health check failed: {detail}"));
+                s.next_probe = Some(now + next);
+            }
+            Verdict::Unhealthy { why } => {
+                s.probe_reason = Some(format!("health check failed: {detail}"));
+                s.probe_health = Health::Unhealthy;
+                self.unhealthy(now, i, why, &mut out);
+            }
         }
         out
     }
@@ -597,6 +581,7 @@ impl ComposeWatch {
 mod tests {
     use super::*;
     use crate::model::{ContainerConfig, ContainerHealth, ContainerState, HostConfig, RestartPolicy};
+    use caretaker_core::supervision::STARTING_PROBE_INTERVAL;
     use std::collections::BTreeMap;
     use std::time::Duration;
 

@@ -28,12 +28,11 @@
 
 use caretaker_core::config::{Backoff, CrashLoop, RestartPolicy, Service};
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// How often a service that is still starting is probed, at most: readiness should be noticed
-/// quickly even when the configured interval (for a running service) is long.
-pub const STARTING_PROBE_INTERVAL: Duration = Duration::from_millis(250);
+// The crash window and the health gate are the rules the compose watcher shares.
+use caretaker_core::supervision::{CrashWindow, HealthGate, Verdict};
+pub use caretaker_core::supervision::{HealthSpec, STARTING_PROBE_INTERVAL};
 
 /// The part of a service's config the decisions depend on.
 #[derive(Clone, Debug)]
@@ -47,13 +46,6 @@ pub struct ServiceSpec {
     pub health: Option<HealthSpec>,
     /// Without a health check: how long the process must stay up to count as running.
     pub start_seconds: Duration,
-}
-
-#[derive(Clone, Copy, Debug)]
-pub struct HealthSpec {
-    pub interval: Duration,
-    pub retries: u32,
-    pub start_period: Duration,
 }
 
 impl ServiceSpec {
@@ -205,15 +197,15 @@ pub struct ServiceMachine {
     started_at: Option<Instant>,
     /// Automatic restarts since the daemon started.
     restarts: u32,
-    /// Times of recent crashes, for crash-loop detection.
-    crashes: VecDeque<Instant>,
+    /// Recent crashes, for crash-loop detection.
+    crashes: CrashWindow,
     backoff_step: u32,
     /// Backoff end, the moment a stopping service gets SIGKILL, or the moment a starting
     /// service without a health check has been up for `start_seconds`.
     deadline: Option<Instant>,
     after_stop: AfterStop,
     health: Health,
-    failures: u32,
+    gate: HealthGate,
     next_probe: Option<Instant>,
     probing: bool,
     last_exit: Option<Exit>,
@@ -233,12 +225,12 @@ impl ServiceMachine {
             pid: None,
             started_at: None,
             restarts: 0,
-            crashes: VecDeque::new(),
+            crashes: CrashWindow::default(),
             backoff_step: 0,
             deadline: None,
             after_stop: AfterStop::Stay,
             health,
-            failures: 0,
+            gate: HealthGate::default(),
             next_probe: None,
             probing: false,
             last_exit: None,
@@ -335,7 +327,7 @@ impl ServiceMachine {
             Event::Spawned { pid } => {
                 self.pid = Some(pid);
                 self.started_at = Some(now);
-                self.failures = 0;
+                self.gate.reset();
                 self.probing = false;
                 match self.spec.health {
                     Some(_) => {
@@ -451,16 +443,7 @@ impl ServiceMachine {
 
     /// The service ended when it should not have: back off and restart, or give up.
     fn crashed(&mut self, now: Instant, why: String, out: &mut Vec<Action>) {
-        self.crashes.push_back(now);
-        while self.crashes.front().is_some_and(|t| now.saturating_duration_since(*t) > self.spec.crash_loop.within) {
-            self.crashes.pop_front();
-        }
-        if self.crashes.len() as u32 > self.spec.crash_loop.restarts {
-            let reason = format!(
-                "crash loop: {} crashes within {}s, last: {why}",
-                self.crashes.len(),
-                self.spec.crash_loop.within.as_secs_f64()
-            );
+        if let Some(reason) = self.crashes.crashed(now, self.spec.crash_loop, &why) {
             self.phase = Phase::Failed;
             self.deadline = None;
             self.reason = Some(reason.clone());
@@ -481,31 +464,24 @@ impl ServiceMachine {
         if !matches!(self.phase, Phase::Starting | Phase::Running) {
             return;
         }
-        if ok {
-            self.failures = 0;
-            self.health = Health::Healthy;
-            self.phase = Phase::Running;
-            self.reason = None;
-            self.next_probe = Some(now + h.interval);
-            return;
-        }
-        self.reason = Some(format!("health check failed: {detail}"));
-        let in_start_period =
-            self.phase == Phase::Starting && self.started_at.is_some_and(|t| now < t + h.start_period);
-        if in_start_period {
+        let starting = self.phase == Phase::Starting;
+        match self.gate.probed(now, h, ok, &detail, starting, self.started_at) {
+            Verdict::Healthy { next } => {
+                self.health = Health::Healthy;
+                self.phase = Phase::Running;
+                self.reason = None;
+                self.next_probe = Some(now + next);
+            }
             // Not counted: the service is still allowed to be getting ready.
-            self.next_probe = Some(now + h.interval.min(STARTING_PROBE_INTERVAL));
-            return;
-        }
-        self.failures += 1;
-        if self.failures >= h.retries {
-            self.health = Health::Unhealthy;
-            let why = format!("unhealthy ({} failed checks in a row): {detail}", self.failures);
-            self.begin_stop(now, AfterStop::Crashed(why), out);
-        } else {
-            let every =
-                if self.phase == Phase::Starting { h.interval.min(STARTING_PROBE_INTERVAL) } else { h.interval };
-            self.next_probe = Some(now + every);
+            Verdict::NotCounted { next } | Verdict::Failed { next } => {
+                self.reason = Some(format!("health check failed: {detail}"));
+                self.next_probe = Some(now + next);
+            }
+            Verdict::Unhealthy { why } => {
+                self.reason = Some(format!("health check failed: {detail}"));
+                self.health = Health::Unhealthy;
+                self.begin_stop(now, AfterStop::Crashed(why), out);
+            }
         }
     }
 
