@@ -110,27 +110,14 @@ pub fn classify(err: &anyhow::Error) -> (Code, Option<String>) {
     if let Some(f) = err.downcast_ref::<Failure>() {
         return (f.code, f.hint.clone());
     }
+    if let Some(e) = err.downcast_ref::<caretaker_app::Error>() {
+        return app_error(e);
+    }
     if let Some(s) = err.downcast_ref::<StateError>() {
-        return match s {
-            StateError::Busy { .. } => {
-                (Code::Busy, Some("wait for that job to finish (`caretaker jobs`), then try again".into()))
-            }
-            StateError::NoSuchJob(_) => (Code::Failure, Some("`caretaker jobs` lists the job ids".into())),
-            StateError::NewerSchema { .. } => (Code::State, Some("use the newer caretaker that wrote it".into())),
-            _ => (
-                Code::State,
-                Some("check that the state directory is writable (or choose one with --state-dir)".into()),
-            ),
-        };
+        return state_error(s);
     }
     if let Some(d) = err.downcast_ref::<caretaker_db::Error>() {
-        use caretaker_db::ErrorKind as K;
-        let code = match d.kind() {
-            K::ToolMissing | K::AuthFailed | K::NotFound | K::Unreachable | K::VersionMismatch => Code::Unavailable,
-            K::NotEmpty | K::SafetyCheck => Code::Refused,
-            K::Io | K::Other => Code::Failure,
-        };
-        return (code, d.what_to_do().map(str::to_string));
+        return db_error(d);
     }
     if let Some(c) = err.downcast_ref::<caretaker_compose::Error>() {
         use caretaker_compose::ErrorKind as K;
@@ -142,6 +129,46 @@ pub fn classify(err: &anyhow::Error) -> (Code, Option<String>) {
         return (code, c.what_to_do().map(str::to_string));
     }
     (Code::Failure, None)
+}
+
+/// An operation's error: by the library error it was made from (the same code as when that
+/// error reaches `main` itself), else by its class.
+fn app_error(e: &caretaker_app::Error) -> (Code, Option<String>) {
+    use caretaker_app::{Cause, Class};
+    match e.cause() {
+        Some(Cause::Database(d)) => db_error(d),
+        Some(Cause::State(s)) => state_error(s),
+        None => {
+            let code = match e.class {
+                Class::Refused => Code::Refused,
+                Class::Unavailable => Code::Unavailable,
+                Class::Invalid => Code::Usage,
+                Class::Failed => Code::Failure,
+            };
+            (code, e.hint.clone())
+        }
+    }
+}
+
+fn state_error(s: &StateError) -> (Code, Option<String>) {
+    match s {
+        StateError::Busy { .. } => {
+            (Code::Busy, Some("wait for that job to finish (`caretaker jobs`), then try again".into()))
+        }
+        StateError::NoSuchJob(_) => (Code::Failure, Some("`caretaker jobs` lists the job ids".into())),
+        StateError::NewerSchema { .. } => (Code::State, Some("use the newer caretaker that wrote it".into())),
+        _ => (Code::State, Some("check that the state directory is writable (or choose one with --state-dir)".into())),
+    }
+}
+
+fn db_error(d: &caretaker_db::Error) -> (Code, Option<String>) {
+    use caretaker_db::ErrorKind as K;
+    let code = match d.kind() {
+        K::ToolMissing | K::AuthFailed | K::NotFound | K::Unreachable | K::VersionMismatch => Code::Unavailable,
+        K::NotEmpty | K::SafetyCheck => Code::Refused,
+        K::Io | K::Other => Code::Failure,
+    };
+    (code, d.what_to_do().map(str::to_string))
 }
 
 /// The backup engine's error kinds as exit codes (docs/exit-codes.md).

@@ -125,6 +125,19 @@ pub fn human_duration(d: std::time::Duration) -> String {
     }
 }
 
+/// An operation's progress on the terminal: lines to stdout, warnings to stderr.
+pub struct TerminalProgress;
+
+impl caretaker_app::Progress for TerminalProgress {
+    fn line(&mut self, line: &str) {
+        println!("{line}");
+    }
+
+    fn warning(&mut self, warning: &str) {
+        eprintln!("warning: {warning}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

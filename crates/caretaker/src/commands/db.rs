@@ -1,20 +1,14 @@
 //! `caretaker db`: the app's database by hand — check, snapshot, list snapshots, revert,
-//! prune. Snapshot, revert and prune change the server, so they are recorded jobs holding the
-//! app lock (no snapshot in the middle of a backup or migration).
+//! prune. Snapshot, revert and prune are `caretaker_app::db`'s operations (recorded jobs
+//! holding the app lock); this module parses, calls and renders.
 
 use crate::cli::{DbCommand, Global};
 use crate::context::{open_app, AppContext};
 use crate::exit::{Code, Failure};
 use crate::output::table;
 use anyhow::Result;
-use caretaker_core::job::figures::{DbSnapshotFigures, Figures};
-use caretaker_core::job::{Outcome, Trigger};
-use caretaker_db::{Database, Snapshot, SnapshotPolicy};
+use caretaker_db::{Database, SnapshotPolicy};
 use serde_json::json;
-
-const KIND_SNAPSHOT: &str = "db_snapshot";
-const KIND_REVERT: &str = "db_revert";
-const KIND_PRUNE: &str = "db_prune";
 
 pub fn run(global: &Global, cmd: &DbCommand) -> Result<Code> {
     let app = open_app(global)?;
@@ -77,32 +71,13 @@ fn check(app: &AppContext, db: &dyn Database, as_json: bool) -> Result<Code> {
 }
 
 fn snapshot(app: &AppContext, db: &dyn Database, label: Option<&str>, as_json: bool) -> Result<Code> {
-    let mut job = app.store.start_job(KIND_SNAPSHOT, Trigger::Cli, true)?;
-    job.log(&format!("snapshot of {}", db.target()));
-    let started = std::time::Instant::now();
-    match db.snapshot(label) {
-        Ok(s) => {
-            let seconds = started.elapsed().as_secs_f64();
-            job.log(&format!("took snapshot {} in {seconds:.2} s", s.name));
-            job.finish(
-                Outcome::Succeeded,
-                DbSnapshotFigures { name: Some(s.name.clone()), duration_seconds: Some(seconds), ..Default::default() }
-                    .to_json(),
-                None,
-            )?;
-            if as_json {
-                println!("{}", serde_json::to_string_pretty(&json!({"name": s.name, "seconds": seconds}))?);
-            } else {
-                println!("{}", s.name);
-            }
-            Ok(Code::Ok)
-        }
-        Err(e) => {
-            job.log(&format!("failed: {e}"));
-            job.finish(Outcome::Failed, json!({}), Some(&e.to_string()))?;
-            Err(e.into())
-        }
+    let r = caretaker_app::db::snapshot(&app.store, db, label, crate::context::trigger())?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&json!({"name": r.name, "seconds": r.seconds}))?);
+    } else {
+        println!("{}", r.name);
     }
+    Ok(Code::Ok)
 }
 
 fn list(db: &dyn Database, as_json: bool) -> Result<Code> {
@@ -132,108 +107,42 @@ fn list(db: &dyn Database, as_json: bool) -> Result<Code> {
     Ok(Code::Ok)
 }
 
-fn find(db: &dyn Database, name: &str) -> Result<Snapshot> {
-    let copies = db.list_snapshots()?;
-    copies.into_iter().find(|c| c.name == name).ok_or_else(|| {
-        Failure::new(Code::Usage, format!("no snapshot named `{name}` of {}", db.target()))
-            .hint("`caretaker db snapshots` lists them")
-            .into()
-    })
-}
-
 fn revert(app: &AppContext, db: &dyn Database, name: &str, yes: bool) -> Result<Code> {
-    let snap = find(db, name)?;
-    if !yes {
-        return Err(Failure::new(Code::Refused, format!("reverting {} to {name} ends its sessions", db.target()))
-            .hint("stop the app first, then run again with --yes (the current contents are kept aside)")
-            .into());
+    // Services that run held connections to the database now kept aside.
+    let mut restart = || crate::dbbackup::restart_running_services(app).map_err(|e| format!("{e:#}"));
+    let r = caretaker_app::db::revert(
+        &app.store,
+        db,
+        name,
+        yes,
+        crate::context::trigger(),
+        &mut restart,
+        &mut crate::output::TerminalProgress,
+    )?;
+    if !r.restarted.is_empty() {
+        println!("restarted {} (their connections to the replaced database were ended)", r.restarted.join(", "));
     }
-    let mut job = app.store.start_job(KIND_REVERT, Trigger::Cli, true)?;
-    job.log(&format!("revert {} to {name}", db.target()));
-    let started = std::time::Instant::now();
-    match db.revert(&snap) {
-        Ok(aside) => {
-            let seconds = started.elapsed().as_secs_f64();
-            job.log(&format!("reverted in {seconds:.2} s; previous contents kept as {aside}"));
-            println!("reverted to {name}; the previous contents are kept as {aside}");
-            // Services that run held connections to the database now kept aside.
-            let restarted = match crate::dbbackup::restart_running_services(app) {
-                Ok(r) => r,
-                Err(e) => {
-                    job.log(&format!("restarting the services: {e:#}"));
-                    eprintln!("warning: restarting the services failed ({e:#}): run `caretaker restart`");
-                    Vec::new()
-                }
-            };
-            if !restarted.is_empty() {
-                job.log(&format!("restarted {}", restarted.join(", ")));
-                println!("restarted {} (their connections to the replaced database were ended)", restarted.join(", "));
-            }
-            job.finish(
-                Outcome::Succeeded,
-                DbSnapshotFigures {
-                    name: Some(name.to_string()),
-                    kept_aside: Some(aside.to_string()),
-                    duration_seconds: Some(seconds),
-                    restarted: restarted.clone(),
-                    ..Default::default()
-                }
-                .to_json(),
-                None,
-            )?;
-            Ok(Code::Ok)
-        }
-        Err(e) => {
-            job.log(&format!("failed: {e}"));
-            job.finish(
-                Outcome::Failed,
-                DbSnapshotFigures { name: Some(name.to_string()), ..Default::default() }.to_json(),
-                Some(&e.to_string()),
-            )?;
-            Err(e.into())
-        }
-    }
+    Ok(Code::Ok)
 }
 
 fn prune(app: &AppContext, db: &dyn Database, keep_last: usize, max_age: &str, dry_run: bool) -> Result<Code> {
     let max_age = caretaker_core::duration::parse_duration(max_age)
         .map_err(|e| Failure::new(Code::Usage, format!("--max-age: {e}")))?;
     let policy = SnapshotPolicy { keep_last, max_age: Some(jiff::SignedDuration::try_from(max_age)?) };
-    let copies = db.list_snapshots()?;
-    let remove = caretaker_db::select_for_removal(&copies, &policy, jiff::Timestamp::now());
-    let kept = copies.len() - remove.len();
-    if dry_run {
-        for c in &remove {
-            println!("would remove {}", c.name);
+    let now = jiff::Timestamp::now();
+    let trigger = crate::context::trigger();
+    let r =
+        caretaker_app::db::prune(&app.store, db, &policy, now, dry_run, trigger, &mut crate::output::TerminalProgress)?;
+    if r.dry_run {
+        for name in &r.removed {
+            println!("would remove {name}");
         }
-        if remove.is_empty() {
-            println!("nothing to remove: {}", kept_line(kept, &policy));
-        }
-        return Ok(Code::Ok);
     }
-    let mut job = app.store.start_job(KIND_PRUNE, Trigger::Cli, true)?;
-    let mut removed = Vec::new();
-    for c in &remove {
-        if let Err(e) = db.drop_snapshot(c) {
-            job.log(&format!("failed to remove {}: {e}", c.name));
-            let figures = DbSnapshotFigures { removed: removed.clone(), ..Default::default() }.to_json();
-            job.finish(Outcome::Failed, figures, Some(&e.to_string()))?;
-            return Err(e.into());
-        }
-        job.log(&format!("removed {}", c.name));
-        println!("removed {}", c.name);
-        removed.push(c.name.clone());
+    if r.removed.is_empty() {
+        println!("nothing to remove: {}", kept_line(r.kept, &policy));
+    } else if !r.dry_run {
+        println!("removed {}; {}", r.removed.len(), kept_line(r.kept, &policy));
     }
-    if removed.is_empty() {
-        println!("nothing to remove: {}", kept_line(kept, &policy));
-    } else {
-        println!("removed {}; {}", removed.len(), kept_line(kept, &policy));
-    }
-    job.finish(
-        Outcome::Succeeded,
-        DbSnapshotFigures { removed, kept: Some(kept), ..Default::default() }.to_json(),
-        None,
-    )?;
     Ok(Code::Ok)
 }
 
