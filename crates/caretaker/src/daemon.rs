@@ -111,15 +111,12 @@ pub async fn run_in_process(
 /// (`daemon::compose`). Each owns its decisions and its state in the loop's task; everything
 /// that happens reaches it as a message or a tick.
 pub(crate) trait SupervisionEngine {
-    /// What reaches the engine on its channel (its own workers' results and control requests).
+    /// What reaches the engine on its channel (its own workers' results).
     type Msg: Send + 'static;
 
-    /// A control-socket request as a message.
-    fn control_msg(request: Request, reply: oneshot::Sender<Response>) -> Self::Msg;
-
-    /// A `reload` control request is the loop's (it needs the surroundings): its reply, or
-    /// the message back.
-    fn reload_request(msg: Self::Msg) -> Result<oneshot::Sender<Response>, Self::Msg>;
+    /// A control-socket request (all but `reload`, which is the loop's: it needs the
+    /// surroundings), answered on `reply` now or later.
+    fn control(&mut self, request: Request, reply: oneshot::Sender<Response>);
 
     /// When the engine next wants [`tick`](Self::tick)ed, if at all.
     fn next_deadline(&self) -> Option<Instant>;
@@ -150,6 +147,7 @@ pub(crate) async fn run_loop<E: SupervisionEngine>(
     mut engine: E,
     mut rx: mpsc::UnboundedReceiver<E::Msg>,
     mut around: Surroundings,
+    mut control: mpsc::UnboundedReceiver<ControlRequest>,
     mut signals: mpsc::UnboundedReceiver<Signal>,
 ) -> Result<()> {
     let mut signals_open = true;
@@ -162,9 +160,10 @@ pub(crate) async fn run_loop<E: SupervisionEngine>(
             }
         };
         tokio::select! {
-            Some(msg) = rx.recv() => match E::reload_request(msg) {
-                Ok(reply) => engine.reload(&mut around, Some(reply), "reload").await,
-                Err(msg) => engine.handle(msg),
+            Some(msg) = rx.recv() => engine.handle(msg),
+            Some((request, reply)) = control.recv() => match request {
+                Request::Reload => engine.reload(&mut around, Some(reply), "reload").await,
+                request => engine.control(request, reply),
             },
             _ = sleep => engine.tick(Instant::now()),
             signal = signals.recv(), if signals_open => match signal {
@@ -183,6 +182,7 @@ pub(crate) async fn run_loop<E: SupervisionEngine>(
     }
     engine.finish();
     // Requests still queued or held are dropped with them: their connections end at once.
+    drop(control);
     drop(rx);
     drop(engine);
     around.finish().await;
@@ -284,15 +284,13 @@ pub struct Prepared {
 }
 
 impl Surroundings {
-    /// Listens on the control socket (each request becomes `wrap(request, reply)` on `tx`) and
-    /// starts the other tasks.
-    pub async fn start<M: Send + 'static>(
+    /// Listens on the control socket (its requests arrive on the receiver returned, for
+    /// [`run_loop`]) and starts the other tasks.
+    pub async fn start(
         app: &AppContext,
         allow_world_readable_config: bool,
         listeners: Listeners,
-        tx: mpsc::UnboundedSender<M>,
-        wrap: fn(Request, oneshot::Sender<Response>) -> M,
-    ) -> Result<Surroundings> {
+    ) -> Result<(Surroundings, mpsc::UnboundedReceiver<ControlRequest>)> {
         let state_dir = app.store.dir().to_path_buf();
         let sock = socket_path(&state_dir);
         // We hold the daemon lock, so a socket file left here belongs to a dead daemon.
@@ -300,7 +298,8 @@ impl Surroundings {
         let listener = UnixListener::bind(&sock).with_context(|| format!("listening on {}", sock.display()))?;
         std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))?;
         let connections = Connections::new();
-        tokio::spawn(accept_loop(listener, tx, wrap, connections.guard(), connections.stop.subscribe()));
+        let (tx, control) = mpsc::unbounded_channel();
+        tokio::spawn(accept_loop(listener, tx, connections.guard(), connections.stop.subscribe()));
 
         let (shutdown_tx, shutdown) = watch::channel(false);
         let (view_tx, _) = watch::channel(ServicesView::default());
@@ -337,7 +336,7 @@ impl Surroundings {
         let front_door = listeners.front_door.map(|l| l.into_std()).transpose()?;
         let prepared = around.prepared(&app.config, app.redactor.clone(), http, front_door)?;
         around.switch(prepared)?;
-        Ok(around)
+        Ok((around, control))
     }
 
     fn web_context(&self, config: Arc<Config>, redactor: caretaker_core::config::Redactor) -> WebContext {
@@ -503,10 +502,12 @@ pub fn read_new_config(path: &Path, allow_world_readable: bool, running: &Config
     }
 }
 
-async fn accept_loop<M: Send + 'static>(
+/// A control-socket request and where its answer goes.
+pub(crate) type ControlRequest = (Request, oneshot::Sender<Response>);
+
+async fn accept_loop(
     listener: UnixListener,
-    tx: mpsc::UnboundedSender<M>,
-    wrap: fn(Request, oneshot::Sender<Response>) -> M,
+    tx: mpsc::UnboundedSender<ControlRequest>,
     guard: ConnectionGuard,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -531,7 +532,7 @@ async fn accept_loop<M: Send + 'static>(
             let response = match serde_json::from_str::<Request>(&line) {
                 Ok(request) => {
                     let (reply, answer) = oneshot::channel();
-                    if tx.send(wrap(request, reply)).is_err() {
+                    if tx.send((request, reply)).is_err() {
                         return;
                     }
                     match answer.await {

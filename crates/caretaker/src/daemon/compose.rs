@@ -37,10 +37,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub const OBSERVE_INTERVAL: Duration = Duration::from_secs(1);
 
 enum Msg {
-    Control {
-        request: Request,
-        reply: oneshot::Sender<Response>,
-    },
     Observed {
         seq: u64,
         result: Result<Vec<Container>, String>,
@@ -125,14 +121,7 @@ pub(super) async fn run(
     let watch = ComposeWatch::new(crate::compose::watch_specs(&app.config, &services.service_names()));
 
     let (tx, rx) = mpsc::unbounded_channel();
-    let around = Surroundings::start(
-        &app,
-        allow_world_readable_config,
-        listeners,
-        tx.clone(),
-        <ComposeDaemon as SupervisionEngine>::control_msg,
-    )
-    .await?;
+    let (around, control) = Surroundings::start(&app, allow_world_readable_config, listeners).await?;
     let project = Arc::new(project);
     let seq = Arc::new(AtomicU64::new(1));
     let (ops_tx, ops_rx) = mpsc::unbounded_channel();
@@ -173,21 +162,14 @@ pub(super) async fn run(
         let acts = d.watch.request(WatchRequest::Up);
         d.execute(acts);
     }
-    run_loop(d, rx, around, signals).await
+    run_loop(d, rx, around, control, signals).await
 }
 
 impl SupervisionEngine for ComposeDaemon {
     type Msg = Msg;
 
-    fn control_msg(request: Request, reply: oneshot::Sender<Response>) -> Msg {
-        Msg::Control { request, reply }
-    }
-
-    fn reload_request(msg: Msg) -> Result<oneshot::Sender<Response>, Msg> {
-        match msg {
-            Msg::Control { request: Request::Reload, reply } => Ok(reply),
-            msg => Err(msg),
-        }
+    fn control(&mut self, request: Request, reply: oneshot::Sender<Response>) {
+        ComposeDaemon::control(self, request, reply)
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -319,7 +301,6 @@ async fn worker(
 impl ComposeDaemon {
     fn handle(&mut self, msg: Msg) {
         match msg {
-            Msg::Control { request, reply } => self.control(request, reply),
             Msg::Observed { seq, result } => {
                 if let Ok(containers) = result {
                     let before = self.phases();

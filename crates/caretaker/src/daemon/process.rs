@@ -30,7 +30,6 @@ enum Msg {
     // By name, not index: a reload renumbers the services.
     Exited { name: String, generation: u64, exit: Exit },
     Probed { name: String, generation: u64, result: Result<(), String> },
-    Control { request: Request, reply: oneshot::Sender<Response> },
 }
 
 /// The last process of a service, kept after it exits so its group's leftovers can be killed.
@@ -121,14 +120,7 @@ pub(super) async fn run(
     }
 
     let (tx, rx) = mpsc::unbounded_channel();
-    let around = Surroundings::start(
-        &app,
-        allow_world_readable_config,
-        listeners,
-        tx.clone(),
-        <Daemon as SupervisionEngine>::control_msg,
-    )
-    .await?;
+    let (around, control) = Surroundings::start(&app, allow_world_readable_config, listeners).await?;
 
     let specs = app.config.services.iter().map(ServiceSpec::from_config).collect();
     let n = app.config.services.len();
@@ -154,21 +146,14 @@ pub(super) async fn run(
     if !resume_interrupted_job(allow_world_readable_config, &d.config_path, &d.store)? {
         d.apply(AppEvent::Up);
     }
-    run_loop(d, rx, around, signals).await
+    run_loop(d, rx, around, control, signals).await
 }
 
 impl SupervisionEngine for Daemon {
     type Msg = Msg;
 
-    fn control_msg(request: Request, reply: oneshot::Sender<Response>) -> Msg {
-        Msg::Control { request, reply }
-    }
-
-    fn reload_request(msg: Msg) -> Result<oneshot::Sender<Response>, Msg> {
-        match msg {
-            Msg::Control { request: Request::Reload, reply } => Ok(reply),
-            msg => Err(msg),
-        }
+    fn control(&mut self, request: Request, reply: oneshot::Sender<Response>) {
+        Daemon::control(self, request, reply)
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -469,7 +454,6 @@ impl Daemon {
                     tracing::info!(service = %m.name(), "health: {:?}{}{}", m.health(), if ok { "" } else { ": " }, detail);
                 }
             }
-            Msg::Control { request, reply } => self.control(request, reply),
         }
     }
 
