@@ -1,5 +1,5 @@
 //! The docker compose runtime (docs/compose.md): docker runs the app's containers, caretaker's
-//! daemon watches them (`compose_daemon`); one-off commands run in containers of
+//! daemon watches them (`daemon/compose.rs`); one-off commands run in containers of
 //! `compose.app_service`; a release is its images; the database may run in a service of the
 //! project, its client tools inside that container. The project itself — files, directory,
 //! images, one-off containers — is `crate::compose`'s.

@@ -43,9 +43,9 @@ pub struct Placement {
 /// The daemon's supervision engine for a runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
-    /// The built-in supervisor's state machines over child processes (`daemon`).
+    /// The built-in supervisor's state machines over child processes (`daemon::process`).
     Processes,
-    /// The compose watcher over docker's containers (`compose_daemon`).
+    /// The compose watcher over docker's containers (`daemon::compose`).
     Compose,
 }
 
