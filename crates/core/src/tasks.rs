@@ -403,6 +403,15 @@ pub struct RunReport {
     pub summary: Summary,
 }
 
+/// Whether the run of `slot` already happened: the task's newest finished job (`started_at`,
+/// trigger) was started by a scheduler (trigger `schedule`: the daemon or `tasks run-due`) at
+/// or after the slot. The daemon asks this before it starts a task that waited in its lock
+/// queue, so a slot that `run-due` ran meanwhile is not run twice. An operator's own run
+/// (trigger `cli`) does not count: it stands for no slot.
+pub fn slot_already_ran(slot: Timestamp, newest: Option<(Timestamp, job::Trigger)>) -> bool {
+    newest.is_some_and(|(started, trigger)| trigger == job::Trigger::Schedule && started >= slot)
+}
+
 /// What the state store knows of one task, the input of [`plan`].
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Observed {

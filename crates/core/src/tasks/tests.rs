@@ -288,3 +288,14 @@ fn a_newer_server_report_with_more_fields_still_reads() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_slot_ran_when_a_scheduler_started_the_task_after_it() {
+    use job::Trigger::{Cli, Schedule};
+    let slot = ts("2026-03-04T04:00:00Z");
+    assert!(!slot_already_ran(slot, None));
+    assert!(!slot_already_ran(slot, Some((ts("2026-03-04T03:59:59Z"), Schedule))), "the slot before");
+    assert!(slot_already_ran(slot, Some((slot, Schedule))));
+    assert!(slot_already_ran(slot, Some((ts("2026-03-04T04:10:00Z"), Schedule))), "`run-due` ran it");
+    assert!(!slot_already_ran(slot, Some((ts("2026-03-04T04:10:00Z"), Cli))), "an operator's run stands for no slot");
+}
