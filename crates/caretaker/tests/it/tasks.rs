@@ -20,6 +20,7 @@ use std::process::Command;
 /// initialised backup repository; its daemon stopped again), with one more `jobs:` entry
 /// that fails, listed before the demo's own `status` job.
 fn demo() -> (tempfile::TempDir, Caretaker, PathBuf) {
+    away_from_slots();
     let dir = tempfile::tempdir().unwrap();
     let listen =
         format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
@@ -42,6 +43,20 @@ fn demo() -> (tempfile::TempDir, Caretaker, PathBuf) {
     std::fs::write(&config, text).unwrap();
     let state = demo.join("state");
     (dir, Caretaker::new(crate::BIN, &config, &state), state)
+}
+
+/// Waits (polling) while the wall clock is in the minute before a slot of the demo config's
+/// schedules (`hourly`, `daily 00:30`), so a test of a few seconds never sees a slot come
+/// between its steps (e.g. "nothing due right after").
+fn away_from_slots() {
+    caretaker_testkit::wait_until(
+        std::time::Duration::from_secs(120),
+        "the clock to leave the minute before a slot",
+        || {
+            let minute = jiff::Zoned::now().minute();
+            (minute != 59 && minute != 29).then_some(())
+        },
+    );
 }
 
 /// Sets the tasks' last runs: `Some(hours)` in the past makes a task due (its slot has long
