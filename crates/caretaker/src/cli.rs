@@ -104,6 +104,9 @@ pub enum Command {
     Notify(NotifyCommand),
     /// Which of the app's Python dependencies are vulnerable (local OSV database) or outdated
     Deps(DepsArgs),
+    /// The maintenance tasks this server's config makes due, and running them (for a fleet
+    /// controller or an Ansible job; docs/tasks.md)
+    Tasks(TasksArgs),
     /// The bundled demo application (used by `caretaker demo` and the tests)
     #[command(hide = true, disable_help_flag = true)]
     DemoApp {
@@ -126,6 +129,29 @@ pub struct DepsArgs {
     /// Do not ask the package index (outdated packages: not checked)
     #[arg(long)]
     pub offline: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TasksArgs {
+    #[command(subcommand)]
+    pub command: TasksCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TasksCommand {
+    /// Which scheduled tasks are due now, and why (not); changes nothing
+    Due {
+        /// Print one JSON document (schema 1, docs/tasks.md)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run every due task, one after another, as the daemon would; exit 0 when all that ran
+    /// succeeded or nothing was due, 1 when one failed, 4 when one was skipped (lock held)
+    RunDue {
+        /// Print one JSON document (schema 1, docs/tasks.md)
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

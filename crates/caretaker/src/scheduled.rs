@@ -179,6 +179,11 @@ pub async fn run(config: Arc<Config>, store: Store, inv: Invocation, mut shutdow
         while let Some((run, skips_so_far)) = queue.next(now, lock_busy(&running)) {
             // The run of its slot is now (a task that waited was kept due until it started).
             if let Some(s) = &store {
+                if slot_ran_meanwhile(s, &run) {
+                    tracing::info!(task = %run.task.name, "not started: its slot was run meanwhile (`caretaker tasks run-due`)");
+                    let _ = s.task_ran(&run.task.name, now);
+                    continue;
+                }
                 if let Err(e) = s.task_ran(&run.task.name, now) {
                     tracing::warn!(task = %run.task.name, "cannot record the task's run: {e}");
                 }
@@ -205,6 +210,21 @@ pub async fn run(config: Arc<Config>, store: Store, inv: Invocation, mut shutdow
         let names: Vec<&str> = queue.names().collect();
         tracing::info!("scheduled tasks still waiting for the app lock run after the next start: {}", names.join(", "));
     }
+}
+
+/// Whether a task that waited in the lock queue was run for its slot meanwhile by another
+/// scheduler (`caretaker tasks run-due`, docs/tasks.md): then the daemon does not run it again.
+fn slot_ran_meanwhile(store: &Store, run: &TaskToRun) -> bool {
+    let command = match &run.task.kind {
+        TaskKind::Command(name) => Some(name.as_str()),
+        _ => None,
+    };
+    let newest = store
+        .task_jobs(run.task.kind.job_kind(), command)
+        .ok()
+        .and_then(|j| j.last_attempt)
+        .map(|j| (j.started_at, j.trigger));
+    caretaker_core::tasks::slot_already_ran(run.scheduled_for, newest)
 }
 
 /// Records a skip as a `skipped` job naming the lock's holder, and sets the task's last run

@@ -20,4 +20,5 @@ pub mod reload;
 pub mod schedule;
 pub mod scheduler;
 pub mod supervision;
+pub mod tasks;
 pub mod update;

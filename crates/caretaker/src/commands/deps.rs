@@ -11,6 +11,7 @@ use crate::cli::{DepsArgs, DepsCommand, Global};
 use crate::context::{open_app, AppContext};
 use crate::exit::{Code, Failure};
 use anyhow::Result;
+use caretaker_core::job::figures::{DepsFigures, DepsFinding, Figures, OutdatedPackage};
 use caretaker_core::job::{kind, Outcome};
 use caretaker_deps::osv::{findings, Database, Finding};
 use caretaker_deps::outdated::{judge, Verdict};
@@ -282,14 +283,42 @@ fn report(app: &AppContext, args: &DepsArgs) -> Result<Code> {
     vulnerable_packages.dedup();
     let outdated_list: Option<Vec<&Verdict>> =
         outdated.as_ref().ok().map(|v| v.iter().filter(|x| x.outdated).collect());
-    let figures = json!({
-        "packages": deps.packages.len(),
-        "vulnerable": vulns.as_ref().ok().map(|_| vulnerable_packages.len()),
-        "vulnerabilities": vulns.as_ref().ok().map(Vec::len),
-        "vulnerable_packages": vulnerable_packages,
-        "outdated": outdated_list.as_ref().map(Vec::len),
-        "database_date": meta.as_ref().and_then(|m| m.get("date").cloned()),
-    });
+    // The counts feed /metrics and the alert rule; the lists the status page (docs/deps.md).
+    let figures = DepsFigures {
+        packages: Some(deps.packages.len() as u64),
+        vulnerable: vulns.as_ref().ok().map(|_| vulnerable_packages.len() as u64),
+        vulnerabilities: vulns.as_ref().ok().map(|v| v.len() as u64),
+        vulnerable_packages: vulnerable_packages.clone(),
+        outdated: outdated_list.as_ref().map(|v| v.len() as u64),
+        database_date: meta.as_ref().and_then(|m| m.get("date")).and_then(|d| d.as_str()).map(str::to_string),
+        findings: vulns
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|f| DepsFinding {
+                package: f.package.clone(),
+                version: f.version.clone(),
+                ids: f.ids.clone(),
+                summary: f.summary.clone(),
+                fixed_in: f.fixed_in.clone(),
+            })
+            .collect(),
+        outdated_packages: outdated_list
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|v| OutdatedPackage {
+                package: v.package.clone(),
+                version: v.version.clone(),
+                compared_with: v.compared_with.clone(),
+                latest: v.latest.clone(),
+                line: v.line.clone(),
+            })
+            .collect(),
+        vulnerabilities_not_checked: vulns.as_ref().err().cloned(),
+        outdated_not_checked: outdated.as_ref().err().cloned(),
+    }
+    .to_json();
     let doc = json!({
         "source": source,
         "packages": deps.packages,

@@ -25,5 +25,6 @@ pub mod sheet;
 pub mod silence;
 pub mod status;
 pub mod status_page;
+pub mod tasks;
 pub mod up;
 pub mod update;
