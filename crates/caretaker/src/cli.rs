@@ -104,6 +104,9 @@ pub enum Command {
     Notify(NotifyCommand),
     /// Which of the app's Python dependencies are vulnerable (local OSV database) or outdated
     Deps(DepsArgs),
+    /// Operating system maintenance: package updates with precautions, safe reboots (docs/os.md)
+    #[command(subcommand)]
+    Os(crate::commands::os::OsCommand),
     /// The bundled demo application (used by `caretaker demo` and the tests)
     #[command(hide = true, disable_help_flag = true)]
     DemoApp {

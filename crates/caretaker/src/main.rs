@@ -16,6 +16,7 @@ mod dbbackup;
 mod exit;
 mod keepaside;
 mod listen;
+mod os_tick;
 mod output;
 mod progress;
 mod runner;
@@ -61,6 +62,7 @@ fn main() {
         Command::Alerts(a) => commands::alerts::run(&cli.global, a),
         Command::Notify(c) => commands::notify::run(&cli.global, c),
         Command::Deps(a) => commands::deps::run(&cli.global, a),
+        Command::Os(c) => commands::os::run(&cli.global, c),
         Command::Daemon => commands::daemon::run(&cli.global),
         Command::Up(a) => commands::up::run(&cli.global, a),
         Command::Down(a) => commands::down::run(&cli.global, a),

@@ -73,6 +73,8 @@ pub struct Snapshot {
     pub silences_active: Option<u64>,
     /// The newest successful dependency report (`caretaker deps`), if any.
     pub dependencies: Option<crate::alert::DependenciesObs>,
+    /// OS maintenance (docs/os.md), when caretaker has looked at the OS.
+    pub os: Option<crate::os::OsMetrics>,
 }
 
 struct Out {
@@ -332,6 +334,9 @@ pub fn render_metrics(s: &Snapshot) -> String {
             d.outdated.map(|v| v as f64),
         );
     }
+    if let Some(os) = &s.os {
+        crate::os::render_metrics(os, &mut o.s);
+    }
     o.s
 }
 
@@ -397,6 +402,7 @@ mod tests {
             service_mode: None,
             silences_active: Some(0),
             dependencies: None,
+            os: None,
         };
         expect_test::expect![[r#"
             # HELP caretaker_build_info caretaker version and the app it looks after (always 1).

@@ -63,6 +63,15 @@ pub struct StatusData {
     pub alerts: Vec<AlertRow>,
     pub schedule: Vec<ScheduleRow>,
     pub charts: Charts,
+    /// OS maintenance (docs/os.md): `None` until caretaker has looked at the OS.
+    pub os: Option<OsSection>,
+}
+
+/// The operating system: pending updates, reboots (docs/os.md).
+#[derive(Clone, Debug, Serialize)]
+pub struct OsSection {
+    pub summary: caretaker_core::os::OsSummary,
+    pub last_reboot: Option<caretaker_core::os::LastReboot>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -321,6 +330,7 @@ pub fn gather(
         alerts,
         schedule,
         charts: Charts { repository_size, job_durations },
+        os: os_section(store)?,
     })
 }
 
@@ -595,3 +605,12 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests;
+
+fn os_section(store: &Store) -> Result<Option<OsSection>, StateError> {
+    use caretaker_core::os::facts;
+    let Some(summary) = store.fact(facts::SUMMARY)?.and_then(|v| serde_json::from_str(&v).ok()) else {
+        return Ok(None);
+    };
+    let last_reboot = store.fact(facts::LAST_REBOOT)?.and_then(|v| serde_json::from_str(&v).ok());
+    Ok(Some(OsSection { summary, last_reboot }))
+}
