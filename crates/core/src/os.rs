@@ -100,7 +100,13 @@ fn matches_any(name: &str, patterns: &[String]) -> bool {
 /// Chooses the updates to apply: everything upgradable except held packages (the package
 /// manager's holds and `os.hold`), packages kept back, candidates from origins not allowed
 /// by `os.origins` (when set) and, with `security_only`, non-security updates.
-pub fn select(upgradable: &[Upgradable], held: &[String], kept_back: &[String], os: &Os, security_only: bool) -> Selection {
+pub fn select(
+    upgradable: &[Upgradable],
+    held: &[String],
+    kept_back: &[String],
+    os: &Os,
+    security_only: bool,
+) -> Selection {
     let mut s = Selection::default();
     for u in upgradable {
         let skip = if held.iter().any(|h| h == &u.name) || matches_any(&u.name, &os.hold) {
@@ -135,9 +141,12 @@ pub fn app_packages(cfg: &Config) -> Vec<String> {
     if let Some(db) = &cfg.database {
         match db.kind {
             DbKind::Postgres => out.extend(["postgresql".into(), "postgresql-*".into()]),
-            DbKind::Mariadb => {
-                out.extend(["mariadb-server".into(), "mariadb-server-*".into(), "mysql-server".into(), "mysql-server-*".into()])
-            }
+            DbKind::Mariadb => out.extend([
+                "mariadb-server".into(),
+                "mariadb-server-*".into(),
+                "mysql-server".into(),
+                "mysql-server-*".into(),
+            ]),
             DbKind::Sqlite => {}
         }
     }
@@ -271,31 +280,17 @@ impl Slot {
 
 /// The slot `now` lies in, if any.
 pub fn slot_at(r: &Reboot, offset: Duration, now: Timestamp, tz: &TimeZone) -> Option<Slot> {
-    // Windows that started in (now - length, now]; the latest one counts.
-    let mut t = now.saturating_sub(sd(r.length)).unwrap_or(Timestamp::MIN);
-    let mut latest = None;
-    while let Some(s) = r.window.next_after(t, tz) {
-        if s > now {
-            break;
-        }
-        latest = Some(s);
-        t = s;
-    }
-    let slot = Slot::of(r, offset, latest?);
-    slot.contains(now).then_some(slot)
+    next_slot(r, offset, now, tz).filter(|s| s.contains(now))
 }
 
 /// The first slot that has not ended at `after` (the current one, or the next).
+///
+/// It belongs to the earliest window starting in `(after - length, after]`, or the first one
+/// after: a later window of that span starts later, so its slot cannot contain `after` unless
+/// the earliest one's does, and its slot starts later.
 pub fn next_slot(r: &Reboot, offset: Duration, after: Timestamp, tz: &TimeZone) -> Option<Slot> {
-    let mut t = after.saturating_sub(sd(r.length)).unwrap_or(Timestamp::MIN);
-    loop {
-        let s = r.window.next_after(t, tz)?;
-        let slot = Slot::of(r, offset, s);
-        if slot.end > after && slot.start.max(after) < slot.end {
-            return Some(slot);
-        }
-        t = s;
-    }
+    let t = after.saturating_sub(sd(r.length)).unwrap_or(Timestamp::MIN);
+    r.window.next_after(t, tz).map(|s| Slot::of(r, offset, s))
 }
 
 /// How many of this host's slots began after `since` and ended by `now`: the windows a
@@ -339,9 +334,15 @@ pub enum Blocked {
     NotNeeded,
     /// `os.reboot` is not configured: the daemon never reboots on its own.
     NoWindow,
-    OutsideWindow { next_slot: Option<Timestamp> },
-    JobRunning { kind: String },
-    BackupStale { last: Option<Timestamp> },
+    OutsideWindow {
+        next_slot: Option<Timestamp>,
+    },
+    JobRunning {
+        kind: String,
+    },
+    BackupStale {
+        last: Option<Timestamp>,
+    },
     ServiceMode,
 }
 
@@ -419,6 +420,9 @@ pub struct PendingReboot {
     pub requested_at: Timestamp,
     /// The job that ran the reboot command.
     pub job: Option<i64>,
+    /// When caretaker first saw the new boot id (the daemon came up).
+    #[serde(default)]
+    pub back_seen_at: Option<Timestamp>,
 }
 
 /// The "came back" verdict after a reboot caretaker started.
@@ -458,7 +462,10 @@ pub fn came_back(
             CameBack::Waiting
         };
     }
-    let since = boot_time.map_or(pending.requested_at, |b| b.max(pending.requested_at));
+    // From whichever is latest: the reboot request, the boot, the first sight of the new
+    // boot id (a machine whose clock was wrong at boot still gets its full time).
+    let since =
+        [Some(pending.requested_at), boot_time, pending.back_seen_at].into_iter().flatten().max().unwrap_or(now);
     if problems.is_empty() {
         return CameBack::Healthy { seconds: now.duration_since(since).as_secs().max(0) };
     }
@@ -591,28 +598,58 @@ pub struct OsMetrics {
 /// The `/metrics` lines of OS maintenance (appended by `metrics::render_metrics`).
 pub fn render_metrics(m: &OsMetrics, out: &mut String) {
     use std::fmt::Write as _;
-    let mut one = |name: &str, help: &str, labels: &str, v: f64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{labels} {v}");
-    };
+    fn gauge(out: &mut String, name: &str, help: &str, samples: &[(&str, f64)]) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (labels, v) in samples {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    }
     let s = &m.summary;
-    one("caretaker_os_updates_pending", "Package updates pending (held and kept-back ones included).", "", s.updates_pending as f64);
-    one("caretaker_os_security_updates_pending", "Package updates pending from security origins.", "", s.security_updates_pending as f64);
-    one("caretaker_os_reboot_required", "Whether the system asks for a reboot (reboot-required, a newer kernel).", "", if s.reboot_required { 1.0 } else { 0.0 });
+    let b = |x: bool| if x { 1.0 } else { 0.0 };
+    gauge(
+        out,
+        "caretaker_os_updates_pending",
+        "Package updates pending (held and kept-back ones included).",
+        &[("", s.updates_pending as f64)],
+    );
+    gauge(
+        out,
+        "caretaker_os_security_updates_pending",
+        "Package updates pending from security origins.",
+        &[("", s.security_updates_pending as f64)],
+    );
+    gauge(
+        out,
+        "caretaker_os_reboot_required",
+        "Whether the system asks for a reboot (reboot-required, a newer kernel).",
+        &[("", b(s.reboot_required))],
+    );
     if let Some(age) = m.last_update_age_seconds {
-        one("caretaker_os_last_update_age_seconds", "Seconds since packages were last upgraded or installed.", "", age);
+        gauge(
+            out,
+            "caretaker_os_last_update_age_seconds",
+            "Seconds since packages were last upgraded or installed.",
+            &[("", age)],
+        );
     }
     if let Some(r) = &m.last_reboot {
-        let mut text = String::new();
-        for (i, o) in ["healthy", "not_rebooted", "unhealthy"].iter().enumerate() {
-            let v = if r.outcome == *o { 1 } else { 0 };
-            if i == 0 {
-                text.push_str("# HELP caretaker_os_last_reboot_outcome The verdict on the last reboot caretaker started (1 on the outcome that happened).\n# TYPE caretaker_os_last_reboot_outcome gauge\n");
-            }
-            let _ = writeln!(text, "caretaker_os_last_reboot_outcome{{outcome=\"{o}\"}} {v}");
-        }
-        out.push_str(&text);
+        gauge(
+            out,
+            "caretaker_os_last_reboot_outcome",
+            "The verdict on the last reboot caretaker started (1 on the outcome that happened).",
+            &[
+                ("{outcome=\"healthy\"}", b(r.outcome == "healthy")),
+                ("{outcome=\"not_rebooted\"}", b(r.outcome == "not_rebooted")),
+                ("{outcome=\"unhealthy\"}", b(r.outcome == "unhealthy")),
+            ],
+        );
         if let Some(t) = r.judged_at {
-            one("caretaker_os_last_reboot_timestamp_seconds", "When the last reboot caretaker started was judged.", "", t.as_second() as f64);
+            gauge(
+                out,
+                "caretaker_os_last_reboot_timestamp_seconds",
+                "When the last reboot caretaker started was judged.",
+                &[("", t.as_second() as f64)],
+            );
         }
     }
 }

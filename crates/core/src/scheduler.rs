@@ -66,7 +66,10 @@ impl TaskKind {
     /// Whether the task's command takes the app lock (a mutating job): those run one at a
     /// time, through [`LockQueue`].
     pub fn needs_app_lock(&self) -> bool {
-        matches!(self, TaskKind::Backup | TaskKind::Prune | TaskKind::Update | TaskKind::Command(_) | TaskKind::OsUpdate)
+        matches!(
+            self,
+            TaskKind::Backup | TaskKind::Prune | TaskKind::Update | TaskKind::Command(_) | TaskKind::OsUpdate
+        )
     }
 
     /// The order in which due lock-taking tasks run (lower first): the backup before anything

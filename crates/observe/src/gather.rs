@@ -169,12 +169,20 @@ pub fn gather(
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`).
 fn boot_id() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// Remembers this boot by its id (the fact `caretaker os tick` also writes) and returns the
 /// boot times since `since`, one per boot id, for the `reboots` rule.
-fn record_boot_id(store: &Store, id: &str, boot_time: Timestamp, since: Timestamp) -> Result<Vec<Timestamp>, StateError> {
+fn record_boot_id(
+    store: &Store,
+    id: &str,
+    boot_time: Timestamp,
+    since: Timestamp,
+) -> Result<Vec<Timestamp>, StateError> {
     use caretaker_core::os::facts::BOOTS;
     let mut boots: Vec<(String, Timestamp)> =
         store.fact(BOOTS)?.and_then(|v| serde_json::from_str(&v).ok()).unwrap_or_default();

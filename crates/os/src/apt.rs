@@ -78,11 +78,17 @@ impl PackageManager for Apt {
         if packages.is_empty() {
             return Ok(Vec::new());
         }
-        let mut argv = vec!["apt-get", "-s", "-q", "-o", NO_LOCK, "install", "--only-upgrade", "--no-install-recommends"];
+        let mut argv =
+            vec!["apt-get", "-s", "-q", "-o", NO_LOCK, "install", "--only-upgrade", "--no-install-recommends"];
         argv.extend(packages.iter().map(String::as_str));
         let out = self.ok("apt-get -s install --only-upgrade", &argv)?;
         let mut names: Vec<String> = parse::apt_sim_installs(&out).into_iter().map(|u| u.name).collect();
-        names.extend(out.lines().filter_map(|l| l.strip_prefix("Remv ")).filter_map(|r| r.split([' ', ':']).next()).map(String::from));
+        names.extend(
+            out.lines()
+                .filter_map(|l| l.strip_prefix("Remv "))
+                .filter_map(|r| r.split([' ', ':']).next())
+                .map(String::from),
+        );
         Ok(names)
     }
 
@@ -99,7 +105,12 @@ impl PackageManager for Apt {
         Ok(())
     }
 
-    fn upgrade(&self, packages: &[String], opts: &UpgradeOptions, log: &mut dyn FnMut(&str)) -> Result<UpgradeReport, OsError> {
+    fn upgrade(
+        &self,
+        packages: &[String],
+        opts: &UpgradeOptions,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<UpgradeReport, OsError> {
         if packages.is_empty() {
             return Ok(UpgradeReport::default());
         }
@@ -122,7 +133,7 @@ impl PackageManager for Apt {
             "-o",
             "Dpkg::Options::=--force-confold",
             "-o",
-            &lock,
+            lock.as_str(),
         ];
         argv.extend(packages.iter().map(String::as_str));
         log(&format!("$ {}", argv.join(" ")));
@@ -134,7 +145,11 @@ impl PackageManager for Apt {
             self.ok("apt-mark auto", &mark)?;
         }
         if !status.success() {
-            return Err(OsError::Failed { what: "apt-get install".into(), status: status_text(status), output: tail(&out, 40) });
+            return Err(OsError::Failed {
+                what: "apt-get install".into(),
+                status: status_text(status),
+                output: tail(&out, 40),
+            });
         }
         let mut upgraded: Vec<String> = out
             .lines()

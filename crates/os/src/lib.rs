@@ -80,7 +80,12 @@ pub trait PackageManager {
     /// is not in a state to upgrade from.
     fn preflight(&self) -> Result<(), OsError>;
     /// Upgrades exactly `packages`, non-interactively.
-    fn upgrade(&self, packages: &[String], opts: &UpgradeOptions, log: &mut dyn FnMut(&str)) -> Result<UpgradeReport, OsError>;
+    fn upgrade(
+        &self,
+        packages: &[String],
+        opts: &UpgradeOptions,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<UpgradeReport, OsError>;
 }
 
 /// The package manager of this machine (or of the test chroot).

@@ -230,7 +230,10 @@ Conf ct-plain (2.0 Caretaker-Test:1/stable [all])
         assert_eq!(dpkg_log_last_change(log), Some("2026-12-01T10:00:01".parse().unwrap()));
         assert_eq!(dpkg_log_last_change(""), None);
         assert_eq!(proc_stat_btime("cpu 1\nbtime 1772366400\n"), Some(1772366400));
-        assert_eq!(installed_kernels(["config-6.1", "vmlinuz-6.1.0-9-amd64", "vmlinuz-6.1.0-13-amd64"]), ["6.1.0-13-amd64", "6.1.0-9-amd64"]);
+        assert_eq!(
+            installed_kernels(["config-6.1", "vmlinuz-6.1.0-9-amd64", "vmlinuz-6.1.0-13-amd64"]),
+            ["6.1.0-13-amd64", "6.1.0-9-amd64"]
+        );
         assert_eq!(names("b\na\n\na\n"), ["a", "b"]);
     }
 }

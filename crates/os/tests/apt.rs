@@ -52,8 +52,9 @@ fn status_then_upgrade_of_the_chosen_packages() {
     assert!(!before.reboot_required);
     apt.preflight().unwrap();
     let mut log = Vec::new();
-    let report =
-        apt.upgrade(&chosen, &UpgradeOptions { lock_timeout: Duration::from_secs(30) }, &mut |l| log.push(l.to_string())).unwrap();
+    let report = apt
+        .upgrade(&chosen, &UpgradeOptions { lock_timeout: Duration::from_secs(30) }, &mut |l| log.push(l.to_string()))
+        .unwrap();
     let log = log.join("\n");
     assert!(log.contains("--force-confold") && log.contains("DPkg::Lock::Timeout=30"), "{log}");
     assert_eq!(report.conffiles_kept.len(), 1, "{report:?}\n{log}");

@@ -230,7 +230,11 @@ pub fn render(d: &StatusData, link_suffix: &str) -> String {
             pill("ok", "not needed")
         };
         let last = match &os.last_reboot {
-            Some(r) => format!("{} {}", pill(if r.outcome == "healthy" { "ok" } else { "bad" }, &r.outcome), when(now, r.judged_at)),
+            Some(r) => format!(
+                "{} {}",
+                pill(if r.outcome == "healthy" { "ok" } else { "bad" }, &r.outcome),
+                when(now, r.judged_at)
+            ),
             None => "—".into(),
         };
         let _ = write!(

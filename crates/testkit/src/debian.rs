@@ -82,7 +82,10 @@ impl TestChroot {
 
     /// Runs a shell line inside the chroot; panics with the output on failure.
     pub fn run(&self, line: &str) -> String {
-        sh(Command::new("chroot").arg(&self.root).args(["/bin/sh", "-c", line]).env("DEBIAN_FRONTEND", "noninteractive"))
+        sh(Command::new("chroot")
+            .arg(&self.root)
+            .args(["/bin/sh", "-c", line])
+            .env("DEBIAN_FRONTEND", "noninteractive"))
     }
 
     /// Builds a flat apt repository of `packages` at `/srv/repo/<name>` inside the chroot,
@@ -100,7 +103,12 @@ impl TestChroot {
             let sha = sh(Command::new("sha256sum").arg(&deb));
             let sha = sha.split_whitespace().next().unwrap();
             let file = deb.file_name().unwrap().to_string_lossy();
-            let _ = write!(index, "{}Filename: ./{file}\nSize: {}\nSHA256: {sha}\n\n", control.trim_end().to_string() + "\n", bytes.len());
+            let _ = write!(
+                index,
+                "{}Filename: ./{file}\nSize: {}\nSHA256: {sha}\n\n",
+                control.trim_end().to_string() + "\n",
+                bytes.len()
+            );
         }
         fs::write(repo.join("Packages"), &index).unwrap();
         let pk = repo.join("Packages");
@@ -155,7 +163,8 @@ fn build_deb(build: &Path, p: &TestPackage, out_dir: &Path) -> PathBuf {
 /// `(main repository, security repository)`.
 pub fn standard_packages() -> (Vec<TestPackage>, Vec<TestPackage>) {
     let v = TestPackage::new;
-    let conf = |version, contents| TestPackage { conffile: Some(("/etc/ct-conf.conf", contents)), ..v("ct-conf", version) };
+    let conf =
+        |version, contents| TestPackage { conffile: Some(("/etc/ct-conf.conf", contents)), ..v("ct-conf", version) };
     let main = vec![
         v("ct-plain", "1.0"),
         v("ct-plain", "2.0"),

@@ -92,7 +92,12 @@ fn offset(app: &AppContext, system: &System) -> Duration {
 }
 
 /// Saves what metrics and the status page show.
-fn save_summary(app: &AppContext, system: &System, pkgs: Option<&PackageStatus>, host: &HostFacts) -> Result<OsSummary> {
+fn save_summary(
+    app: &AppContext,
+    system: &System,
+    pkgs: Option<&PackageStatus>,
+    host: &HostFacts,
+) -> Result<OsSummary> {
     let old: OsSummary = load_fact(&app.store, facts::SUMMARY)?.unwrap_or_default();
     let now = Timestamp::now();
     let last_job = app.store.last_success(kind::OS_UPDATE)?.and_then(|j| j.ended_at);
@@ -217,10 +222,7 @@ fn status(app: &AppContext, system: &System, json: bool, refresh: bool) -> Resul
         host.boot_time.map(|t| t.to_string()).unwrap_or_else(|| "unknown".into()),
         host.boot_id.as_deref().unwrap_or("unknown")
     );
-    println!(
-        "last OS update: {}",
-        summary.last_os_update.map(|t| t.to_string()).unwrap_or_else(|| "unknown".into())
-    );
+    println!("last OS update: {}", summary.last_os_update.map(|t| t.to_string()).unwrap_or_else(|| "unknown".into()));
     Ok(Code::Ok)
 }
 
@@ -238,7 +240,13 @@ fn start_app(global: &Global, app: &AppContext) -> Result<()> {
     Ok(())
 }
 
-fn fail(job: JobHandle<'_>, outcome: Outcome, figures: &OsUpdateFigures, started: Instant, msg: String) -> Result<Code> {
+fn fail(
+    job: JobHandle<'_>,
+    outcome: Outcome,
+    figures: &OsUpdateFigures,
+    started: Instant,
+    msg: String,
+) -> Result<Code> {
     let mut f = figures.clone();
     f.seconds = Some(started.elapsed().as_secs_f64());
     job.finish(outcome, f.to_json(), Some(&msg))?;
@@ -256,11 +264,7 @@ fn update(global: &Global, app: &AppContext, system: &System, dry_run: bool, sec
         return Ok(Code::Ok);
     }
     let started = Instant::now();
-    let mut job = if dry_run {
-        None
-    } else {
-        Some(app.store.start_job(kind::OS_UPDATE, trig, true).map_err(busy)?)
-    };
+    let mut job = if dry_run { None } else { Some(app.store.start_job(kind::OS_UPDATE, trig, true).map_err(busy)?) };
     let mut log = |l: &str| {
         if let Some(j) = job.as_mut() {
             j.log(l);
@@ -325,7 +329,10 @@ fn update(global: &Global, app: &AppContext, system: &System, dry_run: bool, sec
         if touched.is_empty() {
             println!("the app keeps running (no package it depends on)");
         } else {
-            println!("the app depends on {}: maintenance on, app stopped, database snapshot, upgrade, start, health gate", touched.join(", "));
+            println!(
+                "the app depends on {}: maintenance on, app stopped, database snapshot, upgrade, start, health gate",
+                touched.join(", ")
+            );
         }
         return Ok(Code::Ok);
     }
@@ -358,7 +365,9 @@ fn update(global: &Global, app: &AppContext, system: &System, dry_run: bool, sec
             let g = crate::appmode::ModeGuard::enter_maintenance(&app.store, cfg, None, "os update")?;
             figures.app_stopped = stop_app(app)?;
             if cfg.database.is_some() {
-                match crate::compose::open_database(cfg, &app.redactor).and_then(|db| Ok(db.snapshot(Some("pre-os-update"))?)) {
+                match crate::compose::open_database(cfg, &app.redactor)
+                    .and_then(|db| Ok(db.snapshot(Some("pre-os-update"))?))
+                {
                     Ok(s) => {
                         j.log(&format!("database snapshot {}", s.name));
                         figures.snapshot = Some(s.name);
@@ -368,7 +377,13 @@ fn update(global: &Global, app: &AppContext, system: &System, dry_run: bool, sec
                         if !fresh {
                             let _ = start_app(global, app);
                             drop(g);
-                            return fail(j, Outcome::Refused, &figures, started, format!("no database snapshot ({e:#}) and no fresh backup: nothing was changed"));
+                            return fail(
+                                j,
+                                Outcome::Refused,
+                                &figures,
+                                started,
+                                format!("no database snapshot ({e:#}) and no fresh backup: nothing was changed"),
+                            );
                         }
                         j.log(&format!("no database snapshot ({e:#}); the last backup is fresh"));
                     }
@@ -382,8 +397,9 @@ fn update(global: &Global, app: &AppContext, system: &System, dry_run: bool, sec
         }
         if let Some(g) = guard {
             j.log("starting the app");
-            let healthy = start_app(global, app)
-                .and_then(|_| crate::control::wait_until_up(app.store.dir(), None, cfg.update.health_timeout).map(|_| ()));
+            let healthy = start_app(global, app).and_then(|_| {
+                crate::control::wait_until_up(app.store.dir(), None, cfg.update.health_timeout).map(|_| ())
+            });
             match healthy {
                 Ok(()) => {
                     j.log("the app is healthy: maintenance off");
@@ -393,7 +409,8 @@ fn update(global: &Global, app: &AppContext, system: &System, dry_run: bool, sec
                     let reason = format!("the app did not come back healthy after the OS update: {e:#}");
                     j.log(&reason);
                     crate::appmode::set_failed(&app.store, cfg, &reason)?;
-                    std::mem::forget(g);
+                    // Service mode wins over maintenance; the guard switches maintenance off.
+                    drop(g);
                     upgrade_error = Some(upgrade_error.map_or(reason.clone(), |u| format!("{u}; {reason}")));
                 }
             }
@@ -452,7 +469,8 @@ fn busy(e: StateError) -> anyhow::Error {
 fn last_backup_fresh(app: &AppContext) -> Result<bool> {
     let max = app.config.os.reboot.as_ref().map(|r| r.max_backup_age).unwrap_or(Duration::from_secs(26 * 3600));
     let last = app.store.last_success(caretaker_core::job::kind::BACKUP)?.and_then(|j| j.ended_at);
-    Ok(last.is_some_and(|t| Timestamp::now().duration_since(t) <= jiff::SignedDuration::try_from(max).unwrap_or_default()))
+    Ok(last
+        .is_some_and(|t| Timestamp::now().duration_since(t) <= jiff::SignedDuration::try_from(max).unwrap_or_default()))
 }
 
 fn reboot_facts(app: &AppContext, host: &HostFacts, if_needed: bool) -> Result<RebootFacts> {
@@ -472,14 +490,21 @@ fn run_backup(global: &Global, app: &AppContext) -> Result<()> {
     if global.allow_world_readable_config {
         cmd.arg("--allow-world-readable-config");
     }
-    let st = cmd.arg("backup").status().context("running caretaker backup")?;
+    let st = cmd.args(["backup", "run"]).status().context("running caretaker backup")?;
     if !st.success() {
         return Err(Failure::new(Code::Failure, "the backup before the reboot failed: no reboot").into());
     }
     Ok(())
 }
 
-fn reboot(global: &Global, app: &AppContext, system: &System, if_needed: bool, now_flag: bool, trig: Trigger) -> Result<Code> {
+fn reboot(
+    global: &Global,
+    app: &AppContext,
+    system: &System,
+    if_needed: bool,
+    now_flag: bool,
+    trig: Trigger,
+) -> Result<Code> {
     let cfg = &app.config;
     let host = system.facts();
     let off = offset(app, system);
@@ -524,20 +549,31 @@ fn reboot(global: &Global, app: &AppContext, system: &System, if_needed: bool, n
         job.finish(Outcome::Failed, serde_json::Value::Null, Some(&msg))?;
         return Err(Failure::new(Code::Failure, msg).into());
     };
-    let mut figures = OsRebootFigures { boot_id_before: Some(boot_id.clone()), verdict: Some("reboot".into()), ..Default::default() };
+    let mut figures =
+        OsRebootFigures { boot_id_before: Some(boot_id.clone()), verdict: Some("reboot".into()), ..Default::default() };
     let why = if host.reboot_required_packages.is_empty() {
-        if host.reboot_needed() { "the system asks for it".to_string() } else { "the operator asked for it".to_string() }
+        if host.reboot_needed() {
+            "the system asks for it".to_string()
+        } else {
+            "the operator asked for it".to_string()
+        }
     } else {
         format!("requested by {}", host.reboot_required_packages.join(", "))
     };
     job.log(&format!("rebooting ({why}); boot id {boot_id}"));
-    let pending = PendingReboot { boot_id: boot_id.clone(), requested_at: Timestamp::now(), job: Some(job.id()) };
+    let pending = PendingReboot {
+        boot_id: boot_id.clone(),
+        requested_at: Timestamp::now(),
+        job: Some(job.id()),
+        back_seen_at: None,
+    };
     save_fact(&app.store, facts::PENDING_REBOOT, &pending)?;
     crate::appmode::maintenance_on(&app.store, cfg, None, "os reboot")?;
     job.log("maintenance on; stopping the app");
     let stopped = stop_app(app)?;
     job.log(if stopped { "the app is stopped" } else { "no daemon runs: nothing to stop" });
-    let argv = cfg.os.reboot.as_ref().map(|r| r.command.argv()).unwrap_or_else(|| vec!["systemctl".into(), "reboot".into()]);
+    let argv =
+        cfg.os.reboot.as_ref().map(|r| r.command.argv()).unwrap_or_else(|| vec!["systemctl".into(), "reboot".into()]);
     job.log(&format!("$ {}", argv.join(" ")));
     let out = std::process::Command::new(&argv[0]).args(&argv[1..]).stdin(std::process::Stdio::null()).output();
     let ok = match &out {
@@ -588,7 +624,8 @@ fn problems_now(app: &AppContext) -> Vec<String> {
     }
     if let Ok(results) = caretaker_observe::check::run_checks(&app.config, &app.store, Vec::new(), Timestamp::now()) {
         for r in results {
-            if r.status == caretaker_observe::check::CheckStatus::Critical {
+            // The load right after a boot says nothing about whether the app came back.
+            if r.status == caretaker_observe::check::CheckStatus::Critical && r.name != "load" {
                 out.push(format!("check {}: {}", r.name, r.message));
             }
         }
@@ -617,8 +654,12 @@ fn tick(global: &Global, app: &AppContext, system: &System) -> Result<Code> {
     // 1. A reboot caretaker started: did the machine come back?
     if let Some(p) = load_fact::<PendingReboot>(&app.store, facts::PENDING_REBOOT)? {
         let current = host.boot_id.clone().unwrap_or_default();
-        if current != p.boot_id {
-            // After the boot: the app starts (a no-op when the daemon started it already).
+        let mut p = p;
+        if current != p.boot_id && p.back_seen_at.is_none() {
+            // The first look after the boot: the app starts (a no-op when the daemon started
+            // it already), and the time to come back runs from now at the latest.
+            p.back_seen_at = Some(now);
+            save_fact(&app.store, facts::PENDING_REBOOT, &p)?;
             let _ = start_app(global, app);
         }
         let within = cfg.os.reboot.as_ref().map(|r| r.came_back_within).unwrap_or(Duration::from_secs(15 * 60));
@@ -657,7 +698,12 @@ fn tick(global: &Global, app: &AppContext, system: &System) -> Result<Code> {
         };
         let msg = format!("a needed reboot has waited through {missed} reboot windows since {since}: {reason}");
         if let Ok(job) = app.store.start_job(kind::OS_REBOOT, Trigger::Schedule, false) {
-            let f = OsRebootFigures { verdict: Some("refused".into()), reason: Some(reason), windows_missed: Some(missed), ..Default::default() };
+            let f = OsRebootFigures {
+                verdict: Some("refused".into()),
+                reason: Some(reason),
+                windows_missed: Some(missed),
+                ..Default::default()
+            };
             job.finish(Outcome::Refused, f.to_json(), Some(&msg))?;
         }
         app.store.set_fact(facts::REBOOT_WINDOWS_ALERTED, &missed.to_string())?;
@@ -676,14 +722,14 @@ fn judge(global: &Global, app: &AppContext, p: &PendingReboot, current: &str, ve
     let cfg = &app.config;
     let now = Timestamp::now();
     let (outcome, word, message) = match verdict {
-        CameBack::Healthy { seconds } => {
-            (Outcome::Succeeded, "healthy", format!("the machine rebooted and the app was healthy {seconds}s after the boot"))
-        }
-        CameBack::NotRebooted => (
-            Outcome::Failed,
-            "not_rebooted",
-            format!("the machine did not reboot: the boot id is still {}", p.boot_id),
+        CameBack::Healthy { seconds } => (
+            Outcome::Succeeded,
+            "healthy",
+            format!("the machine rebooted and the app was healthy {seconds}s after the boot"),
         ),
+        CameBack::NotRebooted => {
+            (Outcome::Failed, "not_rebooted", format!("the machine did not reboot: the boot id is still {}", p.boot_id))
+        }
         CameBack::Unhealthy { problems } => (
             Outcome::Failed,
             "unhealthy",
@@ -704,7 +750,12 @@ fn judge(global: &Global, app: &AppContext, p: &PendingReboot, current: &str, ve
     save_fact(
         &app.store,
         facts::LAST_REBOOT,
-        &LastReboot { requested_at: Some(p.requested_at), judged_at: Some(now), outcome: word.into(), message: message.clone() },
+        &LastReboot {
+            requested_at: Some(p.requested_at),
+            judged_at: Some(now),
+            outcome: word.into(),
+            message: message.clone(),
+        },
     )?;
     app.store.clear_fact(facts::PENDING_REBOOT)?;
     match verdict {

@@ -14,7 +14,7 @@ struct Host {
     dir: tempfile::TempDir,
     ct: Caretaker,
     door: u16,
-    chroot: Option<PathBuf>,
+    chroot: PathBuf,
 }
 
 impl Host {
@@ -24,7 +24,8 @@ impl Host {
         let d = dir.path();
         let (port, door, http) = (free_port(), free_port(), free_port());
         std::fs::write(d.join("boot_id"), "boot-one\n").unwrap();
-        std::fs::write(d.join("fake-reboot"), format!("#!/bin/sh\necho rebooted >> {}/reboots\n", d.display())).unwrap();
+        std::fs::write(d.join("fake-reboot"), format!("#!/bin/sh\necho rebooted >> {}/reboots\n", d.display()))
+            .unwrap();
         std::fs::set_permissions(d.join("fake-reboot"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         let os = os.replace("{d}", &d.display().to_string());
         let config = format!(
@@ -41,7 +42,7 @@ services:
     command: ["/bin/sh", "-c", "test ! -e {d}/broken && {bin} demo-app migrate && exec {bin} demo-app serve"]
     health: {{ http: "http://127.0.0.1:{port}/healthz", interval: 1s, timeout: 1s, start_period: 20s }}
     stop_timeout: 5s
-    restart: {{ max_restarts: 2, within: 1m }}
+    crash_loop: {{ restarts: 2, within: 60s }}
 update:
   health_timeout: 30s
 front_door: {{ listen: "127.0.0.1:{door}", upstream: "127.0.0.1:{port}", retry_after: 5s }}
@@ -55,7 +56,13 @@ http: {{ listen: "127.0.0.1:{http}" }}
         std::fs::write(&path, config).unwrap();
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         let ct = Caretaker::new(crate::BIN, &path, &d.join("state"));
-        Host { dir, ct, door, chroot: chroot.map(Path::to_path_buf) }
+        // Without a Debian chroot the host's files are read under an empty root, so the test
+        // machine's own reboot-required or kernels do not count.
+        let chroot = chroot.map(Path::to_path_buf).unwrap_or_else(|| {
+            std::fs::create_dir_all(d.join("root/run")).unwrap();
+            d.join("root")
+        });
+        Host { dir, ct, door, chroot }
     }
 
     fn d(&self) -> &Path {
@@ -65,10 +72,7 @@ http: {{ listen: "127.0.0.1:{http}" }}
     fn run(&self, args: &[&str]) -> Output {
         let mut c = self.ct.command(args);
         c.env("CARETAKER_OS_BOOT_ID_FILE", self.d().join("boot_id"));
-        match &self.chroot {
-            Some(r) => c.env("CARETAKER_OS_CHROOT", r),
-            None => c.env_remove("CARETAKER_OS_CHROOT"),
-        };
+        c.env("CARETAKER_OS_CHROOT", &self.chroot);
         c.output().unwrap()
     }
 
@@ -94,6 +98,14 @@ http: {{ listen: "127.0.0.1:{http}" }}
 
     fn reboots(&self) -> usize {
         std::fs::read_to_string(self.d().join("reboots")).map(|s| s.lines().count()).unwrap_or(0)
+    }
+
+    /// The events of the state store: (kind, subject, message).
+    fn events(&self) -> Vec<(String, String, String)> {
+        let db = rusqlite::Connection::open(self.d().join("state/state.db")).unwrap();
+        let mut st = db.prepare("SELECT kind, subject, message FROM events ORDER BY id").unwrap();
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap();
+        rows.map(Result::unwrap).collect()
     }
 
     fn set_boot_id(&self, id: &str) {
@@ -169,15 +181,16 @@ fn os_update_upgrades_stops_the_app_around_its_package_and_fails_loudly() {
     let log = h.ct.expect(&["jobs", "show", &job["id"].to_string()], 0);
     assert!(log.contains("stopping the app") && log.contains("the app is healthy: maintenance off"), "{log}");
     assert!(h.serving(), "the app serves after the update");
-    let events = h.ct.expect(&["jobs", "--events"], 0);
-    assert!(events.contains("maintenance_on") && events.contains("maintenance_off"), "{events}");
+    let kinds: Vec<String> = h.events().into_iter().map(|e| e.0).collect();
+    assert!(kinds.contains(&"maintenance_on".into()) && kinds.contains(&"maintenance_off".into()), "{kinds:?}");
 
     // The failure alerts through job_failed.
     let alerts = h.ct.expect(&["alerts", "evaluate"], 0);
     assert!(alerts.contains("os_update"), "{alerts}");
 
     // Reboot required, asked for by ct-reboot's postinst.
-    let st: serde_json::Value = serde_json::from_str(&h.expect(&["os", "status", "--json", "--no-refresh"], 0)).unwrap();
+    let st: serde_json::Value =
+        serde_json::from_str(&h.expect(&["os", "status", "--json", "--no-refresh"], 0)).unwrap();
     assert_eq!(st["reboot"]["needed"], true);
     assert_eq!(st["reboot"]["packages"], serde_json::json!(["ct-reboot"]));
     // Metrics show it.
@@ -190,7 +203,7 @@ fn os_update_upgrades_stops_the_app_around_its_package_and_fails_loudly() {
 fn reboots_happen_only_when_everything_allows_and_the_app_must_come_back() {
     // Outside the window: nothing happens.
     let closed = format!(
-        "os:\n  reboot: {{ window: \"{}\", length: 1h, jitter: 0s, command: [\"{{d}}/fake-reboot\"], came_back_within: 3s }}\n",
+        "os:\n  reboot: {{ window: \"{}\", length: 1h, jitter: 0s, command: [\"{{d}}/fake-reboot\"], came_back_within: 15s }}\n",
         window(false)
     );
     let h = Host::new(&closed, None);
@@ -199,10 +212,30 @@ fn reboots_happen_only_when_everything_allows_and_the_app_must_come_back() {
     assert!(out.contains("outside the reboot window"), "{out}");
     h.expect(&["os", "tick"], 0);
     assert_eq!(h.reboots(), 0);
+    // Needed (a package asked for it) but outside the window: still nothing; and a need that
+    // has waited through more than `alert_after_windows` (3) windows alerts.
+    std::fs::write(h.chroot.join("run/reboot-required"), "").unwrap();
+    std::fs::write(h.chroot.join("run/reboot-required.pkgs"), "libc6\n").unwrap();
+    h.expect(&["os", "tick"], 0);
+    assert_eq!(h.reboots(), 0);
+    assert!(h.jobs("os_reboot").is_empty(), "one day has not waited through 3 windows");
+    let ten_days_ago = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(240)).to_string();
+    let db = rusqlite::Connection::open(h.d().join("state/state.db")).unwrap();
+    db.execute("UPDATE facts SET value = ?1 WHERE key = 'os.reboot_needed_since'", [&ten_days_ago]).unwrap();
+    h.expect(&["os", "tick"], 0);
+    assert_eq!(h.reboots(), 0);
+    let jobs = h.jobs("os_reboot");
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["outcome"], "refused");
+    assert!(jobs[0]["error"].as_str().unwrap_or_default().contains("waited through"), "{}", jobs[0]);
+    h.expect(&["os", "tick"], 0);
+    assert_eq!(h.jobs("os_reboot").len(), 1, "alerted once per window");
+    let alerts = h.ct.expect(&["alerts", "evaluate"], 0);
+    assert!(alerts.contains("os_reboot"), "{alerts}");
     drop(h);
 
     let open = format!(
-        "os:\n  reboot: {{ window: \"{}\", length: 1h, jitter: 0s, command: [\"{{d}}/fake-reboot\"], came_back_within: 3s }}\n",
+        "os:\n  reboot: {{ window: \"{}\", length: 1h, jitter: 0s, command: [\"{{d}}/fake-reboot\"], came_back_within: 15s }}\n",
         window(true)
     );
     // Skipped when the minute of the test is the window's last (it would close under us).
@@ -230,13 +263,12 @@ fn reboots_happen_only_when_everything_allows_and_the_app_must_come_back() {
     // Not needed: --if-needed does nothing.
     let out = h.expect(&["os", "reboot", "--if-needed"], 0);
     assert!(out.contains("no reboot needed"), "{out}");
+    assert_eq!(h.reboots(), 0);
 
     // Reboot: maintenance on, app stopped, the command runs, the boot id is recorded.
     h.expect(&["os", "reboot"], 0);
     assert_eq!(h.reboots(), 1);
     assert!(!h.serving(), "the app was stopped before the reboot");
-    let st: serde_json::Value = serde_json::from_str(&h.expect(&["os", "status", "--json", "--no-refresh"], 0)).unwrap_or_default();
-    let _ = st;
     // Same boot id: still waiting.
     h.expect(&["os", "tick"], 0);
     assert!(h.jobs("os_reboot_check").is_empty());
@@ -252,8 +284,8 @@ fn reboots_happen_only_when_everything_allows_and_the_app_must_come_back() {
     assert_eq!(check["figures"]["boot_id_before"], "boot-one");
     assert_eq!(check["figures"]["boot_id_after"], "boot-two");
     wait_until(Duration::from_secs(30), "the app serving again", || h.serving().then_some(()));
-    let events = h.ct.expect(&["jobs", "--events"], 0);
-    assert!(events.contains("os_reboot"), "{events}");
+    let events = h.events();
+    assert!(events.iter().any(|(k, s, m)| k == "os_reboot" && s == "healthy" && m.contains("healthy")), "{events:?}");
 
     // A second reboot after which the app does not come back: alert and service mode.
     h.expect(&["os", "reboot"], 0);
@@ -273,16 +305,38 @@ fn reboots_happen_only_when_everything_allows_and_the_app_must_come_back() {
 #[test]
 fn a_reboot_waits_for_a_fresh_backup_and_a_free_lock() {
     let open = format!(
-        "os:\n  reboot: {{ window: \"{}\", length: 1h, jitter: 0s, max_backup_age: 1h, command: [\"{{d}}/fake-reboot\"] }}\nbackup:\n  repository: \"{{d}}/repo\"\n  password: \"pw-for-tests\"\n",
+        "os:\n  reboot: {{ window: \"{}\", length: 1h, jitter: 0s, max_backup_age: 1h, command: [\"{{d}}/fake-reboot\"] }}\nfiles: [\"{{d}}/files\"]\nbackup:\n  repository: \"{{d}}/repo\"\n  password: \"pw-for-tests\"\n",
         window(true)
     );
     let h = Host::new(&open, None);
-    // No backup yet: refused.
+    std::fs::write(h.d().join("files/a.txt"), "data").unwrap();
+    // No backup yet: refused, even with --now.
     let out = h.expect(&["os", "reboot", "--now"], 5);
     assert!(out.contains("no successful backup"), "{out}");
     assert_eq!(h.reboots(), 0);
+    h.ct.expect(&["backup", "init"], 0);
+    h.ct.expect(&["backup", "run"], 0);
     // A job holding the app lock: refused.
-    let lock = std::fs::File::create(h.d().join("state/locks/app.lock")).unwrap();
-    let _ = lock;
+    let mut holder = std::process::Command::new("flock")
+        .arg(h.d().join("state/locks/app.lock"))
+        .args(["sleep", "60"])
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(10), "the lock held", || {
+        let r = std::process::Command::new("flock")
+            .arg("-n")
+            .arg(h.d().join("state/locks/app.lock"))
+            .arg("true")
+            .status()
+            .unwrap();
+        (!r.success()).then_some(())
+    });
+    let out = h.expect(&["os", "reboot", "--now"], 5);
+    assert!(out.contains("no reboot"), "{out}");
     assert_eq!(h.reboots(), 0);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    // Fresh backup, free lock: it reboots.
+    h.expect(&["os", "reboot", "--now"], 0);
+    assert_eq!(h.reboots(), 1);
 }

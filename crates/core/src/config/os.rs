@@ -37,7 +37,7 @@ fn ser_opt_schedule<S: Serializer>(d: &Option<Schedule>, s: S) -> Result<S::Ok, 
 }
 
 /// Operating system maintenance settings.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Os {
     /// Origins whose updates caretaker applies, matched against a candidate's origin label,
     /// origin or archive (`Debian-Security`, `bookworm-security`); empty: every origin.
@@ -51,12 +51,6 @@ pub struct Os {
     pub update: OsUpdate,
     /// `None`: caretaker never reboots on its own (`caretaker os reboot --now` still works).
     pub reboot: Option<Reboot>,
-}
-
-impl Default for Os {
-    fn default() -> Os {
-        Os { origins: Vec::new(), hold: Vec::new(), depends_on: Vec::new(), update: OsUpdate::default(), reboot: None }
-    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -109,14 +103,17 @@ fn ser_schedule<S: Serializer>(d: &Schedule, s: S) -> Result<S::Ok, S::Error> {
 fn package_pattern(cx: &mut Cx, n: &Node, p: &str) -> Option<String> {
     let s = nonempty(cx, n, p)?;
     let body = s.strip_suffix('*').unwrap_or(&s);
-    let ok = !body.is_empty()
-        && body.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.:".contains(c));
+    let ok =
+        !body.is_empty() && body.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.:".contains(c));
     if !ok {
         cx.error(
             n.span(),
             p,
             format!("\"{s}\" is not a package name"),
-            Some("write a Debian package name such as `redis-server`, or a prefix ending in `*` such as `php8.2-*`".into()),
+            Some(
+                "write a Debian package name such as `redis-server`, or a prefix ending in `*` such as `php8.2-*`"
+                    .into(),
+            ),
         );
         return None;
     }
@@ -190,7 +187,12 @@ fn reboot(cx: &mut Cx, node: &Node, path: &str) -> Option<Reboot> {
     let span = *m.span();
     m.finish(cx);
     if length.is_zero() {
-        cx.error(&span, &format!("{path}.length"), "the reboot window has no length", Some("write e.g. `length: 1h`".into()));
+        cx.error(
+            &span,
+            &format!("{path}.length"),
+            "the reboot window has no length",
+            Some("write e.g. `length: 1h`".into()),
+        );
         return None;
     }
     if jitter >= length {
@@ -227,7 +229,7 @@ mod tests {
         let text = format!("version: 1\napp: {{ name: demo }}\n{os}");
         load(&text, Path::new("/etc/caretaker/demo.yml"), None, &NoSecrets)
             .map(|l| l.config)
-            .map_err(|d| d.to_string())
+            .map_err(|d| d.render(&text))
     }
 
     #[test]
