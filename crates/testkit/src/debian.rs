@@ -66,7 +66,7 @@ impl TestChroot {
         if Command::new("dpkg-deb").arg("--version").output().is_err() {
             return skip("dpkg-deb is not installed (scripts/install-deps)");
         }
-        let tarball = sh(Command::new(repo_root().join("scripts/debian-rootfs")));
+        let tarball = sh(&mut Command::new(repo_root().join("scripts/debian-rootfs")));
         let tarball = tarball.lines().last().unwrap_or_default().trim().to_string();
         let dir = tempfile::Builder::new().prefix("caretaker-chroot-").tempdir().unwrap();
         let root = dir.path().join("root");
