@@ -108,9 +108,13 @@ impl System {
     }
 
     fn read_facts(&self, with_needrestart: bool) -> HostFacts {
-        let reboot_required = self.path("/var/run/reboot-required").exists();
+        // /var/run is /run on current systems; older ones have them apart.
+        let run_file = |name: &str| {
+            [format!("/run/{name}"), format!("/var/run/{name}")].into_iter().map(|p| self.path(&p)).find(|p| p.exists())
+        };
+        let reboot_required = run_file("reboot-required").is_some();
         let reboot_required_packages =
-            read(&self.path("/var/run/reboot-required.pkgs")).map(|s| parse::names(&s)).unwrap_or_default();
+            run_file("reboot-required.pkgs").and_then(|p| read(&p)).map(|s| parse::names(&s)).unwrap_or_default();
         let running_kernel = read(Path::new("/proc/sys/kernel/osrelease")).map(|s| s.trim().to_string());
         let boot_files: Vec<String> = std::fs::read_dir(self.path("/boot"))
             .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())

@@ -694,7 +694,7 @@ fn tick(global: &Global, app: &AppContext, system: &System) -> Result<Code> {
         let facts_now = reboot_facts(app, &host, true)?;
         let reason = match decide::decide_reboot(Some(r), off, &facts_now, now, &tz(app), true) {
             RebootVerdict::Wait(b) => b.to_string(),
-            _ => "it was blocked in each window".into(),
+            _ => "nothing blocks it now (did the daemon run during the windows?)".into(),
         };
         let msg = format!("a needed reboot has waited through {missed} reboot windows since {since}: {reason}");
         if let Ok(job) = app.store.start_job(kind::OS_REBOOT, Trigger::Schedule, false) {

@@ -32,7 +32,7 @@ impl Host {
             r#"version: 1
 app:
   name: ostest
-  working_dir: "{d}"
+  working_dir: "{d}/app"
   env:
     DEMO_DATABASE_URL: "sqlite://{d}/demo.db"
     DEMO_FILES_DIR: "{d}/files"
@@ -52,6 +52,7 @@ http: {{ listen: "127.0.0.1:{http}" }}
             bin = crate::BIN,
         );
         std::fs::create_dir_all(d.join("files")).unwrap();
+        caretaker_demo_app::write_release(&d.join("app"), "v1").unwrap();
         let path = d.join("caretaker.yml");
         std::fs::write(&path, config).unwrap();
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
@@ -317,25 +318,13 @@ fn a_reboot_waits_for_a_fresh_backup_and_a_free_lock() {
     h.ct.expect(&["backup", "init"], 0);
     h.ct.expect(&["backup", "run"], 0);
     // A job holding the app lock: refused.
-    let mut holder = std::process::Command::new("flock")
-        .arg(h.d().join("state/locks/app.lock"))
-        .args(["sleep", "60"])
-        .spawn()
-        .unwrap();
-    wait_until(Duration::from_secs(10), "the lock held", || {
-        let r = std::process::Command::new("flock")
-            .arg("-n")
-            .arg(h.d().join("state/locks/app.lock"))
-            .arg("true")
-            .status()
-            .unwrap();
-        (!r.success()).then_some(())
-    });
+    let holder = std::fs::File::open(h.d().join("state/locks/app.lock")).unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&holder);
+    assert_eq!(unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) }, 0);
     let out = h.expect(&["os", "reboot", "--now"], 5);
-    assert!(out.contains("no reboot"), "{out}");
+    assert!(out.contains("no reboot") && out.contains("is running"), "{out}");
     assert_eq!(h.reboots(), 0);
-    let _ = holder.kill();
-    let _ = holder.wait();
+    drop(holder);
     // Fresh backup, free lock: it reboots.
     h.expect(&["os", "reboot", "--now"], 0);
     assert_eq!(h.reboots(), 1);
