@@ -366,7 +366,7 @@ fn update(global: &Global, app: &AppContext, system: &System, dry_run: bool, sec
             figures.app_stopped = stop_app(app)?;
             if cfg.database.is_some() {
                 match crate::compose::open_database(cfg, &app.redactor)
-                    .and_then(|db| Ok(db.snapshot(Some("pre-os-update"))?))
+                    .and_then(|db| db.snapshot(Some("pre-os-update")))
                 {
                     Ok(s) => {
                         j.log(&format!("database snapshot {}", s.name));
