@@ -198,10 +198,12 @@ fn record_boot_id(
 /// OS maintenance as the last `os status` / `os update` / `os tick` left it.
 fn os_metrics(store: &Store, now: Timestamp) -> Result<Option<caretaker_core::os::OsMetrics>, StateError> {
     use caretaker_core::os::{facts, LastReboot, OsMetrics, OsSummary};
-    let Some(summary) = store.fact(facts::SUMMARY)?.and_then(|v| serde_json::from_str::<OsSummary>(&v).ok()) else {
-        return Ok(None);
-    };
+    let summary = store.fact(facts::SUMMARY)?.and_then(|v| serde_json::from_str::<OsSummary>(&v).ok());
     let last_reboot = store.fact(facts::LAST_REBOOT)?.and_then(|v| serde_json::from_str::<LastReboot>(&v).ok());
+    if summary.is_none() && last_reboot.is_none() {
+        return Ok(None);
+    }
+    let summary = summary.unwrap_or_default();
     let last_update_age_seconds = summary.last_os_update.map(|t| now.duration_since(t).as_secs_f64().max(0.0));
     Ok(Some(OsMetrics { summary, last_reboot, last_update_age_seconds }))
 }

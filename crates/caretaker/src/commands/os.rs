@@ -663,12 +663,21 @@ fn tick(global: &Global, app: &AppContext, system: &System) -> Result<Code> {
             let _ = start_app(global, app);
         }
         let within = cfg.os.reboot.as_ref().map(|r| r.came_back_within).unwrap_or(Duration::from_secs(15 * 60));
-        let problems = if current != p.boot_id { problems_now(app) } else { Vec::new() };
-        let verdict = decide::came_back(&p, &current, host.boot_time, &problems, now, within);
-        if verdict.is_final() {
-            judge(global, app, &p, &current, &verdict)?;
+        // After the boot this check stays until the verdict (the daemon does not wait a
+        // minute between looks); before it, one look.
+        loop {
+            let now = Timestamp::now();
+            let problems = if current != p.boot_id { problems_now(app) } else { Vec::new() };
+            let verdict = decide::came_back(&p, &current, host.boot_time, &problems, now, within);
+            if verdict.is_final() {
+                judge(global, app, &p, &current, &verdict)?;
+                return Ok(Code::Ok);
+            }
+            if current == p.boot_id {
+                return Ok(Code::Ok);
+            }
+            std::thread::sleep(Duration::from_secs(2));
         }
-        return Ok(Code::Ok);
     }
     // 2. A needed reboot: since when, and has it waited too many windows?
     if !host.reboot_needed() {

@@ -328,4 +328,17 @@ fn a_reboot_waits_for_a_fresh_backup_and_a_free_lock() {
     // Fresh backup, free lock: it reboots.
     h.expect(&["os", "reboot", "--now"], 0);
     assert_eq!(h.reboots(), 1);
+    // The machine comes back and caretaker's daemon starts (as systemd would start it): its
+    // own periodic check starts the app and judges it healthy.
+    h.set_boot_id("boot-two");
+    h.up();
+    let check = wait_until(Duration::from_secs(90), "the daemon's came-back verdict", || {
+        h.jobs("os_reboot_check").into_iter().next()
+    });
+    assert_eq!(check["outcome"], "succeeded", "{check}");
+    assert_eq!(check["figures"]["boot_id_after"], "boot-two");
+    assert!(h.serving());
+    let m = h.ct.expect(&["metrics"], 0);
+    assert!(m.contains("caretaker_os_last_reboot_outcome{outcome=\"healthy\"} 1"), "{m}");
+    assert!(h.ct.expect(&["status"], 0).contains("web"));
 }
