@@ -130,7 +130,8 @@ fn window(open: bool) -> String {
 #[test]
 fn os_update_upgrades_stops_the_app_around_its_package_and_fails_loudly() {
     let Some(c) = TestChroot::with_standard_packages() else { return };
-    let h = Host::new("os:\n  depends_on: [ct-appdep]\n", Some(&c.root));
+    let h =
+        Host::new("database: { kind: sqlite, path: \"{d}/demo.db\" }\nos:\n  depends_on: [ct-appdep]\n", Some(&c.root));
     h.up();
     assert!(h.serving());
 
@@ -157,7 +158,9 @@ fn os_update_upgrades_stops_the_app_around_its_package_and_fails_loudly() {
     // The admin edited a conffile that version 2 changes.
     std::fs::write(c.root.join("etc/ct-conf.conf"), "setting = mine\n").unwrap();
     let started = std::time::Instant::now();
+    let visitor = crate::maintenance::Visitor::start(h.door);
     let out = h.expect(&["os", "update"], 1);
+    let seen = visitor.finish();
     assert!(started.elapsed() < Duration::from_secs(300), "no prompt may hang it");
     assert!(out.contains("/etc/ct-conf.conf (ct-conf)"), "{out}");
     assert!(out.contains("kept back") && out.contains("ct-kept"), "{out}");
@@ -175,6 +178,7 @@ fn os_update_upgrades_stops_the_app_around_its_package_and_fails_loudly() {
     let f = &job["figures"];
     assert_eq!(f["app_packages"], serde_json::json!(["ct-appdep"]));
     assert_eq!(f["app_stopped"], true);
+    assert!(f["snapshot"].as_str().is_some_and(|s| !s.is_empty()), "a database snapshot before the upgrade: {f}");
     assert_eq!(f["kept_back"], serde_json::json!(["ct-kept"]));
     assert_eq!(f["conffiles_kept"], serde_json::json!([["ct-conf", "/etc/ct-conf.conf"]]));
     assert_eq!(f["security"], serde_json::json!(["ct-sec"]));
@@ -182,6 +186,12 @@ fn os_update_upgrades_stops_the_app_around_its_package_and_fails_loudly() {
     let log = h.ct.expect(&["jobs", "show", &job["id"].to_string()], 0);
     assert!(log.contains("stopping the app") && log.contains("the app is healthy: maintenance off"), "{log}");
     assert!(h.serving(), "the app serves after the update");
+    // Visitors saw the app, then the maintenance page while it was stopped, then the app.
+    let runs = crate::maintenance::runs(&seen);
+    assert_eq!(seen.first(), Some(&200), "{runs}");
+    assert_eq!(seen.last(), Some(&200), "{runs}");
+    assert!(seen.contains(&503), "{runs}");
+    assert!(!seen.contains(&0) && !seen.contains(&502), "never an error: {runs}");
     let kinds: Vec<String> = h.events().into_iter().map(|e| e.0).collect();
     assert!(kinds.contains(&"maintenance_on".into()) && kinds.contains(&"maintenance_off".into()), "{kinds:?}");
 
