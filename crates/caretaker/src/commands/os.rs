@@ -241,7 +241,7 @@ fn start_app(global: &Global, app: &AppContext) -> Result<()> {
 }
 
 fn fail(
-    job: JobHandle<'_>,
+    mut job: JobHandle<'_>,
     outcome: Outcome,
     figures: &OsUpdateFigures,
     started: Instant,
@@ -249,7 +249,10 @@ fn fail(
 ) -> Result<Code> {
     let mut f = figures.clone();
     f.seconds = Some(started.elapsed().as_secs_f64());
-    job.finish(outcome, f.to_json(), Some(&msg))?;
+    job.log(&msg);
+    // The job's error is one line (listings show it); the log has it line by line.
+    let line = msg.lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join("; ");
+    job.finish(outcome, f.to_json(), Some(&line))?;
     let code = if outcome == Outcome::Refused { Code::Refused } else { Code::Failure };
     Err(Failure::new(code, msg).into())
 }
