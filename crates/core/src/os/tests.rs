@@ -59,6 +59,16 @@ fn selection_follows_holds_origins_and_security() {
 }
 
 #[test]
+fn os_update_schedule_is_a_scheduled_task_taking_the_lock() {
+    let cfg = config("os:\n  update: { schedule: \"Sun 02:00\" }\n");
+    let tasks = crate::scheduler::tasks_from_config(&cfg);
+    let t = tasks.iter().find(|t| t.name == "os_update").expect("os_update task");
+    assert_eq!(t.kind.job_kind(), kind::OS_UPDATE);
+    assert!(t.kind.needs_app_lock());
+    assert!(!crate::scheduler::tasks_from_config(&config("")).iter().any(|t| t.name == "os_update"));
+}
+
+#[test]
 fn security_is_known_by_origin_or_archive() {
     assert!(up("a", "Debian-Security", "stable").is_security());
     assert!(up("a", "Ubuntu", "jammy-security").is_security());
