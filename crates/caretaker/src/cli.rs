@@ -107,6 +107,9 @@ pub enum Command {
     /// The maintenance tasks this server's config makes due, and running them (for a fleet
     /// controller or an Ansible job; docs/tasks.md)
     Tasks(TasksArgs),
+    /// Operating system maintenance: package updates with precautions, safe reboots (docs/os.md)
+    #[command(subcommand)]
+    Os(crate::commands::os::OsCommand),
     /// The bundled demo application (used by `caretaker demo` and the tests)
     #[command(hide = true, disable_help_flag = true)]
     DemoApp {

@@ -321,6 +321,7 @@ impl Surroundings {
             state_dir: std::path::absolute(&state_dir).unwrap_or(state_dir.clone()),
             allow_world_readable_config,
         };
+        crate::os_tick::spawn(&invocation, shutdown.clone());
         let mut around = Surroundings {
             view: view_tx,
             mode: mode_tx,

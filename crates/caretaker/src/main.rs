@@ -15,6 +15,7 @@ mod dbbackup;
 mod exit;
 mod keepaside;
 mod listen;
+mod os_tick;
 mod output;
 mod progress;
 mod runner;
@@ -62,6 +63,7 @@ fn main() {
         Command::Notify(c) => commands::notify::run(&cli.global, c),
         Command::Deps(a) => commands::deps::run(&cli.global, a),
         Command::Tasks(a) => commands::tasks::run(&cli.global, a),
+        Command::Os(c) => commands::os::run(&cli.global, c),
         Command::Daemon => commands::daemon::run(&cli.global),
         Command::Up(a) => commands::up::run(&cli.global, a),
         Command::Down(a) => commands::down::run(&cli.global, a),

@@ -29,6 +29,7 @@ pub fn task_argv(kind: &TaskKind) -> Vec<String> {
         TaskKind::Update => v(&["update", "--scheduled"]),
         TaskKind::Deps => v(&["deps"]),
         TaskKind::Command(name) => v(&["jobs", "run", name]),
+        TaskKind::OsUpdate => v(&["os", "update"]),
     }
 }
 
@@ -300,6 +301,7 @@ mod tests {
             (TaskKind::BackupCheck, "backup check", true),
             (TaskKind::Check, "check", true),
             (TaskKind::Deps, "deps", true),
+            (TaskKind::OsUpdate, "os update", true),
             (TaskKind::Command("report".into()), "jobs run report", true),
         ];
         for (kind, argv, exists) in cases {

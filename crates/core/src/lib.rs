@@ -15,6 +15,7 @@ pub mod envfile;
 pub mod job;
 pub mod metrics;
 pub mod mode;
+pub mod os;
 pub mod recover;
 pub mod reload;
 pub mod schedule;

@@ -76,6 +76,8 @@ pub struct Snapshot {
     /// Scheduled tasks whose latest attempts were skipped (the `job_skipped` rule's input).
     #[serde(default)]
     pub skipped_tasks: Vec<crate::alert::SkippedTaskObs>,
+    /// OS maintenance (docs/os.md), when caretaker has looked at the OS.
+    pub os: Option<crate::os::OsMetrics>,
 }
 
 struct Out {
@@ -342,6 +344,9 @@ pub fn render_metrics(s: &Snapshot) -> String {
             d.outdated.map(|v| v as f64),
         );
     }
+    if let Some(os) = &s.os {
+        crate::os::render_metrics(os, &mut o.s);
+    }
     o.s
 }
 
@@ -413,6 +418,7 @@ mod tests {
                 since: t,
                 reason: Some("job #3 (restore) held the app lock".into()),
             }],
+            os: None,
         };
         expect_test::expect![[r##"
             # HELP caretaker_build_info caretaker version and the app it looks after (always 1).

@@ -42,6 +42,8 @@ pub enum TaskKind {
     Deps,
     /// An app command from the config's `jobs:` section.
     Command(String),
+    /// Package updates (`caretaker os update`, docs/os.md).
+    OsUpdate,
 }
 
 impl TaskKind {
@@ -55,6 +57,7 @@ impl TaskKind {
             TaskKind::Update => kind::UPDATE,
             TaskKind::Deps => kind::DEPS,
             TaskKind::Command(_) => kind::COMMAND,
+            TaskKind::OsUpdate => crate::os::kind::OS_UPDATE,
         }
     }
 }
@@ -63,7 +66,10 @@ impl TaskKind {
     /// Whether the task's command takes the app lock (a mutating job): those run one at a
     /// time, through [`LockQueue`].
     pub fn needs_app_lock(&self) -> bool {
-        matches!(self, TaskKind::Backup | TaskKind::Prune | TaskKind::Update | TaskKind::Command(_))
+        matches!(
+            self,
+            TaskKind::Backup | TaskKind::Prune | TaskKind::Update | TaskKind::Command(_) | TaskKind::OsUpdate
+        )
     }
 
     /// The order in which due lock-taking tasks run (lower first): the backup before anything
@@ -78,6 +84,8 @@ impl TaskKind {
             TaskKind::Command(_) => 4,
             TaskKind::Check => 5,
             TaskKind::Deps => 6,
+            // After the app's own update and commands: a fresh backup is behind it.
+            TaskKind::OsUpdate => 4,
         }
     }
 }
@@ -218,6 +226,9 @@ pub fn tasks_from_config(cfg: &Config) -> Vec<Task> {
     }
     for ScheduledJob { name, schedule, .. } in &cfg.jobs {
         push(format!("job:{name}"), TaskKind::Command(name.clone()), schedule);
+    }
+    if let Some(s) = &cfg.os.update.schedule {
+        push("os_update".into(), TaskKind::OsUpdate, s);
     }
     out
 }

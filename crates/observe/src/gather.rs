@@ -76,7 +76,11 @@ pub fn gather(
         let since = now
             .checked_sub(SignedDuration::try_from(cfg.alerts.rules.reboots_within).unwrap_or(SignedDuration::ZERO))
             .unwrap_or(now);
-        obs.boots = store.record_boot(bt, since)?;
+        obs.boots = match boot_id() {
+            // Boot ids tell boots apart exactly (a boot time read from /proc/stat wobbles).
+            Some(id) => record_boot_id(store, &id, bt, since)?,
+            None => store.record_boot(bt, since)?,
+        };
     }
     obs.watching_since = match store.fact(facts::WATCHING_SINCE)? {
         Some(v) => v.parse().ok(),
@@ -159,6 +163,48 @@ pub fn gather(
         silences_active: Some(silences as u64),
         dependencies: obs.dependencies.clone(),
         skipped_tasks: obs.skipped_tasks.clone(),
+        os: os_metrics(store, now)?,
     };
     Ok(Gathered { observations: obs, snapshot })
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`).
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Remembers this boot by its id (the fact `caretaker os tick` also writes) and returns the
+/// boot times since `since`, one per boot id, for the `reboots` rule.
+fn record_boot_id(
+    store: &Store,
+    id: &str,
+    boot_time: Timestamp,
+    since: Timestamp,
+) -> Result<Vec<Timestamp>, StateError> {
+    use caretaker_core::os::facts::BOOTS;
+    let mut boots: Vec<(String, Timestamp)> =
+        store.fact(BOOTS)?.and_then(|v| serde_json::from_str(&v).ok()).unwrap_or_default();
+    if !boots.iter().any(|(b, _)| b == id) {
+        boots.push((id.to_string(), boot_time));
+        let drop = boots.len().saturating_sub(200);
+        boots.drain(..drop);
+        store.set_fact(BOOTS, &serde_json::to_string(&boots).unwrap_or_default())?;
+    }
+    Ok(caretaker_core::os::boots_since(&boots, since))
+}
+
+/// OS maintenance as the last `os status` / `os update` / `os tick` left it.
+fn os_metrics(store: &Store, now: Timestamp) -> Result<Option<caretaker_core::os::OsMetrics>, StateError> {
+    use caretaker_core::os::{facts, LastReboot, OsMetrics, OsSummary};
+    let summary = store.fact(facts::SUMMARY)?.and_then(|v| serde_json::from_str::<OsSummary>(&v).ok());
+    let last_reboot = store.fact(facts::LAST_REBOOT)?.and_then(|v| serde_json::from_str::<LastReboot>(&v).ok());
+    if summary.is_none() && last_reboot.is_none() {
+        return Ok(None);
+    }
+    let summary = summary.unwrap_or_default();
+    let last_update_age_seconds = summary.last_os_update.map(|t| now.duration_since(t).as_secs_f64().max(0.0));
+    Ok(Some(OsMetrics { summary, last_reboot, last_update_age_seconds }))
 }

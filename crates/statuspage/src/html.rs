@@ -211,6 +211,43 @@ pub fn render(d: &StatusData, link_suffix: &str) -> String {
     }
     o.push_str("</section>");
 
+    // Operating system.
+    if let Some(os) = &d.os {
+        let s = &os.summary;
+        let pending = if s.security_updates_pending > 0 {
+            pill("warn", &format!("{} ({} security)", s.updates_pending, s.security_updates_pending))
+        } else {
+            pill(if s.updates_pending > 0 { "warn" } else { "ok" }, &s.updates_pending.to_string())
+        };
+        let reboot = if s.reboot_required {
+            let by = if s.reboot_required_packages.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", s.reboot_required_packages.join(", "))
+            };
+            pill("warn", &format!("needed{by}"))
+        } else {
+            pill("ok", "not needed")
+        };
+        let last = match &os.last_reboot {
+            Some(r) => format!(
+                "{} {}",
+                pill(if r.outcome == "healthy" { "ok" } else { "bad" }, &r.outcome),
+                when(now, r.judged_at)
+            ),
+            None => "—".into(),
+        };
+        let _ = write!(
+            o,
+            r#"<section id="os"><h2>Operating system</h2><dl><dt>updates pending</dt><dd>{pending}</dd><dt>held / kept back</dt><dd>{} / {}</dd><dt>reboot</dt><dd>{reboot}</dd><dt>next reboot slot</dt><dd>{}</dd><dt>last reboot</dt><dd>{last}</dd><dt>booted</dt><dd>{}</dd><dt>last OS update</dt><dd>{}</dd></dl></section>"#,
+            esc(&if s.held.is_empty() { "—".to_string() } else { s.held.join(", ") }),
+            esc(&if s.kept_back.is_empty() { "—".to_string() } else { s.kept_back.join(", ") }),
+            s.next_reboot_slot.map(|t| esc(&ts(t))).unwrap_or_else(|| "—".into()),
+            when(now, s.boot_time),
+            when(now, s.last_os_update),
+        );
+    }
+
     // Alerts.
     o.push_str(r#"<section id="alerts"><h2>Alerts</h2>"#);
     if d.alerts.is_empty() {

@@ -65,6 +65,15 @@ pub struct StatusData {
     /// The dependency report (docs/deps.md); `None` when it is not scheduled and never ran.
     pub dependencies: Option<DependenciesSection>,
     pub charts: Charts,
+    /// OS maintenance (docs/os.md): `None` until caretaker has looked at the OS.
+    pub os: Option<OsSection>,
+}
+
+/// The operating system: pending updates, reboots (docs/os.md).
+#[derive(Clone, Debug, Serialize)]
+pub struct OsSection {
+    pub summary: caretaker_core::os::OsSummary,
+    pub last_reboot: Option<caretaker_core::os::LastReboot>,
 }
 
 /// The dependency report's section: the newest successful report's findings, and the last
@@ -367,6 +376,7 @@ pub fn gather(
         schedule,
         dependencies: dependencies(cfg, store)?,
         charts: Charts { repository_size, job_durations },
+        os: os_section(store)?,
     })
 }
 
@@ -675,3 +685,12 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests;
+
+fn os_section(store: &Store) -> Result<Option<OsSection>, StateError> {
+    use caretaker_core::os::facts;
+    let Some(summary) = store.fact(facts::SUMMARY)?.and_then(|v| serde_json::from_str(&v).ok()) else {
+        return Ok(None);
+    };
+    let last_reboot = store.fact(facts::LAST_REBOOT)?.and_then(|v| serde_json::from_str(&v).ok());
+    Ok(Some(OsSection { summary, last_reboot }))
+}

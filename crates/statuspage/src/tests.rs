@@ -365,4 +365,29 @@ fn the_dependency_report_shows_findings_with_every_id_outdated_packages_and_the_
     assert_eq!(v["dependencies"]["report"]["findings"][0]["ids"][2], "PYSEC-2023-100");
     assert_eq!(v["dependencies"]["report"]["outdated_packages"][0]["compared_with"], "4.2.16");
     assert_eq!(v["dependencies"]["last_failure"]["job"], failed_id);
+fn the_os_section_shows_what_os_maintenance_recorded() {
+    use caretaker_core::os::{facts, LastReboot, OsSummary};
+    let dir = tempfile::tempdir().unwrap();
+    let store = seeded(dir.path());
+    let cfg = config(&auth::hash_password("pw").unwrap());
+    let page = html::render(&gather(&cfg, &store, None, Timestamp::now()).unwrap(), "");
+    assert!(!page.contains("id=\"os\""), "nothing recorded: no section");
+    let summary = OsSummary {
+        updates_pending: 4,
+        security_updates_pending: 1,
+        held: vec!["linux-<image>".into()],
+        reboot_required: true,
+        reboot_required_packages: vec!["libc6".into()],
+        ..Default::default()
+    };
+    store.set_fact(facts::SUMMARY, &serde_json::to_string(&summary).unwrap()).unwrap();
+    let last = LastReboot { outcome: "unhealthy".into(), judged_at: Some(Timestamp::now()), ..Default::default() };
+    store.set_fact(facts::LAST_REBOOT, &serde_json::to_string(&last).unwrap()).unwrap();
+    let d = gather(&cfg, &store, None, Timestamp::now()).unwrap();
+    let page = html::render(&d, "");
+    assert!(page.contains("id=\"os\""));
+    assert!(page.contains("4 (1 security)"), "{page}");
+    assert!(page.contains("needed (libc6)"));
+    assert!(page.contains("linux-&lt;image&gt;") && !page.contains("linux-<image>"));
+    assert!(page.contains("unhealthy"));
 }

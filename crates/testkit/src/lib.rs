@@ -132,3 +132,4 @@ impl TestSshd {
         )
     }
 }
+pub mod debian;

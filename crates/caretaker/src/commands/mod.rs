@@ -17,6 +17,7 @@ pub mod logs;
 pub mod maintenance;
 pub mod metrics;
 pub mod notify;
+pub mod os;
 pub mod recover;
 pub mod reload;
 pub mod restart;

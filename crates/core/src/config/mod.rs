@@ -7,6 +7,7 @@
 
 mod diagnostic;
 mod model;
+mod os;
 mod parse;
 mod reader;
 mod secret;
@@ -14,6 +15,7 @@ pub mod template;
 
 pub use diagnostic::{is_secret_key, mask_secrets, suggest, Diagnostic, Diagnostics, Location, Severity};
 pub use model::*;
+pub use os::{Os, OsUpdate, Reboot};
 pub use parse::{alerts_defaults, release_pointer_problems, DEFAULT_HTTP_LISTEN};
 pub use secret::{NoSecrets, Redactor, Secret, SecretOrigin, SecretSource};
 

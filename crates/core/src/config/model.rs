@@ -69,6 +69,8 @@ pub struct Config {
     pub status: Option<StatusPage>,
     /// The dependency report (`caretaker deps`, docs/deps.md).
     pub deps: Deps,
+    /// Operating system maintenance: package updates and reboots (docs/os.md).
+    pub os: super::os::Os,
 }
 
 impl Config {

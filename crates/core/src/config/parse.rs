@@ -84,6 +84,7 @@ pub fn config(cx: &mut Cx, root: &Node) -> Option<Config> {
         Some(n) => deps(cx, n, "deps"),
         None => Some(deps_defaults()),
     };
+    let os = m.opt(cx, "os", super::os::parse).unwrap_or_default();
     m.finish(cx);
     if let (Some(c), Some(a)) = (&mut compose, &app) {
         if c.project.is_empty() {
@@ -112,6 +113,7 @@ pub fn config(cx: &mut Cx, root: &Node) -> Option<Config> {
         scheduler,
         status,
         deps: deps?,
+        os,
     };
     Some(cfg)
 }
