@@ -169,7 +169,58 @@ impl SupervisionEngine for ComposeDaemon {
     type Msg = Msg;
 
     fn control(&mut self, request: Request, reply: oneshot::Sender<Response>) {
-        ComposeDaemon::control(self, request, reply)
+        if self.exit_after.is_some() && !matches!(request, Request::Status | Request::ModeChanged) {
+            let _ = reply.send(Response::Error { message: "the daemon is shutting down".into() });
+            return;
+        }
+        match request {
+            Request::Status => {
+                let _ = reply.send(Response::Status(self.status()));
+            }
+            Request::ModeChanged => {
+                let _ = reply.send(crate::web::reload_mode(&self.store, &self.mode));
+            }
+            // Taken by the event loop (it awaits the listeners); never reaches here.
+            Request::Reload => {
+                let _ = reply.send(Response::Error { message: "reload is handled by the event loop".into() });
+            }
+            Request::Up => {
+                let acts = self.watch.request(WatchRequest::Up);
+                self.execute(acts);
+                let _ = reply.send(Response::Ok);
+            }
+            Request::Restart { service } => {
+                if let Some(s) = &service {
+                    if self.watch.index(s).is_none() {
+                        let _ = reply.send(Response::Error { message: format!("no service named {s}") });
+                        return;
+                    }
+                }
+                let acts = self.watch.request(WatchRequest::Restart(service));
+                self.execute(acts);
+                let _ = reply.send(Response::Ok);
+            }
+            Request::Down { exit_daemon } => {
+                let acts = self.watch.request(WatchRequest::Down);
+                self.execute_replying(acts, reply);
+                if exit_daemon {
+                    self.exit_after = Some(self.next_op);
+                }
+            }
+            Request::StopApp => {
+                let keep = self.keep.clone();
+                tracing::info!(
+                    "stopping the app's services (kept running: {})",
+                    if keep.is_empty() { "none".into() } else { keep.join(", ") }
+                );
+                let acts = self.watch.request(WatchRequest::StopExcept(keep));
+                if acts.is_empty() {
+                    let _ = reply.send(Response::Ok);
+                    return;
+                }
+                self.execute_replying(acts, reply);
+            }
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -177,7 +228,65 @@ impl SupervisionEngine for ComposeDaemon {
     }
 
     fn handle(&mut self, msg: Msg) {
-        ComposeDaemon::handle(self, msg)
+        match msg {
+            Msg::Observed { seq, result } => {
+                if let Ok(containers) = result {
+                    let before = self.phases();
+                    let acts = self.watch.observed(Instant::now(), seq, &containers);
+                    self.log_changes(&before);
+                    self.execute(acts);
+                }
+            }
+            Msg::OpDone { id, op, result, model, seq, containers } => {
+                self.done_op = self.done_op.max(id);
+                match &result {
+                    Ok(()) => tracing::info!("compose {op:?} done"),
+                    Err(e) => tracing::error!("compose {op:?} failed: {e}"),
+                }
+                if let Some(m) = model {
+                    self.keep = crate::compose::keep_running(&self.config, &m);
+                    self.model = m.clone();
+                    let names = m.service_names();
+                    if names != self.watch.names() {
+                        tracing::info!("compose services: {}", names.join(", "));
+                        self.watch.sync_services(crate::compose::watch_specs(&self.config, &names));
+                        let now = jiff::Timestamp::now();
+                        self.down_since.retain(|(n, _)| names.contains(n));
+                        for n in names {
+                            if !self.down_since.iter().any(|(m, _)| *m == n) {
+                                self.down_since.push((n, Some(now)));
+                            }
+                        }
+                    }
+                }
+                let before = self.phases();
+                let acts = self.watch.op_done(Instant::now(), &op, result.clone(), seq, &containers);
+                self.log_changes(&before);
+                self.execute(acts);
+                let (mine, rest): (Vec<_>, Vec<_>) = self.replies.drain(..).partition(|(i, _)| *i == id);
+                self.replies = rest;
+                for (_, r) in mine {
+                    let _ = r.send(match &result {
+                        Ok(()) => Response::Ok,
+                        Err(e) => Response::Error { message: e.clone() },
+                    });
+                }
+            }
+            Msg::Probed { service, generation, result } => {
+                let Some(i) = self.watch.index(&service) else { return };
+                let (ok, detail) = match result {
+                    Ok(()) => (true, String::new()),
+                    Err(e) => (false, e),
+                };
+                let before = self.watch.health(i);
+                let acts = self.watch.probed(Instant::now(), i, generation, ok, detail.clone());
+                if self.watch.health(i) != before {
+                    let h = self.watch.health(i);
+                    tracing::info!(service = %service, "health: {h:?}{}{detail}", if ok { "" } else { ": " });
+                }
+                self.execute(acts);
+            }
+        }
     }
 
     fn tick(&mut self, now: Instant) {
@@ -186,11 +295,70 @@ impl SupervisionEngine for ComposeDaemon {
     }
 
     fn begin_exit(&mut self, why: &str) {
-        ComposeDaemon::begin_exit(self, why)
+        if self.exit_after.is_some() {
+            return;
+        }
+        tracing::info!("{why}: stopping the compose project, then exiting");
+        let acts = self.watch.request(WatchRequest::Down);
+        self.execute(acts);
+        self.exit_after = Some(self.next_op);
     }
 
+    /// A reload (`caretaker reload`, SIGHUP; docs/daemon.md): the listeners, alert rules,
+    /// schedules and status page follow the new config, and so do caretaker's settings of the
+    /// compose services (health checks, `critical`, `keep_running`). The containers are not
+    /// recreated: their definitions are the compose file's, which `caretaker up` or an update
+    /// applies.
     async fn reload(&mut self, around: &mut Surroundings, reply: Option<oneshot::Sender<Response>>, by: &str) {
-        ComposeDaemon::reload(self, around, reply, by).await
+        let answer = |reply: Option<oneshot::Sender<Response>>, r: Response| {
+            if let Some(reply) = reply {
+                let _ = reply.send(r);
+            }
+        };
+        if self.exit_after.is_some() {
+            tracing::warn!("{by}: not now, the daemon is shutting down");
+            return answer(reply, Response::Error { message: "cannot reload: the daemon is shutting down".into() });
+        }
+        let new = match super::read_new_config(&self.config_path, self.allow_world_readable_config, &self.config) {
+            Ok(c) => c,
+            Err(problems) => {
+                tracing::error!("{by}: the new config was refused, the running one stays:\n{problems}");
+                return answer(reply, Response::Refused { problems });
+            }
+        };
+        let plan = caretaker_core::reload::plan(&self.config, &new);
+        let prepared = match around.prepare(&plan, &self.config, &new).await {
+            Ok(p) => p,
+            Err(e) => {
+                let problems = format!("{e:#}");
+                tracing::error!("{by}: the new config was refused, the running one stays:\n{problems}");
+                return answer(reply, Response::Refused { problems });
+            }
+        };
+        let names = self.watch.names();
+        self.watch.sync_services(crate::compose::watch_specs(&new, &names));
+        // A service that just got a health check is probed at once (the loop ticks it).
+        self.watch.schedule_probes(Instant::now());
+        self.keep = crate::compose::keep_running(&new, &self.model);
+        self.config = new;
+        if let Some(p) = prepared {
+            if let Err(e) = around.switch(p) {
+                tracing::error!("{by}: cannot start the listeners, alerts and scheduler of the new config: {e:#}");
+            }
+        }
+        let mut notes = Vec::new();
+        if plan.sections.iter().any(|s| s == "compose") {
+            notes.push("compose service settings apply now; containers are recreated from the compose file by `caretaker up` or an update".to_string());
+        }
+        let report = ReloadReport {
+            unchanged: names,
+            sections: plan.sections,
+            rebound: plan.rebind,
+            notes,
+            ..Default::default()
+        };
+        tracing::info!("{by}: done — sections [{}]", report.sections.join(", "));
+        answer(reply, Response::Reloaded(report));
     }
 
     fn after_event(&mut self) {
@@ -299,68 +467,6 @@ async fn worker(
 }
 
 impl ComposeDaemon {
-    fn handle(&mut self, msg: Msg) {
-        match msg {
-            Msg::Observed { seq, result } => {
-                if let Ok(containers) = result {
-                    let before = self.phases();
-                    let acts = self.watch.observed(Instant::now(), seq, &containers);
-                    self.log_changes(&before);
-                    self.execute(acts);
-                }
-            }
-            Msg::OpDone { id, op, result, model, seq, containers } => {
-                self.done_op = self.done_op.max(id);
-                match &result {
-                    Ok(()) => tracing::info!("compose {op:?} done"),
-                    Err(e) => tracing::error!("compose {op:?} failed: {e}"),
-                }
-                if let Some(m) = model {
-                    self.keep = crate::compose::keep_running(&self.config, &m);
-                    self.model = m.clone();
-                    let names = m.service_names();
-                    if names != self.watch.names() {
-                        tracing::info!("compose services: {}", names.join(", "));
-                        self.watch.sync_services(crate::compose::watch_specs(&self.config, &names));
-                        let now = jiff::Timestamp::now();
-                        self.down_since.retain(|(n, _)| names.contains(n));
-                        for n in names {
-                            if !self.down_since.iter().any(|(m, _)| *m == n) {
-                                self.down_since.push((n, Some(now)));
-                            }
-                        }
-                    }
-                }
-                let before = self.phases();
-                let acts = self.watch.op_done(Instant::now(), &op, result.clone(), seq, &containers);
-                self.log_changes(&before);
-                self.execute(acts);
-                let (mine, rest): (Vec<_>, Vec<_>) = self.replies.drain(..).partition(|(i, _)| *i == id);
-                self.replies = rest;
-                for (_, r) in mine {
-                    let _ = r.send(match &result {
-                        Ok(()) => Response::Ok,
-                        Err(e) => Response::Error { message: e.clone() },
-                    });
-                }
-            }
-            Msg::Probed { service, generation, result } => {
-                let Some(i) = self.watch.index(&service) else { return };
-                let (ok, detail) = match result {
-                    Ok(()) => (true, String::new()),
-                    Err(e) => (false, e),
-                };
-                let before = self.watch.health(i);
-                let acts = self.watch.probed(Instant::now(), i, generation, ok, detail.clone());
-                if self.watch.health(i) != before {
-                    let h = self.watch.health(i);
-                    tracing::info!(service = %service, "health: {h:?}{}{detail}", if ok { "" } else { ": " });
-                }
-                self.execute(acts);
-            }
-        }
-    }
-
     fn phases(&self) -> Vec<Phase> {
         (0..self.watch.names().len()).map(|i| self.watch.phase(i)).collect()
     }
@@ -394,128 +500,6 @@ impl ComposeDaemon {
         if let Some(l) = self.logs.get_mut(service) {
             let _ = l.write_line(tag, line);
         }
-    }
-
-    /// A reload (`caretaker reload`, SIGHUP; docs/daemon.md): the listeners, alert rules,
-    /// schedules and status page follow the new config, and so do caretaker's settings of the
-    /// compose services (health checks, `critical`, `keep_running`). The containers are not
-    /// recreated: their definitions are the compose file's, which `caretaker up` or an update
-    /// applies.
-    async fn reload(&mut self, around: &mut Surroundings, reply: Option<oneshot::Sender<Response>>, by: &str) {
-        let answer = |reply: Option<oneshot::Sender<Response>>, r: Response| {
-            if let Some(reply) = reply {
-                let _ = reply.send(r);
-            }
-        };
-        if self.exit_after.is_some() {
-            tracing::warn!("{by}: not now, the daemon is shutting down");
-            return answer(reply, Response::Error { message: "cannot reload: the daemon is shutting down".into() });
-        }
-        let new = match super::read_new_config(&self.config_path, self.allow_world_readable_config, &self.config) {
-            Ok(c) => c,
-            Err(problems) => {
-                tracing::error!("{by}: the new config was refused, the running one stays:\n{problems}");
-                return answer(reply, Response::Refused { problems });
-            }
-        };
-        let plan = caretaker_core::reload::plan(&self.config, &new);
-        let prepared = match around.prepare(&plan, &self.config, &new).await {
-            Ok(p) => p,
-            Err(e) => {
-                let problems = format!("{e:#}");
-                tracing::error!("{by}: the new config was refused, the running one stays:\n{problems}");
-                return answer(reply, Response::Refused { problems });
-            }
-        };
-        let names = self.watch.names();
-        self.watch.sync_services(crate::compose::watch_specs(&new, &names));
-        // A service that just got a health check is probed at once (the loop ticks it).
-        self.watch.schedule_probes(Instant::now());
-        self.keep = crate::compose::keep_running(&new, &self.model);
-        self.config = new;
-        if let Some(p) = prepared {
-            if let Err(e) = around.switch(p) {
-                tracing::error!("{by}: cannot start the listeners, alerts and scheduler of the new config: {e:#}");
-            }
-        }
-        let mut notes = Vec::new();
-        if plan.sections.iter().any(|s| s == "compose") {
-            notes.push("compose service settings apply now; containers are recreated from the compose file by `caretaker up` or an update".to_string());
-        }
-        let report = ReloadReport {
-            unchanged: names,
-            sections: plan.sections,
-            rebound: plan.rebind,
-            notes,
-            ..Default::default()
-        };
-        tracing::info!("{by}: done — sections [{}]", report.sections.join(", "));
-        answer(reply, Response::Reloaded(report));
-    }
-
-    fn control(&mut self, request: Request, reply: oneshot::Sender<Response>) {
-        if self.exit_after.is_some() && !matches!(request, Request::Status | Request::ModeChanged) {
-            let _ = reply.send(Response::Error { message: "the daemon is shutting down".into() });
-            return;
-        }
-        match request {
-            Request::Status => {
-                let _ = reply.send(Response::Status(self.status()));
-            }
-            Request::ModeChanged => {
-                let _ = reply.send(crate::web::reload_mode(&self.store, &self.mode));
-            }
-            // Taken by the event loop (it awaits the listeners); never reaches here.
-            Request::Reload => {
-                let _ = reply.send(Response::Error { message: "reload is handled by the event loop".into() });
-            }
-            Request::Up => {
-                let acts = self.watch.request(WatchRequest::Up);
-                self.execute(acts);
-                let _ = reply.send(Response::Ok);
-            }
-            Request::Restart { service } => {
-                if let Some(s) = &service {
-                    if self.watch.index(s).is_none() {
-                        let _ = reply.send(Response::Error { message: format!("no service named {s}") });
-                        return;
-                    }
-                }
-                let acts = self.watch.request(WatchRequest::Restart(service));
-                self.execute(acts);
-                let _ = reply.send(Response::Ok);
-            }
-            Request::Down { exit_daemon } => {
-                let acts = self.watch.request(WatchRequest::Down);
-                self.execute_replying(acts, reply);
-                if exit_daemon {
-                    self.exit_after = Some(self.next_op);
-                }
-            }
-            Request::StopApp => {
-                let keep = self.keep.clone();
-                tracing::info!(
-                    "stopping the app's services (kept running: {})",
-                    if keep.is_empty() { "none".into() } else { keep.join(", ") }
-                );
-                let acts = self.watch.request(WatchRequest::StopExcept(keep));
-                if acts.is_empty() {
-                    let _ = reply.send(Response::Ok);
-                    return;
-                }
-                self.execute_replying(acts, reply);
-            }
-        }
-    }
-
-    fn begin_exit(&mut self, why: &str) {
-        if self.exit_after.is_some() {
-            return;
-        }
-        tracing::info!("{why}: stopping the compose project, then exiting");
-        let acts = self.watch.request(WatchRequest::Down);
-        self.execute(acts);
-        self.exit_after = Some(self.next_op);
     }
 
     /// Executes actions; the first operation among them answers `reply` when it ends.

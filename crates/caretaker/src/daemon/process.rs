@@ -153,7 +153,49 @@ impl SupervisionEngine for Daemon {
     type Msg = Msg;
 
     fn control(&mut self, request: Request, reply: oneshot::Sender<Response>) {
-        Daemon::control(self, request, reply)
+        match request {
+            Request::Status => {
+                let _ = reply.send(Response::Status(self.status()));
+            }
+            Request::Up => {
+                if self.exiting {
+                    let _ = reply.send(Response::Error { message: "the daemon is shutting down".into() });
+                    return;
+                }
+                self.apply(AppEvent::Up);
+                let _ = reply.send(Response::Ok);
+            }
+            Request::Restart { service } => {
+                if let Some(s) = &service {
+                    if self.sup.index(s).is_none() {
+                        let _ = reply.send(Response::Error { message: format!("no service named {s}") });
+                        return;
+                    }
+                }
+                self.apply(AppEvent::Restart(service));
+                let _ = reply.send(Response::Ok);
+            }
+            Request::Down { exit_daemon } => {
+                if exit_daemon {
+                    self.begin_exit("down --daemon");
+                } else {
+                    self.apply(AppEvent::Down);
+                }
+                self.waiting_down.push(reply);
+            }
+            Request::ModeChanged => {
+                let _ = reply.send(crate::web::reload_mode(&self.store, &self.mode));
+            }
+            // The built-in supervisor runs no data services of its own: all of it stops.
+            Request::StopApp => {
+                self.apply(AppEvent::Down);
+                self.waiting_down.push(reply);
+            }
+            // Taken by the event loop (it awaits the listeners); never reaches here.
+            Request::Reload => {
+                let _ = reply.send(Response::Error { message: "reload is handled by the event loop".into() });
+            }
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -161,7 +203,41 @@ impl SupervisionEngine for Daemon {
     }
 
     fn handle(&mut self, msg: Msg) {
-        Daemon::handle(self, msg)
+        match msg {
+            Msg::Exited { name, generation, exit } => {
+                // A service a reload removed (its process was stopped on its own).
+                let Some(idx) = self.sup.index(&name) else { return };
+                if self.sup.services()[idx].generation() != generation {
+                    return;
+                }
+                let name = self.sup.services()[idx].name().to_string();
+                let expected = self.sup.services()[idx].phase() == Phase::Stopping;
+                if expected {
+                    tracing::info!(service = %name, "stopped ({exit})");
+                } else {
+                    tracing::warn!(service = %name, "{exit}");
+                }
+                self.service_log(idx, &format!("{exit}"));
+                self.apply(AppEvent::Service(idx, Event::Exited(exit)));
+                self.save_records();
+            }
+            Msg::Probed { name, generation, result } => {
+                let Some(idx) = self.sup.index(&name) else { return };
+                if self.sup.services()[idx].generation() != generation {
+                    return;
+                }
+                let before = self.sup.services()[idx].health();
+                let (ok, detail) = match result {
+                    Ok(()) => (true, String::new()),
+                    Err(e) => (false, e),
+                };
+                self.apply(AppEvent::Service(idx, Event::Probed { ok, detail: detail.clone() }));
+                let m = &self.sup.services()[idx];
+                if m.health() != before {
+                    tracing::info!(service = %m.name(), "health: {:?}{}{}", m.health(), if ok { "" } else { ": " }, detail);
+                }
+            }
+        }
     }
 
     fn tick(&mut self, now: Instant) {
@@ -170,57 +246,9 @@ impl SupervisionEngine for Daemon {
     }
 
     fn begin_exit(&mut self, why: &str) {
-        Daemon::begin_exit(self, why)
-    }
-
-    async fn reload(&mut self, around: &mut Surroundings, reply: Option<oneshot::Sender<Response>>, by: &str) {
-        Daemon::reload(self, around, reply, by).await
-    }
-
-    fn after_event(&mut self) {
-        self.step_reload();
-        self.answer_waiting_down();
-        self.publish_view();
-    }
-
-    fn done(&self) -> bool {
-        self.exiting && self.all_down()
-    }
-
-    fn finish(&mut self) {
-        let _ = self.records.save(&[]);
-    }
-}
-
-impl Daemon {
-    /// Publishes the services' view (cheap; receivers see it only when it changed).
-    fn publish_view(&mut self) {
-        let now = jiff::Timestamp::now();
-        for (m, since) in self.sup.services().iter().zip(self.down_since.iter_mut()) {
-            if m.phase() == Phase::Running {
-                *since = None;
-            } else if since.is_none() {
-                *since = Some(now);
-            }
-        }
-        let statuses = self.service_statuses();
-        let observations = self
-            .sup
-            .services()
-            .iter()
-            .zip(&self.down_since)
-            .map(|(m, since)| ServiceObs {
-                name: m.name().to_string(),
-                up: m.phase() == Phase::Running,
-                down_since: *since,
-                restarts: Some(m.restarts() as u64),
-                healthy: match m.health() {
-                    caretaker_supervisor::machine::Health::None => None,
-                    h => Some(h == caretaker_supervisor::machine::Health::Healthy),
-                },
-            })
-            .collect();
-        self.view.send_replace(ServicesView { statuses, observations });
+        tracing::info!("{why}: stopping services, then exiting");
+        self.exiting = true;
+        self.apply(AppEvent::Down);
     }
 
     /// A reload (`caretaker reload`, SIGHUP): reads and validates the config file, works out
@@ -277,6 +305,52 @@ impl Daemon {
         }
         self.reloading = Some(r);
         self.step_reload();
+    }
+
+    fn after_event(&mut self) {
+        self.step_reload();
+        self.answer_waiting_down();
+        self.publish_view();
+    }
+
+    fn done(&self) -> bool {
+        self.exiting && self.all_down()
+    }
+
+    fn finish(&mut self) {
+        let _ = self.records.save(&[]);
+    }
+}
+
+impl Daemon {
+    /// Publishes the services' view (cheap; receivers see it only when it changed).
+    fn publish_view(&mut self) {
+        let now = jiff::Timestamp::now();
+        for (m, since) in self.sup.services().iter().zip(self.down_since.iter_mut()) {
+            if m.phase() == Phase::Running {
+                *since = None;
+            } else if since.is_none() {
+                *since = Some(now);
+            }
+        }
+        let statuses = self.service_statuses();
+        let observations = self
+            .sup
+            .services()
+            .iter()
+            .zip(&self.down_since)
+            .map(|(m, since)| ServiceObs {
+                name: m.name().to_string(),
+                up: m.phase() == Phase::Running,
+                down_since: *since,
+                restarts: Some(m.restarts() as u64),
+                healthy: match m.health() {
+                    caretaker_supervisor::machine::Health::None => None,
+                    h => Some(h == caretaker_supervisor::machine::Health::Healthy),
+                },
+            })
+            .collect();
+        self.view.send_replace(ServicesView { statuses, observations });
     }
 
     /// Takes the new config: stops removed services, renumbers the supervisor's services and
@@ -400,12 +474,6 @@ impl Daemon {
         self.sup.services().iter().all(|m| matches!(m.phase(), Phase::Stopped | Phase::Failed))
     }
 
-    fn begin_exit(&mut self, why: &str) {
-        tracing::info!("{why}: stopping services, then exiting");
-        self.exiting = true;
-        self.apply(AppEvent::Down);
-    }
-
     fn answer_waiting_down(&mut self) {
         if !self.waiting_down.is_empty() && self.all_down() {
             for r in self.waiting_down.drain(..) {
@@ -417,90 +485,6 @@ impl Daemon {
     fn apply(&mut self, ev: AppEvent) {
         let acts = self.sup.on_event(Instant::now(), ev);
         self.execute(acts);
-    }
-
-    fn handle(&mut self, msg: Msg) {
-        match msg {
-            Msg::Exited { name, generation, exit } => {
-                // A service a reload removed (its process was stopped on its own).
-                let Some(idx) = self.sup.index(&name) else { return };
-                if self.sup.services()[idx].generation() != generation {
-                    return;
-                }
-                let name = self.sup.services()[idx].name().to_string();
-                let expected = self.sup.services()[idx].phase() == Phase::Stopping;
-                if expected {
-                    tracing::info!(service = %name, "stopped ({exit})");
-                } else {
-                    tracing::warn!(service = %name, "{exit}");
-                }
-                self.service_log(idx, &format!("{exit}"));
-                self.apply(AppEvent::Service(idx, Event::Exited(exit)));
-                self.save_records();
-            }
-            Msg::Probed { name, generation, result } => {
-                let Some(idx) = self.sup.index(&name) else { return };
-                if self.sup.services()[idx].generation() != generation {
-                    return;
-                }
-                let before = self.sup.services()[idx].health();
-                let (ok, detail) = match result {
-                    Ok(()) => (true, String::new()),
-                    Err(e) => (false, e),
-                };
-                self.apply(AppEvent::Service(idx, Event::Probed { ok, detail: detail.clone() }));
-                let m = &self.sup.services()[idx];
-                if m.health() != before {
-                    tracing::info!(service = %m.name(), "health: {:?}{}{}", m.health(), if ok { "" } else { ": " }, detail);
-                }
-            }
-        }
-    }
-
-    fn control(&mut self, request: Request, reply: oneshot::Sender<Response>) {
-        match request {
-            Request::Status => {
-                let _ = reply.send(Response::Status(self.status()));
-            }
-            Request::Up => {
-                if self.exiting {
-                    let _ = reply.send(Response::Error { message: "the daemon is shutting down".into() });
-                    return;
-                }
-                self.apply(AppEvent::Up);
-                let _ = reply.send(Response::Ok);
-            }
-            Request::Restart { service } => {
-                if let Some(s) = &service {
-                    if self.sup.index(s).is_none() {
-                        let _ = reply.send(Response::Error { message: format!("no service named {s}") });
-                        return;
-                    }
-                }
-                self.apply(AppEvent::Restart(service));
-                let _ = reply.send(Response::Ok);
-            }
-            Request::Down { exit_daemon } => {
-                if exit_daemon {
-                    self.begin_exit("down --daemon");
-                } else {
-                    self.apply(AppEvent::Down);
-                }
-                self.waiting_down.push(reply);
-            }
-            Request::ModeChanged => {
-                let _ = reply.send(crate::web::reload_mode(&self.store, &self.mode));
-            }
-            // The built-in supervisor runs no data services of its own: all of it stops.
-            Request::StopApp => {
-                self.apply(AppEvent::Down);
-                self.waiting_down.push(reply);
-            }
-            // Taken by the event loop (it awaits the listeners); never reaches here.
-            Request::Reload => {
-                let _ = reply.send(Response::Error { message: "reload is handled by the event loop".into() });
-            }
-        }
     }
 
     fn status(&self) -> StatusReport {
