@@ -111,6 +111,7 @@ impl Kind {
             TaskKind::Update => Kind::Update,
             TaskKind::Deps => Kind::Deps,
             TaskKind::Command(_) => Kind::Command,
+            TaskKind::OsUpdate => Kind::OsUpdates,
         }
     }
 }

@@ -365,6 +365,9 @@ fn the_dependency_report_shows_findings_with_every_id_outdated_packages_and_the_
     assert_eq!(v["dependencies"]["report"]["findings"][0]["ids"][2], "PYSEC-2023-100");
     assert_eq!(v["dependencies"]["report"]["outdated_packages"][0]["compared_with"], "4.2.16");
     assert_eq!(v["dependencies"]["last_failure"]["job"], failed_id);
+}
+
+#[test]
 fn the_os_section_shows_what_os_maintenance_recorded() {
     use caretaker_core::os::{facts, LastReboot, OsSummary};
     let dir = tempfile::tempdir().unwrap();
