@@ -19,6 +19,7 @@ mod deps;
 mod jobs;
 mod maintenance;
 mod observe;
+mod package;
 mod probe;
 mod prod;
 mod recover;
