@@ -208,3 +208,48 @@ printf '%s\n' "${COMPREPLY[@]}""#);
     let removed: Vec<&String> = before.iter().filter(|f| !after.contains(f)).collect();
     assert!(added.is_empty() && removed.is_empty(), "after purge: stray {added:?}, missing {removed:?}");
 }
+
+/// `--version` names the commit, the cargo features and the build; `-V` stays one line.
+#[test]
+fn version_names_the_commit_features_and_build() {
+    let bin = env!("CARGO_BIN_EXE_caretaker");
+    let long = String::from_utf8(Command::new(bin).arg("--version").output().unwrap().stdout).unwrap();
+    let lines: Vec<&str> = long.lines().collect();
+    assert!(lines.len() == 3 && lines[0].contains("(commit "), "{long}");
+    assert!(lines[1].starts_with("features: ") && lines[2].starts_with("build: debug profile"), "{long}");
+    let short = String::from_utf8(Command::new(bin).arg("-V").output().unwrap().stdout).unwrap();
+    assert_eq!(short.trim(), lines[0]);
+}
+
+/// `caretaker completions SHELL` prints a script each shell accepts; bash's completes
+/// subcommands and options on its own (the package test checks it through bash-completion).
+#[test]
+fn completion_scripts_complete_commands_and_options() {
+    let bin = env!("CARGO_BIN_EXE_caretaker");
+    let script = |shell: &str| {
+        let out = Command::new(bin).args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "completions {shell}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(script("zsh").starts_with("#compdef caretaker"));
+    assert!(script("fish").contains("complete -c caretaker"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("caretaker.bash");
+    std::fs::write(&file, script("bash")).unwrap();
+    let complete = |words: &str| {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                r#"source "$0"; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1))
+COMP_LINE="{words}"; COMP_POINT=${{#COMP_LINE}}; _caretaker caretaker "${{COMP_WORDS[-1]}}" "${{COMP_WORDS[-2]}}"
+printf '%s\n' "${{COMPREPLY[@]}}""#
+            ))
+            .arg(&file)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(complete("caretaker bac").trim(), "backup");
+    let backup = complete("caretaker backup r");
+    assert!(backup.lines().any(|l| l == "run") && backup.lines().any(|l| l == "restore"), "{backup}");
+}
