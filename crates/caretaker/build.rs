@@ -17,6 +17,7 @@ fn main() {
         None => "unknown".into(),
     };
     println!("cargo:rustc-env=CARETAKER_COMMIT={commit}");
+    build_info();
     println!("cargo:rerun-if-env-changed=CARETAKER_COMMIT");
     // Rebuild when HEAD moves (new commit or checkout).
     for p in ["../../.git/HEAD", "../../.git/index"] {
@@ -24,4 +25,35 @@ fn main() {
             println!("cargo:rerun-if-changed={p}");
         }
     }
+}
+
+/// For `caretaker --version`: the cargo features this binary was built with and its build
+/// (profile, optimisation, target, compiler), so a bug report names exactly what ran.
+fn build_info() {
+    let mut features: Vec<String> = std::env::vars()
+        .filter_map(|(k, _)| k.strip_prefix("CARGO_FEATURE_").map(|f| f.to_lowercase().replace('_', "-")))
+        .collect();
+    features.sort();
+    let features = if features.is_empty() {
+        "none (every backend, database adapter and runtime is built in)".to_string()
+    } else {
+        features.join(", ")
+    };
+    println!("cargo:rustc-env=CARETAKER_FEATURES={features}");
+    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| "?".into());
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let rustc = Command::new(rustc)
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "rustc ?".into());
+    let assertions = if std::env::var_os("CARGO_CFG_DEBUG_ASSERTIONS").is_some() { "on" } else { "off" };
+    println!(
+        "cargo:rustc-env=CARETAKER_BUILD={} profile (opt-level {}, debug assertions {assertions}), {}, {rustc}",
+        env("PROFILE"),
+        env("OPT_LEVEL"),
+        env("TARGET"),
+    );
 }

@@ -6,11 +6,22 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 pub const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("CARETAKER_COMMIT"), ")");
+/// `--version` (not `-V`) adds the build: its cargo features and profile (build.rs).
+pub const BUILD_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CARETAKER_COMMIT"),
+    ")\nfeatures: ",
+    env!("CARETAKER_FEATURES"),
+    "\nbuild: ",
+    env!("CARETAKER_BUILD"),
+);
 
 #[derive(Parser, Debug)]
 #[command(
     name = "caretaker",
     version = LONG_VERSION,
+    long_version = BUILD_VERSION,
     about = "Turns a self-hosted web application into a self-maintaining appliance",
     long_about = "caretaker supervises a web application's services, backs up its database and files, \
 updates it safely with automatic rollback, watches it and tells you when something is wrong.\n\n\
@@ -110,6 +121,11 @@ pub enum Command {
     /// Operating system maintenance: package updates with precautions, safe reboots (docs/os.md)
     #[command(subcommand)]
     Os(crate::commands::os::OsCommand),
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(CompletionsArgs),
+    /// Write caretaker's man pages, generated from this command line (the package build runs it)
+    #[command(hide = true)]
+    Manpage(ManpageArgs),
     /// The bundled demo application (used by `caretaker demo` and the tests)
     #[command(hide = true, disable_help_flag = true)]
     DemoApp {
@@ -673,4 +689,19 @@ pub struct RecoverArgs {
     /// Print the summary as JSON
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for; the script goes to standard output
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args, Debug)]
+pub struct ManpageArgs {
+    /// Write caretaker.1 and one page per subcommand (caretaker-backup.1, ...) into this
+    /// directory, instead of caretaker.1 to standard output
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }

@@ -76,6 +76,8 @@ fn main() {
         Command::Logs(a) => commands::logs::run(&cli.global, a),
         Command::Exec(a) => commands::exec::run(&cli.global, a),
         Command::InstallSystemd(a) => commands::install_systemd::run(&cli.global, a),
+        Command::Completions(a) => commands::completions::completions(a),
+        Command::Manpage(a) => commands::completions::manpage(a),
         Command::DemoApp { .. } => unreachable!("handled above"),
     };
     let code = match result {

@@ -134,10 +134,12 @@ WantedBy=multi-user.target
 }
 
 /// `Documentation=` naming caretaker's own docs when they are on this machine (a source
-/// checkout next to the binary's build), else nothing: no address that is not true.
+/// checkout next to the binary's build, or the Debian package's copy), else nothing: no
+/// address that is not true.
 fn documentation() -> String {
-    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/daemon.md");
-    match std::fs::canonicalize(docs) {
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/daemon.md");
+    let package = Path::new("/usr/share/doc/caretaker/docs/daemon.md");
+    match std::fs::canonicalize(checkout).or_else(|_| std::fs::canonicalize(package)) {
         Ok(p) => format!("Documentation=file://{}\n", p.display()),
         Err(_) => "# Documentation: `caretaker --help`; docs/daemon.md in caretaker's source\n".into(),
     }

@@ -20,6 +20,7 @@ mod jobs;
 mod maintenance;
 mod observe;
 mod os;
+mod package;
 mod probe;
 mod prod;
 mod recover;
