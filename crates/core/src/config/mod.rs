@@ -11,11 +11,13 @@ mod parse;
 mod reader;
 mod secret;
 pub mod template;
+pub mod tls;
 
 pub use diagnostic::{is_secret_key, mask_secrets, suggest, Diagnostic, Diagnostics, Location, Severity};
 pub use model::*;
 pub use parse::{alerts_defaults, release_pointer_problems, DEFAULT_HTTP_LISTEN};
 pub use secret::{NoSecrets, Redactor, Secret, SecretOrigin, SecretSource};
+pub use tls::{Acme, AcmeDirectory, CertificateFiles, Challenge, Eab, Hsts, Tls};
 
 use reader::Cx;
 use std::path::Path;
