@@ -104,6 +104,9 @@ pub enum Command {
     Notify(NotifyCommand),
     /// Which of the app's Python dependencies are vulnerable (local OSV database) or outdated
     Deps(DepsArgs),
+    /// The front door's ACME certificate: status, renew now
+    #[command(subcommand)]
+    Cert(CertCommand),
     /// The bundled demo application (used by `caretaker demo` and the tests)
     #[command(hide = true, disable_help_flag = true)]
     DemoApp {
@@ -126,6 +129,22 @@ pub struct DepsArgs {
     /// Do not ask the package index (outdated packages: not checked)
     #[arg(long)]
     pub offline: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CertCommand {
+    /// Names, issuer, validity, next renewal, last error
+    Status {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Renew now if due (without waiting for a failure's backoff); asks the running daemon
+    Renew {
+        /// Renew even if the certificate is not due
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -5,6 +5,7 @@
 
 mod appenv;
 mod appmode;
+mod certs;
 mod cli;
 mod commands;
 mod compose;
@@ -61,6 +62,7 @@ fn main() {
         Command::Alerts(a) => commands::alerts::run(&cli.global, a),
         Command::Notify(c) => commands::notify::run(&cli.global, c),
         Command::Deps(a) => commands::deps::run(&cli.global, a),
+        Command::Cert(c) => commands::cert::run(&cli.global, c),
         Command::Daemon => commands::daemon::run(&cli.global),
         Command::Up(a) => commands::up::run(&cli.global, a),
         Command::Down(a) => commands::down::run(&cli.global, a),

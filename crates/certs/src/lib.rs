@@ -19,38 +19,46 @@ pub mod x509;
 
 pub use challenge::{AlpnResponder, Http01Responder, Solver, TokenMap};
 pub use manager::{CertStatus, Install, Manager};
+pub use rustls::sign::CertifiedKey;
 
 use caretaker_core::cert::Policy;
+use caretaker_core::config::{Command, Tls};
 use std::path::{Path, PathBuf};
-
-/// Let's Encrypt's production directory.
-pub const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
-/// Let's Encrypt's staging directory.
-pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
-
-/// `letsencrypt`, `letsencrypt-staging` (or `staging`), or a directory URL.
-pub fn directory_url(s: &str) -> String {
-    match s {
-        "letsencrypt" | "letsencrypt-production" => LETSENCRYPT.into(),
-        "letsencrypt-staging" | "staging" => LETSENCRYPT_STAGING.into(),
-        url => url.into(),
-    }
-}
 
 /// What the certificates module needs from the config.
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// The names of the certificate (SANs); the first names its files.
     pub names: Vec<String>,
-    /// The directory URL (see [`directory_url`]).
+    /// The directory URL.
     pub directory: String,
     pub email: Option<String>,
     /// Extra root trusted for the connection to the directory only.
     pub ca_file: Option<PathBuf>,
     pub eab: Option<Eab>,
-    /// Run (through `sh -c`) after a renewal, in webroot mode: reloads the web server.
-    pub reload_command: Option<String>,
+    /// Runs after a renewal, in webroot mode: reloads the web server.
+    pub reload_command: Option<Command>,
     pub policy: Policy,
+}
+
+impl Settings {
+    /// From the config's `tls` section; `None` without `tls.acme`.
+    pub fn from_config(tls: &Tls) -> Option<Settings> {
+        let a = tls.acme.as_ref()?;
+        Some(Settings {
+            names: tls.names.clone(),
+            directory: a.directory.url().to_string(),
+            email: a.email.clone(),
+            ca_file: a.ca_file.clone(),
+            eab: a.eab.as_ref().map(|e| Eab { kid: e.kid.clone(), hmac_key: e.hmac_key.expose().to_string() }),
+            reload_command: a.reload_command.clone(),
+            policy: Policy {
+                renew_before: a.renew_before,
+                max_orders_per_hour: a.max_orders_per_hour,
+                stuck_after: a.stuck_after,
+            },
+        })
+    }
 }
 
 /// External account binding (CAs such as ZeroSSL, Sectigo, Google).

@@ -557,17 +557,18 @@ async fn order(
     Ok(loaded)
 }
 
-/// Runs the reload command (`sh -c`), retried after pauses; its output goes to the job log.
-async fn run_reload(cmd: &str, log: &mut dyn FnMut(&str)) -> Result<(), String> {
+/// Runs the reload command, retried after pauses; its output goes to the job log.
+async fn run_reload(cmd: &caretaker_core::config::Command, log: &mut dyn FnMut(&str)) -> Result<(), String> {
+    let argv = cmd.argv();
+    let Some((prog, args)) = argv.split_first() else { return Err("the reload command is empty".into()) };
     let mut last = String::new();
     for (i, pause) in std::iter::once(Duration::ZERO).chain(RELOAD_PAUSES).enumerate() {
         tokio::time::sleep(pause).await;
         log(&format!("reload command (attempt {}): {cmd}", i + 1));
         let out = tokio::time::timeout(
             Duration::from_secs(120),
-            tokio::process::Command::new("sh")
-                .arg("-c")
-                .arg(cmd)
+            tokio::process::Command::new(prog)
+                .args(args)
                 .stdin(std::process::Stdio::null())
                 .kill_on_drop(true)
                 .output(),
@@ -581,10 +582,10 @@ async fn run_reload(cmd: &str, log: &mut dyn FnMut(&str)) -> Result<(), String> 
                 if o.status.success() {
                     return Ok(());
                 }
-                last = format!("{cmd:?} exited with {}", o.status);
+                last = format!("`{cmd}` exited with {}", o.status);
             }
-            Ok(Err(e)) => last = format!("cannot run {cmd:?}: {e}"),
-            Err(_) => last = format!("{cmd:?} did not finish within 120 s"),
+            Ok(Err(e)) => last = format!("cannot run `{cmd}`: {e}"),
+            Err(_) => last = format!("`{cmd}` did not finish within 120 s"),
         }
         log(&last);
     }

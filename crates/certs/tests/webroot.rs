@@ -7,12 +7,12 @@ mod common;
 use caretaker_certs::manager::Manager;
 use caretaker_certs::{Install, Settings, Solver};
 use caretaker_core::cert::{Policy, Urgency};
-use caretaker_core::config::Redactor;
+use caretaker_core::config::{Command, Redactor};
 use caretaker_core::job::{kind, Outcome, Trigger};
 use caretaker_state::Store;
 use common::*;
 use jiff::Timestamp;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ struct Nginx(std::process::Child);
 impl Drop for Nginx {
     fn drop(&mut self) {
         // TERM: the master stops its workers too (KILL would leave them running).
-        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        let _ = std::process::Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
         let _ = self.0.wait();
     }
 }
@@ -55,7 +55,7 @@ async fn webroot_mode_with_real_nginx() {
         email: None,
         ca_file: Some(pebble.ca_file.clone()),
         eab: None,
-        reload_command: Some(reload),
+        reload_command: Some(Command::Shell(reload)),
         policy: Policy::default(),
     };
     let mut m = Manager::new(&state, settings, Solver::Webroot(webroot.clone()), Arc::new(Nobody), Redactor::default())
@@ -74,7 +74,7 @@ async fn webroot_mode_with_real_nginx() {
     );
     std::fs::write(d.join("nginx.conf"), conf).unwrap();
     let _nginx = Nginx(
-        Command::new(&nginx)
+        std::process::Command::new(&nginx)
             .arg("-c")
             .arg(d.join("nginx.conf"))
             .arg("-p")
@@ -146,7 +146,7 @@ async fn a_failing_reload_command_fails_the_job_and_is_retried_later() {
         email: None,
         ca_file: Some(pebble.ca_file.clone()),
         eab: None,
-        reload_command: Some(format!("echo attempt >> {}/attempts; exit 3", d.display())),
+        reload_command: Some(Command::Shell(format!("echo attempt >> {}/attempts; exit 3", d.display()))),
         policy: Policy::default(),
     };
     serve_dir(webroot.clone(), http_port);
@@ -169,7 +169,7 @@ async fn a_failing_reload_command_fails_the_job_and_is_retried_later() {
     assert!(j[0].error.as_deref().unwrap().contains("reload command failed"), "{:?}", j[0].error);
     // A restart keeps the pending reload; the next step retries it (now it works).
     drop(m);
-    settings.reload_command = Some(format!("echo ok >> {}/attempts", d.display()));
+    settings.reload_command = Some(Command::Shell(format!("echo ok >> {}/attempts", d.display())));
     let mut m = Manager::new(&state, settings, Solver::Webroot(webroot), front, Redactor::default()).unwrap();
     m.serve_initial(Timestamp::now()).unwrap();
     m.tick(next, Urgency::Scheduled, Trigger::Schedule).await;

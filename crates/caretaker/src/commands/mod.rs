@@ -7,6 +7,7 @@ pub mod config;
 pub mod daemon;
 pub mod db;
 pub mod demo;
+pub mod cert;
 pub mod deps;
 pub mod down;
 pub mod exec;
