@@ -63,6 +63,26 @@ pub struct StatusData {
     pub alerts: Vec<AlertRow>,
     pub schedule: Vec<ScheduleRow>,
     pub charts: Charts,
+    /// The front door's ACME certificates (the renewal task's status); empty without
+    /// `tls.acme`.
+    pub certificates: Vec<CertRow>,
+}
+
+/// One certificate, as the renewal task reports it (docs/certificates.md).
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct CertRow {
+    pub name: String,
+    pub names: Vec<String>,
+    pub issuer: Option<String>,
+    pub not_after: Option<Timestamp>,
+    /// The front door serves the self-signed fallback.
+    pub self_signed: bool,
+    pub next_renewal: Option<Timestamp>,
+    pub renewed_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+    pub failures: u32,
+    pub stuck_seconds: Option<i64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -311,7 +331,17 @@ pub fn gather(
         })
         .collect();
 
+    let certificates: Vec<CertRow> = if cfg.tls.as_ref().is_some_and(|t| t.acme.is_some()) {
+        store
+            .fact(caretaker_core::cert::STATUS_FACT)?
+            .and_then(|f| serde_json::from_str(&f).ok())
+            .unwrap_or_default()
+    } else {
+        vec![]
+    };
+
     Ok(StatusData {
+        certificates,
         app: cfg.app.name.clone(),
         generated_at: now,
         mode,
