@@ -254,6 +254,8 @@ pub struct Surroundings {
     tasks: Tasks,
     state_dir: PathBuf,
     invocation: crate::scheduled::Invocation,
+    /// The front door's certificate slot and TLS listener, for the daemon's life (docs/tls.md).
+    pub tls: crate::tls::DaemonTls,
 }
 
 /// The tasks that follow the config, with the sockets they listen on (kept to hand on).
@@ -314,6 +316,7 @@ impl Surroundings {
             tasks: Tasks { shutdown: watch::channel(false).0, http: listeners.http.into_std()?, front_door: None },
             state_dir,
             invocation,
+            tls: Default::default(),
         };
         let http = around.tasks.http.try_clone()?;
         let front_door = listeners.front_door.map(|l| l.into_std()).transpose()?;
@@ -383,7 +386,8 @@ impl Surroundings {
             // accepting on SIGTERM and leaves it to systemd).
             crate::listen::note_duplicate(listener.as_raw_fd(), dup.as_raw_fd());
             let listener = tokio::net::TcpListener::from_std(dup)?;
-            crate::web::spawn_front_door(settings, listener, self.mode.subscribe(), shutdown.clone())?;
+            let tls = self.tls.front_door(&config, shutdown.clone())?;
+            crate::web::spawn_front_door(settings, listener, tls, self.mode.subscribe(), shutdown.clone())?;
             tracing::info!("front door on {} → {}", fd.listen, fd.upstream);
         }
         tokio::spawn(alerts_loop(config.clone(), open_store()?, self.view.subscribe(), shutdown.clone()));

@@ -21,6 +21,7 @@ mod output;
 mod progress;
 mod runner;
 mod scheduled;
+mod tls;
 mod update;
 mod volbackup;
 mod web;

@@ -30,6 +30,7 @@ mod secrets;
 mod sheet;
 mod status_page;
 mod supervisor;
+mod tls;
 mod update;
 mod update_django;
 
