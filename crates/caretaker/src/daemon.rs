@@ -390,6 +390,7 @@ impl Surroundings {
             crate::web::spawn_front_door(settings, listener, tls, self.mode.subscribe(), shutdown.clone())?;
             tracing::info!("front door on {} → {}", fd.listen, fd.upstream);
         }
+        crate::certs::spawn(&config, &self.state_dir, p.redactor.clone(), self.tls.state(), shutdown.clone());
         tokio::spawn(alerts_loop(config.clone(), open_store()?, self.view.subscribe(), shutdown.clone()));
         let invocation = crate::scheduled::Invocation {
             exe: self.invocation.exe.clone(),

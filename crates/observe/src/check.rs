@@ -140,12 +140,20 @@ pub fn certificate_check(
     let first = names.first().cloned().unwrap_or_default();
     let name = format!("certificate {first}");
     let Some(c) = caretaker_core::cert::watched(fact, now).into_iter().find(|c| c.name == first) else {
-        return result(name, CheckStatus::Warning, "no certificate issued yet: the front door serves a self-signed one");
+        return result(
+            name,
+            CheckStatus::Warning,
+            "no certificate issued yet: the front door serves a self-signed one",
+        );
     };
     let left = c.seconds_left;
     let days = left / 86400.0;
     let status = if !rule.enabled {
-        if left <= 0.0 { CheckStatus::Critical } else { CheckStatus::Ok }
+        if left <= 0.0 {
+            CheckStatus::Critical
+        } else {
+            CheckStatus::Ok
+        }
     } else if left <= rule.critical.as_secs_f64() {
         CheckStatus::Critical
     } else if left <= rule.warning.as_secs_f64() {
@@ -256,7 +264,12 @@ pub fn run_checks(
         }
     }
     if let Some(t) = cfg.tls.as_ref().filter(|t| t.acme.is_some()) {
-        out.push(certificate_check(&t.names, &rules.certificate_expiry, store.fact(caretaker_core::cert::STATUS_FACT)?.as_deref(), now));
+        out.push(certificate_check(
+            &t.names,
+            &rules.certificate_expiry,
+            store.fact(caretaker_core::cert::STATUS_FACT)?.as_deref(),
+            now,
+        ));
     }
     match store.mode()? {
         caretaker_core::mode::Mode::Service(f) => out.push(result(
@@ -298,7 +311,8 @@ mod tests {
         let rule = caretaker_core::config::alerts_defaults().rules.certificate_expiry;
         let fact = |days: i64| {
             let end = now + jiff::SignedDuration::from_hours(24 * days);
-            serde_json::json!([{"name": "a.example", "not_after": end.to_string(), "acme_certificate": true}]).to_string()
+            serde_json::json!([{"name": "a.example", "not_after": end.to_string(), "acme_certificate": true}])
+                .to_string()
         };
         let names = vec!["a.example".to_string()];
         let st = |days| certificate_check(&names, &rule, Some(&fact(days)), now).status;

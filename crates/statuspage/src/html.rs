@@ -219,7 +219,9 @@ pub fn render(d: &StatusData, link_suffix: &str) -> String {
             let state = match (c.self_signed, left, c.stuck_seconds) {
                 (_, _, Some(_)) => pill("bad", "renewal stuck"),
                 (true, _, _) => pill("warn", "self-signed (no certificate from the CA yet)"),
-                (false, Some(l), _) if l <= 7 * 86400 => pill("bad", &format!("expires in {}", human_seconds(l.max(0)))),
+                (false, Some(l), _) if l <= 7 * 86400 => {
+                    pill("bad", &format!("expires in {}", human_seconds(l.max(0))))
+                }
                 (false, Some(l), _) if l <= 21 * 86400 => pill("warn", &format!("expires in {}", human_seconds(l))),
                 (false, Some(l), _) => pill("ok", &format!("valid for {}", human_seconds(l))),
                 (false, None, _) => pill("warn", "unknown"),

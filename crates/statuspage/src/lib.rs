@@ -332,10 +332,7 @@ pub fn gather(
         .collect();
 
     let certificates: Vec<CertRow> = if cfg.tls.as_ref().is_some_and(|t| t.acme.is_some()) {
-        store
-            .fact(caretaker_core::cert::STATUS_FACT)?
-            .and_then(|f| serde_json::from_str(&f).ok())
-            .unwrap_or_default()
+        store.fact(caretaker_core::cert::STATUS_FACT)?.and_then(|f| serde_json::from_str(&f).ok()).unwrap_or_default()
     } else {
         vec![]
     };

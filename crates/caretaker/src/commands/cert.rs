@@ -95,7 +95,11 @@ fn renew(app: &AppContext, settings: &Settings, force: bool) -> Result<Code> {
     let now = Timestamp::now();
     let st = manager::status(app.store.dir(), settings, now);
     if !force && !st.self_signed && st.next_renewal.is_some_and(|t| t > now) && st.failures == 0 {
-        println!("not due: the certificate ends {}; renewal is planned {}", ago(st.not_after, now), ago(st.next_renewal, now));
+        println!(
+            "not due: the certificate ends {}; renewal is planned {}",
+            ago(st.not_after, now),
+            ago(st.next_renewal, now)
+        );
         println!("(`caretaker cert renew --force` renews now)");
         return Ok(Code::Ok);
     }
@@ -118,7 +122,10 @@ fn renew(app: &AppContext, settings: &Settings, force: bool) -> Result<Code> {
                 if app.store.jobs(Some(kind::CERTIFICATE), 1)?.first().is_none_or(|j| j.id <= before) {
                     let st = manager::status(state_dir, settings, Timestamp::now());
                     println!("no order placed now: next attempt {}", ago(st.next_renewal, Timestamp::now()));
-                    println!("(at most {} orders per hour; `caretaker cert status` says more)", settings.policy.max_orders_per_hour);
+                    println!(
+                        "(at most {} orders per hour; `caretaker cert status` says more)",
+                        settings.policy.max_orders_per_hour
+                    );
                     return Ok(Code::Failure);
                 }
             }
@@ -154,11 +161,19 @@ fn report(app: &AppContext, settings: &Settings, j: &caretaker_state::JobRecord)
     let now = Timestamp::now();
     if j.outcome == Outcome::Succeeded {
         let st = manager::status(app.store.dir(), settings, now);
-        println!("renewed: serial {} valid until {} (job #{})", st.serial.as_deref().unwrap_or("-"), ago(st.not_after, now), j.id);
+        println!(
+            "renewed: serial {} valid until {} (job #{})",
+            st.serial.as_deref().unwrap_or("-"),
+            ago(st.not_after, now),
+            j.id
+        );
         Ok(Code::Ok)
     } else {
-        Err(Failure::new(Code::Failure, format!("renewal failed (job #{}): {}", j.id, j.error.as_deref().unwrap_or("no reason recorded")))
-            .hint(format!("`caretaker jobs {}` shows its log", j.id))
-            .into())
+        Err(Failure::new(
+            Code::Failure,
+            format!("renewal failed (job #{}): {}", j.id, j.error.as_deref().unwrap_or("no reason recorded")),
+        )
+        .hint(format!("`caretaker jobs {}` shows its log", j.id))
+        .into())
     }
 }

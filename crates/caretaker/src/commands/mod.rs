@@ -2,12 +2,12 @@
 
 pub mod alerts;
 pub mod backup;
+pub mod cert;
 pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod db;
 pub mod demo;
-pub mod cert;
 pub mod deps;
 pub mod down;
 pub mod exec;
