@@ -30,9 +30,14 @@ fn pebble(dir: &Path, http_port: u16) -> Option<(Vec<Killed>, String, u16)> {
     let pebble = require_service("CARETAKER_TEST_PEBBLE")?;
     let chall = std::env::var("CARETAKER_TEST_PEBBLE_CHALLTESTSRV").unwrap_or_else(|_| "pebble-challtestsrv".into());
     let d = dir.display();
+    // A test CA (the `ca_file` the directory connection trusts) and Pebble's listener
+    // certificate signed by it.
     sh(&format!(
-        "cd {d} && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj '/CN=pebble listener' \
-         -addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout key.pem -out cert.pem 2>/dev/null"
+        "cd {d} && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj '/CN=test CA' \
+         -keyout ca.key -out ca.pem 2>/dev/null && \
+         openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj '/CN=localhost' -keyout key.pem -out l.csr 2>/dev/null && \
+         printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\n' > ext.cnf && \
+         openssl x509 -req -in l.csr -CA ca.pem -CAkey ca.key -set_serial 7 -days 2 -extfile ext.cnf -out cert.pem 2>/dev/null"
     ));
     let (port, mgmt, dns) = (free_port(), free_port(), free_port());
     let config = serde_json::json!({"pebble": {
@@ -60,7 +65,7 @@ fn pebble(dir: &Path, http_port: u16) -> Option<(Vec<Killed>, String, u16)> {
         .unwrap();
     wait_until(Duration::from_secs(30), "pebble", || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
     // Pebble's root, for the verifying client only.
-    sh(&format!("curl -sS --cacert {d}/cert.pem https://127.0.0.1:{mgmt}/roots/0 -o {d}/root.pem"));
+    sh(&format!("curl -sS --cacert {d}/ca.pem https://127.0.0.1:{mgmt}/roots/0 -o {d}/root.pem"));
     Some((vec![Killed(dns_proc), Killed(p)], format!("https://127.0.0.1:{port}/dir"), mgmt))
 }
 
@@ -98,13 +103,25 @@ tls:
   names: [{name}]
   listen: "127.0.0.1:{https}"
   acme: {{ directory: "{directory}", ca_file: "{ca}", email: ops@caretaker.test }}"#,
-            ca = pdir.join("cert.pem").display()
+            ca = pdir.join("ca.pem").display()
         ),
     );
     let root = pdir.join("root.pem");
     let d = app.daemon();
     // Served, then verified against Pebble's root once issued — no restart in between.
-    wait_until(Duration::from_secs(60), "the certificate from Pebble", || curl(name, https, &root).ok());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while let Err(e) = curl(name, https, &root) {
+        if std::time::Instant::now() > deadline {
+            let st = app.ct.run(&["cert", "status", "--json"]);
+            panic!(
+                "no certificate from Pebble: {e}\nstatus: {}{}\npebble: {}",
+                String::from_utf8_lossy(&st.stdout),
+                String::from_utf8_lossy(&st.stderr),
+                std::fs::read_to_string(pdir.join("pebble.log")).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert_eq!(orders(&pdir), 1);
     let st = app.ct.json(&["cert", "status", "--json"]);
     assert!(st["issuer"].as_str().unwrap().contains("Pebble"), "{st}");
