@@ -26,7 +26,7 @@ fn sh(cmd: &str) -> String {
 
 /// Pebble (with pebble-challtestsrv as its DNS: every name is 127.0.0.1) validating on
 /// `http_port`; returns the processes, the directory URL and the test CA of its listener.
-fn pebble(dir: &Path, http_port: u16) -> Option<(Vec<Killed>, String, u16)> {
+fn pebble(dir: &Path, http_port: u16, tls_port: u16) -> Option<(Vec<Killed>, String, u16)> {
     let pebble = require_service("CARETAKER_TEST_PEBBLE")?;
     let chall = std::env::var("CARETAKER_TEST_PEBBLE_CHALLTESTSRV").unwrap_or_else(|_| "pebble-challtestsrv".into());
     let d = dir.display();
@@ -43,7 +43,7 @@ fn pebble(dir: &Path, http_port: u16) -> Option<(Vec<Killed>, String, u16)> {
     let config = serde_json::json!({"pebble": {
         "listenAddress": format!("127.0.0.1:{port}"), "managementListenAddress": format!("127.0.0.1:{mgmt}"),
         "certificate": dir.join("cert.pem"), "privateKey": dir.join("key.pem"),
-        "httpPort": http_port, "tlsPort": free_port(), "ocspResponderURL": "", "externalAccountBindingRequired": false
+        "httpPort": http_port, "tlsPort": tls_port, "ocspResponderURL": "", "externalAccountBindingRequired": false
     }});
     std::fs::write(dir.join("pebble.json"), config.to_string()).unwrap();
     let log = || std::fs::OpenOptions::new().create(true).append(true).open(dir.join("pebble.log")).unwrap();
@@ -93,7 +93,7 @@ fn the_daemon_gets_a_certificate_from_pebble_and_serves_it_without_restart() {
     let dir = tempfile::tempdir().unwrap();
     let pdir = dir.path().join("pebble");
     std::fs::create_dir(&pdir).unwrap();
-    let Some((_pebble, directory, _)) = pebble(&pdir, door) else { return };
+    let Some((_pebble, directory, _)) = pebble(&pdir, door, free_port()) else { return };
     let name = "shop.caretaker.test";
     let app = App::new(
         &demo_web(dir.path(), app_port),
@@ -150,4 +150,39 @@ tls:
     wait_until(Duration::from_secs(30), "HTTPS after the restart", || curl(name, https, &root).ok());
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(orders(&pdir), 2, "a restart must not order");
+}
+
+#[test]
+fn the_daemon_answers_tls_alpn_01_on_its_tls_port() {
+    let (app_port, door, https) = (free_port(), free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let pdir = dir.path().join("pebble");
+    std::fs::create_dir(&pdir).unwrap();
+    // Pebble validates on the TLS port only; its HTTP-01 port points nowhere.
+    let Some((_pebble, directory, _)) = pebble(&pdir, free_port(), https) else { return };
+    let name = "alpn.caretaker.test";
+    let app = App::new(
+        &demo_web(dir.path(), app_port),
+        &format!(
+            r#"front_door: {{ listen: "127.0.0.1:{door}", upstream: "127.0.0.1:{app_port}" }}
+tls:
+  names: [{name}]
+  listen: "127.0.0.1:{https}"
+  acme: {{ directory: "{directory}", ca_file: "{ca}", challenge: tls-alpn-01 }}"#,
+            ca = pdir.join("ca.pem").display()
+        ),
+    );
+    let root = pdir.join("root.pem");
+    let _d = app.daemon();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while let Err(e) = curl(name, https, &root) {
+        if std::time::Instant::now() > deadline {
+            let st = app.ct.run(&["cert", "status", "--json"]);
+            panic!("no certificate through TLS-ALPN-01: {e}\nstatus: {}", String::from_utf8_lossy(&st.stdout));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(orders(&pdir), 1);
+    let jobs = app.ct.json(&["jobs", "--json"]);
+    assert!(jobs.to_string().contains("tls-alpn-01"), "{jobs}");
 }
