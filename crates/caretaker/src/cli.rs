@@ -126,6 +126,9 @@ pub enum Command {
     /// Write caretaker's man pages, generated from this command line (the package build runs it)
     #[command(hide = true)]
     Manpage(ManpageArgs),
+    /// The front door's ACME certificate: status, renew now
+    #[command(subcommand)]
+    Cert(CertCommand),
     /// The bundled demo application (used by `caretaker demo` and the tests)
     #[command(hide = true, disable_help_flag = true)]
     DemoApp {
@@ -170,6 +173,22 @@ pub enum TasksCommand {
         /// Print one JSON document (schema 1, docs/tasks.md)
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CertCommand {
+    /// Names, issuer, validity, next renewal, last error
+    Status {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Renew now if due (without waiting for a failure's backoff); asks the running daemon
+    Renew {
+        /// Renew even if the certificate is not due
+        #[arg(long)]
+        force: bool,
     },
 }
 

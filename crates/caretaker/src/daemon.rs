@@ -226,6 +226,8 @@ pub struct Surroundings {
     state_dir: PathBuf,
     invocation: crate::scheduled::Invocation,
     connections: Connections,
+    /// The front door's certificate slot and TLS listener, for the daemon's life (docs/tls.md).
+    pub tls: crate::tls::DaemonTls,
 }
 
 /// How long the daemon's exit waits for control connections still open.
@@ -332,6 +334,7 @@ impl Surroundings {
             state_dir,
             invocation,
             connections,
+            tls: Default::default(),
         };
         let http = around.tasks.http.try_clone()?;
         let front_door = listeners.front_door.map(|l| l.into_std()).transpose()?;
@@ -400,9 +403,11 @@ impl Surroundings {
             // accepting on SIGTERM and leaves it to systemd).
             crate::listen::note_duplicate(listener.as_raw_fd(), dup.as_raw_fd());
             let listener = tokio::net::TcpListener::from_std(dup)?;
-            crate::web::spawn_front_door(settings, listener, self.mode.subscribe(), shutdown.clone())?;
+            let tls = self.tls.front_door(&config, shutdown.clone())?;
+            crate::web::spawn_front_door(settings, listener, tls, self.mode.subscribe(), shutdown.clone())?;
             tracing::info!("front door on {} → {}", fd.listen, fd.upstream);
         }
+        crate::certs::spawn(&config, &self.state_dir, p.redactor.clone(), self.tls.state(), shutdown.clone());
         spawn_background_tasks(BackgroundContext {
             config: config.clone(),
             state_dir: self.state_dir.clone(),

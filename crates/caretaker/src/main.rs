@@ -5,6 +5,7 @@
 
 mod appenv;
 mod appmode;
+mod certs;
 mod cli;
 mod commands;
 mod compose;
@@ -21,6 +22,7 @@ mod progress;
 mod runner;
 mod runtime;
 mod scheduled;
+mod tls;
 mod update;
 mod volbackup;
 mod web;
@@ -64,6 +66,7 @@ fn main() {
         Command::Deps(a) => commands::deps::run(&cli.global, a),
         Command::Tasks(a) => commands::tasks::run(&cli.global, a),
         Command::Os(c) => commands::os::run(&cli.global, c),
+        Command::Cert(c) => commands::cert::run(&cli.global, c),
         Command::Daemon => commands::daemon::run(&cli.global),
         Command::Up(a) => commands::up::run(&cli.global, a),
         Command::Down(a) => commands::down::run(&cli.global, a),

@@ -140,6 +140,7 @@ pub async fn serve_http(
 pub fn spawn_front_door(
     settings: caretaker_frontdoor::Settings,
     listener: TcpListener,
+    tls: Option<(caretaker_frontdoor::TlsSite, std::net::TcpListener)>,
     mode: watch::Receiver<Mode>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
@@ -164,7 +165,23 @@ pub fn spawn_front_door(
                     return;
                 }
             };
-            let door = caretaker_frontdoor::FrontDoor::new(settings, mode);
+            let door = match tls {
+                // HTTPS on the same front door (docs/tls.md).
+                Some((site, tls_listener)) => {
+                    let door = caretaker_frontdoor::FrontDoor::with_tls(settings, mode, site);
+                    match TcpListener::from_std(tls_listener) {
+                        Ok(l) => {
+                            let mut stop = shutdown.clone();
+                            tokio::spawn(door.clone().serve_tls(l, async move {
+                                let _ = stop.wait_for(|s| *s).await;
+                            }));
+                        }
+                        Err(e) => tracing::error!("front door: cannot use its TLS listener: {e}"),
+                    }
+                    door
+                }
+                None => caretaker_frontdoor::FrontDoor::new(settings, mode),
+            };
             let mut stopping = shutdown.clone();
             door.serve(listener, async move {
                 use tokio::signal::unix::{signal, SignalKind};

@@ -167,6 +167,8 @@ pub const SKIPS_TO_ALERT: u32 = 3;
 pub struct CertificateObs {
     pub name: String,
     pub not_after: Timestamp,
+    /// Seconds left until `not_after` when it was observed (negative: expired).
+    pub seconds_left: f64,
 }
 
 /// Everything the rules look at, gathered by the caller. `None`/empty means "not observed":

@@ -109,4 +109,6 @@ pub mod kind {
     pub const DEMO: &str = "demo";
     /// The dependency report (`caretaker deps`).
     pub const DEPS: &str = "deps";
+    /// One ACME order for the front door's certificate (docs/certificates.md).
+    pub const CERTIFICATE: &str = "certificate";
 }

@@ -292,6 +292,13 @@ pub fn render_metrics(s: &Snapshot) -> String {
         &s.certificates,
         |c| Some((vec![("name", c.name.as_str())], secs(c.not_after))),
     );
+    o.each(
+        "caretaker_certificate_expiry_seconds",
+        "gauge",
+        "Seconds until the TLS certificate expires (negative: expired), when observed.",
+        &s.certificates,
+        |c| Some((vec![("name", c.name.as_str())], c.seconds_left)),
+    );
 
     // Alerts: like Prometheus' own ALERTS series, one per pending or firing alert.
     let active: Vec<&AlertState> = s.alerts.iter().filter(|a| a.status != Status::Resolved).collect();
@@ -394,7 +401,11 @@ mod tests {
                 runs: vec![("succeeded".into(), 3), ("failed".into(), 1)],
             }],
             backup: None,
-            certificates: vec![],
+            certificates: vec![CertificateObs {
+                name: "example.org".into(),
+                not_after: t + jiff::SignedDuration::from_hours(30 * 24),
+                seconds_left: 2_592_000.0,
+            }],
             alerts: vec![AlertState {
                 rule: "filesystem_free_percent".into(),
                 subject: "/".into(),
@@ -473,6 +484,12 @@ mod tests {
             # TYPE caretaker_jobs_total counter
             caretaker_jobs_total{kind="backup",outcome="succeeded"} 3
             caretaker_jobs_total{kind="backup",outcome="failed"} 1
+            # HELP caretaker_certificate_not_after_timestamp_seconds When the TLS certificate expires, Unix time.
+            # TYPE caretaker_certificate_not_after_timestamp_seconds gauge
+            caretaker_certificate_not_after_timestamp_seconds{name="example.org"} 1774958400
+            # HELP caretaker_certificate_expiry_seconds Seconds until the TLS certificate expires (negative: expired), when observed.
+            # TYPE caretaker_certificate_expiry_seconds gauge
+            caretaker_certificate_expiry_seconds{name="example.org"} 2592000
             # HELP caretaker_alert_active Alerts that are pending or firing (1 per alert), with rule, subject, severity and state.
             # TYPE caretaker_alert_active gauge
             caretaker_alert_active{rule="filesystem_free_percent",subject="/",severity="warning",state="firing"} 1

@@ -9,8 +9,14 @@
 //! The mode comes in through a `watch` channel: the daemon reads it from the state store (so a
 //! `caretaker maintenance on` in another process takes effect within a second) and this crate
 //! only reacts to it. Architecture invariant: the front door never decides the mode.
+//!
+//! With `tls:` configured ([`FrontDoor::with_tls`]) the same front door also serves HTTPS
+//! ([`FrontDoor::serve_tls`], certificates from [`tls::CertSlot`]); both ports answer ACME
+//! HTTP-01 challenges, the plain port redirects to HTTPS, and HTTPS responses carry HSTS.
+//! Requests take one code path on both ports: pages, proxying and limits are the same.
 
 pub mod pages;
+pub mod tls;
 
 use bytes::Bytes;
 use caretaker_core::mode::Mode;
@@ -61,13 +67,51 @@ pub struct Stats {
     pub service_pages: AtomicU64,
     pub upstream_errors: AtomicU64,
     pub upgrades: AtomicU64,
+    /// Plain-HTTP requests redirected to HTTPS.
+    pub redirects: AtomicU64,
+    /// ACME challenges answered (HTTP-01 requests, TLS-ALPN-01 handshakes).
+    pub acme_challenges: AtomicU64,
+    /// TLS handshakes that failed or timed out.
+    pub tls_handshake_errors: AtomicU64,
 }
+
+/// How long a client may take to complete its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct FrontDoor {
     settings: Settings,
     client: Client<HttpConnector, Body>,
     mode: watch::Receiver<Mode>,
+    tls: Option<TlsSite>,
     pub stats: Stats,
+}
+
+/// The front door's HTTPS side, from the config's `tls` section.
+#[derive(Clone, Debug)]
+pub struct TlsSite {
+    /// The certificate slot and HTTP-01 answers, shared with whoever renews certificates.
+    pub state: tls::TlsState,
+    /// The plain port redirects to HTTPS (ACME's challenge path exempt).
+    pub redirect_http: bool,
+    /// The port redirects point at (omitted from the URL when 443).
+    pub https_port: u16,
+    /// The `Strict-Transport-Security` value for HTTPS responses.
+    pub hsts: Option<HeaderValue>,
+    /// The host redirects name when a request has no `Host` header (HTTP/1.0).
+    pub default_host: String,
+}
+
+impl TlsSite {
+    pub fn from_config(t: &caretaker_core::config::Tls, state: tls::TlsState) -> Self {
+        let https_port = t.listen.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(443);
+        TlsSite {
+            state,
+            redirect_http: t.redirect_http,
+            https_port,
+            hsts: t.hsts.and_then(|h| HeaderValue::from_str(&h.header_value()).ok()),
+            default_host: t.names.first().cloned().unwrap_or_default(),
+        }
+    }
 }
 
 /// Headers that describe one connection and must not be forwarded (RFC 9110 §7.6.1).
@@ -84,6 +128,15 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 impl FrontDoor {
     pub fn new(settings: Settings, mode: watch::Receiver<Mode>) -> Arc<Self> {
+        Self::build(settings, mode, None)
+    }
+
+    /// A front door that also serves HTTPS (through [`FrontDoor::serve_tls`]).
+    pub fn with_tls(settings: Settings, mode: watch::Receiver<Mode>, site: TlsSite) -> Arc<Self> {
+        Self::build(settings, mode, Some(site))
+    }
+
+    fn build(settings: Settings, mode: watch::Receiver<Mode>, tls: Option<TlsSite>) -> Arc<Self> {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
         connector.set_nodelay(true);
@@ -91,7 +144,7 @@ impl FrontDoor {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
             .build(connector);
-        Arc::new(FrontDoor { settings, client, mode, stats: Stats::default() })
+        Arc::new(FrontDoor { settings, client, mode, tls, stats: Stats::default() })
     }
 
     /// Accepts connections until `shutdown` resolves. Connections in flight finish on their own.
@@ -111,25 +164,127 @@ impl FrontDoor {
                 },
             };
             let _ = stream.set_nodelay(true);
+            tokio::spawn(self.clone().connection(stream, peer, false));
+        }
+    }
+
+    /// Accepts TLS connections until `shutdown` resolves, with the certificate of the
+    /// [`TlsSite`]'s slot at the moment of each handshake. Needs [`FrontDoor::with_tls`].
+    pub async fn serve_tls(self: Arc<Self>, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) {
+        let Some(site) = &self.tls else {
+            tracing::error!("front door: serve_tls without a TLS site");
+            return;
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(site.state.slot.server_config());
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = &mut shutdown => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("front door (TLS): accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
             let this = self.clone();
+            let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
-                    let this = this.clone();
-                    async move { Ok::<_, std::convert::Infallible>(this.handle(req, peer).await) }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(30))
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .with_upgrades();
-                if let Err(e) = conn.await {
-                    tracing::debug!("front door: connection from {peer}: {e}");
+                let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        this.stats.tls_handshake_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!("front door: TLS handshake with {peer}: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        this.stats.tls_handshake_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!("front door: TLS handshake with {peer} timed out");
+                        return;
+                    }
+                };
+                if stream.get_ref().1.alpn_protocol() == Some(tls::ACME_TLS_ALPN) {
+                    // TLS-ALPN-01: the handshake was the answer (RFC 8737 §3).
+                    this.stats.acme_challenges.fetch_add(1, Ordering::Relaxed);
+                    let mut stream = stream;
+                    let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+                    return;
                 }
+                this.connection(stream, peer, true).await;
             });
         }
     }
 
-    async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    /// Serves one connection's requests (plain or TLS, `secure` says which).
+    async fn connection<IO>(self: Arc<Self>, io: IO, peer: SocketAddr, secure: bool)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let this = self.clone();
+        let svc = hyper::service::service_fn(move |req| {
+            let this = this.clone();
+            async move { Ok::<_, std::convert::Infallible>(this.respond(req, peer, secure).await) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
+            .serve_connection(TokioIo::new(io), svc)
+            .with_upgrades();
+        if let Err(e) = conn.await {
+            tracing::debug!("front door: connection from {peer}: {e}");
+        }
+    }
+
+    /// [`FrontDoor::handle`] plus what TLS adds: ACME answers, the redirect, HSTS.
+    async fn respond(&self, req: Request<Incoming>, peer: SocketAddr, secure: bool) -> Response<Body> {
+        let Some(site) = &self.tls else { return self.handle(req, peer, secure).await };
+        let path = req.uri().path();
+        if path.starts_with(tls::ACME_CHALLENGE_PATH) && req.method() == hyper::Method::GET {
+            if let Some(answer) = site.state.tokens.answer(path) {
+                self.stats.acme_challenges.fetch_add(1, Ordering::Relaxed);
+                let mut r = page(StatusCode::OK, answer, None);
+                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+                return r;
+            }
+        }
+        if !secure && site.redirect_http && !path.starts_with(tls::ACME_CHALLENGE_PATH) {
+            return self.redirect(&req, site);
+        }
+        let mut resp = self.handle(req, peer, secure).await;
+        if let (true, Some(hsts)) = (secure, &site.hsts) {
+            resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+        resp
+    }
+
+    /// 308 to the same path on HTTPS: the method and body are kept (a POST stays a POST).
+    fn redirect<B>(&self, req: &Request<B>, site: &TlsSite) -> Response<Body> {
+        if let Some(why) = host_problem(req) {
+            return page(StatusCode::BAD_REQUEST, format!("bad request: {why}\n"), None);
+        }
+        let host = match req.headers().get(header::HOST) {
+            Some(h) => match h.to_str().ok().and_then(|h| h.parse::<hyper::http::uri::Authority>().ok()) {
+                Some(a) => a.host().to_string(),
+                None => return page(StatusCode::BAD_REQUEST, "bad request: invalid Host header\n".into(), None),
+            },
+            None => site.default_host.clone(),
+        };
+        let port = if site.https_port == 443 { String::new() } else { format!(":{}", site.https_port) };
+        let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let location = format!("https://{host}{port}{path}");
+        let Ok(location) = HeaderValue::from_str(&location) else {
+            return page(StatusCode::BAD_REQUEST, "bad request\n".into(), None);
+        };
+        self.stats.redirects.fetch_add(1, Ordering::Relaxed);
+        let mut r = page(StatusCode::PERMANENT_REDIRECT, String::new(), None);
+        r.headers_mut().insert(header::LOCATION, location);
+        r
+    }
+
+    async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr, secure: bool) -> Response<Body> {
         if let Some(why) = host_problem(&req) {
             return page(StatusCode::BAD_REQUEST, format!("bad request: {why}\n"), None);
         }
@@ -170,7 +325,7 @@ impl FrontDoor {
         };
         let mut headers = parts.headers;
         strip_hop_by_hop(&mut headers);
-        forwarded_headers(&mut headers, peer);
+        forwarded_headers(&mut headers, peer, secure);
         if upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         } else {
@@ -257,7 +412,7 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
-fn forwarded_headers(h: &mut HeaderMap, peer: SocketAddr) {
+fn forwarded_headers(h: &mut HeaderMap, peer: SocketAddr, secure: bool) {
     let ip = peer.ip().to_string();
     let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.is_empty() => format!("{prev}, {ip}"),
@@ -269,7 +424,7 @@ fn forwarded_headers(h: &mut HeaderMap, peer: SocketAddr) {
     if let Some(host) = h.get(header::HOST).cloned() {
         h.insert("x-forwarded-host", host);
     }
-    h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    h.insert("x-forwarded-proto", HeaderValue::from_static(if secure { "https" } else { "http" }));
 }
 
 fn error_chain_has<E: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {

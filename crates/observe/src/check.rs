@@ -128,6 +128,47 @@ fn url_host_port(url: &str, default_port: u16) -> Option<String> {
     }
 }
 
+/// The ACME certificate against the `certificate_expiry` thresholds: warning within the
+/// warning time, critical within the critical time or expired; a warning while none is issued.
+/// Read from the renewal task's status fact.
+pub fn certificate_check(
+    names: &[String],
+    rule: &caretaker_core::config::DurationThreshold,
+    fact: Option<&str>,
+    now: Timestamp,
+) -> CheckResult {
+    let first = names.first().cloned().unwrap_or_default();
+    let name = format!("certificate {first}");
+    let Some(c) = caretaker_core::cert::watched(fact, now).into_iter().find(|c| c.name == first) else {
+        return result(
+            name,
+            CheckStatus::Warning,
+            "no certificate issued yet: the front door serves a self-signed one",
+        );
+    };
+    let left = c.seconds_left;
+    let days = left / 86400.0;
+    let status = if !rule.enabled {
+        if left <= 0.0 {
+            CheckStatus::Critical
+        } else {
+            CheckStatus::Ok
+        }
+    } else if left <= rule.critical.as_secs_f64() {
+        CheckStatus::Critical
+    } else if left <= rule.warning.as_secs_f64() {
+        CheckStatus::Warning
+    } else {
+        CheckStatus::Ok
+    };
+    let msg = if left <= 0.0 {
+        format!("expired {:.1} days ago ({})", -days, c.not_after)
+    } else {
+        format!("valid for {days:.1} more days (until {})", c.not_after)
+    };
+    result(name, status, msg)
+}
+
 /// Runs every deployment check. `extra`: results the caller adds (e.g. a database adapter's
 /// "reachable and not empty" check), placed after the database line.
 pub fn run_checks(
@@ -222,6 +263,14 @@ pub fn run_checks(
             Err(e) => out.push(result("smtp", CheckStatus::Warning, e)),
         }
     }
+    if let Some(t) = cfg.tls.as_ref().filter(|t| t.acme.is_some()) {
+        out.push(certificate_check(
+            &t.names,
+            &rules.certificate_expiry,
+            store.fact(caretaker_core::cert::STATUS_FACT)?.as_deref(),
+            now,
+        ));
+    }
     match store.mode()? {
         caretaker_core::mode::Mode::Service(f) => out.push(result(
             "failed flag",
@@ -254,6 +303,24 @@ mod tests {
         assert_eq!(overall(&[r(CheckStatus::Ok), r(CheckStatus::Unknown)]), CheckStatus::Unknown);
         assert_eq!(overall(&[r(CheckStatus::Warning), r(CheckStatus::Unknown)]), CheckStatus::Warning);
         assert_eq!(overall(&[r(CheckStatus::Warning), r(CheckStatus::Critical)]), CheckStatus::Critical);
+    }
+
+    #[test]
+    fn certificate_check_warns_at_the_configured_days() {
+        let now: Timestamp = "2026-03-01T00:00:00Z".parse().unwrap();
+        let rule = caretaker_core::config::alerts_defaults().rules.certificate_expiry;
+        let fact = |days: i64| {
+            let end = now + jiff::SignedDuration::from_hours(24 * days);
+            serde_json::json!([{"name": "a.example", "not_after": end.to_string(), "acme_certificate": true}])
+                .to_string()
+        };
+        let names = vec!["a.example".to_string()];
+        let st = |days| certificate_check(&names, &rule, Some(&fact(days)), now).status;
+        assert_eq!(st(30), CheckStatus::Ok);
+        assert_eq!(st(20), CheckStatus::Warning);
+        assert_eq!(st(5), CheckStatus::Critical);
+        assert_eq!(st(-1), CheckStatus::Critical);
+        assert_eq!(certificate_check(&names, &rule, None, now).status, CheckStatus::Warning);
     }
 
     #[test]

@@ -148,6 +148,7 @@ pub fn gather(
         Mode::Service(f) => obs.service_mode = Some(f.reason),
     }
     obs.dependencies = crate::deps::newest_report(store)?;
+    obs.certificates = caretaker_core::cert::watched(store.fact(caretaker_core::cert::STATUS_FACT)?.as_deref(), now);
     let silences = store.silences(Some(now))?.into_iter().filter(|s| s.is_active(now)).count();
     let snapshot = Snapshot {
         app: cfg.app.name.clone(),

@@ -248,6 +248,38 @@ pub fn render(d: &StatusData, link_suffix: &str) -> String {
         );
     }
 
+    // Certificates.
+    if !d.certificates.is_empty() {
+        o.push_str(r#"<section id="certificates"><h2>Certificates</h2>"#);
+        for c in &d.certificates {
+            let left = c.not_after.map(|t| t.duration_since(now).as_secs());
+            let state = match (c.self_signed, left, c.stuck_seconds) {
+                (_, _, Some(_)) => pill("bad", "renewal stuck"),
+                (true, _, _) => pill("warn", "self-signed (no certificate from the CA yet)"),
+                (false, Some(l), _) if l <= 7 * 86400 => {
+                    pill("bad", &format!("expires in {}", human_seconds(l.max(0))))
+                }
+                (false, Some(l), _) if l <= 21 * 86400 => pill("warn", &format!("expires in {}", human_seconds(l))),
+                (false, Some(l), _) => pill("ok", &format!("valid for {}", human_seconds(l))),
+                (false, None, _) => pill("warn", "unknown"),
+            };
+            let _ = write!(
+                o,
+                "<dl><dt>names</dt><dd>{}</dd><dt>state</dt><dd>{state}</dd><dt>issuer</dt><dd>{}</dd><dt>not after</dt><dd>{}</dd><dt>next renewal</dt><dd>{}</dd><dt>last renewal</dt><dd>{}</dd><dt>last error</dt><dd>{}</dd></dl>",
+                esc(&c.names.join(", ")),
+                esc(c.issuer.as_deref().unwrap_or("—")),
+                when(now, c.not_after),
+                when(now, c.next_renewal),
+                when(now, c.renewed_at),
+                match &c.last_error {
+                    Some(e) => format!("{} ({} in a row)", esc(e), c.failures),
+                    None => "—".into(),
+                }
+            );
+        }
+        o.push_str("</section>");
+    }
+
     // Alerts.
     o.push_str(r#"<section id="alerts"><h2>Alerts</h2>"#);
     if d.alerts.is_empty() {

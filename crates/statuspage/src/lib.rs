@@ -67,6 +67,9 @@ pub struct StatusData {
     pub charts: Charts,
     /// OS maintenance (docs/os.md): `None` until caretaker has looked at the OS.
     pub os: Option<OsSection>,
+    /// The front door's ACME certificates (the renewal task's status); empty without
+    /// `tls.acme`.
+    pub certificates: Vec<CertRow>,
 }
 
 /// The operating system: pending updates, reboots (docs/os.md).
@@ -117,6 +120,23 @@ pub struct DepsReport {
     /// Why vulnerabilities / outdated packages were not checked.
     pub vulnerabilities_not_checked: Option<String>,
     pub outdated_not_checked: Option<String>,
+}
+
+/// One certificate, as the renewal task reports it (docs/certificates.md).
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct CertRow {
+    pub name: String,
+    pub names: Vec<String>,
+    pub issuer: Option<String>,
+    pub not_after: Option<Timestamp>,
+    /// The front door serves the self-signed fallback.
+    pub self_signed: bool,
+    pub next_renewal: Option<Timestamp>,
+    pub renewed_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+    pub failures: u32,
+    pub stuck_seconds: Option<i64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -365,7 +385,14 @@ pub fn gather(
         })
         .collect();
 
+    let certificates: Vec<CertRow> = if cfg.tls.as_ref().is_some_and(|t| t.acme.is_some()) {
+        store.fact(caretaker_core::cert::STATUS_FACT)?.and_then(|f| serde_json::from_str(&f).ok()).unwrap_or_default()
+    } else {
+        vec![]
+    };
+
     Ok(StatusData {
+        certificates,
         app: cfg.app.name.clone(),
         generated_at: now,
         mode,

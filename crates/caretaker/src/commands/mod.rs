@@ -2,6 +2,7 @@
 
 pub mod alerts;
 pub mod backup;
+pub mod cert;
 pub mod check;
 pub mod completions;
 pub mod config;

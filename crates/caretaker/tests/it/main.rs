@@ -5,6 +5,7 @@ mod backup;
 mod backup_failures;
 mod backup_metrics;
 mod backup_targets;
+mod certs;
 mod compose;
 mod compose_mariadb;
 mod compose_oneoff;
@@ -33,6 +34,7 @@ mod sheet;
 mod status_page;
 mod supervisor;
 mod tasks;
+mod tls;
 mod update;
 mod update_django;
 

@@ -196,7 +196,11 @@ fn host_rules_and_service_rules() {
             ServiceObs { name: "worker".into(), up: true, down_since: None, restarts: None, healthy: None },
         ],
         last_jobs: vec![JobObs { kind: "backup".into(), id: 7, succeeded: false, ended_at: None, error: None }],
-        certificates: vec![CertificateObs { name: "example.org".into(), not_after: at(10 * 24 * 60) }],
+        certificates: vec![CertificateObs {
+            name: "example.org".into(),
+            not_after: at(10 * 24 * 60),
+            seconds_left: 0.0,
+        }],
         ..Default::default()
     };
     let c = conditions(&rules, &o, at(0));

@@ -12,12 +12,14 @@ mod parse;
 mod reader;
 mod secret;
 pub mod template;
+pub mod tls;
 
 pub use diagnostic::{is_secret_key, mask_secrets, suggest, Diagnostic, Diagnostics, Location, Severity};
 pub use model::*;
 pub use os::{Os, OsUpdate, Reboot};
 pub use parse::{alerts_defaults, release_pointer_problems, DEFAULT_HTTP_LISTEN};
 pub use secret::{NoSecrets, Redactor, Secret, SecretOrigin, SecretSource};
+pub use tls::{Acme, AcmeDirectory, CertificateFiles, Challenge, Eab, Hsts, Tls};
 
 use reader::Cx;
 use std::path::Path;

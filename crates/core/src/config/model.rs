@@ -54,6 +54,8 @@ pub struct Config {
     pub logs: Logs,
     /// caretaker's own HTTP entrance in front of the app (maintenance and service pages).
     pub front_door: Option<FrontDoor>,
+    /// HTTPS on the front door and its certificate (docs/tls.md).
+    pub tls: Option<super::tls::Tls>,
     pub maintenance: Maintenance,
     /// IANA time zone in which schedules are read; `None` = the machine's local zone.
     pub timezone: Option<String>,
@@ -99,6 +101,7 @@ impl Config {
         if let Some(smtp) = &self.alerts.smtp {
             out.extend(smtp.password.as_ref());
         }
+        out.extend(self.tls.iter().flat_map(|t| &t.acme).flat_map(|a| &a.eab).map(|e| &e.hmac_key));
         for n in &self.alerts.notify {
             if let Notifier::Webhook { url } = n {
                 out.push(url);

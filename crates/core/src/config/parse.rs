@@ -56,6 +56,7 @@ pub fn config(cx: &mut Cx, root: &Node) -> Option<Config> {
         None => Some(Logs { max_size_bytes: 10 << 20, keep: 5 }),
     };
     let front_door = m.opt(cx, "front_door", front_door);
+    let tls = m.opt(cx, "tls", super::tls::read);
     let maintenance = match m.get("maintenance") {
         Some(n) => maintenance(cx, n, "maintenance"),
         None => Some(maintenance_defaults()),
@@ -105,6 +106,7 @@ pub fn config(cx: &mut Cx, root: &Node) -> Option<Config> {
         jobs,
         logs: logs?,
         front_door,
+        tls,
         maintenance: maintenance?,
         timezone,
         state_dir,
@@ -692,7 +694,7 @@ fn health(cx: &mut Cx, node: &Node, path: &str) -> Option<HealthCheck> {
     Some(HealthCheck { probe, interval, timeout, retries, start_period })
 }
 
-fn host_port(cx: &mut Cx, node: &Node, path: &str) -> Option<String> {
+pub(super) fn host_port(cx: &mut Cx, node: &Node, path: &str) -> Option<String> {
     let s = nonempty(cx, node, path)?;
     match s.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => Some(s),
@@ -1495,6 +1497,7 @@ pub fn cross_checks(cx: &mut Cx, cfg: &Config, root: &Node) {
         }
     }
     random_delay_fits(cx, cfg, root);
+    super::tls::cross_checks(cx, cfg, &span_of("tls"));
     if let Some(b) = &cfg.backup {
         if matches!(b.password.origin(), SecretOrigin::Inline) && b.password.expose().len() < 12 {
             cx.warning(

@@ -252,6 +252,23 @@ pub struct OutdatedPackage {
     pub line: String,
 }
 
+/// `certificate`: one ACME order (renewal or first issuance).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CertificateFigures {
+    pub names: Vec<String>,
+    /// The challenge type answered (`http-01`, `tls-alpn-01`, `http-01 (webroot)`).
+    pub challenge: Option<String>,
+    /// The ARI identifier of the certificate the order replaced (`replaces`), if sent.
+    pub replaces: Option<String>,
+    /// The new certificate: serial, end of validity (RFC 3339).
+    pub serial: Option<String>,
+    pub not_after: Option<String>,
+    /// Whether the reload command (webroot mode) succeeded, when there is one.
+    pub reloaded: Option<bool>,
+}
+
+impl Figures for CertificateFigures {}
 impl Figures for RepositoryFigures {}
 impl Figures for BackupFigures {}
 impl Figures for PruneFigures {}
