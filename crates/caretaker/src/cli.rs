@@ -104,6 +104,8 @@ pub enum Command {
     Notify(NotifyCommand),
     /// Which of the app's Python dependencies are vulnerable (local OSV database) or outdated
     Deps(DepsArgs),
+    /// Maintain many servers over SSH: inventory, host keys, runs, status (docs/fleet.md)
+    Fleet(crate::commands::fleet::FleetArgs),
     /// The bundled demo application (used by `caretaker demo` and the tests)
     #[command(hide = true, disable_help_flag = true)]
     DemoApp {

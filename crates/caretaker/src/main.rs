@@ -73,6 +73,7 @@ fn main() {
         Command::Logs(a) => commands::logs::run(&cli.global, a),
         Command::Exec(a) => commands::exec::run(&cli.global, a),
         Command::InstallSystemd(a) => commands::install_systemd::run(&cli.global, a),
+        Command::Fleet(a) => commands::fleet::run(a),
         Command::DemoApp { .. } => unreachable!("handled above"),
     };
     let code = match result {

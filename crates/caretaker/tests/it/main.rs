@@ -16,6 +16,7 @@ mod daemon;
 mod db;
 mod demo;
 mod deps;
+mod fleet;
 mod jobs;
 mod maintenance;
 mod observe;
