@@ -28,7 +28,7 @@ impl HostKey {
             key_type: key_type.to_string(),
             base64: b64.to_string(),
             bits: bits(key_type, &blob),
-            sha256: format!("SHA256:{}", STANDARD_NO_PAD.encode(sha)),
+            sha256: format!("SHA256:{}", STANDARD_NO_PAD.encode(&sha[..])),
             md5: format!("MD5:{}", md.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")),
         })
     }

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Where an SSH server listens and whom to log in as.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Endpoint {
     pub user: Option<String>,
     pub host: String,
@@ -881,8 +881,8 @@ mod tests {
         expect_test::expect![[r#"
             fleet.yml:2:3: error: unknown key `conect_timeout` in `ssh` (hint: did you mean `connect_timeout`?)
             fleet.yml:5:11: error: `servers[0].host`: `a:b:c`: write an IPv6 address as [addr]:port (hint: write [user@]host[:port])
-            fleet.yml:6:16: error: `servers[0].transient` must be true or false, found `maybe` (hint: )
-            fleet.yml:7:5: error: the server name `x` is used twice (hint: names identify servers in the fleet's state: make them unique)
+            fleet.yml:6:16: error: `servers[0].transient` must be true or false, found `maybe`
+            fleet.yml:8:9: error: the server name `x` is used twice (hint: names identify servers in the fleet's state: make them unique)
         "#]]
         .assert_eq(&errors(
             "ssh:\n  conect_timeout: 5s\nservers:\n  - name: x\n    host: a:b:c\n    transient: maybe\n  - name: x\n  - name: x\n",

@@ -23,4 +23,4 @@ pub mod ssh;
 pub mod sshconfig;
 pub mod store;
 
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorKind, Result};

@@ -124,6 +124,16 @@ pub fn read_all(out: &str) -> Vec<Line> {
     out.lines().filter(|l| !l.trim().is_empty()).map(read_line).collect()
 }
 
+/// Whether a `tasks due --json` document says a task of kind `reboot` is due now.
+pub fn reboot_due(doc: &str) -> bool {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(doc.trim()) else {
+        return false;
+    };
+    v.get("tasks").and_then(|t| t.as_array()).is_some_and(|tasks| {
+        tasks.iter().any(|t| t.get("kind").and_then(|k| k.as_str()) == Some("reboot") && t.get("due").and_then(|d| d.as_bool()) == Some(true))
+    })
+}
+
 /// How long to wait before retrying a task that failed `failures` times in a row:
 /// 5 min, doubling, at most 6 h. A fleet run retries a failed task only after it.
 pub fn backoff(failures: u32) -> Duration {
@@ -168,6 +178,13 @@ mod tests {
         assert_eq!(o, [("backup", Outcome::Ok), ("job:report", Outcome::Failed), ("check", Outcome::NotDue)]);
         assert_eq!(tasks[1].message.as_deref(), Some("`report` exited with code 3"));
         assert_eq!(tasks[0].kind.as_deref(), Some("backup"));
+    }
+
+    #[test]
+    fn reboot_due_reads_tasks_due() {
+        assert!(reboot_due(r#"{"schema":1,"tasks":[{"kind":"backup","name":"backup","due":true},{"kind":"reboot","name":"reboot","due":true}]}"#));
+        assert!(!reboot_due(r#"{"schema":1,"tasks":[{"kind":"reboot","name":"reboot","due":false}]}"#));
+        assert!(!reboot_due("nonsense"));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! servers not done yet.
 
 use crate::inventory::{Endpoint, Inventory, Server};
-use crate::results::{read_all, read_line, Line, Outcome, TaskResult};
+use crate::results::{read_all, read_line, reboot_due, Line, Outcome, TaskResult};
 use crate::ssh::Ssh;
 use crate::store::{Contact, FleetStore, Run};
 use crate::{Error, ErrorKind, Result};
@@ -275,11 +275,7 @@ fn work(
             due.push_str(l);
             due.push('\n');
         })?;
-        let needs_reboot = read_all(&due).iter().any(|l| match l {
-            Line::Report { tasks, .. } => tasks.iter().any(|t| t.kind.as_deref() == Some("reboot")),
-            _ => false,
-        }) && due.contains("\"due\":true");
-        if e.code == Some(0) && needs_reboot {
+        if e.code == Some(0) && reboot_due(&due) {
             let ok = st().reboot_token(&server.name, inv.max_reboots, (opts.now)(), 3600)?;
             if !ok {
                 rep.contact = "deferred".into();

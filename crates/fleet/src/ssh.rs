@@ -491,9 +491,11 @@ impl Ssh {
             // not the jump host's, which stays strict.
             let out = self
                 .command()
-                .args(["-o", &format!("UserKnownHostsFile={}", file.display())])
+                .arg("-o")
+                .arg(format!("UserKnownHostsFile={}", file.display()))
                 .args(["-o", "StrictHostKeyChecking=accept-new", "-o", "ControlMaster=no", "-o", "ControlPath=none"])
-                .args(["-o", &format!("HostKeyAlgorithms={alg}")])
+                .arg("-o")
+                .arg(format!("HostKeyAlgorithms={alg}"))
                 .args(["-o", "PubkeyAuthentication=no", "-o", "PasswordAuthentication=no", "-o", "KbdInteractiveAuthentication=no"])
                 .args(["-o", "GSSAPIAuthentication=no", "-o", "HostbasedAuthentication=no"])
                 .arg(server_alias(server))

@@ -8,7 +8,6 @@
 //! what the server reports and when; the server side of `tasks run-due` has its own tests.
 
 use crate::BIN;
-use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -55,7 +54,6 @@ fn addr(n: u32, last: u32) -> String {
 
 /// One server: a namespace with its own sshd and host key.
 pub struct Host {
-    pub n: u32,
     pub ns: String,
     pub ip: String,
     pub dir: PathBuf,
@@ -177,7 +175,7 @@ impl Net {
         d
     }
 
-    fn setup_host(&mut self, ns: String, n: u32, ip: String) -> usize {
+    fn setup_host(&mut self, ns: String, ip: String) -> usize {
         let i = self.hosts.len();
         let dir = self.host_dir(i);
         keygen(&dir.join("host_ed25519"));
@@ -200,7 +198,7 @@ impl Net {
         std::fs::write(dir.join("caretaker"), script).unwrap();
         std::fs::set_permissions(dir.join("caretaker"), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::write(dir.join("report.json"), report_json(&[])).unwrap();
-        let mut h = Host { n, ns, ip, dir, sshd: None };
+        let mut h = Host { ns, ip, dir, sshd: None };
         h.start_sshd();
         self.hosts.push(h);
         i
@@ -220,7 +218,7 @@ impl Net {
         sh(&["ip", "-n", &ns, "addr", "add", &format!("{}/30", addr(n, 2)), "dev", &b]);
         sh(&["ip", "-n", &ns, "link", "set", &b, "up"]);
         sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
-        self.setup_host(ns, n, addr(n, 2))
+        self.setup_host(ns, addr(n, 2))
     }
 
     /// A server reachable only through host `jump` (its own namespace, linked to the jump host's).
@@ -236,7 +234,7 @@ impl Net {
         sh(&["ip", "-n", &ns, "addr", "add", &format!("{}/30", addr(n, 2)), "dev", &b]);
         sh(&["ip", "-n", &ns, "link", "set", &b, "up"]);
         sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
-        self.setup_host(ns, n, addr(n, 2))
+        self.setup_host(ns, addr(n, 2))
     }
 
     /// fleet.yml with every host (names h0, h1, ...), `extra` YAML lines per host index.
@@ -562,7 +560,7 @@ fn fleet_digest_email_arrives_at_a_real_smtp_sink() {
     net.add_host();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let maildir = net.path().join("maildir");
-    let mut sink = Command::new(&py)
+    let sink = Command::new(&py)
         .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
         .arg(&maildir)
         .stdout(Stdio::null())
@@ -576,8 +574,8 @@ fn fleet_digest_email_arrives_at_a_real_smtp_sink() {
             let _ = self.0.wait();
         }
     }
+    let _sink = Kill(sink);
     caretaker_testkit::wait_until(Duration::from_secs(20), "the SMTP sink", || std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()));
-    let _sink = Kill(std::mem::replace(&mut sink, Command::new("true").spawn().unwrap()));
     net.write_fleet(
         &format!("digest:\n  email_to: [ops@example.org]\n  smtp_host: 127.0.0.1\n  smtp_port: {port}\n  smtp_tls: none\n  smtp_from: fleet@example.org\n"),
         &|_| String::new(),
@@ -657,5 +655,4 @@ fn fleet_add_remove_list_keep_the_file_valid() {
     let out = cmd(&["list"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown key `hots`"), "{}", text(&out));
-    let _ = std::io::stderr().flush();
 }
