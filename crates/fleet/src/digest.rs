@@ -16,10 +16,14 @@ pub struct Digest {
 pub fn render(report: &RunReport, controller: &str) -> Digest {
     let hosts = &report.hosts;
     let alerts: Vec<_> = hosts.iter().filter(|h| h.alerts()).collect();
-    let ran: usize = hosts.iter().map(|h| h.tasks.iter().filter(|t| !matches!(t.outcome, Outcome::NotDue)).count()).sum();
-    let failed: usize =
-        hosts.iter().map(|h| h.tasks.iter().filter(|t| matches!(t.outcome, Outcome::Failed | Outcome::Interrupted)).count()).sum();
-    let quiet: Vec<_> = hosts.iter().filter(|h| h.transient && matches!(h.contact.as_str(), "unreachable" | "timeout")).collect();
+    let ran: usize =
+        hosts.iter().map(|h| h.tasks.iter().filter(|t| !matches!(t.outcome, Outcome::NotDue)).count()).sum();
+    let failed: usize = hosts
+        .iter()
+        .map(|h| h.tasks.iter().filter(|t| matches!(t.outcome, Outcome::Failed | Outcome::Interrupted)).count())
+        .sum();
+    let quiet: Vec<_> =
+        hosts.iter().filter(|h| h.transient && matches!(h.contact.as_str(), "unreachable" | "timeout")).collect();
     let alert = !alerts.is_empty();
     let subject = format!(
         "{}caretaker fleet: {} server(s), {ran} task(s) ran, {failed} failed{}",
@@ -28,7 +32,13 @@ pub fn render(report: &RunReport, controller: &str) -> Digest {
         if alert { format!(", {} need(s) a human", alerts.len()) } else { String::new() }
     );
     let mut b = String::new();
-    let _ = writeln!(b, "Fleet run {} by {controller}{} ({:.1}s)\n", report.run.id, if report.run.resumed { " (resumed)" } else { "" }, report.seconds);
+    let _ = writeln!(
+        b,
+        "Fleet run {} by {controller}{} ({:.1}s)\n",
+        report.run.id,
+        if report.run.resumed { " (resumed)" } else { "" },
+        report.seconds
+    );
     if alert {
         b += "NEEDS A HUMAN\n";
         for h in &alerts {
@@ -38,8 +48,17 @@ pub fn render(report: &RunReport, controller: &str) -> Digest {
                     let _ = writeln!(b, "    what to do: {hint}");
                 }
             }
-            for t in h.tasks.iter().filter(|t| matches!(t.outcome, Outcome::Failed | Outcome::Interrupted) || t.needs_human) {
-                let _ = writeln!(b, "- {} / {}: {}{}", h.server, t.task, t.outcome.as_str(), t.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default());
+            for t in
+                h.tasks.iter().filter(|t| matches!(t.outcome, Outcome::Failed | Outcome::Interrupted) || t.needs_human)
+            {
+                let _ = writeln!(
+                    b,
+                    "- {} / {}: {}{}",
+                    h.server,
+                    t.task,
+                    t.outcome.as_str(),
+                    t.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+                );
             }
         }
         b.push('\n');
@@ -52,7 +71,8 @@ pub fn render(report: &RunReport, controller: &str) -> Digest {
             .filter(|t| !matches!(t.outcome, Outcome::NotDue))
             .map(|t| format!("{} {}", t.task, t.outcome.as_str()))
             .collect();
-        let _ = writeln!(b, "- {}: {}", h.server, if ran.is_empty() { "nothing due".to_string() } else { ran.join(", ") });
+        let _ =
+            writeln!(b, "- {}: {}", h.server, if ran.is_empty() { "nothing due".to_string() } else { ran.join(", ") });
     }
     let pending: Vec<_> = hosts.iter().filter(|h| h.tasks.iter().any(|t| t.reboot_pending)).collect();
     if !pending.is_empty() {
@@ -65,7 +85,13 @@ pub fn render(report: &RunReport, controller: &str) -> Digest {
     if !other.is_empty() {
         b += "\nNOT WORKED ON IN THIS RUN\n";
         for h in other {
-            let _ = writeln!(b, "- {}: {}{}", h.server, h.contact, h.message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default());
+            let _ = writeln!(
+                b,
+                "- {}: {}{}",
+                h.server,
+                h.contact,
+                h.message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default()
+            );
         }
     }
     if !quiet.is_empty() {
@@ -110,14 +136,25 @@ mod tests {
     }
 
     fn task(name: &str, outcome: Outcome) -> TaskResult {
-        TaskResult { task: name.into(), kind: None, outcome, message: None, figures: serde_json::Value::Null, needs_human: false, reboot_pending: false }
+        TaskResult {
+            task: name.into(),
+            kind: None,
+            outcome,
+            message: None,
+            figures: serde_json::Value::Null,
+            needs_human: false,
+            reboot_pending: false,
+        }
     }
 
     #[test]
     fn transient_down_is_quiet_any_other_failure_alerts() {
         let quiet = RunReport {
             run: Run { id: 3, resumed: false },
-            hosts: vec![host("a", "ok", false, vec![task("backup", Outcome::Ok), task("check", Outcome::NotDue)]), host("laptop", "unreachable", true, vec![])],
+            hosts: vec![
+                host("a", "ok", false, vec![task("backup", Outcome::Ok), task("check", Outcome::NotDue)]),
+                host("laptop", "unreachable", true, vec![]),
+            ],
             seconds: 1.0,
         };
         let d = render(&quiet, "ctl");
@@ -135,7 +172,10 @@ mod tests {
         .assert_eq(&format!("{}\n{}", d.subject, d.body));
         let loud = RunReport {
             run: Run { id: 4, resumed: true },
-            hosts: vec![host("a", "ok", false, vec![task("backup", Outcome::Failed)]), host("db", "unreachable", false, vec![])],
+            hosts: vec![
+                host("a", "ok", false, vec![task("backup", Outcome::Failed)]),
+                host("db", "unreachable", false, vec![]),
+            ],
             seconds: 1.0,
         };
         let d = render(&loud, "ctl");

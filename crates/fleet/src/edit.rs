@@ -142,7 +142,9 @@ pub fn remove(text: &str, name: &str, file: &str) -> Result<String, Error> {
         .unwrap_or(lines.len());
     // Trailing blank/comment lines before the next item belong to the next item.
     let mut end_kept = end;
-    while end_kept > start + 1 && (lines[end_kept - 1].trim().is_empty() || lines[end_kept - 1].trim_start().starts_with('#')) {
+    while end_kept > start + 1
+        && (lines[end_kept - 1].trim().is_empty() || lines[end_kept - 1].trim_start().starts_with('#'))
+    {
         end_kept -= 1;
     }
     let mut begin = start;
@@ -178,8 +180,7 @@ fn refuse(file: &str, why: &str) -> Error {
 
 fn invalid(file: &str, d: &caretaker_core::config::Diagnostics) -> Error {
     let first = d.errors().next().map(ToString::to_string).unwrap_or_default();
-    Error::new(ErrorKind::Inventory, format!("{file} is not valid: {first}"))
-        .hint("fix it first; nothing was changed")
+    Error::new(ErrorKind::Inventory, format!("{file} is not valid: {first}")).hint("fix it first; nothing was changed")
 }
 
 #[cfg(test)]

@@ -147,7 +147,9 @@ mod tests {
 
     #[test]
     fn reads_known_hosts_and_keyscan_output() {
-        let text = format!("# 127.0.0.1:22 SSH-2.0-OpenSSH_9.2\n[h]:2222 ssh-ed25519 {ED}\n@revoked x ssh-ed25519 {ED}\nbroken line\n");
+        let text = format!(
+            "# 127.0.0.1:22 SSH-2.0-OpenSSH_9.2\n[h]:2222 ssh-ed25519 {ED}\n@revoked x ssh-ed25519 {ED}\nbroken line\n"
+        );
         let keys = parse_known_hosts(&text);
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].0, "[h]:2222");

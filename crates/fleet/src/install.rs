@@ -36,7 +36,8 @@ pub struct Installed {
 }
 
 pub fn sha256_file(p: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(p).map_err(|e| Error::new(ErrorKind::Io, format!("cannot read {}: {e}", p.display())))?;
+    let mut f =
+        std::fs::File::open(p).map_err(|e| Error::new(ErrorKind::Io, format!("cannot read {}: {e}", p.display())))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -60,10 +61,16 @@ pub fn unit_text(dest: &str) -> String {
 
 fn sh(ssh: &Ssh, server: &Server, script: &str, stdin: Option<&Path>) -> Result<String> {
     let mut out = String::new();
-    let e = ssh.exec(server, &["sh".to_string(), "-c".to_string(), script.to_string()], stdin, Duration::from_secs(600), |l| {
-        out.push_str(l);
-        out.push('\n');
-    })?;
+    let e = ssh.exec(
+        server,
+        &["sh".to_string(), "-c".to_string(), script.to_string()],
+        stdin,
+        Duration::from_secs(600),
+        |l| {
+            out.push_str(l);
+            out.push('\n');
+        },
+    )?;
     if e.code != Some(0) {
         return Err(Error::new(
             ErrorKind::Remote,
@@ -82,7 +89,10 @@ pub fn install(ssh: &Ssh, server: &Server, o: &InstallOptions<'_>) -> Result<Ins
             ErrorKind::Remote,
             format!("{} is {arch}, the binary {} is for {}", server.name, o.binary.display(), o.binary_arch),
         )
-        .hint(format!("give a caretaker built for {arch}: `caretaker fleet install {} --binary FILE --arch {arch}`", server.name)));
+        .hint(format!(
+            "give a caretaker built for {arch}: `caretaker fleet install {} --binary FILE --arch {arch}`",
+            server.name
+        )));
     }
     let sum = sha256_file(o.binary)?;
     let have = sh(ssh, server, &format!("sha256sum {} 2>/dev/null || true", q(o.dest)), None)?;
@@ -94,7 +104,13 @@ pub fn install(ssh: &Ssh, server: &Server, o: &InstallOptions<'_>) -> Result<Ins
         let got = sh(ssh, server, &format!("sha256sum {}", q(&tmp)), None)?;
         if got.split_whitespace().next() != Some(sum.as_str()) {
             let _ = sh(ssh, server, &format!("rm -f {}", q(&tmp)), None);
-            return Err(Error::new(ErrorKind::Remote, format!("{}: the copied binary's SHA-256 does not match ({sum}): removed, nothing installed", server.name)));
+            return Err(Error::new(
+                ErrorKind::Remote,
+                format!(
+                    "{}: the copied binary's SHA-256 does not match ({sum}): removed, nothing installed",
+                    server.name
+                ),
+            ));
         }
         sh(ssh, server, &format!("chmod 755 {t} && mv -f {t} {d}", t = q(&tmp), d = q(o.dest)), None)?;
     }
@@ -102,7 +118,8 @@ pub fn install(ssh: &Ssh, server: &Server, o: &InstallOptions<'_>) -> Result<Ins
         Some(dir) => {
             let path = format!("{}/caretaker.service", dir.trim_end_matches('/'));
             let tmp = std::env::temp_dir().join(format!("caretaker-unit-{}", std::process::id()));
-            std::fs::write(&tmp, unit_text(o.dest)).map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", tmp.display())))?;
+            std::fs::write(&tmp, unit_text(o.dest))
+                .map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", tmp.display())))?;
             let r = sh(
                 ssh,
                 server,

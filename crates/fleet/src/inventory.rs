@@ -274,7 +274,12 @@ fn keys<'n>(cx: &mut Cx, m: &'n MarkedMappingNode, path: &str, known: &[&str]) -
         } else {
             let hint = suggest(key, known.iter().copied()).map(|s| format!("did you mean `{s}`?"));
             let hint = hint.unwrap_or_else(|| format!("known keys: {}", known.join(", ")));
-            cx.error(k.span(), path, format!("unknown key `{key}` in `{}`", if path.is_empty() { "fleet.yml" } else { path }), Some(&hint));
+            cx.error(
+                k.span(),
+                path,
+                format!("unknown key `{key}` in `{}`", if path.is_empty() { "fleet.yml" } else { path }),
+                Some(&hint),
+            );
         }
     }
     out
@@ -364,8 +369,16 @@ const SSH_KEYS: &[&str] = &[
 ];
 const SERVER_KEYS: &[&str] =
     &["name", "host", "port", "user", "jump", "transient", "groups", "caretaker_path", "config", "identity_file"];
-const DIGEST_KEYS: &[&str] =
-    &["email_to", "smtp_host", "smtp_port", "smtp_tls", "smtp_from", "smtp_username", "smtp_password_env", "webhook_url_env"];
+const DIGEST_KEYS: &[&str] = &[
+    "email_to",
+    "smtp_host",
+    "smtp_port",
+    "smtp_tls",
+    "smtp_from",
+    "smtp_username",
+    "smtp_password_env",
+    "webhook_url_env",
+];
 
 /// Parses fleet.yml. `file` is the name shown in messages.
 pub fn parse(text: &str, file: &str) -> Result<Inventory, Diagnostics> {
@@ -394,7 +407,12 @@ pub fn parse(text: &str, file: &str) -> Result<Inventory, Diagnostics> {
     if let Some((n, _)) = k.get("version") {
         if let Some(v) = scalar(&mut cx, n, "version") {
             if v != "1" {
-                cx.error(n.span(), "version", format!("fleet.yml version {v} is not known (this caretaker reads version 1)"), None);
+                cx.error(
+                    n.span(),
+                    "version",
+                    format!("fleet.yml version {v} is not known (this caretaker reads version 1)"),
+                    None,
+                );
             }
         }
     }
@@ -409,9 +427,13 @@ pub fn parse(text: &str, file: &str) -> Result<Inventory, Diagnostics> {
                         "known_hosts" => ssh.known_hosts = scalar(&mut cx, v, &p).unwrap_or(ssh.known_hosts.clone()),
                         "identity_file" => ssh.identity_file = scalar(&mut cx, v, &p),
                         "include_user_config" => ssh.include_user_config = boolean(&mut cx, v, &p).unwrap_or(false),
-                        "connect_timeout" => ssh.connect_timeout = duration(&mut cx, v, &p).unwrap_or(ssh.connect_timeout),
+                        "connect_timeout" => {
+                            ssh.connect_timeout = duration(&mut cx, v, &p).unwrap_or(ssh.connect_timeout)
+                        }
                         "run_timeout" => ssh.run_timeout = duration(&mut cx, v, &p).unwrap_or(ssh.run_timeout),
-                        "control_persist" => ssh.control_persist = duration(&mut cx, v, &p).unwrap_or(ssh.control_persist),
+                        "control_persist" => {
+                            ssh.control_persist = duration(&mut cx, v, &p).unwrap_or(ssh.control_persist)
+                        }
                         "parallel" => ssh.parallel = number(&mut cx, v, &p, 1, 1024).unwrap_or(32) as usize,
                         "max_startups" => ssh.max_startups = number(&mut cx, v, &p, 1, 1024).unwrap_or(64) as usize,
                         "jump_startups" => ssh.jump_startups = number(&mut cx, v, &p, 1, 1024).unwrap_or(8) as usize,
@@ -422,7 +444,8 @@ pub fn parse(text: &str, file: &str) -> Result<Inventory, Diagnostics> {
             other => cx.error(other.span(), "ssh", format!("`ssh` must be a mapping, found {}", kind(other)), None),
         }
     }
-    let max_reboots = k.get("max_reboots").and_then(|(n, _)| number(&mut cx, n, "max_reboots", 1, 100_000)).unwrap_or(1) as u32;
+    let max_reboots =
+        k.get("max_reboots").and_then(|(n, _)| number(&mut cx, n, "max_reboots", 1, 100_000)).unwrap_or(1) as u32;
     let digest = k.get("digest").and_then(|(n, _)| digest(&mut cx, n));
     let mut servers = Vec::new();
     match k.get("servers") {
@@ -435,12 +458,19 @@ pub fn parse(text: &str, file: &str) -> Result<Inventory, Diagnostics> {
                 }
             }
         }
-        Some((other, _)) => cx.error(other.span(), "servers", format!("`servers` must be a list, found {}", kind(other)), None),
+        Some((other, _)) => {
+            cx.error(other.span(), "servers", format!("`servers` must be a list, found {}", kind(other)), None)
+        }
     }
     let mut seen: BTreeMap<String, ()> = BTreeMap::new();
     for (s, span) in &servers {
         if seen.insert(s.name.clone(), ()).is_some() {
-            cx.error(span, "servers", format!("the server name `{}` is used twice", s.name), Some("names identify servers in the fleet's state: make them unique"));
+            cx.error(
+                span,
+                "servers",
+                format!("the server name `{}` is used twice", s.name),
+                Some("names identify servers in the fleet's state: make them unique"),
+            );
         }
     }
     if cx.d.is_empty() {
@@ -462,7 +492,12 @@ fn server(cx: &mut Cx, n: &Node, path: &str) -> Option<Server> {
         Some((v, _)) => scalar(cx, v, &format!("{path}.name")).filter(|nm| {
             let ok = valid_name(nm);
             if !ok {
-                cx.error(v.span(), &format!("{path}.name"), format!("`{nm}` is not a valid server name"), Some("letters, digits, `-`, `_` and `.`"));
+                cx.error(
+                    v.span(),
+                    &format!("{path}.name"),
+                    format!("`{nm}` is not a valid server name"),
+                    Some("letters, digits, `-`, `_` and `.`"),
+                );
             }
             ok
         }),
@@ -478,7 +513,10 @@ fn server(cx: &mut Cx, n: &Node, path: &str) -> Option<Server> {
             name.as_ref().map(|n| Endpoint { user: None, host: n.clone(), port: 22 })
         }
     };
-    let mut s = Server::new(name.as_deref().unwrap_or(""), host.clone().unwrap_or(Endpoint { user: None, host: String::new(), port: 22 }));
+    let mut s = Server::new(
+        name.as_deref().unwrap_or(""),
+        host.clone().unwrap_or(Endpoint { user: None, host: String::new(), port: 22 }),
+    );
     for (key, (v, _)) in &k {
         let p = format!("{path}.{key}");
         match key.as_str() {
@@ -497,7 +535,12 @@ fn server(cx: &mut Cx, n: &Node, path: &str) -> Option<Server> {
                 s.groups = string_list(cx, v, &p);
                 for g in &s.groups {
                     if !valid_name(g) || g == "all" {
-                        cx.error(v.span(), &p, format!("`{g}` is not a valid group name"), Some("letters, digits, `-`, `_` and `.`; `all` is every server"));
+                        cx.error(
+                            v.span(),
+                            &p,
+                            format!("`{g}` is not a valid group name"),
+                            Some("letters, digits, `-`, `_` and `.`; `all` is every server"),
+                        );
                     }
                 }
             }
@@ -588,7 +631,8 @@ fn ansible_ini(text: &str, file: &str) -> Result<BTreeMap<String, AnsibleHost>, 
             continue;
         }
         if let Some(h) = line.strip_prefix('[') {
-            let h = h.strip_suffix(']').ok_or_else(|| bad(i + 1, format!("`{line}`: a section header ends with `]`")))?;
+            let h =
+                h.strip_suffix(']').ok_or_else(|| bad(i + 1, format!("`{line}`: a section header ends with `]`")))?;
             sec = match h.split_once(':') {
                 Some((g, "vars")) => Sec::Vars(g.to_string()),
                 Some((g, "children")) => Sec::Children(g.to_string()),
@@ -602,7 +646,10 @@ fn ansible_ini(text: &str, file: &str) -> Result<BTreeMap<String, AnsibleHost>, 
             Sec::Hosts(g) => {
                 let (name, rest) = words.split_first().ok_or_else(|| bad(i + 1, "empty host line".into()))?;
                 if name.contains('[') {
-                    return Err(bad(i + 1, format!("host ranges such as `{name}` are not supported: list the hosts one by one")));
+                    return Err(bad(
+                        i + 1,
+                        format!("host ranges such as `{name}` are not supported: list the hosts one by one"),
+                    ));
                 }
                 let h = hosts.entry(name.clone()).or_default();
                 if g != "ungrouped" && !h.groups.contains(g) {
@@ -747,7 +794,10 @@ fn ansible_yaml(text: &str, file: &str) -> Result<BTreeMap<String, AnsibleHost>,
                     if let Node::Mapping(vars) = v {
                         for (vk, vv) in vars.iter() {
                             if let Node::Scalar(s) = vv {
-                                group_vars.entry(name.to_string()).or_default().insert(vk.as_str().to_string(), s.as_str().to_string());
+                                group_vars
+                                    .entry(name.to_string())
+                                    .or_default()
+                                    .insert(vk.as_str().to_string(), s.as_str().to_string());
                             }
                         }
                     }
@@ -828,7 +878,9 @@ fn proxy_jump(args: &str) -> Result<Option<String>, String> {
                 if pc.len() == 4 && pc[0] == "ssh" && pc[1] == "-W" && pc[2] == "%h:%p" {
                     return single_jump(&pc[3]);
                 }
-                return Err(format!("ProxyCommand `{v}` is not a simple `ssh -W %h:%p host`: set `jump:` in fleet.yml"));
+                return Err(format!(
+                    "ProxyCommand `{v}` is not a simple `ssh -W %h:%p host`: set `jump:` in fleet.yml"
+                ));
             }
         } else if w == "-J" {
             i += 1;

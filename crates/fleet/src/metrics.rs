@@ -30,7 +30,10 @@ pub fn render(inv: &Inventory, status: &[ServerStatus]) -> String {
         "caretaker_fleet_server_up",
         "gauge",
         "1 when the last contact with the server succeeded.",
-        servers.iter().map(|(s, x)| (srv(s), f64::from(u8::from(x.and_then(|x| x.contact.as_deref()) == Some("ok"))))).collect(),
+        servers
+            .iter()
+            .map(|(s, x)| (srv(s), f64::from(u8::from(x.and_then(|x| x.contact.as_deref()) == Some("ok")))))
+            .collect(),
     );
     family(
         "caretaker_fleet_server_transient",
@@ -98,7 +101,10 @@ mod tests {
             }],
         }];
         let text = render(&inv, &st);
-        assert!(text.contains("caretaker_fleet_server_up{server=\"a\"} 1\ncaretaker_fleet_server_up{server=\"b\"} 0\n"), "{text}");
+        assert!(
+            text.contains("caretaker_fleet_server_up{server=\"a\"} 1\ncaretaker_fleet_server_up{server=\"b\"} 0\n"),
+            "{text}"
+        );
         assert!(text.contains("caretaker_fleet_task_failures{server=\"a\",task=\"backup\"} 1\n"), "{text}");
         assert!(text.contains("caretaker_fleet_server_transient{server=\"b\"} 1\n"), "{text}");
     }

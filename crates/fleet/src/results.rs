@@ -130,7 +130,10 @@ pub fn reboot_due(doc: &str) -> bool {
         return false;
     };
     v.get("tasks").and_then(|t| t.as_array()).is_some_and(|tasks| {
-        tasks.iter().any(|t| t.get("kind").and_then(|k| k.as_str()) == Some("reboot") && t.get("due").and_then(|d| d.as_bool()) == Some(true))
+        tasks.iter().any(|t| {
+            t.get("kind").and_then(|k| k.as_str()) == Some("reboot")
+                && t.get("due").and_then(|d| d.as_bool()) == Some(true)
+        })
     })
 }
 
@@ -154,7 +157,9 @@ mod tests {
         let Line::Task(t) = t else { panic!() };
         assert_eq!((t.task.as_str(), t.outcome), ("backup", Outcome::Ok));
         assert_eq!(t.figures["bytes"], 10);
-        let r = read_line(r#"{"schema":"caretaker.tasks/1","tasks":[{"name":"os","status":"failed","message":"apt","needs_human":true},{"name":"prune","status":"ok","ran":false}]}"#);
+        let r = read_line(
+            r#"{"schema":"caretaker.tasks/1","tasks":[{"name":"os","status":"failed","message":"apt","needs_human":true},{"name":"prune","status":"ok","ran":false}]}"#,
+        );
         let Line::Report { schema, tasks, .. } = r else { panic!() };
         assert_eq!(schema.as_deref(), Some("caretaker.tasks/1"));
         assert_eq!(tasks[0].outcome, Outcome::Failed);
@@ -182,7 +187,9 @@ mod tests {
 
     #[test]
     fn reboot_due_reads_tasks_due() {
-        assert!(reboot_due(r#"{"schema":1,"tasks":[{"kind":"backup","name":"backup","due":true},{"kind":"reboot","name":"reboot","due":true}]}"#));
+        assert!(reboot_due(
+            r#"{"schema":1,"tasks":[{"kind":"backup","name":"backup","due":true},{"kind":"reboot","name":"reboot","due":true}]}"#
+        ));
         assert!(!reboot_due(r#"{"schema":1,"tasks":[{"kind":"reboot","name":"reboot","due":false}]}"#));
         assert!(!reboot_due("nonsense"));
     }

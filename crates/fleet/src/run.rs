@@ -89,7 +89,8 @@ impl HostReport {
     pub fn alerts(&self) -> bool {
         let failed_contact = !matches!(self.contact.as_str(), "ok" | "done" | "leased" | "deferred");
         let quiet = self.transient && matches!(self.contact.as_str(), "unreachable" | "timeout");
-        (failed_contact && !quiet) || self.tasks.iter().any(|t| matches!(t.outcome, Outcome::Failed | Outcome::Interrupted) || t.needs_human)
+        (failed_contact && !quiet)
+            || self.tasks.iter().any(|t| matches!(t.outcome, Outcome::Failed | Outcome::Interrupted) || t.needs_human)
     }
 }
 
@@ -136,11 +137,18 @@ fn contact_name(e: &Error) -> &'static str {
 }
 
 /// Runs the fleet. Returns when every server is done; errors only for the store.
-pub fn run(inv: &Inventory, servers: &[&Server], ssh: &Ssh, store: &Mutex<Box<dyn FleetStore>>, opts: &Options) -> Result<RunReport> {
+pub fn run(
+    inv: &Inventory,
+    servers: &[&Server],
+    ssh: &Ssh,
+    store: &Mutex<Box<dyn FleetStore>>,
+    opts: &Options,
+) -> Result<RunReport> {
     let started = Instant::now();
     // A round lasts at most as long as a server may take, and a little more.
     let resume_within = (inv.ssh.run_timeout.as_secs() as i64 * 2).max(6 * 3600);
-    let run = store.lock().unwrap_or_else(|e| e.into_inner()).begin_run(&opts.controller, (opts.now)(), resume_within)?;
+    let run =
+        store.lock().unwrap_or_else(|e| e.into_inner()).begin_run(&opts.controller, (opts.now)(), resume_within)?;
     let queue: Mutex<VecDeque<&Server>> = Mutex::new(servers.iter().copied().collect());
     let startups = Slots::new(opts.max_startups);
     let mut jump_slots: HashMap<Endpoint, Slots> = HashMap::new();
@@ -233,7 +241,12 @@ fn one_server(
             rep.contact = contact_name(e).into();
             rep.message = Some(e.message.clone());
             rep.hint = e.hint.clone();
-            Contact { outcome: rep.contact.clone(), message: rep.message.clone(), transient: server.transient, reboot_pending: false }
+            Contact {
+                outcome: rep.contact.clone(),
+                message: rep.message.clone(),
+                transient: server.transient,
+                reboot_pending: false,
+            }
         }
     };
     if rep.contact != "deferred" {
@@ -271,15 +284,22 @@ fn work(
     }
     if opts.reboot_tokens {
         let mut due = String::new();
-        let e = ssh.exec(server, &remote_argv(server, &["tasks", "due", "--json"]), None, inv.ssh.connect_timeout * 3, |l| {
-            due.push_str(l);
-            due.push('\n');
-        })?;
+        let e = ssh.exec(
+            server,
+            &remote_argv(server, &["tasks", "due", "--json"]),
+            None,
+            inv.ssh.connect_timeout * 3,
+            |l| {
+                due.push_str(l);
+                due.push('\n');
+            },
+        )?;
         if e.code == Some(0) && reboot_due(&due) {
             let ok = st().reboot_token(&server.name, inv.max_reboots, (opts.now)(), 3600)?;
             if !ok {
                 rep.contact = "deferred".into();
-                rep.message = Some(format!("a reboot is due, and {} server(s) hold the reboot tokens already", inv.max_reboots));
+                rep.message =
+                    Some(format!("a reboot is due, and {} server(s) hold the reboot tokens already", inv.max_reboots));
                 return Ok(());
             }
         }
@@ -287,16 +307,17 @@ fn work(
     let mut stored: Vec<String> = Vec::new();
     let mut buffered = String::new();
     let mut cb_err: Option<Error> = None;
-    let exec = ssh.exec(server, &remote_argv(server, &["tasks", "run-due", "--json"]), None, inv.ssh.run_timeout, |line| {
-        buffered.push_str(line);
-        buffered.push('\n');
-        // A task streamed on its own line is stored at once.
-        if let Line::Task(t) = read_line(line) {
-            if let Err(e) = keep(store, opts, run, server, t, rep, &mut stored) {
-                cb_err.get_or_insert(e);
+    let exec =
+        ssh.exec(server, &remote_argv(server, &["tasks", "run-due", "--json"]), None, inv.ssh.run_timeout, |line| {
+            buffered.push_str(line);
+            buffered.push('\n');
+            // A task streamed on its own line is stored at once.
+            if let Line::Task(t) = read_line(line) {
+                if let Err(e) = keep(store, opts, run, server, t, rep, &mut stored) {
+                    cb_err.get_or_insert(e);
+                }
             }
-        }
-    })?;
+        })?;
     if let Some(e) = cb_err {
         return Err(e);
     }
@@ -315,8 +336,9 @@ fn work(
         }
     }
     if !report_seen {
-        let last = exec.stderr.lines().map(str::trim).filter(|l| !l.is_empty()).next_back().unwrap_or("").to_string();
-        let missing = exec.code == Some(127) || exec.stderr.contains("command not found") || exec.stderr.contains("No such file");
+        let last = exec.stderr.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("").to_string();
+        let missing =
+            exec.code == Some(127) || exec.stderr.contains("command not found") || exec.stderr.contains("No such file");
         let mut e = Error::new(
             ErrorKind::Remote,
             format!(
@@ -349,7 +371,7 @@ fn work(
         let mut err = String::new();
         let e = ssh.exec(server, &remote_argv(server, &args), None, inv.ssh.run_timeout, |_| {})?;
         if e.code != Some(0) {
-            err = e.stderr.lines().map(str::trim).filter(|l| !l.is_empty()).next_back().unwrap_or("").to_string();
+            err = e.stderr.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("").to_string();
         }
         let t = TaskResult {
             task: task.clone(),

@@ -92,9 +92,13 @@ fn control_dir(state_dir: &Path) -> Result<PathBuf> {
     let md = std::fs::symlink_metadata(&dir).map_err(io(format!("{}", dir.display())))?;
     use std::os::unix::fs::MetadataExt;
     if !md.is_dir() || md.uid() != unsafe { libc::geteuid() } {
-        return Err(Error::new(ErrorKind::Io, format!("{} is not a directory of this user: refusing to put ssh sockets there", dir.display())));
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!("{} is not a directory of this user: refusing to put ssh sockets there", dir.display()),
+        ));
     }
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io(format!("chmod {}", dir.display())))?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(io(format!("chmod {}", dir.display())))?;
     Ok(dir)
 }
 
@@ -116,7 +120,8 @@ pub fn write_private(path: &Path, text: &[u8]) -> Result<()> {
 impl Ssh {
     /// Writes the config for `servers` (0600) into the state directory.
     pub fn prepare(inv: &Inventory, servers: &[&Server], layout: &Layout<'_>) -> Result<Ssh> {
-        std::fs::create_dir_all(layout.state_dir).map_err(io(format!("cannot create {}", layout.state_dir.display())))?;
+        std::fs::create_dir_all(layout.state_dir)
+            .map_err(io(format!("cannot create {}", layout.state_dir.display())))?;
         let _ = std::fs::set_permissions(layout.state_dir, std::fs::Permissions::from_mode(0o700));
         let known_hosts = layout.known_hosts(inv);
         if !known_hosts.exists() {
@@ -267,7 +272,11 @@ impl Ssh {
         if timed_out {
             return Err(Error::new(
                 ErrorKind::Timeout,
-                format!("{}: the remote command did not finish within {}s and was stopped", server.name, timeout.as_secs()),
+                format!(
+                    "{}: the remote command did not finish within {}s and was stopped",
+                    server.name,
+                    timeout.as_secs()
+                ),
             )
             .hint("raise ssh.run_timeout in fleet.yml if the server's tasks need longer"));
         }
@@ -351,7 +360,9 @@ fn wait_deadline(child: &mut Child, deadline: Instant) -> Option<std::process::E
 
 /// A word for the remote POSIX shell.
 pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | '=' | ':' | ',' | '@')) {
+    if !s.is_empty()
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | '=' | ':' | ',' | '@'))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
@@ -379,8 +390,7 @@ pub fn classify(server: &Server, stderr: &str, known_hosts: &Path) -> Error {
     let last = stderr
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("@@@") && !l.starts_with('@'))
-        .next_back()
+        .rfind(|l| !l.is_empty() && !l.starts_with('@'))
         .unwrap_or("ssh exited without a message")
         .to_string();
     let named = host_in_message(stderr);
@@ -390,7 +400,9 @@ pub fn classify(server: &Server, stderr: &str, known_hosts: &Path) -> Error {
         (Some(n), _) => format!("{n} (server {})", server.name),
         (None, _) => format!("server {} ({})", server.name, server.ssh.known_hosts_name()),
     };
-    if lower.contains("remote host identification has changed") || (lower.contains("host key for") && lower.contains("has changed")) {
+    if lower.contains("remote host identification has changed")
+        || (lower.contains("host key for") && lower.contains("has changed"))
+    {
         let fp = fingerprint_in_ssh_message(stderr).map(|f| format!("; it now offers {f}")).unwrap_or_default();
         return Error::new(
             ErrorKind::HostKey,
@@ -410,8 +422,9 @@ pub fn classify(server: &Server, stderr: &str, known_hosts: &Path) -> Error {
             ));
     }
     if lower.contains("permission denied") || lower.contains("too many authentication failures") {
-        return Error::new(ErrorKind::Login, format!("{which}: the SSH login was refused ({last})"))
-            .hint("put the controller's public key in the server's authorized_keys, or set identity_file in fleet.yml");
+        return Error::new(ErrorKind::Login, format!("{which}: the SSH login was refused ({last})")).hint(
+            "put the controller's public key in the server's authorized_keys, or set identity_file in fleet.yml",
+        );
     }
     if lower.contains("load key") || lower.contains("bad configuration") || lower.contains("unprotected private key") {
         return Error::new(ErrorKind::Login, format!("{which}: ssh cannot use its key or config ({last})"));
@@ -433,6 +446,120 @@ pub fn classify(server: &Server, stderr: &str, known_hosts: &Path) -> Error {
         return Error::new(ErrorKind::Unreachable, format!("cannot reach {which} ({last})"));
     }
     Error::new(ErrorKind::Unreachable, format!("ssh to {which} failed: {last}"))
+}
+
+/// Host-key algorithms asked for one by one, so every key type the server has is shown.
+const SCAN_ALGORITHMS: &[&str] =
+    &["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "rsa-sha2-512"];
+
+impl Ssh {
+    /// The host keys `server` offers, fetched the way a run connects — through its jump host,
+    /// which must already be trusted (strictly checked against the fleet's known_hosts, as
+    /// always). Only the server's own key goes to a scratch known_hosts file; no login is
+    /// attempted, and nothing is trusted by this.
+    pub fn scan_host_keys(&self, server: &Server, scratch: &Path) -> Result<Vec<crate::hostkey::HostKey>> {
+        let mut keys: Vec<crate::hostkey::HostKey> = Vec::new();
+        let mut last_err = None;
+        for (i, alg) in SCAN_ALGORITHMS.iter().enumerate() {
+            let file = scratch.join(format!("scan-{i}"));
+            let _ = std::fs::remove_file(&file);
+            // Command-line options come before the config file's, and reach this ssh only —
+            // not the jump host's, which stays strict.
+            let out = self
+                .command()
+                .arg("-o")
+                .arg(format!("UserKnownHostsFile={}", file.display()))
+                .args(["-o", "StrictHostKeyChecking=accept-new", "-o", "ControlMaster=no", "-o", "ControlPath=none"])
+                .arg("-o")
+                .arg(format!("HostKeyAlgorithms={alg}"))
+                .args([
+                    "-o",
+                    "PubkeyAuthentication=no",
+                    "-o",
+                    "PasswordAuthentication=no",
+                    "-o",
+                    "KbdInteractiveAuthentication=no",
+                ])
+                .args(["-o", "GSSAPIAuthentication=no", "-o", "HostbasedAuthentication=no"])
+                .arg(server_alias(server))
+                .arg("true")
+                .stdin(Stdio::null())
+                .output()
+                .map_err(io("cannot run ssh (install openssh-client)".into()))?;
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let found = crate::hostkey::parse_known_hosts(&text);
+            if found.is_empty() {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let lower = stderr.to_lowercase();
+                if !lower.contains("no matching host key type") && !lower.contains("permission denied") {
+                    last_err = Some(classify(server, &stderr, &self.known_hosts));
+                }
+            }
+            for (_, k) in found {
+                if !keys.iter().any(|x| x.base64 == k.base64) {
+                    keys.push(k);
+                }
+            }
+            let _ = std::fs::remove_file(&file);
+        }
+        if keys.is_empty() {
+            return Err(last_err.unwrap_or_else(|| {
+                Error::new(ErrorKind::Unreachable, format!("{} offered no host key", server.name))
+            }));
+        }
+        Ok(keys)
+    }
+}
+
+/// The keys recorded for `name` in `known_hosts` (hashed entries too), through
+/// `ssh-keygen -F`, which knows every form OpenSSH writes.
+pub fn recorded_keys(known_hosts: &Path, name: &str) -> Result<Vec<crate::hostkey::HostKey>> {
+    if !known_hosts.exists() {
+        return Ok(Vec::new());
+    }
+    let out = Command::new("ssh-keygen")
+        .arg("-F")
+        .arg(name)
+        .arg("-f")
+        .arg(known_hosts)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(io("cannot run ssh-keygen (install openssh-client)".into()))?;
+    Ok(crate::hostkey::parse_known_hosts(&String::from_utf8_lossy(&out.stdout)).into_iter().map(|(_, k)| k).collect())
+}
+
+/// Removes every key recorded for `name` (`ssh-keygen -R`).
+pub fn forget_keys(known_hosts: &Path, name: &str) -> Result<()> {
+    let out = Command::new("ssh-keygen")
+        .arg("-R")
+        .arg(name)
+        .arg("-f")
+        .arg(known_hosts)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(io("cannot run ssh-keygen (install openssh-client)".into()))?;
+    if !out.status.success() {
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!("ssh-keygen -R {name}: {}", String::from_utf8_lossy(&out.stderr).trim()),
+        ));
+    }
+    let _ = std::fs::remove_file(known_hosts.with_extension("old"));
+    let _ = std::fs::remove_file(format!("{}.old", known_hosts.display()));
+    Ok(())
+}
+
+/// Appends known_hosts lines atomically (the whole file rewritten, mode 0600).
+pub fn append_known_hosts(known_hosts: &Path, lines: &[String]) -> Result<()> {
+    let mut text = std::fs::read_to_string(known_hosts).unwrap_or_default();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    for l in lines {
+        text.push_str(l);
+        text.push('\n');
+    }
+    write_private(known_hosts, text.as_bytes())
 }
 
 #[cfg(test)]
@@ -471,105 +598,4 @@ mod tests {
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
         assert_eq!(shell_quote(""), "''");
     }
-}
-
-/// Host-key algorithms asked for one by one, so every key type the server has is shown.
-const SCAN_ALGORITHMS: &[&str] = &["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "rsa-sha2-512"];
-
-impl Ssh {
-    /// The host keys `server` offers, fetched the way a run connects — through its jump host,
-    /// which must already be trusted (strictly checked against the fleet's known_hosts, as
-    /// always). Only the server's own key goes to a scratch known_hosts file; no login is
-    /// attempted, and nothing is trusted by this.
-    pub fn scan_host_keys(&self, server: &Server, scratch: &Path) -> Result<Vec<crate::hostkey::HostKey>> {
-        let mut keys: Vec<crate::hostkey::HostKey> = Vec::new();
-        let mut last_err = None;
-        for (i, alg) in SCAN_ALGORITHMS.iter().enumerate() {
-            let file = scratch.join(format!("scan-{i}"));
-            let _ = std::fs::remove_file(&file);
-            // Command-line options come before the config file's, and reach this ssh only —
-            // not the jump host's, which stays strict.
-            let out = self
-                .command()
-                .arg("-o")
-                .arg(format!("UserKnownHostsFile={}", file.display()))
-                .args(["-o", "StrictHostKeyChecking=accept-new", "-o", "ControlMaster=no", "-o", "ControlPath=none"])
-                .arg("-o")
-                .arg(format!("HostKeyAlgorithms={alg}"))
-                .args(["-o", "PubkeyAuthentication=no", "-o", "PasswordAuthentication=no", "-o", "KbdInteractiveAuthentication=no"])
-                .args(["-o", "GSSAPIAuthentication=no", "-o", "HostbasedAuthentication=no"])
-                .arg(server_alias(server))
-                .arg("true")
-                .stdin(Stdio::null())
-                .output()
-                .map_err(io("cannot run ssh (install openssh-client)".into()))?;
-            let text = std::fs::read_to_string(&file).unwrap_or_default();
-            let found = crate::hostkey::parse_known_hosts(&text);
-            if found.is_empty() {
-                let stderr = String::from_utf8_lossy(&out.stderr);
-                let lower = stderr.to_lowercase();
-                if !lower.contains("no matching host key type") && !lower.contains("permission denied") {
-                    last_err = Some(classify(server, &stderr, &self.known_hosts));
-                }
-            }
-            for (_, k) in found {
-                if !keys.iter().any(|x| x.base64 == k.base64) {
-                    keys.push(k);
-                }
-            }
-            let _ = std::fs::remove_file(&file);
-        }
-        if keys.is_empty() {
-            return Err(last_err.unwrap_or_else(|| Error::new(ErrorKind::Unreachable, format!("{} offered no host key", server.name))));
-        }
-        Ok(keys)
-    }
-}
-
-/// The keys recorded for `name` in `known_hosts` (hashed entries too), through
-/// `ssh-keygen -F`, which knows every form OpenSSH writes.
-pub fn recorded_keys(known_hosts: &Path, name: &str) -> Result<Vec<crate::hostkey::HostKey>> {
-    if !known_hosts.exists() {
-        return Ok(Vec::new());
-    }
-    let out = Command::new("ssh-keygen")
-        .arg("-F")
-        .arg(name)
-        .arg("-f")
-        .arg(known_hosts)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(io("cannot run ssh-keygen (install openssh-client)".into()))?;
-    Ok(crate::hostkey::parse_known_hosts(&String::from_utf8_lossy(&out.stdout)).into_iter().map(|(_, k)| k).collect())
-}
-
-/// Removes every key recorded for `name` (`ssh-keygen -R`).
-pub fn forget_keys(known_hosts: &Path, name: &str) -> Result<()> {
-    let out = Command::new("ssh-keygen")
-        .arg("-R")
-        .arg(name)
-        .arg("-f")
-        .arg(known_hosts)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(io("cannot run ssh-keygen (install openssh-client)".into()))?;
-    if !out.status.success() {
-        return Err(Error::new(ErrorKind::Io, format!("ssh-keygen -R {name}: {}", String::from_utf8_lossy(&out.stderr).trim())));
-    }
-    let _ = std::fs::remove_file(known_hosts.with_extension("old"));
-    let _ = std::fs::remove_file(format!("{}.old", known_hosts.display()));
-    Ok(())
-}
-
-/// Appends known_hosts lines atomically (the whole file rewritten, mode 0600).
-pub fn append_known_hosts(known_hosts: &Path, lines: &[String]) -> Result<()> {
-    let mut text = std::fs::read_to_string(known_hosts).unwrap_or_default();
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
-    }
-    for l in lines {
-        text.push_str(l);
-        text.push('\n');
-    }
-    write_private(known_hosts, text.as_bytes())
 }

@@ -20,7 +20,8 @@ pub fn server_alias(s: &Server) -> String {
 
 /// The `Host` alias of a jump host.
 pub fn jump_alias(j: &Endpoint) -> String {
-    let host: String = j.host.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
+    let host: String =
+        j.host.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
     match &j.user {
         Some(u) => format!("ct-jump-{u}-{host}-{}", j.port),
         None => format!("ct-jump-{host}-{}", j.port),
@@ -81,7 +82,8 @@ pub fn render(inv: &Inventory, servers: &[&Server], paths: &Paths<'_>, resolve: 
     }
     for srv in servers {
         let _ = writeln!(out, "\n# server {}\nHost {}", srv.name, server_alias(srv));
-        let key = srv.identity_file.as_deref().map(resolve).or_else(|| paths.identity_file.map(|p| p.display().to_string()));
+        let key =
+            srv.identity_file.as_deref().map(resolve).or_else(|| paths.identity_file.map(|p| p.display().to_string()));
         endpoint_lines(&mut out, &srv.ssh, key);
         if let Some(j) = &srv.jump {
             let _ = writeln!(out, "  ProxyJump {}", jump_alias(j));

@@ -123,7 +123,10 @@ impl SqliteStore {
         db.pragma_update(None, "synchronous", "FULL")?;
         let version: i64 = db.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > 1 {
-            return Err(Error::new(ErrorKind::Store, format!("{} was written by a newer caretaker (schema {version})", path.display())));
+            return Err(Error::new(
+                ErrorKind::Store,
+                format!("{} was written by a newer caretaker (schema {version})", path.display()),
+            ));
         }
         db.execute_batch(SQLITE_SCHEMA)?;
         db.pragma_update(None, "user_version", 1)?;
@@ -161,9 +164,14 @@ fn next_task_state(old_failures: u32, r: &TaskResult, now: i64) -> (u32, Option<
 impl FleetStore for SqliteStore {
     fn begin_run(&mut self, controller: &str, now: i64, resume_within: i64) -> Result<Run> {
         self.immediate(|tx| {
-            tx.execute("UPDATE fleet_runs SET finished_at = ?1 WHERE finished_at IS NULL AND started_at < ?2", params![now, now - resume_within])?;
+            tx.execute(
+                "UPDATE fleet_runs SET finished_at = ?1 WHERE finished_at IS NULL AND started_at < ?2",
+                params![now, now - resume_within],
+            )?;
             let open: Option<i64> = tx
-                .query_row("SELECT id FROM fleet_runs WHERE finished_at IS NULL ORDER BY id DESC LIMIT 1", [], |r| r.get(0))
+                .query_row("SELECT id FROM fleet_runs WHERE finished_at IS NULL ORDER BY id DESC LIMIT 1", [], |r| {
+                    r.get(0)
+                })
                 .optional()?;
             if let Some(id) = open {
                 return Ok(Run { id, resumed: true });
@@ -189,11 +197,10 @@ impl FleetStore for SqliteStore {
     fn lease(&mut self, server: &str, holder: &str, now: i64, ttl: i64) -> Result<bool> {
         self.immediate(|tx| {
             tx.execute("INSERT OR IGNORE INTO fleet_servers (server) VALUES (?1)", [server])?;
-            let (h, until): (Option<String>, Option<i64>) = tx.query_row(
-                "SELECT lease_holder, lease_until FROM fleet_servers WHERE server = ?1",
-                [server],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
+            let (h, until): (Option<String>, Option<i64>) =
+                tx.query_row("SELECT lease_holder, lease_until FROM fleet_servers WHERE server = ?1", [server], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
             if h.is_some_and(|h| h != holder) && until.is_some_and(|u| u > now) {
                 return Ok(false);
             }
@@ -309,7 +316,9 @@ impl FleetStore for SqliteStore {
         let mut st = self.db.prepare(
             "SELECT task, retry_after FROM fleet_tasks WHERE server = ?1 AND retry_after IS NOT NULL AND retry_after > ?2 ORDER BY task",
         )?;
-        let rows = st.query_map(params![server, now], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = st
+            .query_map(params![server, now], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -425,8 +434,9 @@ pub struct PgStore {
 impl PgStore {
     /// Connects (the URL comes from the environment or a 0600 file, never the command line).
     pub fn connect(url: &str) -> Result<PgStore> {
-        let mut db = postgres::Client::connect(url, postgres::NoTls)
-            .map_err(|e| Error::new(ErrorKind::Store, format!("cannot connect to the fleet's PostgreSQL store: {e}")))?;
+        let mut db = postgres::Client::connect(url, postgres::NoTls).map_err(|e| {
+            Error::new(ErrorKind::Store, format!("cannot connect to the fleet's PostgreSQL store: {e}"))
+        })?;
         // Two controllers starting at once: the schema is created under an advisory lock.
         let mut tx = db.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock(725100722)", &[])?;
@@ -441,12 +451,18 @@ impl FleetStore for PgStore {
         let mut tx = self.db.transaction()?;
         // Two controllers starting at once join one run: serialised by an advisory lock.
         tx.execute("SELECT pg_advisory_xact_lock(725100723)", &[])?;
-        tx.execute("UPDATE fleet_runs SET finished_at = $1 WHERE finished_at IS NULL AND started_at < $2", &[&now, &(now - resume_within)])?;
+        tx.execute(
+            "UPDATE fleet_runs SET finished_at = $1 WHERE finished_at IS NULL AND started_at < $2",
+            &[&now, &(now - resume_within)],
+        )?;
         let open = tx.query_opt("SELECT id FROM fleet_runs WHERE finished_at IS NULL ORDER BY id DESC LIMIT 1", &[])?;
         let run = match open {
             Some(r) => Run { id: r.get(0), resumed: true },
             None => {
-                let r = tx.query_one("INSERT INTO fleet_runs (controller, started_at) VALUES ($1, $2) RETURNING id", &[&controller, &now])?;
+                let r = tx.query_one(
+                    "INSERT INTO fleet_runs (controller, started_at) VALUES ($1, $2) RETURNING id",
+                    &[&controller, &now],
+                )?;
                 Run { id: r.get(0), resumed: false }
             }
         };
@@ -460,7 +476,10 @@ impl FleetStore for PgStore {
     }
 
     fn server_done(&mut self, run: i64, server: &str) -> Result<bool> {
-        Ok(self.db.query_opt("SELECT 1 FROM fleet_contacts WHERE run = $1 AND server = $2", &[&run, &server])?.is_some())
+        Ok(self
+            .db
+            .query_opt("SELECT 1 FROM fleet_contacts WHERE run = $1 AND server = $2", &[&run, &server])?
+            .is_some())
     }
 
     fn lease(&mut self, server: &str, holder: &str, now: i64, ttl: i64) -> Result<bool> {
@@ -498,7 +517,10 @@ impl FleetStore for PgStore {
     fn record_task(&mut self, run: i64, server: &str, r: &TaskResult, now: i64) -> Result<()> {
         let mut tx = self.db.transaction()?;
         let old: i32 = tx
-            .query_opt("SELECT failures FROM fleet_tasks WHERE server = $1 AND task = $2 FOR UPDATE", &[&server, &r.task])?
+            .query_opt(
+                "SELECT failures FROM fleet_tasks WHERE server = $1 AND task = $2 FOR UPDATE",
+                &[&server, &r.task],
+            )?
             .map(|x| x.get(0))
             .unwrap_or(0);
         let (failures, retry_after) = next_task_state(old as u32, r, now);
@@ -527,7 +549,17 @@ impl FleetStore for PgStore {
         tx.execute(
             "INSERT INTO fleet_task_log (run, server, task, at, outcome, message, figures, needs_human, reboot_pending)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            &[&run, &server, &r.task, &now, &r.outcome.as_str(), &r.message, &figures, &r.needs_human, &r.reboot_pending],
+            &[
+                &run,
+                &server,
+                &r.task,
+                &now,
+                &r.outcome.as_str(),
+                &r.message,
+                &figures,
+                &r.needs_human,
+                &r.reboot_pending,
+            ],
         )?;
         tx.commit()?;
         Ok(())
@@ -575,7 +607,10 @@ impl FleetStore for PgStore {
             return Ok(false);
         };
         let slot: i32 = free.get(0);
-        tx.execute("UPDATE fleet_reboot_tokens SET server = $2, until = $3 WHERE slot = $1", &[&slot, &server, &(now + ttl)])?;
+        tx.execute(
+            "UPDATE fleet_reboot_tokens SET server = $2, until = $3 WHERE slot = $1",
+            &[&slot, &server, &(now + ttl)],
+        )?;
         tx.commit()?;
         Ok(true)
     }

@@ -143,7 +143,10 @@ fn race_round(open: &(dyn Fn() -> Box<dyn FleetStore> + Sync)) {
                         s.release(srv, &controller).unwrap();
                         continue;
                     }
-                    assert!(!busy.lock().unwrap().insert(srv.clone(), true).unwrap_or(false), "{srv} worked on by two controllers at once");
+                    assert!(
+                        !busy.lock().unwrap().insert(srv.clone(), true).unwrap_or(false),
+                        "{srv} worked on by two controllers at once"
+                    );
                     *runs.lock().unwrap().entry(srv.clone()).or_default() += 1;
                     std::thread::sleep(std::time::Duration::from_millis(2));
                     s.record_task(run.id, srv, &task("backup", Outcome::Ok), 1001).unwrap();
@@ -193,7 +196,11 @@ fn race_reboots(open: &(dyn Fn() -> Box<dyn FleetStore> + Sync), k: u32) {
             });
         }
     });
-    assert!(max_seen.load(Ordering::SeqCst) <= k as usize, "{} reboots at once, k = {k}", max_seen.load(Ordering::SeqCst));
+    assert!(
+        max_seen.load(Ordering::SeqCst) <= k as usize,
+        "{} reboots at once, k = {k}",
+        max_seen.load(Ordering::SeqCst)
+    );
     assert_eq!(rebooted.lock().unwrap().len(), 24);
 }
 

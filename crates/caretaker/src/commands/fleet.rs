@@ -261,12 +261,16 @@ fn list(args: &FleetArgs, json: bool) -> Result<Code> {
 }
 
 fn write_fleet(file: &Path, text: &str) -> Result<()> {
-    let mode = std::fs::metadata(file).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777).unwrap_or(0o644);
+    let mode = std::fs::metadata(file)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+        .unwrap_or(0o644);
     let tmp = file.with_extension(format!("yml.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, text).map_err(|e| Failure::new(Code::Failure, format!("cannot write {}: {e}", tmp.display())))?;
+    std::fs::write(&tmp, text)
+        .map_err(|e| Failure::new(Code::Failure, format!("cannot write {}: {e}", tmp.display())))?;
     std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
     std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, file).map_err(|e| Failure::new(Code::Failure, format!("cannot replace {}: {e}", file.display())))?;
+    std::fs::rename(&tmp, file)
+        .map_err(|e| Failure::new(Code::Failure, format!("cannot replace {}: {e}", file.display())))?;
     Ok(())
 }
 
@@ -278,7 +282,11 @@ fn add(args: &FleetArgs, a: &AddArgs) -> Result<Code> {
         Err(e) => return Err(Failure::new(Code::Config, format!("cannot read {}: {e}", file.display())).into()),
     };
     if !inventory::valid_name(&a.name) {
-        return Err(Failure::new(Code::Usage, format!("`{}` is not a valid server name (letters, digits, -, _, .)", a.name)).into());
+        return Err(Failure::new(
+            Code::Usage,
+            format!("`{}` is not a valid server name (letters, digits, -, _, .)", a.name),
+        )
+        .into());
     }
     let ep = |s: &str, what: &str| {
         Endpoint::parse(s).map_err(|e| anyhow::Error::from(Failure::new(Code::Usage, format!("--{what}: {e}"))))
@@ -307,7 +315,8 @@ fn remove(args: &FleetArgs, name: &str) -> Result<Code> {
 }
 
 fn import(args: &FleetArgs, file: &Path, dry_run: bool) -> Result<Code> {
-    let text = std::fs::read_to_string(file).map_err(|e| Failure::new(Code::Config, format!("cannot read {}: {e}", file.display())))?;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Failure::new(Code::Config, format!("cannot read {}: {e}", file.display())))?;
     let servers = inventory::parse_ansible(&text, &file.display().to_string()).map_err(fail)?;
     let target = fleet_file(args);
     let mut fleet = std::fs::read_to_string(&target).unwrap_or_else(|_| edit::new_file());
@@ -373,14 +382,21 @@ fn hostkey_cmd(args: &FleetArgs, a: &HostkeyArgs) -> Result<Code> {
             return Ok(Code::Refused);
         }
         if keys.iter().any(|k| state(k) != "recorded") {
-            println!("To trust them: caretaker fleet hostkey {}{} --accept", a.name, if a.jump { " --jump" } else { "" });
+            println!(
+                "To trust them: caretaker fleet hostkey {}{} --accept",
+                a.name,
+                if a.jump { " --jump" } else { "" }
+            );
         }
         return Ok(Code::Ok);
     }
     if changed && !a.replace {
-        return Err(Failure::new(Code::Refused, format!("the host key of {name} CHANGED since it was recorded: not accepted"))
-            .hint("only after comparing the new fingerprints with the server's administrator: add --replace")
-            .into());
+        return Err(Failure::new(
+            Code::Refused,
+            format!("the host key of {name} CHANGED since it was recorded: not accepted"),
+        )
+        .hint("only after comparing the new fingerprints with the server's administrator: add --replace")
+        .into());
     }
     if changed {
         caretaker_fleet::ssh::forget_keys(&ssh.known_hosts, &name).map_err(fail)?;
@@ -403,7 +419,9 @@ fn tempdir_in(dir: &Path) -> Result<PathBuf> {
 
 fn controller_name(given: Option<&str>) -> String {
     given.map(str::to_string).unwrap_or_else(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "controller".into())
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "controller".into())
     })
 }
 
@@ -461,7 +479,8 @@ fn send_digest(inv: &Inventory, report: &run::RunReport, d: &digest::Digest) -> 
         use caretaker_core::config::{Secret, SecretOrigin, SmtpTls};
         let password = match &cfg.smtp_password_env {
             Some(v) => Some(Secret::new(
-                std::env::var(v).map_err(|_| Failure::new(Code::Config, format!("digest.smtp_password_env: ${v} is not set")))?,
+                std::env::var(v)
+                    .map_err(|_| Failure::new(Code::Config, format!("digest.smtp_password_env: ${v} is not set")))?,
                 SecretOrigin::Env(v.clone()),
             )),
             None => None,
@@ -510,7 +529,14 @@ fn status(args: &FleetArgs, json: bool) -> Result<Code> {
         return Ok(Code::Ok);
     }
     let now = now();
-    let ago = |t: Option<i64>| t.map_or("never".to_string(), |t| format!("{} ago", caretaker_core::duration::format_duration(std::time::Duration::from_secs((now - t).max(0) as u64))));
+    let ago = |t: Option<i64>| {
+        t.map_or("never".to_string(), |t| {
+            format!(
+                "{} ago",
+                caretaker_core::duration::format_duration(std::time::Duration::from_secs((now - t).max(0) as u64))
+            )
+        })
+    };
     for s in &f.inv.servers {
         let Some(x) = st.iter().find(|x| x.server == s.name) else {
             println!("{:<20} never contacted", s.name);
@@ -573,7 +599,10 @@ fn install_cmd(args: &FleetArgs, a: &InstallArgs) -> Result<Code> {
     );
     println!("{}: {}", r.server, r.version);
     if srv.caretaker_path != r.dest {
-        println!("note: fleet.yml runs `{}` on {}; set caretaker_path: {} if that is not on its PATH", srv.caretaker_path, r.server, r.dest);
+        println!(
+            "note: fleet.yml runs `{}` on {}; set caretaker_path: {} if that is not on its PATH",
+            srv.caretaker_path, r.server, r.dest
+        );
     }
     Ok(Code::Ok)
 }

@@ -17,7 +17,12 @@ use std::time::Duration;
 /// Whether this machine lets the test make network namespaces (root, `ip`, sshd).
 fn netns_available() -> bool {
     let ok = Path::new("/usr/sbin/sshd").exists()
-        && Command::new("ip").args(["netns", "list"]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+        && Command::new("ip")
+            .args(["netns", "list"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
         && unsafe { libc::geteuid() } == 0;
     if !ok {
         // Fails under CI, skips loudly elsewhere.
@@ -38,7 +43,12 @@ fn take_slot() -> u32 {
     let start = (std::process::id() * 131 + N.fetch_add(1, Ordering::Relaxed) * 7) % 60000;
     for i in 0..60000 {
         let n = (start + i) % 60000;
-        if Command::new("ip").args(["netns", "add", &format!("ctf{n}")]).stderr(Stdio::null()).status().is_ok_and(|s| s.success()) {
+        if Command::new("ip")
+            .args(["netns", "add", &format!("ctf{n}")])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
             return n;
         }
     }
@@ -244,7 +254,12 @@ impl Net {
             self.path().join("client").display()
         );
         for (i, h) in self.hosts.iter().enumerate() {
-            t += &format!("  - name: h{i}\n    host: root@{}\n    caretaker_path: {}\n{}", h.ip, h.fake().display(), per_host(i));
+            t += &format!(
+                "  - name: h{i}\n    host: root@{}\n    caretaker_path: {}\n{}",
+                h.ip,
+                h.fake().display(),
+                per_host(i)
+            );
         }
         let p = self.path().join("fleet.yml");
         std::fs::write(&p, t).unwrap();
@@ -279,12 +294,22 @@ impl Net {
     }
 
     pub fn host_report<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-        v["hosts"].as_array().unwrap().iter().find(|h| h["server"] == name).unwrap_or_else(|| panic!("{name} not in {v}"))
+        v["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["server"] == name)
+            .unwrap_or_else(|| panic!("{name} not in {v}"))
     }
 }
 
 pub fn text(o: &Output) -> String {
-    format!("exit {:?}\n--- stdout\n{}\n--- stderr\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 impl Drop for Net {
@@ -416,7 +441,10 @@ fn fleet_jump_host_key_is_checked_too() {
     let (_, v) = net.run_json(&["h1"]);
     let h = Net::host_report(&v, "h1");
     assert_eq!(h["contact"], "host_key", "{v}");
-    assert!(h["message"].as_str().unwrap().contains("unknown") && h["message"].as_str().unwrap().contains("(server h1)"), "{v}");
+    assert!(
+        h["message"].as_str().unwrap().contains("unknown") && h["message"].as_str().unwrap().contains("(server h1)"),
+        "{v}"
+    );
     let out = net.run(&["hostkey", "h1"]);
     let (sha, _) = fingerprints_by_ssh_keygen(&net.hosts[t].host_key_pub());
     assert!(String::from_utf8_lossy(&out.stdout).contains(&sha), "{}", text(&out));
@@ -455,8 +483,15 @@ fn fleet_host_down_mid_run_transient_is_quiet_other_alerts() {
     }
     // One server at a time, in order; h0's run-due waits until h1 and h2 went down.
     net.hosts[0].block("");
-    let child = net.caretaker(&["run", "--json", "--parallel", "1"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    caretaker_testkit::wait_until(Duration::from_secs(60), "h0's run-due to start", || (!net.hosts[0].calls().is_empty()).then_some(()));
+    let child = net
+        .caretaker(&["run", "--json", "--parallel", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    caretaker_testkit::wait_until(Duration::from_secs(60), "h0's run-due to start", || {
+        (!net.hosts[0].calls().is_empty()).then_some(())
+    });
     net.hosts[1].stop_sshd();
     net.hosts[2].stop_sshd();
     net.hosts[0].unblock();
@@ -495,12 +530,12 @@ fn fleet_sigkill_mid_run_loses_no_completed_result_and_resumes() {
     // h1 streams its first task's result, then hangs.
     net.hosts[1].block(r#"{"kind":"command","name":"job:first","outcome":"succeeded","reason":"slot"}"#);
     net.hosts[1].report(&report_json(&[("job:first", "succeeded"), ("job:second", "succeeded")]), 0);
-    let mut child = net.caretaker(&["run", "--parallel", "3"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let status = || -> serde_json::Value { serde_json::from_slice(&net.run(&["status", "--json"]).stdout).unwrap_or_default() };
+    let mut child =
+        net.caretaker(&["run", "--parallel", "3"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let status =
+        || -> serde_json::Value { serde_json::from_slice(&net.run(&["status", "--json"]).stdout).unwrap_or_default() };
     let task_outcome = |st: &serde_json::Value, server: &str, task: &str| -> Option<String> {
-        st.as_array()?
-            .iter()
-            .find(|s| s["server"] == server)?["tasks"]
+        st.as_array()?.iter().find(|s| s["server"] == server)?["tasks"]
             .as_array()?
             .iter()
             .find(|t| t["task"] == task)
@@ -519,7 +554,11 @@ fn fleet_sigkill_mid_run_loses_no_completed_result_and_resumes() {
     assert_eq!(task_outcome(&st, "h0", "job:a").as_deref(), Some("ok"), "{st}");
     assert_eq!(task_outcome(&st, "h0", "job:b").as_deref(), Some("failed"), "{st}");
     assert_eq!(task_outcome(&st, "h2", "job:c").as_deref(), Some("ok"), "{st}");
-    assert_eq!(task_outcome(&st, "h1", "job:first").as_deref(), Some("ok"), "the streamed task was stored at once: {st}");
+    assert_eq!(
+        task_outcome(&st, "h1", "job:first").as_deref(),
+        Some("ok"),
+        "the streamed task was stored at once: {st}"
+    );
     assert_eq!(task_outcome(&st, "h1", "job:second"), None, "{st}");
     // The re-run resumes the killed run: only h1 is worked on.
     net.hosts[1].unblock();
@@ -575,7 +614,9 @@ fn fleet_digest_email_arrives_at_a_real_smtp_sink() {
         }
     }
     let _sink = Kill(sink);
-    caretaker_testkit::wait_until(Duration::from_secs(20), "the SMTP sink", || std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()));
+    caretaker_testkit::wait_until(Duration::from_secs(20), "the SMTP sink", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+    });
     net.write_fleet(
         &format!("digest:\n  email_to: [ops@example.org]\n  smtp_host: 127.0.0.1\n  smtp_port: {port}\n  smtp_tls: none\n  smtp_from: fleet@example.org\n"),
         &|_| String::new(),
@@ -620,7 +661,17 @@ fn fleet_install_onto_a_host_without_caretaker() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("already has"), "{}", text(&out));
     // Wrong architecture: refused before copying anything.
     let dest2 = net.path().join("remote-bin/other");
-    let out = net.run(&["install", "h0", "--dest", dest2.to_str().unwrap(), "--arch", "riscv64", "--binary", BIN, "--no-unit"]);
+    let out = net.run(&[
+        "install",
+        "h0",
+        "--dest",
+        dest2.to_str().unwrap(),
+        "--arch",
+        "riscv64",
+        "--binary",
+        BIN,
+        "--no-unit",
+    ]);
     assert!(!out.status.success(), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("riscv64"), "{}", text(&out));
     assert!(!dest2.exists());
@@ -630,8 +681,18 @@ fn fleet_install_onto_a_host_without_caretaker() {
 fn fleet_add_remove_list_keep_the_file_valid() {
     let dir = tempfile::tempdir().unwrap();
     let fleet = dir.path().join("fleet.yml");
-    std::fs::write(&fleet, "# our servers\nversion: 1\nservers:\n  # the shop\n  - name: shop\n    host: 192.0.2.1\n").unwrap();
-    let cmd = |args: &[&str]| Command::new(BIN).arg("fleet").arg("--fleet").arg(&fleet).args(args).env_remove("CARETAKER_FLEET").output().unwrap();
+    std::fs::write(&fleet, "# our servers\nversion: 1\nservers:\n  # the shop\n  - name: shop\n    host: 192.0.2.1\n")
+        .unwrap();
+    let cmd = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("fleet")
+            .arg("--fleet")
+            .arg(&fleet)
+            .args(args)
+            .env_remove("CARETAKER_FLEET")
+            .output()
+            .unwrap()
+    };
     let out = cmd(&["add", "web1", "--host", "root@192.0.2.2:2222", "--group", "web", "--transient"]);
     assert!(out.status.success(), "{}", text(&out));
     let out = cmd(&["add", "web1"]);
