@@ -19,4 +19,5 @@ pub mod recover;
 pub mod reload;
 pub mod schedule;
 pub mod scheduler;
+pub mod tasks;
 pub mod update;

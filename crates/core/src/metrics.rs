@@ -73,6 +73,9 @@ pub struct Snapshot {
     pub silences_active: Option<u64>,
     /// The newest successful dependency report (`caretaker deps`), if any.
     pub dependencies: Option<crate::alert::DependenciesObs>,
+    /// Scheduled tasks whose latest attempts were skipped (the `job_skipped` rule's input).
+    #[serde(default)]
+    pub skipped_tasks: Vec<crate::alert::SkippedTaskObs>,
 }
 
 struct Out {
@@ -318,6 +321,13 @@ pub fn render_metrics(s: &Snapshot) -> String {
         "Whether the app is in service mode (cannot start).",
         s.service_mode.map(b),
     );
+    o.each(
+        "caretaker_task_skipped_in_a_row",
+        "gauge",
+        "Times in a row a scheduled task was skipped because the app lock was held, since it last ran (absent when none).",
+        &s.skipped_tasks,
+        |t| Some((vec![("task", t.task.as_str())], f64::from(t.skips))),
+    );
     if let Some(d) = &s.dependencies {
         o.one(
             "caretaker_dependencies_vulnerable",
@@ -397,8 +407,14 @@ mod tests {
             service_mode: None,
             silences_active: Some(0),
             dependencies: None,
+            skipped_tasks: vec![crate::alert::SkippedTaskObs {
+                task: "job:report".into(),
+                skips: 2,
+                since: t,
+                reason: Some("job #3 (restore) held the app lock".into()),
+            }],
         };
-        expect_test::expect![[r#"
+        expect_test::expect![[r##"
             # HELP caretaker_build_info caretaker version and the app it looks after (always 1).
             # TYPE caretaker_build_info gauge
             caretaker_build_info{version="0.1.0",app="guestbook"} 1
@@ -463,7 +479,10 @@ mod tests {
             # HELP caretaker_maintenance Whether maintenance mode is on.
             # TYPE caretaker_maintenance gauge
             caretaker_maintenance 0
-        "#]]
+            # HELP caretaker_task_skipped_in_a_row Times in a row a scheduled task was skipped because the app lock was held, since it last ran (absent when none).
+            # TYPE caretaker_task_skipped_in_a_row gauge
+            caretaker_task_skipped_in_a_row{task="job:report"} 2
+        "##]]
         .assert_eq(&render_metrics(&s));
     }
 }

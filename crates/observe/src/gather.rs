@@ -158,6 +158,7 @@ pub fn gather(
         service_mode: Some(obs.service_mode.is_some()),
         silences_active: Some(silences as u64),
         dependencies: obs.dependencies.clone(),
+        skipped_tasks: obs.skipped_tasks.clone(),
     };
     Ok(Gathered { observations: obs, snapshot })
 }

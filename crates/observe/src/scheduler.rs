@@ -20,6 +20,8 @@ pub fn time_zone(cfg: &Config) -> TimeZone {
 /// The tasks to start now. `running`: names of tasks whose job has not finished (never
 /// started twice). Each returned task is recorded as run at `now` *before* the caller starts
 /// it, so a crash during the run does not repeat it in a loop; missed runs collapse into one.
+/// The record is a claim ([`Store::claim_task_run`]): a slot that `caretaker tasks run-due`
+/// claimed first is not returned.
 pub fn tick(
     cfg: &Config,
     store: &Store,
@@ -36,9 +38,14 @@ pub fn tick(
             s.running = true;
         }
     }
-    let due = due_tasks(&tasks, &states, now, &time_zone(cfg));
-    for d in &due {
-        store.task_ran(&d.task.name, now)?;
+    let mut due = Vec::new();
+    for d in due_tasks(&tasks, &states, now, &time_zone(cfg)) {
+        // A compare-and-set on the last run this tick read: `caretaker tasks run-due` may
+        // have claimed the same slot meanwhile, and then it runs it, not the daemon.
+        let seen = states.get(&d.task.name).and_then(|s| s.last_run);
+        if store.claim_task_run(&d.task.name, seen, now)? {
+            due.push(d);
+        }
     }
     Ok(due)
 }

@@ -18,8 +18,10 @@ mod lock;
 mod observe;
 mod process;
 mod store;
+mod tasks;
 
 pub use lock::{AppLock, LockError};
 pub use observe::JobKindStats;
 pub use process::ProcessIdentity;
 pub use store::{Event, JobHandle, JobRecord, StateError, Store};
+pub use tasks::TaskJobs;

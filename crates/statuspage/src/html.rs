@@ -2,7 +2,7 @@
 //! Every piece of text from the store or the config goes through [`esc`].
 
 use crate::svg::{self, esc, Bar, Point};
-use crate::StatusData;
+use crate::{DependenciesSection, StatusData};
 use caretaker_core::job::Outcome;
 use caretaker_core::mode::Mode;
 use jiff::Timestamp;
@@ -261,6 +261,11 @@ pub fn render(d: &StatusData, link_suffix: &str) -> String {
     }
     o.push_str("</section>");
 
+    // Dependencies.
+    if let Some(deps) = &d.dependencies {
+        dependencies(&mut o, deps, now, link_suffix);
+    }
+
     // Charts.
     let size_points: Vec<Point> =
         d.charts.repository_size.iter().map(|p| Point { x: p.at.as_second() as f64, y: p.bytes as f64 }).collect();
@@ -318,4 +323,94 @@ pub fn render(d: &StatusData, link_suffix: &str) -> String {
     }
     o.push_str("</section></main></body></html>\n");
     o
+}
+
+/// The dependency report's section (docs/deps.md): vulnerable packages with every advisory ID,
+/// outdated packages, the OSV database's date, the last run and the last failure.
+fn dependencies(o: &mut String, deps: &DependenciesSection, now: Timestamp, link_suffix: &str) {
+    o.push_str(r#"<section id="dependencies" class="wide"><h2>Dependencies</h2>"#);
+    let job_link = |j: i64| format!(r#"<a href="/status/jobs/{j}/log{}">job {j}</a>"#, esc(link_suffix));
+    o.push_str("<dl>");
+    let _ = write!(
+        o,
+        "<dt>schedule</dt><dd>{}</dd>",
+        deps.schedule.as_deref().map(|s| format!("<code>{}</code>", esc(s))).unwrap_or_else(|| "on demand (`caretaker deps`)".into())
+    );
+    match &deps.last_run {
+        Some(r) => {
+            let _ = write!(
+                o,
+                "<dt>last run</dt><dd>{} {} · {}</dd>",
+                when(now, Some(r.at)),
+                pill(outcome_class(r.outcome), r.outcome.as_str()),
+                job_link(r.job)
+            );
+        }
+        None => o.push_str(r#"<dt>last run</dt><dd class="muted">never</dd>"#),
+    }
+    if let Some(f) = &deps.last_failure {
+        let _ = write!(
+            o,
+            "<dt>last failure</dt><dd>{} · {} · {}</dd>",
+            when(now, Some(f.at)),
+            job_link(f.job),
+            esc(f.error.as_deref().unwrap_or("failed"))
+        );
+    }
+    let Some(r) = &deps.report else {
+        o.push_str(r#"</dl><p class="muted">No successful report yet.</p></section>"#);
+        return;
+    };
+    let vulnerable = match r.vulnerable {
+        Some(0) => pill("ok", "none"),
+        Some(n) => pill("bad", &format!("{n} packages, {} vulnerabilities", r.vulnerabilities.unwrap_or(0))),
+        None => pill("warn", "not checked"),
+    };
+    let outdated = match r.outdated {
+        Some(0) => pill("ok", "none"),
+        Some(n) => pill("warn", &format!("{n} packages")),
+        None => pill("neutral", "not checked"),
+    };
+    let _ = write!(
+        o,
+        "<dt>report</dt><dd>{} · {} · {} packages</dd><dt>OSV database</dt><dd>{}</dd><dt>vulnerable</dt><dd>{vulnerable}{}</dd><dt>outdated</dt><dd>{outdated}{}</dd></dl>",
+        when(now, Some(r.at)),
+        job_link(r.job),
+        r.packages.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
+        esc(r.database_date.as_deref().unwrap_or("unknown")),
+        r.vulnerabilities_not_checked.as_deref().map(|w| format!(" <span class=muted>{}</span>", esc(w))).unwrap_or_default(),
+        r.outdated_not_checked.as_deref().map(|w| format!(" <span class=muted>{}</span>", esc(w))).unwrap_or_default(),
+    );
+    if !r.findings.is_empty() {
+        o.push_str("<table id=\"vulnerable\"><tr><th>package</th><th>installed</th><th>advisories</th><th>fixed in</th><th>summary</th></tr>");
+        for f in &r.findings {
+            let ids: Vec<String> = f.ids.iter().map(|i| format!("<code>{}</code>", esc(i))).collect();
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&f.package),
+                esc(&f.version),
+                ids.join(" "),
+                if f.fixed_in.is_empty() { "no fix yet".to_string() } else { esc(&f.fixed_in.join(", ")) },
+                esc(f.summary.as_deref().unwrap_or(""))
+            );
+        }
+        o.push_str("</table>");
+    }
+    if !r.outdated_packages.is_empty() {
+        o.push_str("<table id=\"outdated\"><tr><th>package</th><th>installed</th><th>newest of its line</th><th>line</th><th>newest</th></tr>");
+        for p in &r.outdated_packages {
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&p.package),
+                esc(&p.version),
+                esc(p.compared_with.as_deref().unwrap_or("?")),
+                esc(&p.line),
+                esc(p.latest.as_deref().unwrap_or("?"))
+            );
+        }
+        o.push_str("</table>");
+    }
+    o.push_str("</section>");
 }

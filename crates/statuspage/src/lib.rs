@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use caretaker_core::config::Config;
-use caretaker_core::job::figures::{BackupFigures, Figures, PruneFigures};
+use caretaker_core::job::figures::{BackupFigures, DepsFigures, DepsFinding, Figures, OutdatedPackage, PruneFigures};
 use caretaker_core::job::{kind, Outcome, Trigger};
 use caretaker_core::mode::Mode;
 use caretaker_core::scheduler::{next_start, tasks_from_config};
@@ -62,7 +62,52 @@ pub struct StatusData {
     pub backups: Option<BackupSummary>,
     pub alerts: Vec<AlertRow>,
     pub schedule: Vec<ScheduleRow>,
+    /// The dependency report (docs/deps.md); `None` when it is not scheduled and never ran.
+    pub dependencies: Option<DependenciesSection>,
     pub charts: Charts,
+}
+
+/// The dependency report's section: the newest successful report's findings, and the last
+/// run and last failure of the `deps` job.
+#[derive(Clone, Debug, Serialize)]
+pub struct DependenciesSection {
+    /// `deps.schedule` as written, when scheduled.
+    pub schedule: Option<String>,
+    /// The newest finished `deps` job, whatever its outcome.
+    pub last_run: Option<DepsJob>,
+    /// The newest failed `deps` job (a source that could not be read), if any.
+    pub last_failure: Option<DepsJob>,
+    /// The newest successful report; `None` before the first one.
+    pub report: Option<DepsReport>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DepsJob {
+    pub job: i64,
+    pub at: Timestamp,
+    pub outcome: Outcome,
+    pub error: Option<String>,
+}
+
+/// What the newest successful report found (its job's `DepsFigures`).
+#[derive(Clone, Debug, Serialize)]
+pub struct DepsReport {
+    pub job: i64,
+    pub at: Timestamp,
+    pub packages: Option<u64>,
+    /// Vulnerable packages; `None` when vulnerabilities were not checked.
+    pub vulnerable: Option<u64>,
+    pub vulnerabilities: Option<u64>,
+    /// Outdated packages; `None` when not checked.
+    pub outdated: Option<u64>,
+    /// The OSV database's date.
+    pub database_date: Option<String>,
+    /// Each vulnerability with all its advisory IDs.
+    pub findings: Vec<DepsFinding>,
+    pub outdated_packages: Vec<OutdatedPackage>,
+    /// Why vulnerabilities / outdated packages were not checked.
+    pub vulnerabilities_not_checked: Option<String>,
+    pub outdated_not_checked: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -320,8 +365,43 @@ pub fn gather(
         backups,
         alerts,
         schedule,
+        dependencies: dependencies(cfg, store)?,
         charts: Charts { repository_size, job_durations },
     })
+}
+
+/// The dependency report's section, from the `deps` jobs of the job log.
+fn dependencies(cfg: &Config, store: &Store) -> Result<Option<DependenciesSection>, StateError> {
+    let deps_job = |j: &caretaker_state::JobRecord| DepsJob {
+        job: j.id,
+        at: j.ended_at.unwrap_or(j.started_at),
+        outcome: j.outcome,
+        error: j.error.clone(),
+    };
+    let last_run = store.last_finished(kind::DEPS)?;
+    let schedule = cfg.deps.schedule.as_ref().map(|s| s.to_string());
+    if last_run.is_none() && schedule.is_none() {
+        return Ok(None);
+    }
+    let last_failure =
+        store.jobs(Some(kind::DEPS), 50)?.into_iter().find(|j| j.outcome == Outcome::Failed).map(|j| deps_job(&j));
+    let report = store.last_success(kind::DEPS)?.map(|j| {
+        let f = DepsFigures::from_json(&j.figures);
+        DepsReport {
+            job: j.id,
+            at: j.ended_at.unwrap_or(j.started_at),
+            packages: f.packages,
+            vulnerable: f.vulnerable,
+            vulnerabilities: f.vulnerabilities,
+            outdated: f.outdated,
+            database_date: f.database_date,
+            findings: f.findings,
+            outdated_packages: f.outdated_packages,
+            vulnerabilities_not_checked: f.vulnerabilities_not_checked,
+            outdated_not_checked: f.outdated_not_checked,
+        }
+    });
+    Ok(Some(DependenciesSection { schedule, last_run: last_run.as_ref().map(deps_job), last_failure, report }))
 }
 
 /// What the router serves from: the config, the state store, the supervisor's live view

@@ -282,3 +282,84 @@ async fn protect_puts_other_routes_behind_the_same_auth() {
     let (st, _, _) = get(&app, "/metrics", Some(basic("admin", "secret pw"))).await;
     assert_eq!(st, StatusCode::OK);
 }
+
+#[test]
+fn the_dependency_report_shows_findings_with_every_id_outdated_packages_and_the_last_failure() {
+    use caretaker_core::job::figures::{DepsFigures, DepsFinding, OutdatedPackage};
+    let dir = tempfile::tempdir().unwrap();
+    let store = seeded(dir.path());
+    let hash = auth::hash_password("pw").unwrap();
+    // Not scheduled and never run: no section.
+    let d = gather(&config(&hash), &store, None, Timestamp::now()).unwrap();
+    assert!(d.dependencies.is_none());
+    assert!(!html::render(&d, "").contains("id=\"dependencies\""));
+
+    let failed = store.start_job(kind::DEPS, Trigger::Schedule, false).unwrap();
+    let failed_id = failed.id();
+    failed.finish(Outcome::Failed, serde_json::json!({}), Some("cannot read <uv.lock>: no such file")).unwrap();
+    let figures = DepsFigures {
+        packages: Some(42),
+        vulnerable: Some(1),
+        vulnerabilities: Some(2),
+        vulnerable_packages: vec!["django".into()],
+        outdated: Some(1),
+        database_date: Some("2026-11-30T08:00:00Z".into()),
+        findings: vec![
+            DepsFinding {
+                package: "django".into(),
+                version: "4.2.1".into(),
+                ids: vec!["CVE-2023-36053".into(), "GHSA-jh3w-4vvf-mjgr".into(), "PYSEC-2023-100".into()],
+                summary: Some("ReDoS in <EmailValidator> & URLValidator".into()),
+                fixed_in: vec!["4.2.3".into()],
+            },
+            DepsFinding {
+                package: "django".into(),
+                version: "4.2.1".into(),
+                ids: vec!["GHSA-xxxx-<script>".into()],
+                summary: None,
+                fixed_in: vec![],
+            },
+        ],
+        outdated_packages: vec![OutdatedPackage {
+            package: "django".into(),
+            version: "4.2.1".into(),
+            compared_with: Some("4.2.16".into()),
+            latest: Some("5.1.3".into()),
+            line: "4.2 LTS".into(),
+        }],
+        ..Default::default()
+    };
+    let ok = store.start_job(kind::DEPS, Trigger::Schedule, false).unwrap();
+    let ok_id = ok.id();
+    ok.finish(Outcome::Succeeded, figures.to_json(), None).unwrap();
+
+    let d = gather(&config(&hash), &store, None, Timestamp::now()).unwrap();
+    let deps = d.dependencies.as_ref().expect("a deps job ran");
+    assert_eq!(deps.schedule, None);
+    assert_eq!((deps.last_run.as_ref().unwrap().job, deps.last_run.as_ref().unwrap().outcome), (ok_id, Outcome::Succeeded));
+    let f = deps.last_failure.as_ref().unwrap();
+    assert_eq!(f.job, failed_id);
+    let r = deps.report.as_ref().unwrap();
+    assert_eq!((r.job, r.packages, r.vulnerable, r.outdated), (ok_id, Some(42), Some(1), Some(1)));
+    assert_eq!(r.findings[0].ids.len(), 3);
+
+    let page = html::render(&d, "?token=t");
+    let section = &page[page.find("id=\"dependencies\"").expect("the section")..];
+    let section = &section[..section.find("</section>").unwrap()];
+    for id in ["CVE-2023-36053", "GHSA-jh3w-4vvf-mjgr", "PYSEC-2023-100"] {
+        assert!(section.contains(&format!("<code>{id}</code>")), "{id} missing: {section}");
+    }
+    assert!(section.contains("2026-11-30T08:00:00Z"), "the database's date: {section}");
+    assert!(section.contains("4.2.16") && section.contains("4.2 LTS") && section.contains("5.1.3"), "{section}");
+    assert!(section.contains("ReDoS in &lt;EmailValidator&gt; &amp; URLValidator"), "{section}");
+    assert!(section.contains("GHSA-xxxx-&lt;script&gt;") && section.contains("no fix yet"), "{section}");
+    assert!(section.contains("cannot read &lt;uv.lock&gt;: no such file"), "the last failure: {section}");
+    assert!(section.contains(&format!("/status/jobs/{failed_id}/log?token=t")), "{section}");
+    assert!(!page.contains("<script") && !page.contains("<uv.lock>") && !page.contains("<EmailValidator>"));
+
+    // The JSON API carries the same.
+    let v = serde_json::to_value(&d).unwrap();
+    assert_eq!(v["dependencies"]["report"]["findings"][0]["ids"][2], "PYSEC-2023-100");
+    assert_eq!(v["dependencies"]["report"]["outdated_packages"][0]["compared_with"], "4.2.16");
+    assert_eq!(v["dependencies"]["last_failure"]["job"], failed_id);
+}

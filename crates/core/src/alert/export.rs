@@ -157,6 +157,29 @@ pub fn prometheus_rules(app: &str, rules: &Rules) -> String {
             summary: "the last {{ $labels.kind }} job failed",
         });
     }
+    if rules.job_skipped {
+        // Critical for the backup (the recovery point ages unnoticed), as in `conditions`.
+        for (severity, tasks) in [("critical", "task=\"backup\""), ("warning", "task!=\"backup\"")] {
+            r.push(Rule {
+                alert: "CaretakerJobSkipped",
+                rule: super::rule::JOB_SKIPPED,
+                severity,
+                expr: format!("caretaker_task_skipped_in_a_row{{{tasks}}} >= {}", super::SKIPS_TO_ALERT),
+                hold: Duration::ZERO,
+                summary: "scheduled task {{ $labels.task }} was skipped {{ $value }} times in a row (the app lock was held)",
+            });
+        }
+    }
+    if rules.dependencies_vulnerable {
+        r.push(Rule {
+            alert: "CaretakerDependenciesVulnerable",
+            rule: super::rule::DEPENDENCIES_VULNERABLE,
+            severity: "warning",
+            expr: "caretaker_dependencies_vulnerable > 0".into(),
+            hold: Duration::ZERO,
+            summary: "{{ $value }} of the app's dependencies have known vulnerabilities (`caretaker deps`)",
+        });
+    }
     if rules.service_mode {
         r.push(Rule {
             alert: "CaretakerServiceMode",
@@ -204,7 +227,18 @@ mod tests {
         let text = prometheus_rules("guestbook", &crate::config::alerts_defaults().rules);
         assert!(text.contains("      - alert: CaretakerFilesystemFreeLow\n        expr: \"100 * caretaker_filesystem_avail_bytes / caretaker_filesystem_size_bytes <= 20\"\n        for: 300s\n"));
         assert!(text.contains("changes(caretaker_boot_time_seconds[86400s]) > 3"));
-        assert_eq!(text.matches("- alert:").count(), 16);
+        assert_eq!(text.matches("- alert:").count(), 19);
+        assert!(text.contains("expr: \"caretaker_task_skipped_in_a_row{task=\\\"backup\\\"} >= 3\""), "{text}");
+        assert!(text.contains("expr: \"caretaker_dependencies_vulnerable > 0\""), "{text}");
+    }
+
+    /// Every built-in rule has its Prometheus equivalent (when enabled, as by default).
+    #[test]
+    fn every_built_in_rule_is_exported() {
+        let text = prometheus_rules("a", &crate::config::alerts_defaults().rules);
+        for rule in crate::alert::rule::ALL_RULES {
+            assert!(text.contains(&format!("          rule: {rule}\n")), "rule {rule} is not exported:\n{text}");
+        }
     }
 
     #[test]

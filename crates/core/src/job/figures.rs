@@ -194,6 +194,64 @@ pub struct CommandFigures {
     pub exit: Option<String>,
 }
 
+/// `deps`: the dependency report (docs/deps.md). The counts feed `/metrics` and the
+/// `dependencies_vulnerable` rule; the lists feed the status page.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DepsFigures {
+    /// Resolved dependencies read.
+    pub packages: Option<u64>,
+    /// Vulnerable packages (a package with several vulnerabilities counts once); `None` when
+    /// vulnerabilities were not checked (no OSV database yet).
+    pub vulnerable: Option<u64>,
+    /// Vulnerabilities found (one per advisory after merging aliases).
+    pub vulnerabilities: Option<u64>,
+    pub vulnerable_packages: Vec<String>,
+    /// Outdated packages; `None` when no package index was asked or reachable.
+    pub outdated: Option<u64>,
+    /// The date of the OSV database the report used.
+    pub database_date: Option<String>,
+    /// Each vulnerability with all its advisory IDs (written since the status page shows them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<DepsFinding>,
+    /// Each outdated package.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outdated_packages: Vec<OutdatedPackage>,
+    /// Why vulnerabilities were not checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vulnerabilities_not_checked: Option<String>,
+    /// Why outdated packages were not checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outdated_not_checked: Option<String>,
+}
+
+/// One vulnerability of an installed package in [`DepsFigures`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DepsFinding {
+    pub package: String,
+    pub version: String,
+    /// Every ID the vulnerability is known by (OSV id and aliases), sorted.
+    pub ids: Vec<String>,
+    pub summary: Option<String>,
+    /// Versions that fix it, lowest first.
+    pub fixed_in: Vec<String>,
+}
+
+/// One outdated package in [`DepsFigures`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OutdatedPackage {
+    pub package: String,
+    pub version: String,
+    /// The version it is compared with (the newest of its line).
+    pub compared_with: Option<String>,
+    /// The newest release overall.
+    pub latest: Option<String>,
+    /// Its release line (`"4.2 LTS"`, `"3"`).
+    pub line: String,
+}
+
 impl Figures for RepositoryFigures {}
 impl Figures for BackupFigures {}
 impl Figures for PruneFigures {}
@@ -204,6 +262,7 @@ impl Figures for CheckFigures {}
 impl Figures for UpdateFigures {}
 impl Figures for DbSnapshotFigures {}
 impl Figures for CommandFigures {}
+impl Figures for DepsFigures {}
 
 #[cfg(test)]
 mod tests {
