@@ -17,8 +17,7 @@
 //! reader does not know still round-trips with its name.
 
 use crate::job::figures::{
-    BackupCheckFigures, BackupFigures, CheckFigures, CommandFigures, DepsFigures, Figures, PruneFigures,
-    UpdateFigures,
+    BackupCheckFigures, BackupFigures, CheckFigures, CommandFigures, DepsFigures, Figures, PruneFigures, UpdateFigures,
 };
 use crate::job::{self, kind};
 use crate::scheduler::{self, Task, TaskKind, TaskState};
@@ -426,13 +425,18 @@ pub fn plan(tasks: &[Task], observed: &BTreeMap<String, Observed>, now: Timestam
             let o = observed.get(&task.name).unwrap_or(&none);
             // The calendar decision without the running flag: a running task is reported as
             // such (the scheduler would simply not return it).
-            let state = TaskState { running: false, ..o.state.unwrap_or(TaskState { first_seen: Some(now), ..Default::default() }) };
+            let state = TaskState {
+                running: false,
+                ..o.state.unwrap_or(TaskState { first_seen: Some(now), ..Default::default() })
+            };
             let states = BTreeMap::from([(task.name.clone(), state)]);
             let due = scheduler::due_tasks(std::slice::from_ref(task), &states, now, tz).into_iter().next();
             let next = scheduler::next_start(task, &state, now, tz);
             let (reason, scheduled_for) = match (&due, o.running_job) {
                 (_, Some(_)) => (DueReason::Running, due.as_ref().map(|d| d.scheduled_for)),
-                (Some(d), None) => (if d.catch_up { DueReason::CatchUp } else { DueReason::Slot }, Some(d.scheduled_for)),
+                (Some(d), None) => {
+                    (if d.catch_up { DueReason::CatchUp } else { DueReason::Slot }, Some(d.scheduled_for))
+                }
                 (None, None) if o.state.is_none() => (DueReason::New, None),
                 (None, None) if next.is_none() => (DueReason::Never, None),
                 (None, None) => (DueReason::NotYet, None),

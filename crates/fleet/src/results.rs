@@ -185,6 +185,84 @@ mod tests {
         assert_eq!(tasks[0].kind.as_deref(), Some("backup"));
     }
 
+    /// Documents written by the server's own types (`caretaker_core::tasks`, schema 1) read
+    /// as the server means them.
+    #[test]
+    fn reads_what_the_servers_types_write() {
+        use caretaker_core::tasks::{
+            DueReason, DueReport, DueTask, Kind, RunReport, Summary, TaskOutcome, TaskResult as Server,
+        };
+        let t0: jiff::Timestamp = "2026-03-04T12:00:00Z".parse().unwrap();
+        let result = |kind: Kind, name: &str, outcome: TaskOutcome, error: Option<&str>| Server {
+            kind,
+            name: name.into(),
+            job_kind: "backup".into(),
+            outcome,
+            reason: if outcome == TaskOutcome::NotDue { DueReason::NotYet } else { DueReason::Slot },
+            scheduled_for: None,
+            next_run: None,
+            started_at: (outcome != TaskOutcome::NotDue).then_some(t0),
+            finished_at: None,
+            job_id: Some(7),
+            job_outcome: None,
+            exit_code: Some(0),
+            figures: serde_json::json!({"bytes_added": 4096}),
+            error: error.map(str::to_string),
+        };
+        let results = vec![
+            result(Kind::Backup, "backup", TaskOutcome::Succeeded, None),
+            result(Kind::Command, "job:report", TaskOutcome::Failed, Some("`report` exited with code 3")),
+            result(Kind::Prune, "prune", TaskOutcome::Skipped, None),
+            result(Kind::Check, "check", TaskOutcome::NotDue, None),
+        ];
+        let report = RunReport {
+            schema: 1,
+            caretaker_version: "0.1.0".into(),
+            app: "shop".into(),
+            started_at: t0,
+            finished_at: t0,
+            summary: Summary::of(&results),
+            results,
+        };
+        let text = serde_json::to_string_pretty(&report).unwrap();
+        let Line::Report { schema, tasks, .. } = &read_all(&text)[0] else { panic!("{text}") };
+        assert_eq!(schema.as_deref(), Some("1"));
+        let got: Vec<_> = tasks.iter().map(|t| (t.task.as_str(), t.kind.as_deref(), t.outcome)).collect();
+        assert_eq!(
+            got,
+            [
+                ("backup", Some("backup"), Outcome::Ok),
+                ("job:report", Some("command"), Outcome::Failed),
+                ("prune", Some("prune"), Outcome::Skipped),
+                ("check", Some("check"), Outcome::NotDue)
+            ]
+        );
+        assert_eq!(tasks[0].figures["bytes_added"], 4096);
+        assert_eq!(tasks[1].message.as_deref(), Some("`report` exited with code 3"));
+        let due = |d: bool| DueReport {
+            schema: 1,
+            caretaker_version: "0.1.0".into(),
+            app: "shop".into(),
+            now: t0,
+            tasks: vec![DueTask {
+                kind: Kind::Reboot,
+                name: "reboot".into(),
+                job_kind: "reboot".into(),
+                schedule: "daily 03:00".into(),
+                due: d,
+                reason: if d { DueReason::Slot } else { DueReason::NotYet },
+                scheduled_for: None,
+                next_run: None,
+                last_run: None,
+                last_attempt: None,
+                last_success: None,
+                running_job: None,
+            }],
+        };
+        assert!(reboot_due(&serde_json::to_string(&due(true)).unwrap()));
+        assert!(!reboot_due(&serde_json::to_string(&due(false)).unwrap()));
+    }
+
     #[test]
     fn reboot_due_reads_tasks_due() {
         assert!(reboot_due(

@@ -334,7 +334,10 @@ fn dependencies(o: &mut String, deps: &DependenciesSection, now: Timestamp, link
     let _ = write!(
         o,
         "<dt>schedule</dt><dd>{}</dd>",
-        deps.schedule.as_deref().map(|s| format!("<code>{}</code>", esc(s))).unwrap_or_else(|| "on demand (`caretaker deps`)".into())
+        deps.schedule
+            .as_deref()
+            .map(|s| format!("<code>{}</code>", esc(s)))
+            .unwrap_or_else(|| "on demand (`caretaker deps`)".into())
     );
     match &deps.last_run {
         Some(r) => {

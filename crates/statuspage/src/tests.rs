@@ -336,7 +336,10 @@ fn the_dependency_report_shows_findings_with_every_id_outdated_packages_and_the_
     let d = gather(&config(&hash), &store, None, Timestamp::now()).unwrap();
     let deps = d.dependencies.as_ref().expect("a deps job ran");
     assert_eq!(deps.schedule, None);
-    assert_eq!((deps.last_run.as_ref().unwrap().job, deps.last_run.as_ref().unwrap().outcome), (ok_id, Outcome::Succeeded));
+    assert_eq!(
+        (deps.last_run.as_ref().unwrap().job, deps.last_run.as_ref().unwrap().outcome),
+        (ok_id, Outcome::Succeeded)
+    );
     let f = deps.last_failure.as_ref().unwrap();
     assert_eq!(f.job, failed_id);
     let r = deps.report.as_ref().unwrap();

@@ -166,7 +166,8 @@ pub fn prometheus_rules(app: &str, rules: &Rules) -> String {
                 severity,
                 expr: format!("caretaker_task_skipped_in_a_row{{{tasks}}} >= {}", super::SKIPS_TO_ALERT),
                 hold: Duration::ZERO,
-                summary: "scheduled task {{ $labels.task }} was skipped {{ $value }} times in a row (the app lock was held)",
+                summary:
+                    "scheduled task {{ $labels.task }} was skipped {{ $value }} times in a row (the app lock was held)",
             });
         }
     }

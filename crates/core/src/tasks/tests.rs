@@ -73,8 +73,7 @@ fn due_follows_the_daemon_scheduler_as_the_fake_clock_moves() {
     // Agrees with the daemon's own decision for every task at every hour of a week.
     let mut t = ts("2026-03-04T00:00:00Z");
     while t < ts("2026-03-11T00:00:00Z") {
-        let states: BTreeMap<String, TaskState> =
-            obs.iter().map(|(k, v)| (k.clone(), v.state.unwrap())).collect();
+        let states: BTreeMap<String, TaskState> = obs.iter().map(|(k, v)| (k.clone(), v.state.unwrap())).collect();
         let daemon: Vec<String> =
             scheduler::due_tasks(&tasks, &states, t, &tz).into_iter().map(|d| d.task.name).collect();
         let ours: Vec<String> = plan(&tasks, &obs, t, &tz).into_iter().filter(|d| d.due).map(|d| d.name).collect();
