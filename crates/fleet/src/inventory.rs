@@ -187,8 +187,9 @@ pub struct DigestSettings {
 pub struct Inventory {
     pub ssh: SshSettings,
     pub servers: Vec<Server>,
-    /// At most this many servers reboot at once (reboot tokens of the PostgreSQL store).
-    pub max_reboots: u32,
+    /// At most this many servers reboot at once (reboot tokens); `None`: reboots are not
+    /// coordinated by the controller (no `tasks due` step before `run-due`).
+    pub max_reboots: Option<u32>,
     pub digest: Option<DigestSettings>,
 }
 
@@ -445,7 +446,7 @@ pub fn parse(text: &str, file: &str) -> Result<Inventory, Diagnostics> {
         }
     }
     let max_reboots =
-        k.get("max_reboots").and_then(|(n, _)| number(&mut cx, n, "max_reboots", 1, 100_000)).unwrap_or(1) as u32;
+        k.get("max_reboots").and_then(|(n, _)| number(&mut cx, n, "max_reboots", 1, 100_000)).map(|n| n as u32);
     let digest = k.get("digest").and_then(|(n, _)| digest(&mut cx, n));
     let mut servers = Vec::new();
     match k.get("servers") {

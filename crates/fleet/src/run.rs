@@ -295,11 +295,11 @@ fn work(
             },
         )?;
         if e.code == Some(0) && reboot_due(&due) {
-            let ok = st().reboot_token(&server.name, inv.max_reboots, (opts.now)(), 3600)?;
+            let k = inv.max_reboots.unwrap_or(1);
+            let ok = st().reboot_token(&server.name, k, (opts.now)(), 3600)?;
             if !ok {
                 rep.contact = "deferred".into();
-                rep.message =
-                    Some(format!("a reboot is due, and {} server(s) hold the reboot tokens already", inv.max_reboots));
+                rep.message = Some(format!("a reboot is due, and {k} server(s) hold the reboot tokens already"));
                 return Ok(());
             }
         }

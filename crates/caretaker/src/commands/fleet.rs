@@ -437,7 +437,7 @@ fn run_cmd(args: &FleetArgs, a: &RunArgs) -> Result<Code> {
         jump_startups: f.inv.ssh.jump_startups,
         controller: controller.clone(),
         now,
-        reboot_tokens: f.text.contains("max_reboots"),
+        reboot_tokens: f.inv.max_reboots.is_some(),
     };
     let report = run::run(&f.inv, &servers, &ssh, &store, &opts).map_err(fail)?;
     let d = digest::render(&report, &controller);

@@ -202,7 +202,7 @@ impl Net {
         .unwrap();
         let d = dir.display();
         let script = format!(
-            "#!/bin/sh\nd={d}\necho \"$*\" >> $d/calls\ncase \"$*\" in\n  *'tasks run-due --json'*)\n    if [ -e $d/block ]; then cat $d/first; echo; while [ -e $d/block ]; do sleep 0.05; done; fi\n\
+            "#!/bin/sh\nd={d}\necho \"$*\" >> $d/calls\ncase \"$*\" in\n  *'tasks run-due --json'*)\n    [ -e $d/delay ] && sleep $(cat $d/delay)\n    if [ -e $d/block ]; then cat $d/first; echo; while [ -e $d/block ]; do sleep 0.05; done; fi\n\
              cat $d/report.json 2>/dev/null; exit $(cat $d/exit 2>/dev/null || echo 0);;\n  *'jobs run'*) exit $(cat $d/retry_exit 2>/dev/null || echo 0);;\n  *) echo \"unknown $*\" >&2; exit 2;;\nesac\n"
         );
         std::fs::write(dir.join("caretaker"), script).unwrap();
@@ -314,9 +314,11 @@ pub fn text(o: &Output) -> String {
 
 impl Drop for Net {
     fn drop(&mut self) {
-        // Master connections first (they live on after the runs).
-        let cfg = self.path().join("fleet-state/ssh_config");
-        if cfg.exists() {
+        // Master connections first (they live on after the runs), of every state directory.
+        let configs: Vec<PathBuf> = std::fs::read_dir(self.path())
+            .map(|rd| rd.flatten().map(|e| e.path().join("ssh_config")).filter(|p| p.exists()).collect())
+            .unwrap_or_default();
+        for cfg in configs {
             for i in 0..self.hosts.len() {
                 let _ = Command::new("ssh")
                     .arg("-F")
@@ -716,4 +718,60 @@ fn fleet_add_remove_list_keep_the_file_valid() {
     let out = cmd(&["list"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown key `hots`"), "{}", text(&out));
+}
+
+#[test]
+fn fleet_two_controllers_on_one_postgresql_never_run_a_server_twice() {
+    if !netns_available() {
+        return;
+    }
+    let Some(admin) = caretaker_testkit::require_service("CARETAKER_TEST_PG_URL") else { return };
+    let db = caretaker_testkit::unique_name("fleet_race");
+    let out = Command::new("psql").arg(&admin).args(["-qc", &format!("CREATE DATABASE {db}")]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+    let mut net = Net::new();
+    for _ in 0..6 {
+        net.add_host();
+    }
+    net.write_fleet("", &|_| String::new());
+    net.accept_all();
+    for h in &net.hosts {
+        h.report(&report_json(&[("job:backup", "succeeded")]), 0);
+        std::fs::write(h.dir.join("delay"), "0.3").unwrap();
+    }
+    // Two controllers at once, each with its own state directory: only the database is shared.
+    let start = |name: &str| {
+        net.caretaker(&[
+            "--fleet-state",
+            net.path().join(name).to_str().unwrap(),
+            "run",
+            "--json",
+            "--parallel",
+            "2",
+            "--controller",
+            name,
+        ])
+        .env("CARETAKER_FLEET_DATABASE_URL", &url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    // h0 holds its controller until both have started, so neither can finish the round alone.
+    net.hosts[0].block("");
+    let (a, b) = (start("ctl-a"), start("ctl-b"));
+    caretaker_testkit::wait_until(Duration::from_secs(60), "both controllers to start", || {
+        (net.path().join("ctl-a/ssh_config").exists() && net.path().join("ctl-b/ssh_config").exists()).then_some(())
+    });
+    net.hosts[0].unblock();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let ra: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap_or_else(|_| panic!("{}", text(&a)));
+    let rb: serde_json::Value = serde_json::from_slice(&b.stdout).unwrap_or_else(|_| panic!("{}", text(&b)));
+    for (i, h) in net.hosts.iter().enumerate() {
+        assert_eq!(h.calls().len(), 1, "h{i} ran {:?}\n{ra}\n{rb}", h.calls());
+        let ok = [&ra, &rb].iter().filter(|r| Net::host_report(r, &format!("h{i}"))["contact"] == "ok").count();
+        assert_eq!(ok, 1, "h{i} worked on by exactly one controller\n{ra}\n{rb}");
+    }
+    assert_eq!(ra["run"]["id"], rb["run"]["id"], "both joined one round");
 }
