@@ -150,16 +150,20 @@ impl Ssh {
         c
     }
 
-    /// Whether a master connection to `server` is alive (a warm run).
+    /// Whether a master connection to `server` is alive (a warm run): its socket accepts a
+    /// connection. Cheaper than `ssh -O check` (no process); a stale socket left by a killed
+    /// master is removed, so the connect step can make a new one.
     pub fn master_alive(&self, server: &Server) -> bool {
-        self.command()
-            .args(["-O", "check"])
-            .arg(server_alias(server))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+        let path = crate::sshconfig::control_path(&self.control_dir, &server_alias(server));
+        match std::os::unix::net::UnixStream::connect(&path) {
+            Ok(_) => true,
+            Err(e) => {
+                if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                    let _ = std::fs::remove_file(&path);
+                }
+                false
+            }
+        }
     }
 
     /// Sets up the master connection to `server` unless one is alive. Returns whether one was

@@ -384,7 +384,10 @@ fn fleet_host_key_matrix_unknown_changed_and_hashed() {
 
     // Changed (the server was reinstalled, or someone sits in between): refused with the new
     // fingerprint printed.
-    net.run(&["run"]); // leaves a master: end it so the next run connects anew
+    // The first run left its master connection: the next one reuses it.
+    let (_, v) = net.run_json(&[]);
+    assert_eq!(Net::host_report(&v, "h0")["warm"], true, "{v}");
+    // End it, so the next run connects anew.
     let cfg = net.path().join("fleet-state/ssh_config");
     Command::new("ssh").arg("-F").arg(&cfg).args(["-O", "exit", "ct-h0"]).stderr(Stdio::null()).status().unwrap();
     net.hosts[0].new_host_key();
