@@ -82,7 +82,7 @@ fn sh(ssh: &Ssh, server: &Server, script: &str, stdin: Option<&Path>) -> Result<
 
 pub fn install(ssh: &Ssh, server: &Server, o: &InstallOptions<'_>) -> Result<Installed> {
     use crate::ssh::shell_quote as q;
-    ssh.connect(server, ssh.connect_timeout * 2 + Duration::from_secs(5))?;
+    ssh.connect(server, ssh.connect_timeout * 2 + crate::run::HANDSHAKE_GRACE)?;
     let arch = sh(ssh, server, "uname -m", None)?.trim().to_string();
     if arch != o.binary_arch {
         return Err(Error::new(

@@ -22,6 +22,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+/// How long key exchange and login may take on top of the connect timeout.
+pub const HANDSHAKE_GRACE: Duration = Duration::from_secs(60);
+
 /// A counting semaphore (connection starts).
 pub struct Slots {
     free: Mutex<usize>,
@@ -273,10 +276,12 @@ fn work(
     rep: &mut HostReport,
 ) -> Result<()> {
     let st = || store.lock().unwrap_or_else(|e| e.into_inner());
-    // The connect timeout covers each TCP connect (ssh's ConnectTimeout); the whole setup,
-    // key exchange and login included, gets a little more, and twice through a jump host.
+    // The connect timeout is ssh's ConnectTimeout: the TCP connect and the banner, per hop —
+    // what a server that is off or blackholed costs. Key exchange and login have no timeout
+    // of their own in ssh; this deadline is only a safety net against a hung handshake, and
+    // generous: 50 handshakes at once on a busy machine take many seconds (bench/fleet).
     let hops = 1 + u32::from(server.jump.is_some());
-    let connect_deadline = inv.ssh.connect_timeout * hops + Duration::from_secs(5);
+    let connect_deadline = inv.ssh.connect_timeout * hops + HANDSHAKE_GRACE;
     {
         let _jump = server.jump.as_ref().and_then(|j| jump_slots.get(j)).map(Slots::take);
         let _slot = startups.take();

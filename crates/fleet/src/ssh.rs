@@ -285,7 +285,7 @@ impl Ssh {
             .hint("raise ssh.run_timeout in fleet.yml if the server's tasks need longer"));
         }
         if status.code() == Some(255) {
-            return Err(self.explain(server, &stderr, self.connect_timeout * 2 + Duration::from_secs(5)));
+            return Err(self.explain(server, &stderr, self.connect_timeout * 2 + crate::run::HANDSHAKE_GRACE));
         }
         Ok(Exec { code: status.code(), stderr })
     }

@@ -591,7 +591,7 @@ fn python_with_aiosmtpd() -> Option<String> {
 }
 
 #[test]
-fn fleet_digest_email_arrives_at_a_real_smtp_sink() {
+fn fleet_digest_email_arrives_at_a_real_smtp_sink_and_the_webhook() {
     if !netns_available() {
         return;
     }
@@ -622,15 +622,44 @@ fn fleet_digest_email_arrives_at_a_real_smtp_sink() {
     caretaker_testkit::wait_until(Duration::from_secs(20), "the SMTP sink", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
     });
+    // A webhook receiver next to the SMTP sink: answers 200, hands over the body.
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook_url = format!("http://{}/hook?token=s3cret", hook.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::{BufRead, Read, Write};
+        if let Some(stream) = hook.incoming().flatten().next() {
+            let mut r = std::io::BufReader::new(stream);
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = r.read_exact(&mut body);
+            let _ = r.get_mut().write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
+        }
+    });
     net.write_fleet(
-        &format!("digest:\n  email_to: [ops@example.org]\n  smtp_host: 127.0.0.1\n  smtp_port: {port}\n  smtp_tls: none\n  smtp_from: fleet@example.org\n"),
+        &format!("digest:\n  email_to: [ops@example.org]\n  smtp_host: 127.0.0.1\n  smtp_port: {port}\n  smtp_tls: none\n  smtp_from: fleet@example.org\n  webhook_url_env: FLEET_TEST_HOOK\n"),
         &|_| String::new(),
     );
     net.accept_all();
     net.hosts[0].report(&report_json(&[("job:backup", "succeeded")]), 0);
     net.hosts[1].report(&report_json(&[("job:report", "failed")]), 1);
-    let out = net.run(&["run", "--digest"]);
+    let out = net.caretaker(&["run", "--digest"]).env("FLEET_TEST_HOOK", &hook_url).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(!text(&out).contains("s3cret"), "the webhook URL (a secret) is never printed");
+    let body: serde_json::Value = serde_json::from_str(&rx.recv_timeout(Duration::from_secs(30)).unwrap()).unwrap();
+    assert_eq!(body["alert"], true, "{body}");
+    assert!(body["subject"].as_str().unwrap().starts_with("ALERT: caretaker fleet"), "{body}");
+    assert_eq!(body["report"]["hosts"].as_array().unwrap().len(), 2, "{body}");
     let mail = caretaker_testkit::wait_until(Duration::from_secs(30), "the digest e-mail", || {
         let rd = std::fs::read_dir(maildir.join("new")).ok()?;
         rd.flatten().next().map(|e| std::fs::read_to_string(e.path()).unwrap())
