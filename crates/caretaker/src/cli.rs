@@ -129,6 +129,8 @@ pub enum Command {
     /// The front door's ACME certificate: status, renew now
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Maintain many servers over SSH: inventory, host keys, runs, status (docs/fleet.md)
+    Fleet(crate::commands::fleet::FleetArgs),
     /// The bundled demo application (used by `caretaker demo` and the tests)
     #[command(hide = true, disable_help_flag = true)]
     DemoApp {

@@ -81,6 +81,7 @@ fn main() {
         Command::InstallSystemd(a) => commands::install_systemd::run(&cli.global, a),
         Command::Completions(a) => commands::completions::completions(a),
         Command::Manpage(a) => commands::completions::manpage(a),
+        Command::Fleet(a) => commands::fleet::run(a),
         Command::DemoApp { .. } => unreachable!("handled above"),
     };
     let code = match result {

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod deps;
 pub mod down;
 pub mod exec;
+pub mod fleet;
 pub mod init;
 pub mod install_systemd;
 pub mod jobs;

@@ -17,6 +17,7 @@ mod daemon;
 mod db;
 mod demo;
 mod deps;
+mod fleet;
 mod jobs;
 mod maintenance;
 mod observe;
