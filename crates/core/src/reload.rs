@@ -63,10 +63,12 @@ pub fn plan(old: &Config, new: &Config) -> ReloadPlan {
     p.stop = gone;
 
     p.rebind = old.http.listen != new.http.listen
-        || old.front_door.as_ref().map(|f| &f.listen) != new.front_door.as_ref().map(|f| &f.listen);
-    let sections: [Section; 16] = [
+        || old.front_door.as_ref().map(|f| &f.listen) != new.front_door.as_ref().map(|f| &f.listen)
+        || old.tls.as_ref().map(|t| &t.listen) != new.tls.as_ref().map(|t| &t.listen);
+    let sections: [Section; 17] = [
         ("http", |c| json(&c.http)),
         ("front_door", |c| json(&c.front_door)),
+        ("tls", |c| json(&c.tls)),
         ("alerts", |c| json(&c.alerts)),
         ("jobs", |c| json(&c.jobs)),
         ("scheduler", |c| json(&c.scheduler)),
@@ -205,5 +207,16 @@ mod tests {
         let p = plan(&old, &limits);
         assert!(!p.rebind, "same address: the socket is kept");
         assert_eq!(p.sections, ["http"]);
+        // TLS settings (the front door is restarted with them; its slot and socket stay).
+        let door = "front_door: { listen: \"127.0.0.1:80\", upstream: \"127.0.0.1:81\" }\n";
+        let tls =
+            |extra: &str| cfg(TWO, &format!("{door}tls: {{ names: [example.org], listen: \"127.0.0.1:443\"{extra} }}"));
+        let p = plan(&tls(""), &tls(", hsts: { max_age: 1d }"));
+        assert!(!p.rebind);
+        assert_eq!(p.sections, ["tls"]);
+        assert!(
+            plan(&tls(""), &cfg(TWO, &format!("{door}tls: {{ names: [example.org], listen: \"127.0.0.1:8443\" }}")))
+                .rebind
+        );
     }
 }

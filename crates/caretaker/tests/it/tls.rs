@@ -190,4 +190,18 @@ tls: {{ names: [localhost, www.localhost], listen: "127.0.0.1:{https}", redirect
     let e = curl(https, "/healthz", Some(&certs.path().join("ca.pem"))).unwrap_err();
     assert!(e.contains("certificate"), "{e}");
     assert_eq!(http_get(door, "/healthz").map(|r| r.0), Some(200));
+
+    // A reload with HSTS: the front door restarts with it, the socket and the certificate
+    // (same names) stay.
+    let before = served_serial(https).expect("a certificate");
+    let config = app.path("caretaker.yml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("redirect_http: false }", "redirect_http: false, hsts: { max_age: 1d } }"))
+        .unwrap();
+    app.ct.expect(&["reload"], 0);
+    let (_, head, _) = wait_until(Duration::from_secs(30), "HSTS after the reload", || {
+        curl(https, "/healthz", None).ok().filter(|r| r.1.contains("strict-transport-security: max-age=86400"))
+    });
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(served_serial(https), Some(before), "the reload made a new certificate");
 }
