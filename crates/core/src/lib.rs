@@ -9,6 +9,7 @@
 //! crate. Time comes in as an argument.
 
 pub mod alert;
+pub mod clone;
 pub mod config;
 pub mod duration;
 pub mod envfile;

@@ -5,6 +5,7 @@
 //! only I/O, provided by the caller. The schema is documented in `docs/config.md`; every
 //! example config in the repository is parsed by a test.
 
+mod clones;
 mod diagnostic;
 mod model;
 mod parse;
@@ -12,6 +13,7 @@ mod reader;
 mod secret;
 pub mod template;
 
+pub use clones::{Clones, MAIL_SINK_HOST, MAIL_SINK_PORT};
 pub use diagnostic::{is_secret_key, mask_secrets, suggest, Diagnostic, Diagnostics, Location, Severity};
 pub use model::*;
 pub use parse::{alerts_defaults, release_pointer_problems, DEFAULT_HTTP_LISTEN};

@@ -69,6 +69,8 @@ pub struct Config {
     pub status: Option<StatusPage>,
     /// The dependency report (`caretaker deps`, docs/deps.md).
     pub deps: Deps,
+    /// Staging clones (docs/clones.md).
+    pub clones: super::clones::Clones,
 }
 
 impl Config {
@@ -86,6 +88,7 @@ impl Config {
         for s in &self.services {
             env(&s.env, &mut out);
         }
+        env(&self.clones.env, &mut out);
         if let Some(db) = &self.database {
             out.extend(db.url.as_ref());
             out.extend(db.admin_url.as_ref());
