@@ -61,6 +61,7 @@ fn main() {
         Command::Alerts(a) => commands::alerts::run(&cli.global, a),
         Command::Notify(c) => commands::notify::run(&cli.global, c),
         Command::Deps(a) => commands::deps::run(&cli.global, a),
+        Command::Clone(c) => commands::clone::run(&cli.global, c),
         Command::Daemon => commands::daemon::run(&cli.global),
         Command::Up(a) => commands::up::run(&cli.global, a),
         Command::Down(a) => commands::down::run(&cli.global, a),

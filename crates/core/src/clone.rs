@@ -52,8 +52,9 @@ pub struct CloneRecord {
     pub database: Option<String>,
     /// The app's file tree → the clone's copy.
     pub files: Vec<(PathBuf, PathBuf)>,
-    /// The release directory the clone runs (the target of `current` at creation time).
-    pub release: Option<PathBuf>,
+    /// The release pointer (`<state dir>/current`) → the release directory the clone runs
+    /// (its target at creation time), so a later update does not change the clone's code.
+    pub release: Option<(PathBuf, PathBuf)>,
     /// Bytes the clone's copies take (apparent size; a reflink copy shares blocks).
     pub disk_bytes: u64,
     /// The `clone create` that makes it (phase `Creating`).

@@ -3,6 +3,7 @@
 pub mod alerts;
 pub mod backup;
 pub mod check;
+pub mod clone;
 pub mod config;
 pub mod daemon;
 pub mod db;

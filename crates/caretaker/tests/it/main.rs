@@ -5,6 +5,7 @@ mod backup;
 mod backup_failures;
 mod backup_metrics;
 mod backup_targets;
+mod clone;
 mod compose;
 mod compose_mariadb;
 mod compose_oneoff;
