@@ -119,9 +119,7 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "clone name `{name}`: use 1 to 24 of a-z, 0-9 and -, starting with a letter and not ending with -"
-        ))
+        Err(format!("clone name `{name}`: use 1 to 24 of a-z, 0-9 and -, starting with a letter and not ending with -"))
     }
 }
 
@@ -240,11 +238,7 @@ pub fn app_ports(cfg: &Config) -> BTreeSet<u16> {
 
 /// Clone ports for `wanted` (the app's ports, in order) from `clones.port_range`, skipping
 /// `taken` (other clones' ports, ports found in use).
-pub fn assign_ports(
-    cfg: &Config,
-    wanted: &BTreeSet<u16>,
-    taken: &BTreeSet<u16>,
-) -> Result<BTreeMap<u16, u16>, String> {
+pub fn assign_ports(cfg: &Config, wanted: &BTreeSet<u16>, taken: &BTreeSet<u16>) -> Result<BTreeMap<u16, u16>, String> {
     let (lo, hi) = cfg.clones.port_range;
     let mut free = (lo..=hi).filter(|p| !taken.contains(p) && !wanted.contains(p));
     let mut out = BTreeMap::new();
@@ -635,8 +629,14 @@ clones:
             SweepAction::Destroy("its time is up")
         );
         assert_eq!(sweep_action(&r(Phase::Creating, "2025-03-16T00:00:00Z"), now, true), SweepAction::Keep);
-        assert!(matches!(sweep_action(&r(Phase::Creating, "2025-03-16T00:00:00Z"), now, false), SweepAction::Destroy(_)));
-        assert!(matches!(sweep_action(&r(Phase::Destroying, "2025-03-16T00:00:00Z"), now, true), SweepAction::Destroy(_)));
+        assert!(matches!(
+            sweep_action(&r(Phase::Creating, "2025-03-16T00:00:00Z"), now, false),
+            SweepAction::Destroy(_)
+        ));
+        assert!(matches!(
+            sweep_action(&r(Phase::Destroying, "2025-03-16T00:00:00Z"), now, true),
+            SweepAction::Destroy(_)
+        ));
         let rec = r(Phase::Running, "2025-03-15T01:00:00Z");
         assert_eq!(rec.time_left(now).as_secs(), 3600);
         assert_eq!(rec.time_left("2025-03-16T00:00:00Z".parse().unwrap()), Duration::ZERO);
@@ -671,7 +671,10 @@ clones:
             ])
         );
         assert_eq!(web.working_dir.as_deref(), Some(Path::new("/srv/shop/releases/20250314-1")));
-        assert_eq!(env("DATABASE_URL"), "postgres://shop:pw@127.0.0.1:5432/shop__clone_20250314_093000_123_try-1?sslmode=disable");
+        assert_eq!(
+            env("DATABASE_URL"),
+            "postgres://shop:pw@127.0.0.1:5432/shop__clone_20250314_093000_123_try-1?sslmode=disable"
+        );
         assert_eq!(env("PGDATABASE"), "shop__clone_20250314_093000_123_try-1");
         assert_eq!(env("MEDIA_ROOT"), "/var/lib/caretaker/shop/clones/try-1/files/media");
         assert_eq!(env("MEDIA_ROOT_2"), "/srv/shop/media2", "a path sharing a prefix is another path");

@@ -105,7 +105,9 @@ fn create_cmd(global: &Global, app: &AppContext, a: &CloneCreateArgs) -> Result<
         }
     };
     let ttl = match &a.ttl {
-        Some(t) => Some(parse_duration(t).map_err(|e| Failure::new(Code::Config, format!("--ttl {t}: {}", e.message)))?),
+        Some(t) => {
+            Some(parse_duration(t).map_err(|e| Failure::new(Code::Config, format!("--ttl {t}: {}", e.message)))?)
+        }
         None => None,
     };
     let handle = create(global, app, &CloneRequest { name: a.name.clone(), source, ttl })?;
@@ -453,7 +455,8 @@ pub fn sweep(cfg: &Config, redactor: &Redactor, state: &Path, now: Timestamp) ->
         }
         let why = match read_record(&e.path()) {
             Some(r) => {
-                let alive = r.creator.is_some_and(|c| ProcessIdentity { pid: c.pid, start_ticks: c.start_ticks }.is_alive());
+                let alive =
+                    r.creator.is_some_and(|c| ProcessIdentity { pid: c.pid, start_ticks: c.start_ticks }.is_alive());
                 match plan::sweep_action(&r, now, alive) {
                     SweepAction::Keep => continue,
                     SweepAction::Destroy(why) => why,
@@ -533,9 +536,7 @@ fn clones_lock(layout: &Layout) -> Result<AppLock> {
         match AppLock::try_acquire(&layout.clones_lock()) {
             Ok(l) => return Ok(l),
             Err(LockError::Busy { .. }) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-            Err(e) => {
-                return Err(Failure::new(Code::Busy, format!("another clone command is under way: {e}")).into())
-            }
+            Err(e) => return Err(Failure::new(Code::Busy, format!("another clone command is under way: {e}")).into()),
         }
     }
 }

@@ -192,7 +192,11 @@ fn clone_serves_the_same_data_on_its_own_port_and_its_writes_and_mail_stay_in_th
     // Limits, refused with the reason.
     let out = app.ct.run(&["clone", "create", "second"]);
     assert_eq!(out.status.code(), Some(5), "{}", stderr_of(&out));
-    assert!(stderr_of(&out).contains("1 clone(s) exist (try), the most clones.max_count allows (1)"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("1 clone(s) exist (try), the most clones.max_count allows (1)"),
+        "{}",
+        stderr_of(&out)
+    );
     let out = app.ct.run(&["clone", "create", "second", "--ttl", "3d"]);
     assert_eq!(out.status.code(), Some(5), "{}", stderr_of(&out));
     assert!(stderr_of(&out).contains("the TTL 3d is longer than clones.max_ttl (2d)"), "{}", stderr_of(&out));

@@ -71,7 +71,7 @@ pub(super) fn clones(cx: &mut Cx, node: &Node, path: &str) -> Option<Clones> {
     }
     c.max_disk = m.opt(cx, "max_disk", super::parse::size);
     let range = m.opt(cx, "port_range", port_range);
-    let span = m.span().clone();
+    let span = *m.span();
     m.finish(cx);
     if c.default_ttl > c.max_ttl {
         cx.error(
@@ -95,7 +95,8 @@ pub(super) fn clones(cx: &mut Cx, node: &Node, path: &str) -> Option<Clones> {
 /// `42000-42999`: two ports, the first not above the second.
 fn port_range(cx: &mut Cx, node: &Node, path: &str) -> Option<(u16, u16)> {
     let s = super::reader::string(cx, node, path)?;
-    let parsed = s.split_once('-').and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
+    let parsed =
+        s.split_once('-').and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
     match parsed {
         Some((a, b)) if a > 0 && a <= b => Some((a, b)),
         _ => {
