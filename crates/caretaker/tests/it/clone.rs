@@ -252,3 +252,38 @@ fn a_short_ttl_is_honoured_across_a_sigkilled_daemon() {
     assert!(app.clones().is_empty());
     assert_eq!(app.rows(&app.name).lines().count(), 1);
 }
+
+/// `clone create` SIGKILLed after the database copy, while the clone's daemon starts: the
+/// daemon's sweep finds the half-made clone (its creator is gone) and removes all of it.
+#[test]
+fn a_sigkilled_clone_create_is_cleaned_up_by_the_sweep() {
+    let Some(app) = App::new("") else { return };
+    app.ct.expect(&["up"], 0);
+    let dir = app.clone_dir("half");
+    let mut create = app.ct.command(&["clone", "create", "half"]);
+    let mut child = create.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    // Killed once the record names the database copy and before the clone is running.
+    wait_until(Duration::from_secs(60), "the clone's database copy to be recorded", || {
+        let rec: Value = serde_json::from_slice(&std::fs::read(dir.join("clone.json")).ok()?).ok()?;
+        (rec["phase"] == "creating" && rec["database"].is_string()).then_some(())
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_until(Duration::from_secs(60), "the half-made clone to be removed", || (!dir.exists()).then_some(()));
+    assert!(app.copies().is_empty(), "{:?}", app.copies());
+    // Nothing of the clone keeps running: no caretaker with its state directory.
+    let needle = dir.join("state").display().to_string();
+    wait_until(Duration::from_secs(30), "no process of the clone", || {
+        let procs: Vec<u64> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(&needle))
+                    && alive(*pid)
+            })
+            .collect();
+        procs.is_empty().then_some(())
+    });
+}
