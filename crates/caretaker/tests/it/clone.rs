@@ -287,3 +287,62 @@ fn a_sigkilled_clone_create_is_cleaned_up_by_the_sweep() {
         procs.is_empty().then_some(())
     });
 }
+
+/// SQLite: the clone's database is a copy next to the live file, and goes with the clone.
+#[test]
+fn a_sqlite_app_clone_has_its_own_database_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let release = d.join("release");
+    caretaker_demo_app::write_default_release(&release).unwrap();
+    std::fs::create_dir_all(d.join("data")).unwrap();
+    let port = free_port();
+    let lo = 30000 + (std::process::id() % 2000) as u16 * 10;
+    let config = d.join("caretaker.yml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"version: 1
+app:
+  name: clonesqlite
+  working_dir: "{r}"
+  env:
+    DEMO_DATABASE_URL: "sqlite://{d}/data/demo.db"
+    DEMO_FILES_DIR: "{d}/data"
+    DEMO_LISTEN: "127.0.0.1:{port}"
+services:
+  web:
+    command: ["sh", "-c", "'{BIN}' demo-app migrate && exec '{BIN}' demo-app serve"]
+    health: {{ http: "http://127.0.0.1:{port}/healthz", interval: 1s, timeout: 1s, start_period: 30s }}
+    stop_timeout: 5s
+database: {{ kind: sqlite, path: "{d}/data/demo.db" }}
+update: {{ health_timeout: 60s }}
+http: {{ listen: "127.0.0.1:{http}" }}
+clones: {{ port_range: {lo}-{hi} }}
+"#,
+            r = release.display(),
+            d = d.display(),
+            http = free_port(),
+            hi = lo + 9,
+        ),
+    )
+    .unwrap();
+    let ct = Caretaker::new(BIN, &config, &d.join("state"));
+    ct.expect(&["up"], 0);
+    post_entry(port, "alice", "first");
+    let c = ct.json(&["clone", "create", "--json"]);
+    assert_eq!(c["name"], "clone-1");
+    let copy = PathBuf::from(c["database"].as_str().unwrap());
+    assert_eq!(copy.parent(), Some(d.join("data").as_path()));
+    assert!(copy.file_name().unwrap().to_str().unwrap().starts_with("demo.db__clone_"), "{copy:?}");
+    let cport = c["web_port"].as_u64().unwrap() as u16;
+    post_entry(cport, "bob", "clone-only");
+    let count = |p: &Path| -> i64 {
+        rusqlite::Connection::open(p).unwrap().query_row("SELECT count(*) FROM entries", [], |r| r.get(0)).unwrap()
+    };
+    assert_eq!((count(&d.join("data/demo.db")), count(&copy)), (1, 2));
+    ct.expect(&["clone", "destroy", "clone-1"], 0);
+    assert!(!copy.exists());
+    assert_eq!(count(&d.join("data/demo.db")), 1);
+    let _ = ct.run(&["down", "--daemon"]);
+}
