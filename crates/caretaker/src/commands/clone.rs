@@ -480,9 +480,9 @@ pub async fn expiry_loop(
     state: PathBuf,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    // A clone's own daemon has no clones.
-    if std::env::var_os(CLONE_DIR_ENV).is_some() {
-        return;
+    // A clone's own daemon has no clones; it watches its own record instead.
+    if let Some(dir) = std::env::var_os(CLONE_DIR_ENV) {
+        return clone_watchdog(PathBuf::from(dir), shutdown).await;
     }
     loop {
         let (c, r, s) = (config.clone(), redactor.clone(), state.clone());
@@ -494,6 +494,27 @@ pub async fn expiry_loop(
             }
             Ok(Err(e)) => tracing::warn!("clone sweep: {e:#}"),
             Err(e) => tracing::warn!("clone sweep: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// A clone's daemon ends itself (SIGTERM: services stopped, then exit) once its record is
+/// gone or says `destroying`. This closes the one gap the sweep cannot: a daemon still
+/// starting (no control socket yet, pid not recorded) when its clone was destroyed.
+async fn clone_watchdog(dir: PathBuf, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let gone = match read_record(&dir) {
+            None => true,
+            Some(r) => r.phase == Phase::Destroying,
+        };
+        if gone {
+            tracing::warn!("clone {} is being destroyed or gone: this clone daemon stops", dir.display());
+            unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+            return;
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}

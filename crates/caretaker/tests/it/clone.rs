@@ -344,5 +344,23 @@ clones: {{ port_range: {lo}-{hi} }}
     ct.expect(&["clone", "destroy", "clone-1"], 0);
     assert!(!copy.exists());
     assert_eq!(count(&d.join("data/demo.db")), 1);
+
+    // A clone daemon whose record is gone (its clone destroyed while it was starting) stops
+    // itself and its services; the daemon's sweep removes the rest.
+    let w = ct.json(&["clone", "create", "watched", "--json"]);
+    let wdir = d.join("state/clones/watched");
+    let daemon = w["daemon"]["pid"].as_u64().unwrap();
+    let services = service_pids(&wdir);
+    assert!(!services.is_empty());
+    std::fs::remove_file(wdir.join("clone.json")).unwrap();
+    wait_until(Duration::from_secs(30), "the clone's daemon to stop itself", || (!alive(daemon)).then_some(()));
+    assert!(services.iter().all(|p| !alive(*p)), "{services:?}");
+    wait_until(Duration::from_secs(30), "the sweep to remove the clone", || (!wdir.exists()).then_some(()));
+    let left: Vec<_> = std::fs::read_dir(d.join("data"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("__clone_"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     let _ = ct.run(&["down", "--daemon"]);
 }
