@@ -327,7 +327,18 @@ clones: {{ port_range: {lo}-{hi} }}
         ),
     )
     .unwrap();
-    let ct = Caretaker::new(BIN, &config, &d.join("state"));
+    /// Stops the daemons and clones even when an assertion fails.
+    struct Down(Caretaker);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            for name in ["clone-1", "watched"] {
+                let _ = self.0.run(&["clone", "destroy", name]);
+            }
+            let _ = self.0.run(&["down", "--daemon"]);
+        }
+    }
+    let guard = Down(Caretaker::new(BIN, &config, &d.join("state")));
+    let ct = &guard.0;
     ct.expect(&["up"], 0);
     post_entry(port, "alice", "first");
     let c = ct.json(&["clone", "create", "--json"]);
@@ -346,7 +357,9 @@ clones: {{ port_range: {lo}-{hi} }}
     assert_eq!(count(&d.join("data/demo.db")), 1);
 
     // A clone daemon whose record is gone (its clone destroyed while it was starting) stops
-    // itself and its services; the daemon's sweep removes the rest.
+    // itself and its services — with no production daemon to sweep; `clone destroy` then
+    // removes the rest.
+    ct.expect(&["down", "--daemon"], 0);
     let w = ct.json(&["clone", "create", "watched", "--json"]);
     let wdir = d.join("state/clones/watched");
     let daemon = w["daemon"]["pid"].as_u64().unwrap();
@@ -355,12 +368,12 @@ clones: {{ port_range: {lo}-{hi} }}
     std::fs::remove_file(wdir.join("clone.json")).unwrap();
     wait_until(Duration::from_secs(30), "the clone's daemon to stop itself", || (!alive(daemon)).then_some(()));
     assert!(services.iter().all(|p| !alive(*p)), "{services:?}");
-    wait_until(Duration::from_secs(30), "the sweep to remove the clone", || (!wdir.exists()).then_some(()));
+    ct.expect(&["clone", "destroy", "watched"], 0);
+    assert!(!wdir.exists());
     let left: Vec<_> = std::fs::read_dir(d.join("data"))
         .unwrap()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().contains("__clone_"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
-    let _ = ct.run(&["down", "--daemon"]);
 }
