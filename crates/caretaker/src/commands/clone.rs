@@ -20,6 +20,7 @@ use anyhow::{Context, Result};
 use caretaker_core::clone::{self as plan, CloneRecord, Phase, Pid, SweepAction};
 use caretaker_core::config::{Config, DbKind, Redactor};
 use caretaker_core::duration::{format_duration, parse_duration};
+use caretaker_core::job::Outcome;
 use caretaker_db::CopyKind;
 use caretaker_state::{AppLock, Layout, LockError, ProcessIdentity};
 use jiff::Timestamp;
@@ -73,11 +74,24 @@ pub fn run(global: &Global, cmd: &CloneCommand) -> Result<Code> {
                     .hint("`caretaker clone list` shows the clones")
                     .into());
             }
-            for line in destroy(&app.config, &app.redactor, app.store.dir(), name)? {
-                println!("{line}");
+            let mut job = app.store.start_job(caretaker_core::job::kind::CLONE, crate::context::trigger(), false)?;
+            job.log(&format!("clone destroy {name}"));
+            match destroy(&app.config, &app.redactor, app.store.dir(), name) {
+                Ok(lines) => {
+                    for line in &lines {
+                        job.log(line);
+                        println!("{line}");
+                    }
+                    job.finish(Outcome::Succeeded, serde_json::json!({ "action": "destroy", "name": name }), None)?;
+                    println!("clone {name} destroyed");
+                    Ok(Code::Ok)
+                }
+                Err(e) => {
+                    job.log(&format!("failed: {e:#}"));
+                    job.finish(Outcome::Failed, serde_json::json!({ "action": "destroy" }), Some(&format!("{e:#}")))?;
+                    Err(e)
+                }
             }
-            println!("clone {name} destroyed");
-            Ok(Code::Ok)
         }
         CloneCommand::Exec { name, command } => {
             let mut args: Vec<std::ffi::OsString> = vec!["exec".into(), "--".into()];
@@ -110,7 +124,30 @@ fn create_cmd(global: &Global, app: &AppContext, a: &CloneCreateArgs) -> Result<
         }
         None => None,
     };
-    let handle = create(global, app, &CloneRequest { name: a.name.clone(), source, ttl })?;
+    // Recorded as a job, holding the app lock like `db snapshot`: the database copy ends the
+    // app's sessions for a moment, which must not hit an update's migration.
+    let mut job = app.store.start_job(caretaker_core::job::kind::CLONE, crate::context::trigger(), true)?;
+    job.log(&format!("clone create {} from {}", a.name.as_deref().unwrap_or("(next free name)"), a.from));
+    let handle = match create(global, app, &CloneRequest { name: a.name.clone(), source, ttl }) {
+        Ok(h) => {
+            job.log(&format!("clone {} running, expires at {}", h.record.name, h.record.expires_at));
+            let figures = serde_json::json!({
+                "action": "create",
+                "name": h.record.name,
+                "database": h.record.database,
+                "disk_bytes": h.record.disk_bytes,
+            });
+            job.finish(Outcome::Succeeded, figures, None)?;
+            h
+        }
+        Err(e) => {
+            let refused = e.downcast_ref::<Failure>().is_some_and(|f| f.code == Code::Refused);
+            job.log(&format!("failed: {e:#}"));
+            let outcome = if refused { Outcome::Refused } else { Outcome::Failed };
+            job.finish(outcome, serde_json::json!({ "action": "create" }), Some(&format!("{e:#}")))?;
+            return Err(e);
+        }
+    };
     let now = Timestamp::now();
     if a.json {
         let mut v = record_json(&handle.record, &app.config, now);

@@ -354,6 +354,11 @@ clones: {{ port_range: {lo}-{hi} }}
     assert_eq!((count(&d.join("data/demo.db")), count(&copy)), (1, 2));
     ct.expect(&["clone", "destroy", "clone-1"], 0);
     assert!(!copy.exists());
+    // Both are jobs in the log: create, then destroy.
+    let jobs = ct.json(&["jobs", "--json"]);
+    let clone_jobs: Vec<&Value> = jobs.as_array().unwrap().iter().filter(|j| j["kind"] == "clone").collect();
+    assert_eq!(clone_jobs.len(), 2, "{jobs}");
+    assert!(clone_jobs.iter().all(|j| j["outcome"] == "succeeded"), "{jobs}");
     assert_eq!(count(&d.join("data/demo.db")), 1);
 
     // A clone daemon whose record is gone (its clone destroyed while it was starting) stops
