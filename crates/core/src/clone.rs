@@ -83,6 +83,7 @@ impl CloneRecord {
         let door = cfg.front_door.as_ref().and_then(|f| port_of(&f.listen));
         let probe = cfg.services.iter().find_map(|s| match s.health.as_ref().map(|h| &h.probe) {
             Some(Probe::Http(h)) => port_of(url_authority(&h.url)),
+            Some(Probe::Tcp { address }) => port_of(address),
             _ => None,
         });
         door.or(probe).and_then(|p| self.ports.get(&p).copied())
