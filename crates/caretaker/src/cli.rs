@@ -131,6 +131,10 @@ pub enum Command {
     Cert(CertCommand),
     /// Maintain many servers over SSH: inventory, host keys, runs, status (docs/fleet.md)
     Fleet(crate::commands::fleet::FleetArgs),
+    /// Staging clones: the app on its own ports with a copy of its database and files,
+    /// destroyed when their time is up (docs/clones.md)
+    #[command(subcommand)]
+    Clone(CloneCommand),
     /// The bundled demo application (used by `caretaker demo` and the tests)
     #[command(hide = true, disable_help_flag = true)]
     DemoApp {
@@ -579,6 +583,50 @@ pub struct LogsArgs {
     /// How many lines of history to print
     #[arg(long, short = 'n', default_value_t = 50)]
     pub lines: usize,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CloneCommand {
+    /// Copy the database and file trees and start the clone on its own ports
+    Create(CloneCreateArgs),
+    /// The clones, their time left and ports
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a clone and remove its database copy and files
+    Destroy { name: String },
+    /// Run a command in a clone's environment
+    Exec {
+        name: String,
+        /// The command and its arguments (after `--`)
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+        command: Vec<OsString>,
+    },
+    /// Show a clone's service output
+    Logs {
+        name: String,
+        /// Only this service (default: all)
+        service: Option<String>,
+        #[arg(long, short = 'f')]
+        follow: bool,
+        #[arg(long, short = 'n', default_value_t = 50)]
+        lines: usize,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct CloneCreateArgs {
+    /// The clone's name (default: clone-N)
+    pub name: Option<String>,
+    /// What to copy: `live` (the running app's database and files)
+    #[arg(long, default_value = "live")]
+    pub from: String,
+    /// How long the clone lives (default: clones.default_ttl; at most clones.max_ttl)
+    #[arg(long)]
+    pub ttl: Option<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

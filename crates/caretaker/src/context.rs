@@ -191,7 +191,8 @@ pub fn load_config(explicit: Option<&Path>, allow_world_readable: bool) -> Resul
             if !loaded.warnings.is_empty() {
                 eprint!("{}", loaded.warnings.render(&file.text));
             }
-            Ok((path, loaded.config))
+            // A staging clone's daemon and commands run the clone's config (docs/clones.md).
+            Ok((path, crate::commands::clone::as_clone(loaded.config)?))
         }
         Err(diags) => {
             eprint!("{}", diags.render(&file.text));

@@ -82,6 +82,17 @@ pub fn status(state_dir: &Path) -> Result<Option<StatusReport>> {
 /// Starts `caretaker daemon` in the background (own session, output to
 /// `<state dir>/daemon.log`) and waits until its socket answers.
 pub fn start_background_daemon(global: &Global, config_path: &Path, state_dir: &Path) -> Result<()> {
+    start_background_daemon_with(global, config_path, state_dir, &[]).map(|_| ())
+}
+
+/// [`start_background_daemon`] with extra environment variables for the daemon (a staging
+/// clone's: `commands::clone`); returns the daemon's pid.
+pub fn start_background_daemon_with(
+    global: &Global,
+    config_path: &Path,
+    state_dir: &Path,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Result<u32> {
     let exe = std::env::current_exe().context("finding caretaker's own executable")?;
     let log_path = caretaker_state::Layout::new(state_dir).daemon_log();
     let log = std::fs::OpenOptions::new()
@@ -96,6 +107,7 @@ pub fn start_background_daemon(global: &Global, config_path: &Path, state_dir: &
         cmd.arg("--allow-world-readable-config");
     }
     cmd.arg("daemon").stdin(std::process::Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     // SAFETY: setsid is async-signal-safe. A new session: the daemon outlives this terminal.
     unsafe {
         cmd.pre_exec(|| {
@@ -114,7 +126,7 @@ pub fn start_background_daemon(global: &Global, config_path: &Path, state_dir: &
         }
         if status(state_dir)?.is_some() {
             eprintln!("started the caretaker daemon (pid {}, log {})", child.id(), log_path.display());
-            return Ok(());
+            return Ok(child.id());
         }
         if started.elapsed() > Duration::from_secs(30) {
             return Err(Failure::new(Code::Failure, "the daemon did not open its control socket within 30s")

@@ -470,6 +470,7 @@ impl BackgroundContext {
 fn spawn_background_tasks(ctx: BackgroundContext) -> Result<()> {
     tokio::spawn(alerts_loop(ctx.config.clone(), ctx.open_store()?, ctx.services.clone(), ctx.shutdown.clone()));
     tokio::spawn(crate::scheduled::run(ctx.config.clone(), ctx.open_store()?, ctx.invocation, ctx.shutdown.clone()));
+    tokio::spawn(crate::commands::clone::expiry_loop(ctx.config.clone(), ctx.redactor, ctx.state_dir, ctx.shutdown));
     Ok(())
 }
 
@@ -483,7 +484,7 @@ pub fn read_new_config(path: &Path, allow_world_readable: bool, running: &Config
     if !loaded.warnings.is_empty() {
         tracing::warn!("the new config:\n{}", loaded.warnings.render(&file.text));
     }
-    let new = loaded.config;
+    let new = crate::commands::clone::as_clone(loaded.config).map_err(|e| format!("{e:#}"))?;
     let mut problems = Vec::new();
     if new.app.name != running.app.name {
         problems.push(format!(

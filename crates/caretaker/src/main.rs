@@ -67,6 +67,7 @@ fn main() {
         Command::Tasks(a) => commands::tasks::run(&cli.global, a),
         Command::Os(c) => commands::os::run(&cli.global, c),
         Command::Cert(c) => commands::cert::run(&cli.global, c),
+        Command::Clone(c) => commands::clone::run(&cli.global, c),
         Command::Daemon => commands::daemon::run(&cli.global),
         Command::Up(a) => commands::up::run(&cli.global, a),
         Command::Down(a) => commands::down::run(&cli.global, a),

@@ -10,6 +10,7 @@
 
 pub mod alert;
 pub mod cert;
+pub mod clone;
 pub mod config;
 pub mod duration;
 pub mod envfile;

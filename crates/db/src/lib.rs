@@ -114,7 +114,14 @@ pub trait Database: Send + Sync {
     fn terminate_connections(&self) -> Result<u64>;
 
     /// Takes a snapshot to revert to; `label` (`[a-z0-9-]{1,24}`) is kept in its name.
-    fn snapshot(&self, label: Option<&str>) -> Result<Snapshot>;
+    fn snapshot(&self, label: Option<&str>) -> Result<Snapshot> {
+        self.copy_as(CopyKind::Snapshot, label)
+    }
+
+    /// A consistent copy of the live database named as a copy of `kind` (a snapshot, or a
+    /// staging clone's database): PostgreSQL `CREATE DATABASE … TEMPLATE`, MariaDB a schema
+    /// copy, SQLite the online backup API. The copy is dropped with [`Database::drop_snapshot`].
+    fn copy_as(&self, kind: CopyKind, label: Option<&str>) -> Result<Snapshot>;
 
     /// Makes `snapshot` the live database again. The current contents are kept aside (their
     /// name is returned) and the snapshot is consumed.

@@ -568,7 +568,7 @@ impl Database for Mariadb {
         self.terminate_on(&self.database)
     }
 
-    fn snapshot(&self, label: Option<&str>) -> Result<Snapshot> {
+    fn copy_as(&self, kind: CopyKind, label: Option<&str>) -> Result<Snapshot> {
         if !self.schema_exists(&self.database)? {
             return Err(Error::new(
                 ErrorKind::NotFound,
@@ -576,7 +576,7 @@ impl Database for Mariadb {
                 "the database does not exist; nothing to snapshot",
             ));
         }
-        let name = copy_name(&self.database, CopyKind::Snapshot, Timestamp::now(), label, MAX_NAME)
+        let name = copy_name(&self.database, kind, Timestamp::now(), label, MAX_NAME)
             .map_err(|m| Error::new(ErrorKind::Other, &self.target, m))?;
         self.create_schema_like(&name, &self.database)?;
         if let Err(e) = self.copy_schema(&self.database, &name) {

@@ -21,6 +21,9 @@ pub enum CopyKind {
     /// A restore under way: the dump goes into this fresh database, which is renamed into
     /// place only once complete. One left behind is a killed restore's, dropped by the next.
     Restoring,
+    /// The database of a staging clone (`app__clone_<stamp>_<clone name>`, docs/clones.md):
+    /// dropped when the clone is destroyed, never by retention.
+    Clone,
 }
 
 impl CopyKind {
@@ -29,6 +32,7 @@ impl CopyKind {
             CopyKind::Snapshot => "snap",
             CopyKind::Aside => "old",
             CopyKind::Restoring => "restore",
+            CopyKind::Clone => "clone",
         }
     }
 
@@ -37,6 +41,7 @@ impl CopyKind {
             CopyKind::Snapshot => "snapshot",
             CopyKind::Aside => "kept-aside",
             CopyKind::Restoring => "restoring",
+            CopyKind::Clone => "clone",
         }
     }
 }
@@ -102,6 +107,8 @@ pub fn parse_copy_name(database: &str, name: &str) -> Option<Snapshot> {
         (CopyKind::Aside, r)
     } else if let Some(r) = rest.strip_prefix("restore_") {
         (CopyKind::Restoring, r)
+    } else if let Some(r) = rest.strip_prefix("clone_") {
+        (CopyKind::Clone, r)
     } else {
         return None;
     };
@@ -179,6 +186,13 @@ mod tests {
         let n = copy_name("app", CopyKind::Restoring, t, None, 63).unwrap();
         assert_eq!(n, "app__restore_20250314_093000_123");
         assert_eq!(parse_copy_name("app", &n).unwrap().kind, CopyKind::Restoring);
+        let n = copy_name("app", CopyKind::Clone, t, Some("staging-1"), 63).unwrap();
+        assert_eq!(n, "app__clone_20250314_093000_123_staging-1");
+        let c = parse_copy_name("app", &n).unwrap();
+        assert_eq!((c.kind, c.label.as_deref()), (CopyKind::Clone, Some("staging-1")));
+        // Retention never selects a clone's database: only destroying the clone drops it.
+        let policy = SnapshotPolicy { keep_last: 0, max_age: None };
+        assert!(select_for_removal(&[c], &policy, t).is_empty());
     }
 
     #[test]

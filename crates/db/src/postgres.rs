@@ -620,7 +620,7 @@ impl Database for Postgres {
         self.terminate_on(&mut admin, &[&self.database])
     }
 
-    fn snapshot(&self, label: Option<&str>) -> Result<Snapshot> {
+    fn copy_as(&self, kind: CopyKind, label: Option<&str>) -> Result<Snapshot> {
         let mut admin = self.admin()?;
         if !self.database_exists(&mut admin, &self.database)? {
             return Err(Error::new(
@@ -631,7 +631,7 @@ impl Database for Postgres {
         }
         let version = self.server_version_num(&mut admin)?;
         let now = Timestamp::now();
-        let name = copy_name(&self.database, CopyKind::Snapshot, now, label, MAX_NAME)
+        let name = copy_name(&self.database, kind, now, label, MAX_NAME)
             .map_err(|m| Error::new(ErrorKind::Other, &self.target, m))?;
         let strategy = if version >= 150000 { " STRATEGY FILE_COPY" } else { "" };
         let sql =

@@ -288,9 +288,9 @@ impl Database for Sqlite {
         Ok(0)
     }
 
-    fn snapshot(&self, label: Option<&str>) -> Result<Snapshot> {
+    fn copy_as(&self, kind: CopyKind, label: Option<&str>) -> Result<Snapshot> {
         let src = self.open_read_only()?;
-        let name = copy_name(&self.file_name(), CopyKind::Snapshot, Timestamp::now(), label, MAX_NAME)
+        let name = copy_name(&self.file_name(), kind, Timestamp::now(), label, MAX_NAME)
             .map_err(|m| Error::new(ErrorKind::Other, &self.target, m))?;
         let tmp = self.temp_file("snapshot")?;
         self.backup_to(&src, &tmp)?;

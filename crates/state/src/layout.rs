@@ -93,6 +93,22 @@ impl Layout {
     pub fn deps(&self) -> PathBuf {
         self.root.join("deps")
     }
+
+    /// `clones/`: one directory per staging clone (docs/clones.md).
+    pub fn clones(&self) -> PathBuf {
+        self.root.join("clones")
+    }
+
+    /// `clones/<name>/`: the clone's record (`clone.json`), its own state directory
+    /// (`state/`, with its own `Layout`), its file trees (`files/`) and its daemon's log.
+    pub fn clone_dir(&self, name: &str) -> PathBuf {
+        self.clones().join(name)
+    }
+
+    /// `clones/.lock`: held while a clone is created, destroyed or swept.
+    pub fn clones_lock(&self) -> PathBuf {
+        self.clones().join(".lock")
+    }
 }
 
 #[cfg(test)]

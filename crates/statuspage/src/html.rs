@@ -335,6 +335,30 @@ pub fn render(d: &StatusData, link_suffix: &str) -> String {
         dependencies(&mut o, deps, now, link_suffix);
     }
 
+    // Staging clones, with their time left (docs/clones.md).
+    if !d.clones.is_empty() {
+        o.push_str(r#"<section id="clones"><h2>Staging clones</h2>"#);
+        o.push_str("<table><tr><th>clone</th><th>phase</th><th>time left</th><th>port</th></tr>");
+        for c in &d.clones {
+            let phase =
+                serde_json::to_value(c.phase).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let _ = write!(
+                o,
+                r#"<tr><td>{}</td><td>{}</td><td><span title="{}">{}</span></td><td>{}</td></tr>"#,
+                esc(&c.name),
+                esc(&phase),
+                esc(&ts(c.expires_at)),
+                if c.time_left_seconds == 0 {
+                    "expired".to_string()
+                } else {
+                    esc(&human_seconds(c.time_left_seconds as i64))
+                },
+                c.web_port.map(|p| p.to_string()).unwrap_or_else(|| "—".into())
+            );
+        }
+        o.push_str("</table></section>");
+    }
+
     // Charts.
     let size_points: Vec<Point> =
         d.charts.repository_size.iter().map(|p| Point { x: p.at.as_second() as f64, y: p.bytes as f64 }).collect();

@@ -70,6 +70,8 @@ pub struct StatusData {
     /// The front door's ACME certificates (the renewal task's status); empty without
     /// `tls.acme`.
     pub certificates: Vec<CertRow>,
+    /// Staging clones (docs/clones.md), by name.
+    pub clones: Vec<CloneRow>,
 }
 
 /// The operating system: pending updates, reboots (docs/os.md).
@@ -137,6 +139,38 @@ pub struct CertRow {
     pub last_error: Option<String>,
     pub failures: u32,
     pub stuck_seconds: Option<i64>,
+}
+
+/// A staging clone and its time left.
+#[derive(Clone, Debug, Serialize)]
+pub struct CloneRow {
+    pub name: String,
+    pub phase: caretaker_core::clone::Phase,
+    pub expires_at: Timestamp,
+    pub time_left_seconds: u64,
+    pub web_port: Option<u16>,
+}
+
+/// The clones recorded under `<state dir>/clones/` (read-only: their `clone.json`).
+fn clone_rows(cfg: &Config, state_dir: &std::path::Path, now: Timestamp) -> Vec<CloneRow> {
+    let dir = caretaker_state::Layout::new(state_dir).clones();
+    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut rows: Vec<CloneRow> = rd
+        .flatten()
+        .filter_map(|e| {
+            let bytes = std::fs::read(e.path().join("clone.json")).ok()?;
+            let r: caretaker_core::clone::CloneRecord = serde_json::from_slice(&bytes).ok()?;
+            Some(CloneRow {
+                phase: r.phase,
+                expires_at: r.expires_at,
+                time_left_seconds: r.time_left(now).as_secs(),
+                web_port: r.web_port(cfg),
+                name: r.name,
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    rows
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -404,6 +438,7 @@ pub fn gather(
         dependencies: dependencies(cfg, store)?,
         charts: Charts { repository_size, job_durations },
         os: os_section(store)?,
+        clones: clone_rows(cfg, store.dir(), now),
     })
 }
 

@@ -394,3 +394,35 @@ fn the_os_section_shows_what_os_maintenance_recorded() {
     assert!(page.contains("linux-&lt;image&gt;") && !page.contains("linux-<image>"));
     assert!(page.contains("unhealthy"));
 }
+
+#[test]
+fn clones_show_with_their_time_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = seeded(dir.path());
+    let cfg = config(&auth::hash_password("pw").unwrap());
+    let now: Timestamp = "2025-03-14T09:00:00Z".parse().unwrap();
+    let clone_dir = caretaker_state::Layout::new(store.dir()).clone_dir("try-1");
+    std::fs::create_dir_all(&clone_dir).unwrap();
+    let rec = caretaker_core::clone::CloneRecord {
+        name: "try-1".into(),
+        phase: caretaker_core::clone::Phase::Running,
+        source: "live".into(),
+        created_at: now,
+        expires_at: "2025-03-14T11:00:00Z".parse().unwrap(),
+        ports: Default::default(),
+        database: None,
+        files: vec![],
+        release: None,
+        disk_bytes: 0,
+        creator: None,
+        daemon: None,
+    };
+    std::fs::write(clone_dir.join("clone.json"), serde_json::to_vec(&rec).unwrap()).unwrap();
+    let d = gather(&cfg, &store, None, now).unwrap();
+    assert_eq!(d.clones.len(), 1);
+    assert_eq!((d.clones[0].name.as_str(), d.clones[0].time_left_seconds), ("try-1", 7200));
+    let page = html::render(&d, "");
+    assert!(page.contains("id=\"clones\""), "{page}");
+    assert!(page.contains("<td>try-1</td><td>running</td>"), "{page}");
+    assert!(page.contains("2 h 0 min"), "the time left is shown: {page}");
+}

@@ -5,6 +5,7 @@ pub mod backup;
 pub mod cert;
 pub mod check;
 pub mod completions;
+pub mod clone;
 pub mod config;
 pub mod daemon;
 pub mod db;

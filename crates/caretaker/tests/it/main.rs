@@ -6,6 +6,7 @@ mod backup_failures;
 mod backup_metrics;
 mod backup_targets;
 mod certs;
+mod clone;
 mod compose;
 mod compose_mariadb;
 mod compose_oneoff;

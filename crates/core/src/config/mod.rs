@@ -5,6 +5,7 @@
 //! only I/O, provided by the caller. The schema is documented in `docs/config.md`; every
 //! example config in the repository is parsed by a test.
 
+mod clones;
 mod diagnostic;
 mod model;
 mod os;
@@ -14,6 +15,7 @@ mod secret;
 pub mod template;
 pub mod tls;
 
+pub use clones::{Clones, MAIL_SINK_HOST, MAIL_SINK_PORT};
 pub use diagnostic::{is_secret_key, mask_secrets, suggest, Diagnostic, Diagnostics, Location, Severity};
 pub use model::*;
 pub use os::{Os, OsUpdate, Reboot};

@@ -73,6 +73,8 @@ pub struct Config {
     pub deps: Deps,
     /// Operating system maintenance: package updates and reboots (docs/os.md).
     pub os: super::os::Os,
+    /// Staging clones (docs/clones.md).
+    pub clones: super::clones::Clones,
 }
 
 impl Config {
@@ -90,6 +92,7 @@ impl Config {
         for s in &self.services {
             env(&s.env, &mut out);
         }
+        env(&self.clones.env, &mut out);
         if let Some(db) = &self.database {
             out.extend(db.url.as_ref());
             out.extend(db.admin_url.as_ref());

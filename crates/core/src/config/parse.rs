@@ -86,6 +86,7 @@ pub fn config(cx: &mut Cx, root: &Node) -> Option<Config> {
         None => Some(deps_defaults()),
     };
     let os = m.opt(cx, "os", super::os::parse).unwrap_or_default();
+    let clones = m.opt(cx, "clones", super::clones::clones).unwrap_or_else(super::clones::defaults);
     m.finish(cx);
     if let (Some(c), Some(a)) = (&mut compose, &app) {
         if c.project.is_empty() {
@@ -116,6 +117,7 @@ pub fn config(cx: &mut Cx, root: &Node) -> Option<Config> {
         status,
         deps: deps?,
         os,
+        clones,
     };
     Some(cfg)
 }
@@ -213,7 +215,7 @@ fn commands(cx: &mut Cx, node: &Node, path: &str) -> Option<Vec<Command>> {
     }
 }
 
-fn env(cx: &mut Cx, node: &Node, path: &str) -> Option<BTreeMap<String, EnvValue>> {
+pub(super) fn env(cx: &mut Cx, node: &Node, path: &str) -> Option<BTreeMap<String, EnvValue>> {
     let pairs = entries(cx, node, path, |cx, k, v, p| {
         let name = k.as_str();
         let valid = !name.is_empty()
@@ -1432,7 +1434,7 @@ fn maintenance(cx: &mut Cx, node: &Node, path: &str) -> Option<Maintenance> {
 }
 
 /// A size like `10MiB`, `500k`, `1G` (binary units).
-fn size(cx: &mut Cx, node: &Node, path: &str) -> Option<u64> {
+pub(super) fn size(cx: &mut Cx, node: &Node, path: &str) -> Option<u64> {
     let s = string(cx, node, path)?;
     let t = s.trim();
     let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
