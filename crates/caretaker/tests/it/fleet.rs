@@ -807,3 +807,92 @@ fn fleet_two_controllers_on_one_postgresql_never_run_a_server_twice() {
     }
     assert_eq!(ra["run"]["id"], rb["run"]["id"], "both joined one round");
 }
+
+/// End to end with the real server side: the host's `caretaker` is this build (the test's
+/// namespaces share the file system), its app config has a `jobs:` command that is due.
+/// `fleet run` runs it through `tasks run-due --json`, `fleet status --json` shows what the
+/// server reported (kind, outcome, figures), and a second run performs nothing new.
+#[test]
+fn fleet_run_with_the_real_server_side_runs_what_is_due_once() {
+    if !netns_available() {
+        return;
+    }
+    let mut net = Net::new();
+    net.add_host();
+    let app = net.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    let ran = app.join("ran.txt");
+    let state = app.join("state");
+    let config = app.join("caretaker.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1\napp:\n  name: fleete2e\nstate_dir: {}\njobs:\n  hello: {{ command: \"echo hello >> {}\", schedule: hourly }}\n",
+            state.display(),
+            ran.display()
+        ),
+    )
+    .unwrap();
+    // The server's scheduler memory: the job's slot has long come; the built-in hourly check
+    // ran a moment ago (not due for the next ~50 minutes, so a slot cannot come between the
+    // two runs).
+    away_from_the_hour();
+    {
+        let store = caretaker_state::Store::open(&state, caretaker_core::config::Redactor::default()).unwrap();
+        let now = jiff::Timestamp::now();
+        for (task, at) in [
+            ("job:hello", now - jiff::SignedDuration::from_hours(3)),
+            ("check", now + jiff::SignedDuration::from_mins(10)),
+        ] {
+            store.task_seen(task, at).unwrap();
+            store.task_ran(task, at).unwrap();
+        }
+    }
+    let fleet = net.write_fleet("", &|_| format!("    config: {}\n", config.display()));
+    let text_of = std::fs::read_to_string(&fleet).unwrap().replace(&net.hosts[0].fake().display().to_string(), BIN);
+    std::fs::write(&fleet, text_of).unwrap();
+    net.accept_all();
+
+    let (code, v) = net.run_json(&[]);
+    assert_eq!(code, 0, "{v}");
+    let h0 = Net::host_report(&v, "h0");
+    assert_eq!(h0["contact"], "ok", "{v}");
+    let task = |tasks: &serde_json::Value, name: &str| -> serde_json::Value {
+        tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["task"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not in {tasks}"))
+    };
+    let hello = task(&h0["tasks"], "job:hello");
+    assert_eq!((hello["kind"].as_str(), hello["outcome"].as_str()), (Some("command"), Some("ok")), "{v}");
+    assert_eq!(hello["figures"]["name"], "hello", "{v}");
+    assert_eq!(std::fs::read_to_string(&ran).unwrap(), "hello\n");
+
+    let st: serde_json::Value = serde_json::from_slice(&net.run(&["status", "--json"]).stdout).unwrap();
+    let s0 = st.as_array().unwrap().iter().find(|s| s["server"] == "h0").unwrap_or_else(|| panic!("{st}"));
+    let hello = task(&s0["tasks"], "job:hello");
+    assert_eq!((hello["kind"].as_str(), hello["outcome"].as_str()), (Some("command"), Some("ok")), "{st}");
+    assert_eq!(hello["figures"]["name"], "hello", "{st}");
+    assert!(hello["last_success"].as_i64().is_some(), "{st}");
+
+    // Nothing is due any more: the second run performs nothing and keeps the first's result.
+    let (code, v) = net.run_json(&[]);
+    assert_eq!(code, 0, "{v}");
+    let h0 = Net::host_report(&v, "h0");
+    assert_eq!(h0["contact"], "ok", "{v}");
+    assert!(h0["tasks"].as_array().unwrap().iter().all(|t| t["outcome"] == "not_due"), "{v}");
+    assert_eq!(std::fs::read_to_string(&ran).unwrap(), "hello\n", "the job ran once");
+    let st: serde_json::Value = serde_json::from_slice(&net.run(&["status", "--json"]).stdout).unwrap();
+    let s0 = st.as_array().unwrap().iter().find(|s| s["server"] == "h0").unwrap();
+    assert_eq!(task(&s0["tasks"], "job:hello")["outcome"], "ok", "{st}");
+}
+
+/// Waits (polling) while the wall clock is in the minute before an hourly slot.
+fn away_from_the_hour() {
+    caretaker_testkit::wait_until(Duration::from_secs(120), "the clock to leave the minute before the hour", || {
+        (jiff::Zoned::now().minute() != 59).then_some(())
+    });
+}
