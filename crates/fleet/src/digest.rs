@@ -18,14 +18,7 @@ pub struct Digest {
 /// A server's vulnerable dependencies: the figures of its `deps` task that ran in this run
 /// and found some (`vulnerable` > 0).
 fn vulnerable_deps(h: &HostReport) -> Option<(&TaskResult, DepsFigures)> {
-    h.tasks.iter().rev().find_map(|t| {
-        let deps = t.kind.as_deref().map_or(t.task == "deps", |k| k == "deps");
-        if !deps || t.outcome != Outcome::Ok {
-            return None;
-        }
-        let f: DepsFigures = serde_json::from_value(t.figures.clone()).ok()?;
-        (f.vulnerable.unwrap_or(0) > 0).then_some((t, f))
-    })
+    h.tasks.iter().rev().find_map(|t| Some((t, t.vulnerable_deps()?)))
 }
 
 /// The lines listing one server's vulnerable dependencies: one per vulnerability with all
@@ -59,8 +52,7 @@ pub fn render(report: &RunReport, controller: &str) -> Digest {
     let hosts = &report.hosts;
     let vulnerable: Vec<_> = hosts.iter().filter_map(|h| Some((h, vulnerable_deps(h)?))).collect();
     let vulnerable_count: u64 = vulnerable.iter().map(|(_, (_, f))| f.vulnerable.unwrap_or(0)).sum();
-    let alerts: Vec<_> =
-        hosts.iter().filter(|h| h.alerts() || vulnerable.iter().any(|(v, _)| v.server == h.server)).collect();
+    let alerts: Vec<_> = hosts.iter().filter(|h| h.alerts()).collect();
     let ran: usize =
         hosts.iter().map(|h| h.tasks.iter().filter(|t| !matches!(t.outcome, Outcome::NotDue)).count()).sum();
     let failed: usize = hosts

@@ -439,9 +439,6 @@ CREATE TABLE IF NOT EXISTS fleet_task_log (run BIGINT NOT NULL, server TEXT NOT 
   message TEXT, figures TEXT, needs_human BOOLEAN NOT NULL, reboot_pending BOOLEAN NOT NULL, kind TEXT);
 CREATE INDEX IF NOT EXISTS fleet_task_log_run ON fleet_task_log (run);
 CREATE TABLE IF NOT EXISTS fleet_reboot_tokens (slot INTEGER PRIMARY KEY, server TEXT, until BIGINT);
--- Added since: the task's kind as the server reports it.
-ALTER TABLE fleet_tasks ADD COLUMN IF NOT EXISTS kind TEXT;
-ALTER TABLE fleet_task_log ADD COLUMN IF NOT EXISTS kind TEXT;
 ";
 
 /// PostgreSQL, for fleets run by several controllers: leases through
@@ -460,6 +457,20 @@ impl PgStore {
         let mut tx = db.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock(725100722)", &[])?;
         tx.batch_execute(PG_SCHEMA)?;
+        // A store made before the tasks' `kind`: add the column, only when missing (an ALTER
+        // takes the table's exclusive lock, which other controllers' transactions would wait on).
+        for table in ["fleet_tasks", "fleet_task_log"] {
+            let has = tx
+                .query_opt(
+                    "SELECT 1 FROM information_schema.columns
+                     WHERE table_schema = current_schema() AND table_name = $1 AND column_name = 'kind'",
+                    &[&table],
+                )?
+                .is_some();
+            if !has {
+                tx.batch_execute(&format!("ALTER TABLE {table} ADD COLUMN kind TEXT"))?;
+            }
+        }
         tx.commit()?;
         Ok(PgStore { db })
     }
