@@ -1,9 +1,11 @@
 //! The digest of a fleet run, by e-mail and/or webhook: what ran, what failed, what needs a
 //! human. A transient server that did not answer is listed quietly and alerts no one; any
-//! other failure makes the digest an alert (its subject says so). Pure.
+//! other failure makes the digest an alert (its subject says so), and so do vulnerable
+//! dependencies found by a server's `deps` task in this run (docs/deps.md). Pure.
 
-use crate::results::Outcome;
-use crate::run::RunReport;
+use crate::results::{Outcome, TaskResult};
+use crate::run::{HostReport, RunReport};
+use caretaker_core::job::figures::DepsFigures;
 use std::fmt::Write as _;
 
 pub struct Digest {
@@ -13,8 +15,43 @@ pub struct Digest {
     pub alert: bool,
 }
 
+/// A server's vulnerable dependencies: the figures of its `deps` task that ran in this run
+/// and found some (`vulnerable` > 0).
+fn vulnerable_deps(h: &HostReport) -> Option<(&TaskResult, DepsFigures)> {
+    h.tasks.iter().rev().find_map(|t| Some((t, t.vulnerable_deps()?)))
+}
+
+/// The lines listing one server's vulnerable dependencies: one per vulnerability with all
+/// its IDs and the versions that fix it (a report without the list names the packages).
+fn write_vulnerable(b: &mut String, server: &str, t: &TaskResult, f: &DepsFigures) {
+    let _ = writeln!(
+        b,
+        "- {server} / {}: {} vulnerable package(s){}",
+        t.task,
+        f.vulnerable.unwrap_or(0),
+        f.database_date.as_deref().map(|d| format!(" (OSV database of {d})")).unwrap_or_default()
+    );
+    if f.findings.is_empty() {
+        for p in &f.vulnerable_packages {
+            let _ = writeln!(b, "    {p}");
+        }
+    }
+    for x in &f.findings {
+        let _ = writeln!(
+            b,
+            "    {} {}: {}{}",
+            x.package,
+            x.version,
+            x.ids.join(", "),
+            if x.fixed_in.is_empty() { String::new() } else { format!(" (fixed in {})", x.fixed_in.join(", ")) }
+        );
+    }
+}
+
 pub fn render(report: &RunReport, controller: &str) -> Digest {
     let hosts = &report.hosts;
+    let vulnerable: Vec<_> = hosts.iter().filter_map(|h| Some((h, vulnerable_deps(h)?))).collect();
+    let vulnerable_count: u64 = vulnerable.iter().map(|(_, (_, f))| f.vulnerable.unwrap_or(0)).sum();
     let alerts: Vec<_> = hosts.iter().filter(|h| h.alerts()).collect();
     let ran: usize =
         hosts.iter().map(|h| h.tasks.iter().filter(|t| !matches!(t.outcome, Outcome::NotDue)).count()).sum();
@@ -26,9 +63,10 @@ pub fn render(report: &RunReport, controller: &str) -> Digest {
         hosts.iter().filter(|h| h.transient && matches!(h.contact.as_str(), "unreachable" | "timeout")).collect();
     let alert = !alerts.is_empty();
     let subject = format!(
-        "{}caretaker fleet: {} server(s), {ran} task(s) ran, {failed} failed{}",
+        "{}caretaker fleet: {} server(s), {ran} task(s) ran, {failed} failed{}{}",
         if alert { "ALERT: " } else { "" },
         hosts.len(),
+        if vulnerable_count > 0 { format!(", {vulnerable_count} vulnerable package(s)") } else { String::new() },
         if alert { format!(", {} need(s) a human", alerts.len()) } else { String::new() }
     );
     let mut b = String::new();
@@ -59,6 +97,9 @@ pub fn render(report: &RunReport, controller: &str) -> Digest {
                     t.outcome.as_str(),
                     t.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
                 );
+            }
+            if let Some((_, (t, f))) = vulnerable.iter().find(|(v, _)| v.server == h.server) {
+                write_vulnerable(&mut b, &h.server, t, f);
             }
         }
         b.push('\n');
@@ -145,6 +186,65 @@ mod tests {
             needs_human: false,
             reboot_pending: false,
         }
+    }
+
+    /// A `deps` task that found vulnerable packages: listed with every advisory ID under
+    /// "needs a human", counted in the subject; one that found none is not.
+    #[test]
+    fn vulnerable_dependencies_need_a_human() {
+        let deps =
+            |figures: serde_json::Value| TaskResult { kind: Some("deps".into()), figures, ..task("deps", Outcome::Ok) };
+        let report = RunReport {
+            run: Run { id: 9, resumed: false },
+            hosts: vec![
+                host(
+                    "web1",
+                    "ok",
+                    false,
+                    vec![
+                        task("backup", Outcome::Ok),
+                        deps(serde_json::json!({
+                            "packages": 40, "vulnerable": 2, "vulnerabilities": 3,
+                            "vulnerable_packages": ["django", "requests"], "database_date": "2026-12-01",
+                            "findings": [
+                                {"package": "django", "version": "3.2.0", "ids": ["CVE-2023-1", "GHSA-aaaa", "PYSEC-2023-1"], "fixed_in": ["3.2.19", "4.1.9"]},
+                                {"package": "django", "version": "3.2.0", "ids": ["GHSA-bbbb"], "fixed_in": []},
+                                {"package": "requests", "version": "2.0.0", "ids": ["PYSEC-2014-1"], "fixed_in": ["2.3.0"]}
+                            ]
+                        })),
+                    ],
+                ),
+                // An older server's report: the counts and package names, no findings list.
+                host(
+                    "web2",
+                    "ok",
+                    false,
+                    vec![deps(serde_json::json!({"vulnerable": 1, "vulnerable_packages": ["jinja2"]}))],
+                ),
+                host("web3", "ok", false, vec![deps(serde_json::json!({"vulnerable": 0, "packages": 12}))]),
+            ],
+            seconds: 2.0,
+        };
+        let d = render(&report, "ctl");
+        assert!(d.alert);
+        expect_test::expect![[r#"
+            ALERT: caretaker fleet: 3 server(s), 4 task(s) ran, 0 failed, 3 vulnerable package(s), 2 need(s) a human
+            Fleet run 9 by ctl (2.0s)
+
+            NEEDS A HUMAN
+            - web1 / deps: 2 vulnerable package(s) (OSV database of 2026-12-01)
+                django 3.2.0: CVE-2023-1, GHSA-aaaa, PYSEC-2023-1 (fixed in 3.2.19, 4.1.9)
+                django 3.2.0: GHSA-bbbb
+                requests 2.0.0: PYSEC-2014-1 (fixed in 2.3.0)
+            - web2 / deps: 1 vulnerable package(s)
+                jinja2
+
+            WHAT RAN
+            - web1: backup ok, deps ok
+            - web2: deps ok
+            - web3: deps ok
+        "#]]
+        .assert_eq(&format!("{}\n{}", d.subject, d.body));
     }
 
     #[test]

@@ -90,6 +90,7 @@ mod tests {
             reboot_pending: false,
             tasks: vec![TaskStatus {
                 task: "backup".into(),
+                kind: Some("backup".into()),
                 last_attempt: Some(90),
                 last_success: Some(80),
                 outcome: "failed".into(),

@@ -84,6 +84,19 @@ fn task_from_value(v: &serde_json::Value) -> Option<TaskResult> {
     })
 }
 
+impl TaskResult {
+    /// The figures of a `deps` task that ran and found vulnerable packages (docs/deps.md):
+    /// such a server needs a human (an upgrade), though the task itself succeeded.
+    pub fn vulnerable_deps(&self) -> Option<caretaker_core::job::figures::DepsFigures> {
+        let deps = self.kind.as_deref().map_or(self.task == "deps", |k| k == "deps");
+        if !deps || self.outcome != Outcome::Ok {
+            return None;
+        }
+        let f: caretaker_core::job::figures::DepsFigures = serde_json::from_value(self.figures.clone()).ok()?;
+        (f.vulnerable.unwrap_or(0) > 0).then_some(f)
+    }
+}
+
 /// One line of the server's output, read.
 #[derive(Debug, PartialEq)]
 pub enum Line {

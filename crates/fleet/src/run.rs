@@ -93,7 +93,11 @@ impl HostReport {
         let failed_contact = !matches!(self.contact.as_str(), "ok" | "done" | "leased" | "deferred");
         let quiet = self.transient && matches!(self.contact.as_str(), "unreachable" | "timeout");
         (failed_contact && !quiet)
-            || self.tasks.iter().any(|t| matches!(t.outcome, Outcome::Failed | Outcome::Interrupted) || t.needs_human)
+            || self.tasks.iter().any(|t| {
+                matches!(t.outcome, Outcome::Failed | Outcome::Interrupted)
+                    || t.needs_human
+                    || t.vulnerable_deps().is_some()
+            })
     }
 }
 

@@ -35,6 +35,8 @@ pub struct Run {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TaskStatus {
     pub task: String,
+    /// The server's kind of task (`backup`, `command`, `deps`, ...), when it said.
+    pub kind: Option<String>,
     pub last_attempt: Option<i64>,
     pub last_success: Option<i64>,
     pub outcome: String,
@@ -101,9 +103,9 @@ CREATE TABLE IF NOT EXISTS fleet_servers (server TEXT PRIMARY KEY, last_contact 
 CREATE TABLE IF NOT EXISTS fleet_contacts (run INTEGER NOT NULL, server TEXT NOT NULL, at INTEGER NOT NULL, outcome TEXT NOT NULL, message TEXT,
   transient INTEGER NOT NULL, reboot_pending INTEGER NOT NULL, PRIMARY KEY (run, server));
 CREATE TABLE IF NOT EXISTS fleet_tasks (server TEXT NOT NULL, task TEXT NOT NULL, last_attempt INTEGER, last_success INTEGER, outcome TEXT NOT NULL,
-  message TEXT, figures TEXT, failures INTEGER NOT NULL DEFAULT 0, retry_after INTEGER, needs_human INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (server, task));
+  message TEXT, figures TEXT, failures INTEGER NOT NULL DEFAULT 0, retry_after INTEGER, needs_human INTEGER NOT NULL DEFAULT 0, kind TEXT, PRIMARY KEY (server, task));
 CREATE TABLE IF NOT EXISTS fleet_task_log (run INTEGER NOT NULL, server TEXT NOT NULL, task TEXT NOT NULL, at INTEGER NOT NULL, outcome TEXT NOT NULL,
-  message TEXT, figures TEXT, needs_human INTEGER NOT NULL, reboot_pending INTEGER NOT NULL);
+  message TEXT, figures TEXT, needs_human INTEGER NOT NULL, reboot_pending INTEGER NOT NULL, kind TEXT);
 CREATE INDEX IF NOT EXISTS fleet_task_log_run ON fleet_task_log (run);
 CREATE TABLE IF NOT EXISTS fleet_reboot_tokens (slot INTEGER PRIMARY KEY, server TEXT, until INTEGER);
 ";
@@ -115,7 +117,7 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore> {
-        let db = rusqlite::Connection::open(path)
+        let mut db = rusqlite::Connection::open(path)
             .map_err(|e| Error::new(ErrorKind::Store, format!("cannot open {}: {e}", path.display())))?;
         db.busy_timeout(std::time::Duration::from_secs(30))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
@@ -124,15 +126,24 @@ impl SqliteStore {
         // would serialise a fleet run; an OS crash may lose the last results, and the next run
         // then finds those tasks (and servers) not done (docs/decisions.md).
         db.pragma_update(None, "synchronous", "NORMAL")?;
-        let version: i64 = db.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version > 1 {
+        // Schema 1 lacked the tasks' `kind`; schema 2 adds it. Migrated in one transaction, so
+        // two controllers opening an old file at once do not both add the column.
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > 2 {
             return Err(Error::new(
                 ErrorKind::Store,
                 format!("{} was written by a newer caretaker (schema {version})", path.display()),
             ));
         }
-        db.execute_batch(SQLITE_SCHEMA)?;
-        db.pragma_update(None, "user_version", 1)?;
+        tx.execute_batch(SQLITE_SCHEMA)?;
+        if version == 1 {
+            tx.execute_batch(
+                "ALTER TABLE fleet_tasks ADD COLUMN kind TEXT; ALTER TABLE fleet_task_log ADD COLUMN kind TEXT;",
+            )?;
+        }
+        tx.pragma_update(None, "user_version", 2)?;
+        tx.commit()?;
         Ok(SqliteStore { db })
     }
 
@@ -233,28 +244,29 @@ impl FleetStore for SqliteStore {
             let figures = json_text(&r.figures);
             if matches!(r.outcome, Outcome::Skipped | Outcome::NotDue) {
                 tx.execute(
-                    "INSERT INTO fleet_tasks (server, task, outcome, message) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (server, task) DO NOTHING",
-                    params![server, r.task, r.outcome.as_str(), r.message],
+                    "INSERT INTO fleet_tasks (server, task, outcome, message, kind) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (server, task) DO UPDATE SET kind = COALESCE(excluded.kind, fleet_tasks.kind)",
+                    params![server, r.task, r.outcome.as_str(), r.message, r.kind],
                 )?;
                 if r.outcome == Outcome::NotDue {
                     return Ok(());
                 }
             } else {
                 tx.execute(
-                    "INSERT INTO fleet_tasks (server, task, last_attempt, last_success, outcome, message, figures, failures, retry_after, needs_human)
-                     VALUES (?1, ?2, ?3, CASE WHEN ?4 = 'ok' THEN ?3 END, ?4, ?5, ?6, ?7, ?8, ?9)
+                    "INSERT INTO fleet_tasks (server, task, last_attempt, last_success, outcome, message, figures, failures, retry_after, needs_human, kind)
+                     VALUES (?1, ?2, ?3, CASE WHEN ?4 = 'ok' THEN ?3 END, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                      ON CONFLICT (server, task) DO UPDATE SET last_attempt = excluded.last_attempt,
                        last_success = COALESCE(excluded.last_success, fleet_tasks.last_success), outcome = excluded.outcome,
                        message = excluded.message, figures = COALESCE(excluded.figures, fleet_tasks.figures), failures = excluded.failures,
-                       retry_after = excluded.retry_after, needs_human = excluded.needs_human",
-                    params![server, r.task, now, r.outcome.as_str(), r.message, figures, failures, retry_after, r.needs_human],
+                       retry_after = excluded.retry_after, needs_human = excluded.needs_human,
+                       kind = COALESCE(excluded.kind, fleet_tasks.kind)",
+                    params![server, r.task, now, r.outcome.as_str(), r.message, figures, failures, retry_after, r.needs_human, r.kind],
                 )?;
             }
             tx.execute(
-                "INSERT INTO fleet_task_log (run, server, task, at, outcome, message, figures, needs_human, reboot_pending)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![run, server, r.task, now, r.outcome.as_str(), r.message, figures, r.needs_human, r.reboot_pending],
+                "INSERT INTO fleet_task_log (run, server, task, at, outcome, message, figures, needs_human, reboot_pending, kind)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![run, server, r.task, now, r.outcome.as_str(), r.message, figures, r.needs_human, r.reboot_pending, r.kind],
             )?;
             Ok(())
         })
@@ -342,7 +354,7 @@ impl FleetStore for SqliteStore {
             })?
             .collect::<rusqlite::Result<_>>()?;
         let mut st = self.db.prepare(
-            "SELECT task, last_attempt, last_success, outcome, message, figures, failures, retry_after, needs_human
+            "SELECT task, last_attempt, last_success, outcome, message, figures, failures, retry_after, needs_human, kind
              FROM fleet_tasks WHERE server = ?1 ORDER BY task",
         )?;
         for s in &mut servers {
@@ -358,6 +370,7 @@ impl FleetStore for SqliteStore {
                         failures: r.get(6)?,
                         retry_after: r.get(7)?,
                         needs_human: r.get(8)?,
+                        kind: r.get(9)?,
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?;
@@ -375,13 +388,13 @@ impl FleetStore for SqliteStore {
             .collect::<rusqlite::Result<_>>()?;
         let tasks: Vec<(String, TaskResult)> = self
             .db
-            .prepare("SELECT server, task, outcome, message, figures, needs_human, reboot_pending FROM fleet_task_log WHERE run = ?1 ORDER BY server, at")?
+            .prepare("SELECT server, task, outcome, message, figures, needs_human, reboot_pending, kind FROM fleet_task_log WHERE run = ?1 ORDER BY server, at")?
             .query_map([run], |r| {
                 Ok((
                     r.get(0)?,
                     TaskResult {
                         task: r.get(1)?,
-                        kind: None,
+                        kind: r.get(7)?,
                         outcome: Outcome::parse(&r.get::<_, String>(2)?),
                         message: r.get(3)?,
                         figures: json_value(r.get(4)?),
@@ -421,9 +434,9 @@ CREATE TABLE IF NOT EXISTS fleet_servers (server TEXT PRIMARY KEY, last_contact 
 CREATE TABLE IF NOT EXISTS fleet_contacts (run BIGINT NOT NULL, server TEXT NOT NULL, at BIGINT NOT NULL, outcome TEXT NOT NULL, message TEXT,
   transient BOOLEAN NOT NULL, reboot_pending BOOLEAN NOT NULL, PRIMARY KEY (run, server));
 CREATE TABLE IF NOT EXISTS fleet_tasks (server TEXT NOT NULL, task TEXT NOT NULL, last_attempt BIGINT, last_success BIGINT, outcome TEXT NOT NULL,
-  message TEXT, figures TEXT, failures INTEGER NOT NULL DEFAULT 0, retry_after BIGINT, needs_human BOOLEAN NOT NULL DEFAULT false, PRIMARY KEY (server, task));
+  message TEXT, figures TEXT, failures INTEGER NOT NULL DEFAULT 0, retry_after BIGINT, needs_human BOOLEAN NOT NULL DEFAULT false, kind TEXT, PRIMARY KEY (server, task));
 CREATE TABLE IF NOT EXISTS fleet_task_log (run BIGINT NOT NULL, server TEXT NOT NULL, task TEXT NOT NULL, at BIGINT NOT NULL, outcome TEXT NOT NULL,
-  message TEXT, figures TEXT, needs_human BOOLEAN NOT NULL, reboot_pending BOOLEAN NOT NULL);
+  message TEXT, figures TEXT, needs_human BOOLEAN NOT NULL, reboot_pending BOOLEAN NOT NULL, kind TEXT);
 CREATE INDEX IF NOT EXISTS fleet_task_log_run ON fleet_task_log (run);
 CREATE TABLE IF NOT EXISTS fleet_reboot_tokens (slot INTEGER PRIMARY KEY, server TEXT, until BIGINT);
 ";
@@ -444,6 +457,20 @@ impl PgStore {
         let mut tx = db.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock(725100722)", &[])?;
         tx.batch_execute(PG_SCHEMA)?;
+        // A store made before the tasks' `kind`: add the column, only when missing (an ALTER
+        // takes the table's exclusive lock, which other controllers' transactions would wait on).
+        for table in ["fleet_tasks", "fleet_task_log"] {
+            let has = tx
+                .query_opt(
+                    "SELECT 1 FROM information_schema.columns
+                     WHERE table_schema = current_schema() AND table_name = $1 AND column_name = 'kind'",
+                    &[&table],
+                )?
+                .is_some();
+            if !has {
+                tx.batch_execute(&format!("ALTER TABLE {table} ADD COLUMN kind TEXT"))?;
+            }
+        }
         tx.commit()?;
         Ok(PgStore { db })
     }
@@ -530,8 +557,9 @@ impl FleetStore for PgStore {
         let figures = json_text(&r.figures);
         if matches!(r.outcome, Outcome::Skipped | Outcome::NotDue) {
             tx.execute(
-                "INSERT INTO fleet_tasks (server, task, outcome, message) VALUES ($1, $2, $3, $4) ON CONFLICT (server, task) DO NOTHING",
-                &[&server, &r.task, &r.outcome.as_str(), &r.message],
+                "INSERT INTO fleet_tasks (server, task, outcome, message, kind) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (server, task) DO UPDATE SET kind = COALESCE(excluded.kind, fleet_tasks.kind)",
+                &[&server, &r.task, &r.outcome.as_str(), &r.message, &r.kind],
             )?;
             if r.outcome == Outcome::NotDue {
                 tx.commit()?;
@@ -540,18 +568,19 @@ impl FleetStore for PgStore {
         } else {
             let success = (r.outcome == Outcome::Ok).then_some(now);
             tx.execute(
-                "INSERT INTO fleet_tasks (server, task, last_attempt, last_success, outcome, message, figures, failures, retry_after, needs_human)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                "INSERT INTO fleet_tasks (server, task, last_attempt, last_success, outcome, message, figures, failures, retry_after, needs_human, kind)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                  ON CONFLICT (server, task) DO UPDATE SET last_attempt = excluded.last_attempt,
                    last_success = COALESCE(excluded.last_success, fleet_tasks.last_success), outcome = excluded.outcome,
                    message = excluded.message, figures = COALESCE(excluded.figures, fleet_tasks.figures), failures = excluded.failures,
-                   retry_after = excluded.retry_after, needs_human = excluded.needs_human",
-                &[&server, &r.task, &now, &success, &r.outcome.as_str(), &r.message, &figures, &(failures as i32), &retry_after, &r.needs_human],
+                   retry_after = excluded.retry_after, needs_human = excluded.needs_human,
+                   kind = COALESCE(excluded.kind, fleet_tasks.kind)",
+                &[&server, &r.task, &now, &success, &r.outcome.as_str(), &r.message, &figures, &(failures as i32), &retry_after, &r.needs_human, &r.kind],
             )?;
         }
         tx.execute(
-            "INSERT INTO fleet_task_log (run, server, task, at, outcome, message, figures, needs_human, reboot_pending)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO fleet_task_log (run, server, task, at, outcome, message, figures, needs_human, reboot_pending, kind)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             &[
                 &run,
                 &server,
@@ -562,6 +591,7 @@ impl FleetStore for PgStore {
                 &figures,
                 &r.needs_human,
                 &r.reboot_pending,
+                &r.kind,
             ],
         )?;
         tx.commit()?;
@@ -654,7 +684,7 @@ impl FleetStore for PgStore {
             s.tasks = self
                 .db
                 .query(
-                    "SELECT task, last_attempt, last_success, outcome, message, figures, failures, retry_after, needs_human
+                    "SELECT task, last_attempt, last_success, outcome, message, figures, failures, retry_after, needs_human, kind
                      FROM fleet_tasks WHERE server = $1 ORDER BY task",
                     &[&s.server],
                 )?
@@ -669,6 +699,7 @@ impl FleetStore for PgStore {
                     failures: r.get::<_, i32>(6) as u32,
                     retry_after: r.get(7),
                     needs_human: r.get(8),
+                    kind: r.get(9),
                 })
                 .collect();
         }
@@ -685,7 +716,7 @@ impl FleetStore for PgStore {
         let tasks = self
             .db
             .query(
-                "SELECT server, task, outcome, message, figures, needs_human, reboot_pending FROM fleet_task_log WHERE run = $1 ORDER BY server, at",
+                "SELECT server, task, outcome, message, figures, needs_human, reboot_pending, kind FROM fleet_task_log WHERE run = $1 ORDER BY server, at",
                 &[&run],
             )?
             .iter()
@@ -694,7 +725,7 @@ impl FleetStore for PgStore {
                     r.get(0),
                     TaskResult {
                         task: r.get(1),
-                        kind: None,
+                        kind: r.get(7),
                         outcome: Outcome::parse(r.get(2)),
                         message: r.get(3),
                         figures: json_value(r.get(4)),

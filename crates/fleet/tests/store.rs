@@ -32,7 +32,8 @@ fn conformance(s: &mut dyn FleetStore) {
     let again = s.begin_run("c2", 1001, 3600).unwrap();
     assert_eq!((again.id, again.resumed), (run.id, true));
     assert!(!s.server_done(run.id, "a").unwrap());
-    s.record_task(run.id, "a", &task("backup", Outcome::Ok), 1002).unwrap();
+    s.record_task(run.id, "a", &TaskResult { kind: Some("backup".into()), ..task("backup", Outcome::Ok) }, 1002)
+        .unwrap();
     s.record_task(run.id, "a", &task("prune", Outcome::Failed), 1002).unwrap();
     s.record_task(run.id, "a", &task("check", Outcome::NotDue), 1002).unwrap();
     assert!(!s.server_done(run.id, "a").unwrap(), "tasks alone do not mark the server done");
@@ -44,6 +45,7 @@ fn conformance(s: &mut dyn FleetStore) {
     let t = |n: &str| a.tasks.iter().find(|t| t.task == n).unwrap().clone();
     assert_eq!((t("backup").outcome.as_str(), t("backup").last_success), ("ok", Some(1002)));
     assert_eq!(t("backup").figures["bytes"], 1);
+    assert_eq!((t("backup").kind.as_deref(), t("prune").kind.as_deref()), (Some("backup"), None));
     assert_eq!((t("prune").outcome.as_str(), t("prune").failures, t("prune").retry_after), ("failed", 1, Some(1302)));
     assert_eq!((t("check").outcome.as_str(), t("check").last_attempt), ("not_due", None));
     assert_eq!(s.backing_off("a", 1100).unwrap(), vec![("prune".to_string(), 1302)]);
@@ -63,6 +65,7 @@ fn conformance(s: &mut dyn FleetStore) {
     let e = s.run_entries(run.id).unwrap();
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].tasks.len(), 5);
+    assert_eq!(e[0].tasks.iter().find(|t| t.task == "backup").unwrap().kind.as_deref(), Some("backup"));
     assert_eq!(e[0].contact.as_ref().unwrap().outcome, "ok");
     s.finish_run(run.id, 4000).unwrap();
     let next = s.begin_run("c1", 4001, 3600).unwrap();
@@ -102,6 +105,37 @@ fn sqlite_store_conformance() {
     assert_eq!(s.status().unwrap().len(), 1);
 }
 
+/// A `fleet.db` of schema 1 (before the tasks' `kind`) is migrated on open and keeps its rows.
+#[test]
+fn sqlite_store_migrates_schema_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fleet.db");
+    {
+        let db = rusqlite::Connection::open(&path).unwrap();
+        db.execute_batch(
+            "CREATE TABLE fleet_runs (id INTEGER PRIMARY KEY, controller TEXT NOT NULL, started_at INTEGER NOT NULL, finished_at INTEGER);
+             CREATE TABLE fleet_servers (server TEXT PRIMARY KEY, last_contact INTEGER, last_ok_contact INTEGER, contact TEXT, message TEXT,
+               reboot_pending INTEGER NOT NULL DEFAULT 0, lease_holder TEXT, lease_until INTEGER);
+             CREATE TABLE fleet_tasks (server TEXT NOT NULL, task TEXT NOT NULL, last_attempt INTEGER, last_success INTEGER, outcome TEXT NOT NULL,
+               message TEXT, figures TEXT, failures INTEGER NOT NULL DEFAULT 0, retry_after INTEGER, needs_human INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (server, task));
+             CREATE TABLE fleet_task_log (run INTEGER NOT NULL, server TEXT NOT NULL, task TEXT NOT NULL, at INTEGER NOT NULL, outcome TEXT NOT NULL,
+               message TEXT, figures TEXT, needs_human INTEGER NOT NULL, reboot_pending INTEGER NOT NULL);
+             INSERT INTO fleet_servers (server, contact) VALUES ('a', 'ok');
+             INSERT INTO fleet_tasks (server, task, outcome, last_success) VALUES ('a', 'backup', 'ok', 5);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let mut s = SqliteStore::open(&path).unwrap();
+    let t = s.status().unwrap()[0].tasks[0].clone();
+    assert_eq!((t.task.as_str(), t.kind, t.last_success), ("backup", None, Some(5)));
+    s.record_task(1, "a", &TaskResult { kind: Some("backup".into()), ..task("backup", Outcome::NotDue) }, 10).unwrap();
+    assert_eq!(s.status().unwrap()[0].tasks[0].kind.as_deref(), Some("backup"), "a not-due result fills the kind in");
+    drop(s);
+    // Reopening the migrated file does not migrate again.
+    SqliteStore::open(&path).unwrap();
+}
+
 /// A fresh database on the test PostgreSQL server.
 fn pg_url() -> Option<String> {
     let url = caretaker_testkit::require_service("CARETAKER_TEST_PG_URL")?;
@@ -110,6 +144,29 @@ fn pg_url() -> Option<String> {
     c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
     let base = url.rsplit_once('/').unwrap().0;
     Some(format!("{base}/{name}"))
+}
+
+/// A PostgreSQL store made before the tasks' `kind` gets the column on connect.
+#[test]
+fn pg_store_migrates_schema_1() {
+    let Some(url) = pg_url() else { return };
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    c.batch_execute(
+        "CREATE TABLE fleet_tasks (server TEXT NOT NULL, task TEXT NOT NULL, last_attempt BIGINT, last_success BIGINT, outcome TEXT NOT NULL,
+           message TEXT, figures TEXT, failures INTEGER NOT NULL DEFAULT 0, retry_after BIGINT, needs_human BOOLEAN NOT NULL DEFAULT false, PRIMARY KEY (server, task));
+         CREATE TABLE fleet_task_log (run BIGINT NOT NULL, server TEXT NOT NULL, task TEXT NOT NULL, at BIGINT NOT NULL, outcome TEXT NOT NULL,
+           message TEXT, figures TEXT, needs_human BOOLEAN NOT NULL, reboot_pending BOOLEAN NOT NULL);
+         INSERT INTO fleet_tasks (server, task, outcome, last_success) VALUES ('a', 'backup', 'ok', 5);",
+    )
+    .unwrap();
+    let mut s = PgStore::connect(&url).unwrap();
+    s.record_contact(1, "a", &ok_contact(), 6).unwrap();
+    s.record_task(1, "a", &TaskResult { kind: Some("backup".into()), ..task("backup", Outcome::Ok) }, 7).unwrap();
+    let t = s.status().unwrap()[0].tasks[0].clone();
+    assert_eq!((t.kind.as_deref(), t.last_success), (Some("backup"), Some(7)));
+    assert_eq!(s.run_entries(1).unwrap()[0].tasks[0].kind.as_deref(), Some("backup"));
+    drop(s);
+    PgStore::connect(&url).unwrap();
 }
 
 #[test]

@@ -807,3 +807,168 @@ fn fleet_two_controllers_on_one_postgresql_never_run_a_server_twice() {
     }
     assert_eq!(ra["run"]["id"], rb["run"]["id"], "both joined one round");
 }
+
+/// End to end with the real server side: the host's `caretaker` is this build (the test's
+/// namespaces share the file system), its app config has a `jobs:` command and a `deps`
+/// report (a local OSV export the test writes, a vulnerable pin) that are due.
+/// `fleet run` runs them through `tasks run-due --json`, `fleet status --json` shows what the
+/// server reported (kind, outcome, figures), the digest lists the vulnerable dependency with
+/// all its IDs, and a second run performs nothing new.
+#[test]
+fn fleet_run_with_the_real_server_side_runs_what_is_due_once() {
+    if !netns_available() {
+        return;
+    }
+    let mut net = Net::new();
+    net.add_host();
+    let app = net.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    let ran = app.join("ran.txt");
+    let state = app.join("state");
+    let config = app.join("caretaker.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1\napp:\n  name: fleete2e\nstate_dir: {}\njobs:\n  hello: {{ command: \"echo hello >> {}\", schedule: hourly }}\n\
+             deps:\n  schedule: hourly\n  lockfile: requirements.txt\n  index_url: off\n",
+            state.display(),
+            ran.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(app.join("requirements.txt"), "demo-pkg==1.0\nother==3.0\n").unwrap();
+    // A one-advisory OSV export (one JSON record per file, as OSV ships it), imported.
+    let zip_path = app.join("all.zip");
+    {
+        use std::io::Write;
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+        let record = serde_json::json!({"id": "PYSEC-2099-1", "aliases": ["CVE-2099-0001", "GHSA-dddd-dddd-dddd"],
+            "modified": "2026-11-30T10:00:00Z", "summary": "remote code execution",
+            "affected": [{"package": {"ecosystem": "PyPI", "name": "Demo_Pkg"},
+                          "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.2"}]}]}]});
+        z.start_file("PYSEC-2099-1.json", zip::write::SimpleFileOptions::default()).unwrap();
+        z.write_all(record.to_string().as_bytes()).unwrap();
+        z.finish().unwrap();
+    }
+    let out =
+        Command::new(BIN).arg("--config").arg(&config).args(["deps", "import-db"]).arg(&zip_path).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    // The server's scheduler memory: the job's slot has long come; the built-in hourly check
+    // ran a moment ago (not due for the next ~50 minutes, so a slot cannot come between the
+    // two runs).
+    away_from_the_hour();
+    {
+        let store = caretaker_state::Store::open(&state, caretaker_core::config::Redactor::default()).unwrap();
+        let now = jiff::Timestamp::now();
+        let (due, not_due) = (now - jiff::SignedDuration::from_hours(3), now + jiff::SignedDuration::from_mins(10));
+        for (task, at) in [("job:hello", due), ("deps", due), ("check", not_due)] {
+            store.task_seen(task, at).unwrap();
+            store.task_ran(task, at).unwrap();
+        }
+    }
+    let fleet = net.write_fleet("digest:\n  webhook_url_env: FLEET_TEST_HOOK\n", &|_| {
+        format!("    config: {}\n", config.display())
+    });
+    let text_of = std::fs::read_to_string(&fleet).unwrap().replace(&net.hosts[0].fake().display().to_string(), BIN);
+    std::fs::write(&fleet, text_of).unwrap();
+    net.accept_all();
+
+    let (hook_url, hook) = webhook_once();
+    let out = net.caretaker(&["run", "--json", "--digest"]).env("FLEET_TEST_HOOK", &hook_url).output().unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out)));
+    assert_eq!(out.status.code(), Some(1), "a vulnerable dependency needs a human: {v}");
+    let h0 = Net::host_report(&v, "h0");
+    assert_eq!(h0["contact"], "ok", "{v}");
+    let task = |tasks: &serde_json::Value, name: &str| -> serde_json::Value {
+        tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["task"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not in {tasks}"))
+    };
+    let hello = task(&h0["tasks"], "job:hello");
+    assert_eq!((hello["kind"].as_str(), hello["outcome"].as_str()), (Some("command"), Some("ok")), "{v}");
+    assert_eq!(hello["figures"]["name"], "hello", "{v}");
+    assert_eq!(std::fs::read_to_string(&ran).unwrap(), "hello\n");
+    let deps = task(&h0["tasks"], "deps");
+    assert_eq!((deps["kind"].as_str(), deps["outcome"].as_str()), (Some("deps"), Some("ok")), "{v}");
+    assert_eq!(
+        (deps["figures"]["packages"].as_u64(), deps["figures"]["vulnerable"].as_u64()),
+        (Some(2), Some(1)),
+        "{v}"
+    );
+    assert_eq!(h0["alert"], true, "{v}");
+    // The digest: the vulnerable dependency under "needs a human", counted in the subject.
+    let body: serde_json::Value = serde_json::from_str(&hook.recv_timeout(Duration::from_secs(30)).unwrap()).unwrap();
+    assert_eq!(body["alert"], true, "{body}");
+    let subject = body["subject"].as_str().unwrap();
+    assert!(subject.starts_with("ALERT: ") && subject.contains(", 1 vulnerable package(s)"), "{subject}");
+    let digest = body["text"].as_str().unwrap();
+    assert!(digest.contains("NEEDS A HUMAN\n- h0 / deps: 1 vulnerable package(s)"), "{digest}");
+    assert!(
+        digest.contains("    demo-pkg 1.0: CVE-2099-0001, GHSA-dddd-dddd-dddd, PYSEC-2099-1 (fixed in 1.2)"),
+        "{digest}"
+    );
+
+    let st: serde_json::Value = serde_json::from_slice(&net.run(&["status", "--json"]).stdout).unwrap();
+    let s0 = st.as_array().unwrap().iter().find(|s| s["server"] == "h0").unwrap_or_else(|| panic!("{st}"));
+    let hello = task(&s0["tasks"], "job:hello");
+    assert_eq!((hello["kind"].as_str(), hello["outcome"].as_str()), (Some("command"), Some("ok")), "{st}");
+    let deps = task(&s0["tasks"], "deps");
+    assert_eq!(
+        (deps["kind"].as_str(), deps["figures"]["findings"][0]["package"].as_str()),
+        (Some("deps"), Some("demo-pkg")),
+        "{st}"
+    );
+    assert_eq!(hello["figures"]["name"], "hello", "{st}");
+    assert!(hello["last_success"].as_i64().is_some(), "{st}");
+
+    // Nothing is due any more: the second run performs nothing and keeps the first's result.
+    let (code, v) = net.run_json(&[]);
+    assert_eq!(code, 0, "{v}");
+    let h0 = Net::host_report(&v, "h0");
+    assert_eq!(h0["contact"], "ok", "{v}");
+    assert!(h0["tasks"].as_array().unwrap().iter().all(|t| t["outcome"] == "not_due"), "{v}");
+    assert_eq!(std::fs::read_to_string(&ran).unwrap(), "hello\n", "the job ran once");
+    let st: serde_json::Value = serde_json::from_slice(&net.run(&["status", "--json"]).stdout).unwrap();
+    let s0 = st.as_array().unwrap().iter().find(|s| s["server"] == "h0").unwrap();
+    assert_eq!(task(&s0["tasks"], "job:hello")["outcome"], "ok", "{st}");
+}
+
+/// A webhook receiver on loopback that answers one POST with 200 and hands over its body.
+fn webhook_once() -> (String, std::sync::mpsc::Receiver<String>) {
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", hook.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::{BufRead, Read, Write};
+        if let Some(stream) = hook.incoming().flatten().next() {
+            let mut r = std::io::BufReader::new(stream);
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = r.read_exact(&mut body);
+            let _ = r.get_mut().write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
+        }
+    });
+    (url, rx)
+}
+
+/// Waits (polling) while the wall clock is in the minute before an hourly slot.
+fn away_from_the_hour() {
+    caretaker_testkit::wait_until(Duration::from_secs(120), "the clock to leave the minute before the hour", || {
+        (jiff::Zoned::now().minute() != 59).then_some(())
+    });
+}
