@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-pub const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("CARETAKER_COMMIT"), ")");
+pub use crate::version::LONG_VERSION;
 /// `--version` (not `-V`) adds the build: its cargo features and profile (build.rs).
 pub const BUILD_VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -120,7 +120,7 @@ pub enum Command {
     Tasks(TasksArgs),
     /// Operating system maintenance: package updates with precautions, safe reboots (docs/os.md)
     #[command(subcommand)]
-    Os(crate::commands::os::OsCommand),
+    Os(OsCommand),
     /// Print the shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(CompletionsArgs),
     /// Write caretaker's man pages, generated from this command line (the package build runs it)
@@ -773,4 +773,44 @@ pub struct ManpageArgs {
     /// directory, instead of caretaker.1 to standard output
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+}
+
+/// `caretaker os` (docs/os.md).
+#[derive(Subcommand, Debug)]
+pub enum OsCommand {
+    /// Pending updates (security ones marked), held and kept-back packages, whether a reboot
+    /// is needed and why, services running deleted libraries, last boot and last OS update
+    Status {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+        /// Do not refresh the package lists first (`apt-get update`)
+        #[arg(long)]
+        no_refresh: bool,
+    },
+    /// Apply package updates from the allowed origins, except held ones; stops the app around
+    /// packages it depends on. Fails (and alerts) on conffile conflicts, kept-back packages,
+    /// broken dependencies or an interrupted dpkg
+    Update {
+        /// Show what would be upgraded and whether the app would stop; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Security updates only
+        #[arg(long)]
+        security_only: bool,
+    },
+    /// Reboot the machine: only inside the reboot window (unless --now), with no job running,
+    /// a fresh backup and the app not in service mode; maintenance on and the app stopped first
+    Reboot {
+        /// Only if the system asks for a reboot (reboot-required, a newer kernel)
+        #[arg(long)]
+        if_needed: bool,
+        /// Ignore the reboot window (every other safety condition still applies)
+        #[arg(long)]
+        now: bool,
+    },
+    /// The daemon's periodic check: boot ids, the "came back" verdict after a reboot, waiting
+    /// reboots and the reboot window
+    #[command(hide = true)]
+    Tick,
 }

@@ -192,7 +192,7 @@ pub fn load_config(explicit: Option<&Path>, allow_world_readable: bool) -> Resul
                 eprint!("{}", loaded.warnings.render(&file.text));
             }
             // A staging clone's daemon and commands run the clone's config (docs/clones.md).
-            Ok((path, crate::commands::clone::as_clone(loaded.config)?))
+            Ok((path, crate::clonecfg::as_clone(loaded.config)?))
         }
         Err(diags) => {
             eprint!("{}", diags.render(&file.text));

@@ -484,7 +484,7 @@ pub fn read_new_config(path: &Path, allow_world_readable: bool, running: &Config
     if !loaded.warnings.is_empty() {
         tracing::warn!("the new config:\n{}", loaded.warnings.render(&file.text));
     }
-    let new = crate::commands::clone::as_clone(loaded.config).map_err(|e| format!("{e:#}"))?;
+    let new = crate::clonecfg::as_clone(loaded.config).map_err(|e| format!("{e:#}"))?;
     let mut problems = Vec::new();
     if new.app.name != running.app.name {
         problems.push(format!(

@@ -7,6 +7,7 @@ mod appenv;
 mod appmode;
 mod certs;
 mod cli;
+mod clonecfg;
 mod commands;
 mod compose;
 mod context;
@@ -24,6 +25,7 @@ mod runtime;
 mod scheduled;
 mod tls;
 mod update;
+mod version;
 mod volbackup;
 mod web;
 

@@ -828,7 +828,7 @@ fn run_backup(
     let config = &app.config;
     let mut tags = vec![
         format!("app:{}", config.app.name),
-        format!("caretaker:{}", crate::cli::LONG_VERSION.split(' ').next().unwrap_or("unknown")),
+        format!("caretaker:{}", crate::version::LONG_VERSION.split(' ').next().unwrap_or("unknown")),
     ];
     if let Some(v) = crate::dbbackup::app_version(config, &app.config_path) {
         tags.push(format!("app-version:{v}"));

@@ -14,6 +14,7 @@
 //! drill) reuse: a clone from a given source, returned as a [`CloneHandle`].
 
 use crate::cli::{CloneCommand, CloneCreateArgs, Global};
+use crate::clonecfg::{plan_of, read_record, CLONE_DIR_ENV, RECORD};
 use crate::context::{open_app, AppContext};
 use crate::exit::{Code, Failure};
 use anyhow::{Context, Result};
@@ -27,12 +28,6 @@ use jiff::Timestamp;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// Set on a clone's daemon (and inherited by everything it starts): the clone's directory.
-/// Loading the config under it yields the clone's config ([`as_clone`]).
-pub const CLONE_DIR_ENV: &str = "CARETAKER_CLONE_DIR";
-
-const RECORD: &str = "clone.json";
 
 /// Where a clone comes from. Only `live` for now (a backup snapshot comes with restore drills).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -231,36 +226,13 @@ fn rerun_as_clone(global: &Global, app: &AppContext, name: &str, args: Vec<std::
     Err(anyhow::Error::new(err).context(format!("running a command in clone {}", rec.name)))
 }
 
-/// The config as the clone of [`CLONE_DIR_ENV`] runs it, or `cfg` unchanged outside a clone.
-pub fn as_clone(cfg: Config) -> Result<Config> {
-    let Some(dir) = std::env::var_os(CLONE_DIR_ENV).filter(|v| !v.is_empty()) else { return Ok(cfg) };
-    let dir = PathBuf::from(dir);
-    let rec = read_record(&dir).ok_or_else(|| {
-        Failure::new(Code::Config, format!("{CLONE_DIR_ENV}={}: no clone record there", dir.display()))
-    })?;
-    Ok(plan::clone_config(&cfg, &plan_of(&rec, &dir)))
-}
-
-fn plan_of(rec: &CloneRecord, dir: &Path) -> plan::ClonePlan {
-    plan::ClonePlan {
-        name: rec.name.clone(),
-        state_dir: dir.join("state"),
-        ports: rec.ports.clone(),
-        database: rec.database.clone(),
-        files: rec.files.clone(),
-        release: rec.release.clone(),
-    }
-}
-
 /// Creates a clone of the app from `req.source` and starts it; returns once its services are
 /// healthy. On any failure everything made so far is destroyed again.
 pub fn create(global: &Global, app: &AppContext, req: &CloneRequest) -> Result<CloneHandle> {
     let cfg = &app.config;
     let refuse = |m: String| -> anyhow::Error { Failure::new(Code::Config, m).into() };
-    if cfg.compose.is_some() {
-        return Err(Failure::new(Code::Config, "clones of compose apps are not supported yet")
-            .hint("docs/clones.md lists what clones support")
-            .into());
+    if let Err(why) = app.runtime().can_clone() {
+        return Err(Failure::new(Code::Config, why).hint("docs/clones.md lists what clones support").into());
     }
     if std::env::var_os(CLONE_DIR_ENV).is_some() {
         return Err(refuse("a clone cannot be cloned".into()));
@@ -566,10 +538,6 @@ pub fn load_records(layout: &Layout) -> Vec<CloneRecord> {
     let mut out: Vec<CloneRecord> = rd.flatten().filter_map(|e| read_record(&e.path())).collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
-}
-
-fn read_record(dir: &Path) -> Option<CloneRecord> {
-    serde_json::from_slice(&std::fs::read(dir.join(RECORD)).ok()?).ok()
 }
 
 /// Replaces the record atomically (write, fsync, rename, fsync the directory).

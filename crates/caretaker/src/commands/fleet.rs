@@ -579,7 +579,7 @@ fn install_cmd(args: &FleetArgs, a: &InstallArgs) -> Result<Code> {
         None => std::env::current_exe()?,
     };
     let arch = a.arch.clone().unwrap_or_else(|| std::env::consts::ARCH.to_string());
-    let version = format!("caretaker {}", crate::cli::LONG_VERSION);
+    let version = format!("caretaker {}", crate::version::LONG_VERSION);
     let o = install::InstallOptions {
         binary: &binary,
         binary_arch: &arch,

@@ -2,7 +2,7 @@
 //! operating system maintenance carried out from `caretaker_core::os`'s decisions with the
 //! `caretaker_os` adapter.
 
-use crate::cli::Global;
+use crate::cli::{Global, OsCommand};
 use crate::context::{open_app, trigger, AppContext};
 use crate::exit::{Code, Failure};
 use anyhow::{Context, Result};
@@ -16,49 +16,9 @@ use caretaker_core::os::{
 use caretaker_os::{HostFacts, OsError, PackageManager, PackageStatus, System, UpgradeOptions};
 use caretaker_state::{JobHandle, StateError, Store};
 use caretaker_supervisor::protocol::Request;
-use clap::Subcommand;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use std::time::{Duration, Instant};
-
-#[derive(Subcommand, Debug)]
-pub enum OsCommand {
-    /// Pending updates (security ones marked), held and kept-back packages, whether a reboot
-    /// is needed and why, services running deleted libraries, last boot and last OS update
-    Status {
-        /// Print JSON
-        #[arg(long)]
-        json: bool,
-        /// Do not refresh the package lists first (`apt-get update`)
-        #[arg(long)]
-        no_refresh: bool,
-    },
-    /// Apply package updates from the allowed origins, except held ones; stops the app around
-    /// packages it depends on. Fails (and alerts) on conffile conflicts, kept-back packages,
-    /// broken dependencies or an interrupted dpkg
-    Update {
-        /// Show what would be upgraded and whether the app would stop; change nothing
-        #[arg(long)]
-        dry_run: bool,
-        /// Security updates only
-        #[arg(long)]
-        security_only: bool,
-    },
-    /// Reboot the machine: only inside the reboot window (unless --now), with no job running,
-    /// a fresh backup and the app not in service mode; maintenance on and the app stopped first
-    Reboot {
-        /// Only if the system asks for a reboot (reboot-required, a newer kernel)
-        #[arg(long)]
-        if_needed: bool,
-        /// Ignore the reboot window (every other safety condition still applies)
-        #[arg(long)]
-        now: bool,
-    },
-    /// The daemon's periodic check: boot ids, the "came back" verdict after a reboot, waiting
-    /// reboots and the reboot window
-    #[command(hide = true)]
-    Tick,
-}
 
 pub fn run(global: &Global, cmd: &OsCommand) -> Result<Code> {
     let app = open_app(global)?;

@@ -64,6 +64,10 @@ impl AppRuntime for ComposeRuntime {
         format!("compose project {}", self.section().project)
     }
 
+    fn can_clone(&self) -> Result<(), &'static str> {
+        Err("clones of compose apps are not supported yet")
+    }
+
     fn code_dir(&self) -> PathBuf {
         crate::compose::project_dir(&self.p.config, &self.p.config_path)
     }

@@ -68,6 +68,11 @@ pub type ExecCommand = (std::process::Command, String, Option<String>);
 pub trait AppRuntime {
     /// For summaries: "compose project gb" or "3 services".
     fn describe(&self) -> String;
+    /// Whether a staging clone of the app can be made on this runtime (docs/clones.md); the
+    /// reason when not.
+    fn can_clone(&self) -> Result<(), &'static str> {
+        Ok(())
+    }
 
     /// Where the app's code must be: a compose app's project directory, else the app's working
     /// directory (with `caretaker update`, `<state dir>/current`), absolute.
