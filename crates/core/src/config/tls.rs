@@ -462,7 +462,7 @@ fn acme(cx: &mut Cx, node: &Node, path: &str) -> Option<Acme> {
                 &span,
                 &format!("{path}.webroot"),
                 "`challenge: webroot` needs `webroot`, the directory your web server serves as /.well-known/acme-challenge/",
-                Some("e.g. `webroot: /var/www/acme` with the nginx snippet of docs/tls.md".into()),
+                Some("e.g. `webroot: /var/www/acme` with the nginx snippet docs/nginx/caretaker-acme.conf (docs/certificates.md)".into()),
             );
             return None;
         }
@@ -699,7 +699,7 @@ mod tests {
                 bad directory: /etc/caretaker/caretaker.yml:7:22: error: `tls.acme.directory` must be `letsencrypt`, `letsencrypt-staging` or an https:// directory URL, found "lets-encrypt" (hint: e.g. `directory: https://acme.example.org/directory`)
                 http directory: /etc/caretaker/caretaker.yml:7:22: error: `tls.acme.directory` must be `letsencrypt`, `letsencrypt-staging` or an https:// directory URL, found "http://ca.example/dir" (hint: e.g. `directory: https://acme.example.org/directory`)
                 bad challenge: /etc/caretaker/caretaker.yml:7:22: error: `tls.acme.challenge` has an unknown value "dns-01" (hint: use one of: http-01, tls-alpn-01, webroot)
-                webroot without dir: /etc/caretaker/caretaker.yml:7:3: error: `challenge: webroot` needs `webroot`, the directory your web server serves as /.well-known/acme-challenge/ (hint: e.g. `webroot: /var/www/acme` with the nginx snippet of docs/tls.md)
+                webroot without dir: /etc/caretaker/caretaker.yml:7:3: error: `challenge: webroot` needs `webroot`, the directory your web server serves as /.well-known/acme-challenge/ (hint: e.g. `webroot: /var/www/acme` with the nginx snippet docs/nginx/caretaker-acme.conf (docs/certificates.md))
                 webroot key with http-01: /etc/caretaker/caretaker.yml:7:11: error: `webroot` is for `challenge: webroot`; the front door answers this challenge itself and needs no reload (hint: remove it, or set `challenge: webroot`)
                 webroot key with http-01: /etc/caretaker/caretaker.yml:7:30: error: `reload_command` is for `challenge: webroot`; the front door answers this challenge itself and needs no reload (hint: remove it, or set `challenge: webroot`)
                 bad email: /etc/caretaker/caretaker.yml:7:18: error: `tls.acme.email` must be an e-mail address, found "mailto:ops@example.org"
